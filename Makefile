@@ -1,0 +1,42 @@
+# Byline: `make ask Q="..."` sets everything up and answers; `make test` runs the tests.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INDEX := .byline/index
+Q ?= why was the trip cancelled
+export BYLINE_INDEX_DIR ?= $(INDEX)
+
+.PHONY: setup ask index sources test lint fmt clean
+
+setup: $(STAMP)
+
+# torch is installed first, pinned, so pip takes the local CPU wheel (no CUDA download).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(INDEX)/manifest.json: $(STAMP) $(wildcard seeds/*.txt seeds/*.md)
+	$(BIN)/byline index seeds
+
+index: $(INDEX)/manifest.json
+
+ask: $(INDEX)/manifest.json
+	$(BIN)/byline ask "$(Q)"
+
+sources: $(INDEX)/manifest.json
+	$(BIN)/byline sources
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf .byline .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Byline's Discord adapter: renders what the Retriever returns into Discord replies."""

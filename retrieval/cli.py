@@ -1,0 +1,164 @@
+"""The `byline` command: index, ask, sources — a thin shell over the retrieval library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from retrieval import __version__
+from retrieval.config import Settings
+from retrieval.corpus import Passage
+from retrieval.errors import BylineError, IndexMissing
+from retrieval.search import Answer, check_question
+
+log = logging.getLogger("byline")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="byline", description="Answer questions about news coverage with cited passages.")
+    parser.add_argument("--version", action="version", version=f"byline {__version__}")
+    parser.add_argument("--index-dir", type=Path, help="index folder "
+                        "(default: $BYLINE_INDEX_DIR or .byline/index)")
+    parser.add_argument("--model", help="sentence-transformers model "
+                        "(default: $BYLINE_MODEL or the bundled all-MiniLM-L6-v2)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="build the index from a folder of articles")
+    p.add_argument("corpus", nargs="?", type=Path,
+                   help="folder of .txt/.md articles (default: $BYLINE_CORPUS or seeds/)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", help="ask a question; prints the cited passages that answer it")
+    p.add_argument("question", nargs="+", help="the question (quotes optional)")
+    p.add_argument("-k", type=int, default=5, metavar="N", help="passages to show (1-20)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("sources", help="list the articles in the index")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_sources)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dotenv import load_dotenv
+
+    load_dotenv()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    env = Settings.from_env()
+    settings = Settings(index_dir=args.index_dir or env.index_dir,
+                        model=args.model or env.model, corpus_dir=env.corpus_dir)
+    try:
+        return args.func(args, settings)
+    except BylineError as exc:
+        print(f"byline: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("byline: interrupted; nothing was changed.", file=sys.stderr)
+        return 130
+    except Exception:  # the outermost edge: keep the traceback, give a short line
+        log.exception("unexpected error")
+        print("byline: unexpected error (traceback above); please report it.", file=sys.stderr)
+        return 1
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.embed import Embedder
+    from retrieval.store import index_corpus
+
+    corpus = args.corpus or settings.default_corpus()
+    start = time.perf_counter()
+    index = index_corpus(corpus, settings.index_dir, Embedder(settings.model))
+    seconds = time.perf_counter() - start
+    m = index.manifest
+    if args.json:
+        _print_json({"index_dir": str(settings.index_dir), "corpus": str(corpus),
+                     "articles": m.articles, "passages": m.passages, "model": m.model,
+                     "seconds": round(seconds, 3)})
+    else:
+        print(f"Indexed {m.passages} passages from {m.articles} articles in {corpus} "
+              f"-> {settings.index_dir} ({seconds:.1f} s)")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.embed import Embedder
+    from retrieval.search import Retriever
+    from retrieval.store import Index, index_corpus
+
+    question = check_question(" ".join(args.question))  # fail fast, before loading a model
+    if not 1 <= args.k <= 20:
+        raise BylineError("-k must be between 1 and 20.")
+    embedder = Embedder(settings.model)
+    try:
+        index = Index.load(settings.index_dir, model=embedder.name)
+    except IndexMissing:
+        corpus = settings.default_corpus()
+        print(f"No index at {settings.index_dir} yet; building one from {corpus} first.",
+              file=sys.stderr)
+        index = index_corpus(corpus, settings.index_dir, embedder)
+    answer = Retriever(index, embedder).ask(question, k=args.k)
+    if args.json:
+        _print_json(answer.to_dict())
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.store import Index
+
+    articles = Index.load(settings.index_dir, model=settings.model).articles()
+    if args.json:
+        _print_json([a.__dict__ for a in articles])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("Article", "Outlet", "Date", "Passages", "Source")
+    for a in articles:
+        table.add_row(a.title, a.outlet or "", a.date or "", str(a.passages), a.source)
+    Console().print(table)
+    return 0
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def citation(p: Passage, n: int) -> str:
+    """`[n] Title — Outlet, Date — ¶p (source)` with the parts that are known."""
+    where = ", ".join(x for x in (p.outlet, p.date) if x)
+    return f"[{n}] {p.title}{f' — {where}' if where else ''} — ¶{p.paragraph} ({p.source})"
+
+
+def _print_answer(answer: Answer) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.print(f"[bold]Q:[/bold] {escape(answer.question)}")
+    if not answer.answered:
+        console.print("The coverage does not answer this question. "
+                      "Run `byline sources` to see what it covers.")
+        return
+    for hit in answer.hits:
+        console.print()
+        console.print(f"[bold cyan][{hit.rank}][/bold cyan] [dim]score {hit.score:.2f}[/dim]  "
+                      f"[bold]{escape(hit.quote)}[/bold]")
+        if hit.quote != hit.passage.text:
+            console.print(f"    {escape(hit.passage.text)}", style="dim", highlight=False)
+        console.print(f"    {escape(citation(hit.passage, hit.rank))}", style="green",
+                      highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Settings shared by the CLI and the bot, read from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval.embed import DEFAULT_MODEL
+
+DEFAULT_INDEX_DIR = Path(".byline/index")
+# The seed coverage that ships with the project (next to the package in a checkout).
+PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the index lives, which model embeds, and which folder is the default coverage."""
+
+    index_dir: Path = DEFAULT_INDEX_DIR
+    model: str = DEFAULT_MODEL
+    corpus_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        corpus = env.get("BYLINE_CORPUS")
+        return cls(
+            index_dir=Path(env.get("BYLINE_INDEX_DIR") or DEFAULT_INDEX_DIR),
+            model=env.get("BYLINE_MODEL") or DEFAULT_MODEL,
+            corpus_dir=Path(corpus) if corpus else None,
+        )
+
+    def default_corpus(self) -> Path:
+        """BYLINE_CORPUS if set, else ./seeds, else the seeds shipped beside the package."""
+        if self.corpus_dir is not None:
+            return self.corpus_dir
+        local = Path("seeds")
+        return local if local.is_dir() else PROJECT_SEEDS

@@ -1,0 +1,193 @@
+"""The Retriever: a question in, ranked and cited passages out (or "not covered")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.corpus import Passage
+from retrieval.embed import Embedder
+from retrieval.errors import BadQuestion, IndexMismatch
+from retrieval.store import Index
+from retrieval.text import analyze, split_sentences
+
+MAX_QUESTION_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Knobs of retrieval; the defaults are the calibrated ones (see docs/quality.md)."""
+
+    dense_weight: float = 0.5  # share of the min-max normalised dense score in the fusion
+    candidates: int = 50  # how many passages each retriever proposes for fusion
+    # "Covered" when dense_top1 + coverage_weight * lexical_coverage >= threshold.
+    coverage_weight: float = 0.25
+    threshold: float = 0.45
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One cited passage: its rank, fused score and the sentence that best answers."""
+
+    rank: int
+    score: float
+    passage: Passage
+    quote: str
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.passage
+        return {
+            "rank": self.rank, "score": round(self.score, 4), "id": p.id, "text": p.text,
+            "quote": self.quote,
+            "citation": {"title": p.title, "source": p.source, "paragraph": p.paragraph,
+                         "outlet": p.outlet, "date": p.date, "url": p.url},
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the coverage says about a question; `hits` is empty when not answered."""
+
+    question: str
+    answered: bool
+    hits: list[Hit] = field(default_factory=list)
+    confidence: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "answered": self.answered,
+                "results": [h.to_dict() for h in self.hits]}
+
+
+def check_question(question: str) -> str:
+    """The question, stripped; BadQuestion if it is empty or too long."""
+    if not isinstance(question, str) or not question.strip():
+        raise BadQuestion("The question is empty; ask something about the coverage.")
+    q = " ".join(question.split())
+    if len(q) > MAX_QUESTION_CHARS:
+        raise BadQuestion(
+            f"The question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}."
+        )
+    return q
+
+
+class Retriever:
+    """Hybrid retrieval (dense FAISS + BM25, score-normalised fusion) with answer quotes."""
+
+    def __init__(self, index: Index, embedder: Embedder,
+                 settings: SearchSettings | None = None) -> None:
+        if embedder.name != index.manifest.model:
+            raise IndexMismatch(
+                f"The index was built with model {index.manifest.model!r}, not "
+                f"{embedder.name!r}; run `byline index` to rebuild it."
+            )
+        if embedder.dimension != index.manifest.dimension:
+            raise IndexMismatch(
+                f"The index holds {index.manifest.dimension}-dimensional vectors but model "
+                f"{embedder.name!r} makes {embedder.dimension}; run `byline index` to rebuild it."
+            )
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings or SearchSettings()
+        indptr = np.asarray(index.bm25.scores["indptr"])
+        self._df = np.diff(indptr)
+        self._vocab: dict[str, int] = index.bm25.vocab_dict
+
+    @classmethod
+    def open(cls, index_dir: str | Path, model: str | None = None,
+             settings: SearchSettings | None = None) -> Retriever:
+        """Load the index at `index_dir` and the model it was built with."""
+        embedder = Embedder(model)
+        return cls(Index.load(index_dir, model=embedder.name), embedder, settings)
+
+    def ask(self, question: str, k: int = 5) -> Answer:
+        """Rank passages for `question`; `answered` is False when the coverage lacks it."""
+        q = check_question(question)
+        k = max(1, min(int(k), len(self.index)))
+        qvec = self.embedder.encode([q])[0]
+        terms = analyze(q)
+        rows, fused, dense = self._rank(qvec, terms)
+        best = int(np.argmax(dense))
+        confidence = float(dense[best]) + self.settings.coverage_weight * max(
+            self._coverage(terms, self.index.passages([rows[0]])[0].text), 0.0)
+        if confidence < self.settings.threshold:
+            return Answer(q, False, [], confidence)
+        top = list(range(min(k, len(rows))))
+        passages = self.index.passages([rows[i] for i in top])
+        quotes = self._quotes(qvec, terms, passages)
+        hits = [Hit(rank=i + 1, score=float(fused[i]), passage=p, quote=quote)
+                for i, p, quote in zip(top, passages, quotes, strict=True)]
+        return Answer(q, True, hits, confidence)
+
+    # -- ranking --------------------------------------------------------------------------
+
+    def _rank(self, qvec: np.ndarray, terms: list[str]
+              ) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Candidate rows sorted by fused score, with fused and raw dense scores."""
+        n = min(self.settings.candidates, len(self.index))
+        dense_scores, dense_rows = self.index.vectors.search(qvec[None, :], n)
+        lexical = self._bm25_scores(terms)
+        lex_rows = np.argpartition(-lexical, n - 1)[:n] if lexical.any() else np.array([], int)
+        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0], lex_rows]))
+        dense = self._dense_for(qvec, rows, dict(zip(dense_rows[0], dense_scores[0],
+                                                     strict=True)))
+        w = self.settings.dense_weight
+        fused = w * _minmax(dense) + (1 - w) * _minmax(lexical[rows])
+        order = np.argsort(-fused, kind="stable")
+        return [int(r) for r in rows[order]], fused[order], dense[order]
+
+    def _dense_for(self, qvec: np.ndarray, rows: np.ndarray, known: dict[int, float]
+                   ) -> np.ndarray:
+        out = np.empty(len(rows), dtype=np.float32)
+        for i, r in enumerate(rows):
+            r = int(r)
+            out[i] = known[r] if r in known else float(self.index.vectors.reconstruct(r) @ qvec)
+        return out
+
+    def _bm25_scores(self, terms: list[str]) -> np.ndarray:
+        ids = [self._vocab[t] for t in terms if t in self._vocab]
+        if not ids:
+            return np.zeros(len(self.index), dtype=np.float32)
+        return self.index.bm25.get_scores_from_ids(ids)
+
+    def _coverage(self, terms: list[str], text: str) -> float:
+        """IDF-weighted share of the question's terms that occur in `text` (0..1)."""
+        if not terms:
+            return 0.0
+        present = set(analyze(text))
+        n = len(self.index)
+        total = got = 0.0
+        for t in set(terms):
+            df = int(self._df[self._vocab[t]]) if t in self._vocab else 0
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            total += idf
+            if t in present:
+                got += idf
+        return got / total if total else 0.0
+
+    # -- quotes ---------------------------------------------------------------------------
+
+    def _quotes(self, qvec: np.ndarray, terms: list[str], passages: list[Passage]) -> list[str]:
+        """For each passage, the sentence most similar to the question."""
+        splits = [split_sentences(p.text) or [p.text] for p in passages]
+        multi = [s for parts in splits if len(parts) > 1 for s in parts]
+        sims = iter(self.embedder.encode(multi) @ qvec if multi else [])
+        quotes = []
+        for parts in splits:
+            if len(parts) == 1:
+                quotes.append(parts[0])
+                continue
+            scores = [float(next(sims)) + 0.1 * self._coverage(terms, s) for s in parts]
+            quotes.append(parts[int(np.argmax(scores))])
+        return quotes
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.size == 0:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)

@@ -1,0 +1,312 @@
+"""The on-disk index: FAISS vectors + SQLite passage metadata + BM25 + a manifest.
+
+Every save writes a new generation of files beside the old ones and then atomically
+replaces `manifest.json`, which names the generation in use. A crash at any point leaves
+either the old index or the new one, never a mix; stale generations are removed after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retrieval.corpus import Article, Passage
+from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from retrieval.text import analyze
+
+if TYPE_CHECKING:
+    import bm25s
+    import faiss
+
+    from retrieval.embed import Embedder
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_REBUILD = "run `byline index` to rebuild it"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index holds and how it was built."""
+
+    format: int
+    model: str
+    dimension: int
+    passages: int
+    articles: int
+    fingerprint: str
+    corpus: str
+    created: str
+    generation: str
+
+    def files(self) -> dict[str, str]:
+        g = self.generation
+        return {"vectors": f"vectors-{g}.faiss", "meta": f"meta-{g}.sqlite", "bm25": f"bm25-{g}"}
+
+
+@dataclass(frozen=True)
+class ArticleInfo:
+    """An article as listed by `byline sources`."""
+
+    id: str
+    title: str
+    source: str
+    outlet: str | None
+    date: str | None
+    url: str | None
+    passages: int
+
+
+def corpus_fingerprint(articles: list[Article]) -> str:
+    h = hashlib.sha256()
+    for a in sorted(articles, key=lambda a: a.id):
+        h.update(f"{a.id}\0{a.sha256}\0{len(a.paragraphs)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class Index:
+    """Passages with their vectors, searchable densely (FAISS) and lexically (BM25)."""
+
+    def __init__(self, manifest: Manifest, vectors: faiss.Index, bm25: bm25s.BM25,
+                 db: sqlite3.Connection) -> None:
+        self.manifest = manifest
+        self.vectors = vectors
+        self.bm25 = bm25
+        self._db = db
+
+    def __len__(self) -> int:
+        return self.manifest.passages
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, articles: list[Article], embedder: Embedder, corpus: str = "",
+              progress: bool = True) -> Index:
+        """Embed every passage of `articles` and build the in-memory index."""
+        import faiss
+
+        passages = [p for a in articles for p in a.passages()]
+        vecs = embedder.encode([_embed_text(p) for p in passages], progress=progress,
+                               label=f"Embedding {len(passages)} passages")
+        vectors = faiss.IndexFlatIP(vecs.shape[1])
+        vectors.add(vecs)
+        manifest = Manifest(
+            format=FORMAT_VERSION, model=embedder.name, dimension=int(vecs.shape[1]),
+            passages=len(passages), articles=len(articles),
+            fingerprint=corpus_fingerprint(articles), corpus=corpus,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            generation=secrets.token_hex(4),
+        )
+        return cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages))
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def save(self, index_dir: str | Path) -> None:
+        """Write this index into `index_dir` atomically (new generation, then manifest)."""
+        import faiss
+
+        root = Path(index_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        files = self.manifest.files()
+        tmp = root / f".tmp-{self.manifest.generation}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            faiss.write_index(self.vectors, str(tmp / files["vectors"]))
+            disk = sqlite3.connect(tmp / files["meta"])
+            with disk:
+                self._db.backup(disk)
+            disk.close()
+            self.bm25.save(str(tmp / files["bm25"]), show_progress=False)
+            for name in files.values():
+                _fsync_tree(tmp / name)
+                os.replace(tmp / name, root / name)
+            _write_atomic(root / MANIFEST, json.dumps(asdict(self.manifest), indent=2) + "\n")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_stale(root, keep=set(files.values()) | {MANIFEST})
+
+    @classmethod
+    def load(cls, index_dir: str | Path, model: str | None = None) -> Index:
+        """Open the index in `index_dir`; `model` (if given) must match the one it was built with."""
+        import bm25s
+        import faiss
+
+        root = Path(index_dir)
+        manifest = read_manifest(root)
+        if model is not None and manifest.model != model:
+            raise IndexMismatch(
+                f"The index at {root} was built with model {manifest.model!r} but Byline is set "
+                f"to use {model!r}; {_REBUILD} (or set BYLINE_MODEL={manifest.model})."
+            )
+        files = manifest.files()
+        try:
+            vectors = faiss.read_index(str(root / files["vectors"]))
+            bm25 = bm25s.BM25.load(str(root / files["bm25"]), show_progress=False)
+            db = _open_db(root / files["meta"])
+            rows = db.execute("SELECT count(*) FROM passages").fetchone()[0]
+        except (RuntimeError, OSError, ValueError, KeyError, sqlite3.DatabaseError) as exc:
+            raise IndexCorrupt(
+                f"The index at {root} is damaged ({type(exc).__name__}); {_REBUILD}."
+            ) from None
+        if vectors.ntotal != manifest.passages or rows != manifest.passages:
+            raise IndexCorrupt(
+                f"The index at {root} is inconsistent ({vectors.ntotal} vectors, {rows} "
+                f"passages, manifest says {manifest.passages}); {_REBUILD}."
+            )
+        if vectors.d != manifest.dimension:
+            raise IndexCorrupt(f"The index at {root} has vectors of the wrong size; {_REBUILD}.")
+        return cls(manifest, vectors, bm25, db)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def passages(self, rows: list[int] | np.ndarray) -> list[Passage]:
+        """The passages stored at these FAISS rows, in the same order."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        found = {r[0]: Passage(*r[1:]) for r in self._db.execute(
+            f"SELECT p.row, p.id, p.article_id, a.title, a.source, p.paragraph, p.text, "
+            f"a.outlet, a.date, a.url FROM passages p JOIN articles a ON a.id = p.article_id "
+            f"WHERE p.row IN ({marks})", rows)}
+        return [found[r] for r in rows]
+
+    def all_passages(self) -> list[Passage]:
+        return self.passages(range(len(self)))
+
+    def articles(self) -> list[ArticleInfo]:
+        """Articles in the index with their passage counts, in id order."""
+        return [ArticleInfo(*r) for r in self._db.execute(
+            "SELECT a.id, a.title, a.source, a.outlet, a.date, a.url, count(p.row) "
+            "FROM articles a LEFT JOIN passages p ON p.article_id = a.id "
+            "GROUP BY a.id ORDER BY a.id")]
+
+
+def read_manifest(root: Path) -> Manifest:
+    """Read and validate `manifest.json`; one clear error for every way it can be wrong."""
+    path = root / MANIFEST
+    if not path.exists():
+        raise IndexMissing(f"No index at {root}; run `byline index` to build one.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("manifest is not an object")
+        fmt = data.get("format")
+        if fmt != FORMAT_VERSION:
+            raise IndexMismatch(
+                f"The index at {root} has format {fmt!r}, this Byline reads format "
+                f"{FORMAT_VERSION}; {_REBUILD}."
+            )
+        return Manifest(**data)
+    except (ValueError, TypeError, UnicodeDecodeError, OSError):
+        raise IndexCorrupt(f"The index manifest {path} is unreadable; {_REBUILD}.") from None
+
+
+def _embed_text(p: Passage) -> str:
+    return p.text
+
+
+def _build_bm25(passages: list[Passage]) -> bm25s.BM25:
+    import bm25s
+
+    bm25 = bm25s.BM25()
+    corpus = [analyze(p.text) for p in passages]
+    # bm25s needs a non-empty vocabulary; an all-stopword corpus still gets one token.
+    bm25.index([toks or ["\0"] for toks in corpus], show_progress=False)
+    return bm25
+
+
+_SCHEMA = """
+CREATE TABLE articles (id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL,
+    outlet TEXT, date TEXT, url TEXT, author TEXT, sha256 TEXT NOT NULL);
+CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL,
+    article_id TEXT NOT NULL REFERENCES articles(id), paragraph INTEGER NOT NULL,
+    text TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX passages_article ON passages(article_id);
+"""
+
+
+def _memory_db(articles: list[Article], passages: list[Passage]) -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.executescript(_SCHEMA)
+    with db:
+        db.executemany("INSERT INTO articles VALUES (?,?,?,?,?,?,?,?)", [
+            (a.id, a.title, a.source, a.outlet, a.date, a.url, a.author, a.sha256)
+            for a in articles])
+        db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", [
+            (row, p.id, p.article_id, p.paragraph, p.text, p.content_hash)
+            for row, p in enumerate(passages)])
+    return db
+
+
+def _open_db(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise OSError(f"{path.name} missing")
+    # Read-only, shared across threads: the bot searches from worker threads.
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    db.execute("SELECT 1 FROM articles LIMIT 1")
+    return db
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_tree(path: Path) -> None:
+    for f in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
+        with f.open("rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale(root: Path, keep: set[str]) -> None:
+    """Delete files of older generations (only ours: vectors-/meta-/bm25- prefixes)."""
+    for entry in root.iterdir():
+        if entry.name in keep or not entry.name.startswith(("vectors-", "meta-", "bm25-")):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
+                 progress: bool = True) -> Index:
+    """Load, clean, embed and save `corpus_dir` as the index in `index_dir`.
+
+    Everything is read and embedded before the first byte is written, so a bad corpus
+    (or a crash) leaves any existing index as it was.
+    """
+    from retrieval.corpus import load_corpus
+
+    articles = load_corpus(corpus_dir)
+    index = Index.build(articles, embedder, corpus=str(corpus_dir), progress=progress)
+    index.save(index_dir)
+    return index

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.embed import Embedder
-    from retrieval.store import index_corpus
+    from retrieval.indexer import index_corpus
 
     corpus = args.corpus or settings.default_corpus()
     start = time.perf_counter()
@@ -91,8 +91,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.embed import Embedder
+    from retrieval.indexer import index_corpus
     from retrieval.search import Retriever
-    from retrieval.store import Index, index_corpus
+    from retrieval.store import Index
 
     question = check_question(" ".join(args.question))  # fail fast, before loading a model
     if not 1 <= args.k <= 20:

@@ -94,8 +94,9 @@ def load_corpus(folder: str | Path) -> list[Article]:
         raise CorpusError(f"Corpus folder {root} does not exist.")
     if not root.is_dir():
         raise CorpusError(f"Corpus path {root} is not a folder.")
+    # Not `is_file()`: a broken link named *.txt should be reported, not silently skipped.
     files = sorted(p for p in root.rglob("*")
-                   if p.suffix.lower() in ARTICLE_SUFFIXES and p.is_file()
+                   if p.suffix.lower() in ARTICLE_SUFFIXES and not p.is_dir()
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:
         raise CorpusError(f"Corpus folder {root} has no .txt or .md articles.")

@@ -73,8 +73,8 @@ class Embedder:
     @property
     def dimension(self) -> int:
         model = self.model
-        getter = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension")
+        getter = (getattr(model, "get_embedding_dimension", None)
+                  or model.get_sentence_embedding_dimension)
         dim = getter()
         if not dim:
             raise ModelError(f"Model {self.name} does not report an embedding dimension.")

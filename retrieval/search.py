@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.background import PROBES
 from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
@@ -24,9 +25,11 @@ class SearchSettings:
 
     dense_weight: float = 0.5  # share of the min-max normalised dense score in the fusion
     candidates: int = 50  # how many passages each retriever proposes for fusion
-    # "Covered" when dense_top1 + coverage_weight * lexical_coverage >= threshold.
-    coverage_weight: float = 0.25
-    threshold: float = 0.45
+    # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
+    # >= threshold, the background being what generic off-topic probes score on this corpus.
+    # Calibrated on SQuAD dev A by bench/calibrate_not_covered.py; see docs/quality.md.
+    coverage_weight: float = 0.6
+    threshold: float = 0.24
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,14 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """How strongly the coverage speaks to a question (the "not covered" decision's inputs)."""
+
+    dense: float  # best cosine similarity between the question and any candidate passage
+    lexical: float  # IDF-weighted share of the question's terms found in the top passage
+
+
+@dataclass(frozen=True)
 class Answer:
     """What the coverage says about a question; `hits` is empty when not answered."""
 
@@ -56,6 +67,7 @@ class Answer:
     answered: bool
     hits: list[Hit] = field(default_factory=list)
     confidence: float = 0.0
+    evidence: Evidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"question": self.question, "answered": self.answered,
@@ -89,12 +101,16 @@ class Retriever:
                 f"The index holds {index.manifest.dimension}-dimensional vectors but model "
                 f"{embedder.name!r} makes {embedder.dimension}; run `byline index` to rebuild it."
             )
-        self.index = index
         self.embedder = embedder
         self.settings = settings or SearchSettings()
         indptr = np.asarray(index.bm25.scores["indptr"])
         self._df = np.diff(indptr)
         self._vocab: dict[str, int] = index.bm25.vocab_dict
+        self.index = index
+        if not index.manifest.background:  # an index saved without one: measure it now
+            self.index = index.with_background(self.measure_background())
+        bg = self.index.manifest.background
+        self._background = Evidence(dense=bg["dense"], lexical=bg["lexical"])
 
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
@@ -105,22 +121,44 @@ class Retriever:
 
     def ask(self, question: str, k: int = 5) -> Answer:
         """Rank passages for `question`; `answered` is False when the coverage lacks it."""
-        q = check_question(question)
+        return self.ask_many([question], k)[0]
+
+    def ask_many(self, questions: list[str], k: int = 5) -> list[Answer]:
+        """`ask` for several questions, encoding them in one batch."""
+        checked = [check_question(q) for q in questions]
+        qvecs = self.embedder.encode(checked)
+        return [self._answer(q, v, k) for q, v in zip(checked, qvecs, strict=True)]
+
+    def _answer(self, q: str, qvec: np.ndarray, k: int) -> Answer:
         k = max(1, min(int(k), len(self.index)))
-        qvec = self.embedder.encode([q])[0]
         terms = analyze(q)
         rows, fused, dense = self._rank(qvec, terms)
-        best = int(np.argmax(dense))
-        confidence = float(dense[best]) + self.settings.coverage_weight * max(
-            self._coverage(terms, self.index.passages([rows[0]])[0].text), 0.0)
+        top = self.index.passages(rows[:k])
+        evidence = Evidence(dense=float(dense.max()), lexical=self._coverage(terms, top[0].text))
+        confidence = self._confidence(evidence)
         if confidence < self.settings.threshold:
-            return Answer(q, False, [], confidence)
-        top = list(range(min(k, len(rows))))
-        passages = self.index.passages([rows[i] for i in top])
-        quotes = self._quotes(qvec, terms, passages)
+            return Answer(q, False, [], confidence, evidence)
+        quotes = self._quotes(qvec, terms, top)
         hits = [Hit(rank=i + 1, score=float(fused[i]), passage=p, quote=quote)
-                for i, p, quote in zip(top, passages, quotes, strict=True)]
-        return Answer(q, True, hits, confidence)
+                for i, (p, quote) in enumerate(zip(top, quotes, strict=True))]
+        return Answer(q, True, hits, confidence, evidence)
+
+    def measure_background(self) -> dict[str, float]:
+        """Mean evidence of generic, unrelated questions against this index."""
+        ev = [self._evidence(q, v) for q, v in zip(PROBES, self.embedder.encode(list(PROBES)),
+                                                   strict=True)]
+        return {"dense": float(np.mean([e.dense for e in ev])),
+                "lexical": float(np.mean([e.lexical for e in ev]))}
+
+    def _evidence(self, q: str, qvec: np.ndarray) -> Evidence:
+        terms = analyze(q)
+        rows, _, dense = self._rank(qvec, terms)
+        top = self.index.passages(rows[:1])[0]
+        return Evidence(dense=float(dense.max()), lexical=self._coverage(terms, top.text))
+
+    def _confidence(self, ev: Evidence) -> float:
+        bg = self._background
+        return (ev.dense - bg.dense) + self.settings.coverage_weight * (ev.lexical - bg.lexical)
 
     # -- ranking --------------------------------------------------------------------------
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,8 @@ class Manifest:
     corpus: str
     created: str
     generation: str
+    # Mean evidence of generic off-topic probes against this corpus (see retrieval.background).
+    background: dict[str, float] = field(default_factory=dict)
 
     def files(self) -> dict[str, str]:
         g = self.generation
@@ -86,6 +89,11 @@ class Index:
 
     def __len__(self) -> int:
         return self.manifest.passages
+
+    def with_background(self, background: dict[str, float]) -> Index:
+        """This index with its manifest's background evidence set."""
+        return Index(replace(self.manifest, background=dict(background)), self.vectors,
+                     self.bm25, self._db)
 
     # -- building -------------------------------------------------------------------------
 
@@ -138,7 +146,7 @@ class Index:
 
     @classmethod
     def load(cls, index_dir: str | Path, model: str | None = None) -> Index:
-        """Open the index in `index_dir`; `model` (if given) must match the one it was built with."""
+        """Open the index in `index_dir`; `model`, if given, must be the one it was built with."""
         import bm25s
         import faiss
 
@@ -220,6 +228,7 @@ def _embed_text(p: Passage) -> str:
 def _build_bm25(passages: list[Passage]) -> bm25s.BM25:
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
     bm25 = bm25s.BM25()
     corpus = [analyze(p.text) for p in passages]
     # bm25s needs a non-empty vocabulary; an all-stopword corpus still gets one token.
@@ -296,17 +305,3 @@ def _remove_stale(root: Path, keep: set[str]) -> None:
         else:
             entry.unlink(missing_ok=True)
 
-
-def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
-                 progress: bool = True) -> Index:
-    """Load, clean, embed and save `corpus_dir` as the index in `index_dir`.
-
-    Everything is read and embedded before the first byte is written, so a bad corpus
-    (or a crash) leaves any existing index as it was.
-    """
-    from retrieval.corpus import load_corpus
-
-    articles = load_corpus(corpus_dir)
-    index = Index.build(articles, embedder, corpus=str(corpus_dir), progress=progress)
-    index.save(index_dir)
-    return index

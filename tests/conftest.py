@@ -1,0 +1,34 @@
+"""Shared fixtures: the real bundled model and a real index of the seed coverage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrieval.embed import Embedder
+from retrieval.indexer import index_corpus
+from retrieval.search import Retriever
+from retrieval.store import Index
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    e = Embedder()
+    e.model  # load once for the whole session  # noqa: B018
+    return e
+
+
+@pytest.fixture(scope="session")
+def seed_index_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    index_dir = tmp_path_factory.mktemp("seed-index")
+    index_corpus(SEEDS, index_dir, embedder, progress=False)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def retriever(seed_index_dir: Path, embedder: Embedder) -> Retriever:
+    return Retriever(Index.load(seed_index_dir, model=embedder.name), embedder)

@@ -1,0 +1,166 @@
+"""The `byline` command: JSON contract, human output, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrieval.cli import main
+
+from .conftest import ROOT, SEEDS
+
+BYLINE = Path(sys.executable).parent / "byline"
+
+
+def _snapshot(index_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in index_dir.rglob("*") if p.is_file()}
+
+
+def _run(*args: str, index_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(index_dir)}
+    return subprocess.run([str(BYLINE), *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+
+
+@pytest.fixture
+def index_dir(seed_index_dir: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A private copy of the seed index, selected through the environment."""
+    dst = tmp_path / "index"
+    shutil.copytree(seed_index_dir, dst)
+    monkeypatch.setenv("BYLINE_INDEX_DIR", str(dst))
+    monkeypatch.chdir(ROOT)
+    return dst
+
+
+def _check_schema(data: dict) -> None:
+    assert set(data) == {"question", "answered", "results"}
+    assert isinstance(data["question"], str) and isinstance(data["answered"], bool)
+    for n, r in enumerate(data["results"], start=1):
+        assert set(r) == {"rank", "score", "id", "text", "quote", "citation"}
+        assert r["rank"] == n and isinstance(r["score"], float)
+        assert all(isinstance(r[k], str) and r[k] for k in ("id", "text", "quote"))
+        c = r["citation"]
+        assert set(c) == {"title", "source", "paragraph", "outlet", "date", "url"}
+        assert isinstance(c["title"], str) and isinstance(c["source"], str)
+        assert isinstance(c["paragraph"], int) and c["paragraph"] >= 1
+        assert all(c[k] is None or isinstance(c[k], str) for k in ("outlet", "date", "url"))
+
+
+def test_console_script_json_answer(index_dir: Path):
+    proc = _run("ask", "--json", "-k", "3", "why was the trip cancelled", index_dir=index_dir)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # exactly one JSON object on stdout
+    _check_schema(data)
+    assert data["answered"] is True and len(data["results"]) == 3
+    first = data["results"][0]
+    assert first["citation"]["title"] == "Trump Calls Off Pompeo's North Korea Trip"
+    assert first["citation"]["source"] == "000_94a4140cf05cdf3f.txt"
+    assert first["quote"] in first["text"]
+
+
+def test_console_script_refuses_off_topic(index_dir: Path):
+    proc = _run("ask", "--json", "What is the capital of France?", index_dir=index_dir)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    _check_schema(data)
+    assert data == {"question": "What is the capital of France?", "answered": False,
+                    "results": []}
+
+
+def test_human_output(index_dir: Path, capsys):
+    assert main(["ask", "-k", "2", "Where", "did", "Pompeo", "fly", "after", "Hanoi?"]) == 0
+    out = capsys.readouterr().out
+    assert "Q: Where did Pompeo fly after Hanoi?" in out
+    assert "[1]" in out and "[2]" in out and "[3]" not in out
+    assert "¶4 (003_0c19cdefe2f9ba84.txt)" in " ".join(out.split())
+
+
+def test_human_output_not_covered(index_dir: Path, capsys):
+    assert main(["ask", "How do I bake sourdough bread?"]) == 0
+    assert "does not answer" in capsys.readouterr().out
+
+
+def test_sources(index_dir: Path, capsys):
+    assert main(["sources", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["passages"]) for r in rows] == [
+        ("000_94a4140cf05cdf3f", 11), ("003_0c19cdefe2f9ba84", 9)]
+
+
+def test_ask_without_index_builds_from_seeds(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("BYLINE_INDEX_DIR", str(tmp_path / "fresh"))
+    monkeypatch.chdir(ROOT)
+    assert main(["ask", "--json", "why was the trip cancelled"]) == 0
+    captured = capsys.readouterr()
+    assert "building one from seeds" in captured.err
+    assert json.loads(captured.out)["answered"] is True
+    assert (tmp_path / "fresh" / "manifest.json").is_file()
+
+
+def test_index_command(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("BYLINE_INDEX_DIR", str(tmp_path / "idx"))
+    assert main(["index", str(SEEDS), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["articles"], summary["passages"]) == (2, 20)
+
+
+# -- bad input: one clear line on stderr, non-zero exit, index untouched ----------------
+
+def _bad_corpus(tmp_path: Path, kind: str) -> Path:
+    folder = tmp_path / kind
+    if kind == "missing":
+        return folder
+    folder.mkdir()
+    if kind == "non-utf8":
+        (folder / "a.txt").write_bytes(b"Title\n\nCaf\xe9 closed on Monday after a fire.")
+    elif kind == "unreadable":
+        os.symlink(folder / "nothing-here.txt", folder / "a.txt")
+    return folder
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["ask", ""], "The question is empty"),
+    (["ask", "   "], "The question is empty"),
+    (["ask", "x" * 1001], "the limit is 1,000"),
+    (["ask", "-k", "0", "why"], "-k must be between 1 and 20"),
+])
+def test_bad_question(index_dir: Path, capsys, argv: list[str], message: str):
+    before = _snapshot(index_dir)
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert _snapshot(index_dir) == before
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("missing", "does not exist"),
+    ("empty", "has no .txt or .md articles"),
+    ("non-utf8", "is not UTF-8"),
+    ("unreadable", "Cannot read"),
+])
+def test_bad_corpus(index_dir: Path, tmp_path: Path, capsys, kind: str, message: str):
+    before = _snapshot(index_dir)
+    assert main(["index", str(_bad_corpus(tmp_path, kind))]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("byline: ") and message in err and "\n" not in err
+    assert _snapshot(index_dir) == before
+
+
+def test_corrupt_index_message(index_dir: Path, capsys):
+    (index_dir / "manifest.json").write_text("]]")
+    assert main(["ask", "why was the trip cancelled"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"byline: The index manifest {index_dir / 'manifest.json'} is unreadable; "
+                   "run `byline index` to rebuild it.")
+
+
+def test_model_mismatch_message(index_dir: Path, capsys):
+    assert main(["--model", "some-other-model", "sources"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "built with model 'all-MiniLM-L6-v2'" in err and "\n" not in err

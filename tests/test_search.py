@@ -1,0 +1,104 @@
+"""The Retriever on the seed coverage: right paragraph first, off-topic refused, quotes."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.errors import BadQuestion
+from retrieval.search import MAX_QUESTION_CHARS, Retriever, check_question
+from retrieval.text import split_sentences
+
+from .seed_questions import HARD, OFF_TOPIC, ON_TOPIC
+
+MIN_HITS_AT_1 = 20  # of len(ON_TOPIC); raise it as ranking improves, never lower it
+
+
+def _marks(question: str) -> list[pytest.MarkDecorator]:
+    if question in HARD:
+        return [pytest.mark.xfail(reason="ranking misses it today (issue 4)", strict=False)]
+    return []
+
+
+@pytest.mark.parametrize(("question", "gold"),
+                         [pytest.param(q, g, marks=_marks(q), id=q[:40]) for q, g in ON_TOPIC])
+def test_seed_question_ranks_the_answering_paragraph_first(retriever: Retriever, question,
+                                                           gold):
+    answer = retriever.ask(question, k=3)
+    assert answer.answered
+    assert answer.hits[0].passage.id in gold
+
+
+def test_seed_hit_rate(retriever: Retriever):
+    answers = retriever.ask_many([q for q, _ in ON_TOPIC], k=1)
+    hits = sum(a.answered and a.hits[0].passage.id in gold
+               for a, (_, gold) in zip(answers, ON_TOPIC, strict=True))
+    assert hits >= MIN_HITS_AT_1, f"{hits}/{len(ON_TOPIC)} right first"
+
+
+def test_every_on_topic_question_is_answered(retriever: Retriever):
+    refused = [a.question for a in retriever.ask_many([q for q, _ in ON_TOPIC]) if not a.answered]
+    assert refused == []
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+def test_off_topic_question_is_refused(retriever: Retriever, question: str):
+    answer = retriever.ask(question)
+    assert not answer.answered
+    assert answer.hits == []
+    assert answer.to_dict()["results"] == []
+
+
+def test_trip_question_cites_the_cancellation(retriever: Retriever):
+    answer = retriever.ask("why was the trip cancelled", k=5)
+    first = answer.hits[0]
+    assert first.passage.title == "Trump Calls Off Pompeo's North Korea Trip"
+    assert "canceled" in first.passage.text and "trip" in first.quote
+    assert [h.rank for h in answer.hits] == [1, 2, 3, 4, 5]
+    scores = [h.score for h in answer.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_quote_is_the_answering_sentence(retriever: Retriever):
+    # ¶3 of the Hanoi story has two sentences; only the second is about the ceremony.
+    hit = retriever.ask("What happened to the lunch and the signing event?").hits[0]
+    assert hit.passage.id.endswith("#3")
+    assert hit.quote == split_sentences(hit.passage.text)[1]
+    assert hit.quote.startswith("The White House had scheduled a signing ceremony")
+
+
+def test_quotes_are_sentences_of_their_passage(retriever: Retriever):
+    for hit in retriever.ask("What did Bolton say about North Korea?", k=5).hits:
+        assert hit.quote in split_sentences(hit.passage.text)
+
+
+def test_k_is_clamped_to_the_corpus(retriever: Retriever):
+    assert len(retriever.ask("Pompeo North Korea trip", k=500).hits) == 20
+    assert len(retriever.ask("Pompeo North Korea trip", k=1).hits) == 1
+
+
+def test_ask_many_matches_ask(retriever: Retriever):
+    questions = ["Where did Pompeo go after leaving Vietnam?", "What is the capital of France?"]
+    batch, single = retriever.ask_many(questions), [retriever.ask(q) for q in questions]
+    assert [a.answered for a in batch] == [True, False]
+    for a, b in zip(batch, single, strict=True):
+        assert a.answered == b.answered
+        assert [(h.passage.id, h.quote) for h in a.hits] == [(h.passage.id, h.quote)
+                                                             for h in b.hits]
+        # Batched encoding pads differently, so scores agree only to float precision.
+        assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], abs=1e-3)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t"])
+def test_empty_question(retriever: Retriever, question: str):
+    with pytest.raises(BadQuestion, match="empty"):
+        retriever.ask(question)
+
+
+def test_question_length_limit(retriever: Retriever):
+    assert check_question("x" * MAX_QUESTION_CHARS) == "x" * MAX_QUESTION_CHARS
+    with pytest.raises(BadQuestion, match="1,001 characters long; the limit is 1,000"):
+        retriever.ask("x" * (MAX_QUESTION_CHARS + 1))
+
+
+def test_question_whitespace_is_normalised():
+    assert check_question("  why   was\nthe trip\tcancelled  ") == "why was the trip cancelled"

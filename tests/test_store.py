@@ -1,0 +1,145 @@
+"""The on-disk index: round trip, stable ids, atomic saves, clear errors when damaged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+import pytest
+
+from retrieval.corpus import Article, load_corpus
+from retrieval.embed import Embedder
+from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from retrieval.indexer import index_corpus
+from retrieval.search import Retriever
+from retrieval.store import MANIFEST, Index
+
+from .conftest import SEEDS
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _snapshot(index_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in index_dir.rglob("*") if p.is_file()}
+
+
+def test_round_trip(seed_index_dir: Path, embedder: Embedder):
+    index = Index.load(seed_index_dir, model=embedder.name)
+    m = index.manifest
+    assert (m.model, m.dimension, m.passages, m.articles) == ("all-MiniLM-L6-v2", 384, 20, 2)
+    assert set(m.background) == {"dense", "lexical"}
+    passages = index.all_passages()
+    expected = [p for a in load_corpus(SEEDS) for p in a.passages()]
+    assert passages == expected
+    # The stored vectors are the model's embeddings of the passage texts.
+    stored = index.vectors.reconstruct_n(0, len(index))
+    fresh = embedder.encode([p.text for p in expected])
+    np.testing.assert_allclose(stored, fresh, atol=1e-5)
+    assert [(a.title, a.passages) for a in index.articles()] == [
+        ("Trump Calls Off Pompeo's North Korea Trip", 11),
+        ("After Trump-Kim Summit Failure, Pompeo Says Nuclear Talks With NK Will Resume", 9),
+    ]
+
+
+def test_reindex_keeps_ids_and_replaces_generation(seed_index_dir: Path, tmp_path: Path,
+                                                   embedder: Embedder):
+    index_dir = _copy(seed_index_dir, tmp_path / "idx")
+    before = Index.load(index_dir)
+    index_corpus(SEEDS, index_dir, embedder, progress=False)
+    after = Index.load(index_dir)
+    assert [p.id for p in after.all_passages()] == [p.id for p in before.all_passages()]
+    assert after.manifest.generation != before.manifest.generation
+    # Old generation files are gone; only the new ones and the manifest remain.
+    names = {p.name for p in index_dir.iterdir()}
+    assert names == {MANIFEST, *after.manifest.files().values()}
+
+
+def test_missing_index(tmp_path: Path):
+    with pytest.raises(IndexMissing, match="run `byline index`"):
+        Index.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("damage", ["garbage manifest", "truncated vectors", "missing meta",
+                                    "wrong count", "missing bm25"])
+def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage: str):
+    index_dir = _copy(seed_index_dir, tmp_path / "idx")
+    manifest = json.loads((index_dir / MANIFEST).read_text())
+    files = Index.load(index_dir).manifest.files()
+    if damage == "garbage manifest":
+        (index_dir / MANIFEST).write_text("{not json")
+    elif damage == "truncated vectors":
+        path = index_dir / files["vectors"]
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "missing meta":
+        (index_dir / files["meta"]).unlink()
+    elif damage == "wrong count":
+        manifest["passages"] = 21
+        (index_dir / MANIFEST).write_text(json.dumps(manifest))
+    else:
+        shutil.rmtree(index_dir / files["bm25"])
+    with pytest.raises(IndexCorrupt, match="run `byline index` to rebuild it"):
+        Index.load(index_dir)
+
+
+def test_other_model_is_a_mismatch(seed_index_dir: Path):
+    with pytest.raises(IndexMismatch, match="built with model 'all-MiniLM-L6-v2'"):
+        Index.load(seed_index_dir, model="sentence-transformers/all-mpnet-base-v2")
+
+
+def test_other_format_is_a_mismatch(seed_index_dir: Path, tmp_path: Path):
+    index_dir = _copy(seed_index_dir, tmp_path / "idx")
+    manifest = json.loads((index_dir / MANIFEST).read_text())
+    manifest["format"] = 99
+    (index_dir / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match="format 99"):
+        Index.load(index_dir)
+
+
+def test_other_dimension_is_a_mismatch(tmp_path: Path, embedder: Embedder):
+    # An index whose vectors have 8 dimensions, saved and loaded for real.
+    article = Article(id="a", title="A", source="a.txt",
+                      paragraphs=("One paragraph that is long enough to be kept.",))
+    index = Index.build([article], embedder, progress=False)
+    small = faiss.IndexFlatIP(8)
+    small.add(np.ones((1, 8), dtype=np.float32))
+    from dataclasses import replace
+    odd = Index(replace(index.manifest, dimension=8, background={"dense": 0, "lexical": 0}),
+                small, index.bm25, index._db)
+    odd.save(tmp_path / "idx")
+    with pytest.raises(IndexMismatch, match="8-dimensional vectors"):
+        Retriever(Index.load(tmp_path / "idx"), embedder)
+
+
+def test_bad_corpus_leaves_index_untouched(seed_index_dir: Path, tmp_path: Path,
+                                           embedder: Embedder):
+    index_dir = _copy(seed_index_dir, tmp_path / "idx")
+    before = _snapshot(index_dir)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.txt").write_bytes(b"Title\n\n\xff\xfe not utf-8 at all, sorry.")
+    with pytest.raises(Exception, match="not UTF-8"):
+        index_corpus(bad, index_dir, embedder, progress=False)
+    assert _snapshot(index_dir) == before
+
+
+def test_crash_during_save_keeps_old_index(seed_index_dir: Path, tmp_path: Path,
+                                           embedder: Embedder, monkeypatch):
+    index_dir = _copy(seed_index_dir, tmp_path / "idx")
+    before = _snapshot(index_dir)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bm25s.BM25, "save", crash)  # the failure happens mid-save
+    with pytest.raises(OSError, match="disk full"):
+        index_corpus(SEEDS, index_dir, embedder, progress=False)
+    monkeypatch.undo()
+    assert _snapshot(index_dir) == before  # no half-written files, no temp folder left
+    assert len(Index.load(index_dir)) == 20

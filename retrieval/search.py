@@ -143,10 +143,15 @@ class Retriever:
                 for i, (p, quote) in enumerate(zip(top, quotes, strict=True))]
         return Answer(q, True, hits, confidence, evidence)
 
+    def evidence(self, questions: list[str]) -> list[Evidence]:
+        """The raw evidence behind the "not covered" decision, for calibration."""
+        checked = [check_question(q) for q in questions]
+        vecs = self.embedder.encode(checked)
+        return [self._evidence(q, v) for q, v in zip(checked, vecs, strict=True)]
+
     def measure_background(self) -> dict[str, float]:
         """Mean evidence of generic, unrelated questions against this index."""
-        ev = [self._evidence(q, v) for q, v in zip(PROBES, self.embedder.encode(list(PROBES)),
-                                                   strict=True)]
+        ev = self.evidence(list(PROBES))
         return {"dense": float(np.mean([e.dense for e in ev])),
                 "lexical": float(np.mean([e.lexical for e in ev]))}
 

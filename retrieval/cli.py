@@ -14,7 +14,7 @@ from retrieval import __version__
 from retrieval.config import Settings
 from retrieval.corpus import Passage
 from retrieval.errors import BylineError, IndexMissing
-from retrieval.search import Answer, check_question
+from retrieval.search import Answer, Retriever, check_question
 
 log = logging.getLogger("byline")
 
@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sources", help="list the articles in the index")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("feedback", help="export the 👍/👎 ratings readers gave answers")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("bot", help="run the Discord bot (needs DISCORD_TOKEN)")
+    p.set_defaults(func=cmd_bot)
     return parser
 
 
@@ -89,15 +96,13 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+def open_retriever(settings: Settings) -> Retriever:
+    """The Retriever over the configured index, built from the default corpus if missing."""
     from retrieval.embed import Embedder
     from retrieval.indexer import index_corpus
     from retrieval.search import Retriever
     from retrieval.store import Index
 
-    question = check_question(" ".join(args.question))  # fail fast, before loading a model
-    if not 1 <= args.k <= 20:
-        raise BylineError("-k must be between 1 and 20.")
     embedder = Embedder(settings.model)
     try:
         index = Index.load(settings.index_dir, model=embedder.name)
@@ -106,7 +111,14 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print(f"No index at {settings.index_dir} yet; building one from {corpus} first.",
               file=sys.stderr)
         index = index_corpus(corpus, settings.index_dir, embedder)
-    answer = Retriever(index, embedder).ask(question, k=args.k)
+    return Retriever(index, embedder)
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    question = check_question(" ".join(args.question))  # fail fast, before loading a model
+    if not 1 <= args.k <= 20:
+        raise BylineError("-k must be between 1 and 20.")
+    answer = open_retriever(settings).ask(question, k=args.k)
     if args.json:
         _print_json(answer.to_dict())
     else:
@@ -128,6 +140,42 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     for a in articles:
         table.add_row(a.title, a.outlet or "", a.date or "", str(a.passages), a.source)
     Console().print(table)
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from retrieval.feedback import FeedbackStore, default_path
+
+    path = Path(os.environ.get("BYLINE_FEEDBACK_DB") or default_path(settings.index_dir))
+    if not path.exists():
+        rows = []
+    else:
+        store = FeedbackStore(path)
+        rows = store.export()
+        store.close()
+    if args.json:
+        _print_json([r.__dict__ for r in rows])
+        return 0
+    if not rows:
+        print(f"No feedback yet ({path}).")
+        return 0
+    up = sum(r.verdict == "up" for r in rows)
+    print(f"{len(rows)} ratings: {up} helpful, {len(rows) - up} not helpful ({path})")
+    for r in rows:
+        mark = "+" if r.verdict == "up" else "-"
+        print(f"{r.created}  {mark}  {r.question}  [{', '.join(r.passage_ids)}]")
+    return 0
+
+
+def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run
+    from bot.settings import BotSettings
+
+    bot_settings = BotSettings.from_env()  # fails fast, before the model loads
+    logging.getLogger().setLevel(logging.INFO)
+    run(bot_settings, open_retriever(settings))
     return 0
 
 

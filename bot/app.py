@@ -1,0 +1,100 @@
+"""The Byline Discord bot: a commands.Bot that answers from a Retriever loaded at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.commands import NO_PINGS, AskCog, FeedbackButton
+from bot.settings import BotSettings
+from retrieval.feedback import FeedbackStore, default_path
+from retrieval.search import Answer, Retriever
+from retrieval.store import ArticleInfo
+
+log = logging.getLogger("byline.bot")
+APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+
+
+class BylineTree(app_commands.CommandTree):
+    """Command tree whose errors become short ephemeral replies (and logged tracebacks)."""
+
+    async def on_error(self, interaction: discord.Interaction,
+                       error: app_commands.AppCommandError) -> None:
+        if isinstance(error, app_commands.CommandOnCooldown):
+            text = f"Slow down a little: try again in {error.retry_after:.0f} s."
+        else:
+            command = interaction.command.name if interaction.command else "?"
+            log.error("/%s failed", command, exc_info=error)
+            text = APOLOGY
+        await send_ephemeral(interaction, text)
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Reply privately whether or not the interaction was already deferred in public."""
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True,
+                                                    allowed_mentions=NO_PINGS)
+            return
+        # Remove the "thinking…" placeholder: a followup would otherwise replace it, in public.
+        if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    except discord.HTTPException:
+        log.warning("could not tell the user about an error", exc_info=True)
+
+
+class BylineBot(commands.Bot):
+    """Holds the Retriever and the feedback store; the cog does the talking."""
+
+    def __init__(self, settings: BotSettings, retriever: Retriever,
+                 feedback: FeedbackStore | None = None) -> None:
+        super().__init__(command_prefix=commands.when_mentioned,
+                         intents=discord.Intents(guilds=True),  # nothing privileged
+                         allowed_mentions=NO_PINGS, tree_cls=BylineTree, help_command=None)
+        self.settings = settings
+        self.retriever = retriever
+        self.feedback = feedback or FeedbackStore(
+            settings.feedback_db or default_path(settings.index_dir))
+        self.articles: list[ArticleInfo] = retriever.index.articles()
+        self._search_lock = threading.Lock()  # one encode at a time: 2 cores, no thrashing
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(AskCog(self))
+        self.add_dynamic_items(FeedbackButton)
+        # Sync here, once per start, not in on_ready (which fires on every reconnect).
+        if self.settings.guild_id:
+            guild = discord.Object(id=self.settings.guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info("synced %d commands%s", len(synced),
+                 f" to guild {self.settings.guild_id}" if self.settings.guild_id else "")
+
+    async def ask(self, question: str, k: int) -> Answer:
+        """Run retrieval in a worker thread: encoding blocks, and the gateway must not."""
+        return await asyncio.to_thread(self._ask_blocking, question, k)
+
+    def _ask_blocking(self, question: str, k: int) -> Answer:
+        with self._search_lock:
+            return self.retriever.ask(question, k=k)
+
+    async def close(self) -> None:
+        await super().close()
+        self.feedback.close()
+
+
+def run(settings: BotSettings, retriever: Retriever) -> None:
+    """Connect and serve until interrupted; the model and index are already loaded."""
+    bot = BylineBot(settings, retriever)
+    log.info("loaded %d articles (%d passages); connecting to Discord", len(bot.articles),
+             len(retriever.index))
+    bot.run(settings.token, log_handler=None)  # logging is configured by the caller

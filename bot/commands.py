@@ -1,0 +1,143 @@
+"""Slash commands (/ask, /sources, /help) and the buttons under their replies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.render import render_answer, render_help, render_not_covered, render_sources
+from retrieval.errors import BadQuestion
+
+if TYPE_CHECKING:
+    from bot.app import BylineBot
+
+log = logging.getLogger("byline.bot")
+NO_PINGS = discord.AllowedMentions.none()
+
+
+def _ask_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
+    seconds = interaction.client.settings.cooldown_seconds  # type: ignore[attr-defined]
+    return app_commands.Cooldown(1, seconds) if seconds > 0 else None
+
+
+class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button],
+                     template=r"byline:fb:(?P<verdict>up|down):(?P<key>[0-9a-f]{12})"):
+    """👍 / 👎 under an answer. The answer's key lives in the custom_id, so clicks still
+    count after a restart."""
+
+    def __init__(self, verdict: str, key: str) -> None:
+        super().__init__(discord.ui.Button(
+            style=discord.ButtonStyle.secondary,
+            emoji="👍" if verdict == "up" else "👎",
+            label="Helpful" if verdict == "up" else "Not helpful",
+            custom_id=f"byline:fb:{verdict}:{key}",
+        ))
+        self.verdict = verdict
+        self.key = key
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item,
+                             match: object, /) -> FeedbackButton:
+        return cls(match["verdict"], match["key"])  # type: ignore[index]
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: BylineBot = interaction.client  # type: ignore[assignment]
+        saved = await asyncio.to_thread(bot.feedback.record, self.key, self.verdict,
+                                        interaction.user.id)
+        text = ("Thanks, noted." if saved else
+                "Sorry, I no longer know that answer, so I can't record a rating for it.")
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+
+def feedback_view(key: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(FeedbackButton("up", key))
+    view.add_item(FeedbackButton("down", key))
+    return view
+
+
+class SourcesPages(discord.ui.View):
+    """Previous / Next buttons over the pages of /sources."""
+
+    def __init__(self, pages: list[discord.Embed], owner_id: int) -> None:
+        super().__init__(timeout=600)
+        self.pages = pages
+        self.owner_id = owner_id
+        self.page = 0
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        self.previous.disabled = self.page == 0
+        self.next.disabled = self.page >= len(self.pages) - 1
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message("Run `/sources` to page through your own list.",
+                                                ephemeral=True)
+        return False
+
+    async def _show(self, interaction: discord.Interaction, step: int) -> None:
+        self.page = max(0, min(len(self.pages) - 1, self.page + step))
+        self._sync_buttons()
+        await interaction.response.edit_message(embed=self.pages[self.page], view=self,
+                                                allowed_mentions=NO_PINGS)
+
+    @discord.ui.button(label="Previous", emoji="◀️", style=discord.ButtonStyle.secondary)
+    async def previous(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
+        await self._show(interaction, -1)
+
+    @discord.ui.button(label="Next", emoji="▶️", style=discord.ButtonStyle.secondary)
+    async def next(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
+        await self._show(interaction, +1)
+
+
+class AskCog(commands.Cog):
+    """Byline's commands; every answer comes from the bot's Retriever."""
+
+    def __init__(self, bot: BylineBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="ask")
+    @app_commands.describe(question="What you want to know about the coverage",
+                           results="How many passages to show (1-5, default 3)",
+                           private="Only you see the answer")
+    @app_commands.checks.dynamic_cooldown(_ask_cooldown)
+    async def ask(self, interaction: discord.Interaction,
+                  question: app_commands.Range[str, 1, 1000],
+                  results: app_commands.Range[int, 1, 5] = 3,
+                  private: bool = False) -> None:
+        """Ask the coverage a question; get the passages that answer it, cited."""
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        try:
+            answer = await self.bot.ask(question, results)
+        except BadQuestion as exc:
+            await interaction.followup.send(str(exc), ephemeral=True, allowed_mentions=NO_PINGS)
+            return
+        if not answer.answered:
+            await interaction.followup.send(embed=render_not_covered(answer.question),
+                                            ephemeral=private, allowed_mentions=NO_PINGS)
+            return
+        key = await asyncio.to_thread(self.bot.feedback.remember, answer.question,
+                                      [h.passage.id for h in answer.hits])
+        await interaction.followup.send(embed=render_answer(answer), view=feedback_view(key),
+                                        ephemeral=private, allowed_mentions=NO_PINGS)
+
+    @app_commands.command(name="sources")
+    async def sources(self, interaction: discord.Interaction) -> None:
+        """List the articles in the coverage."""
+        pages = render_sources(self.bot.articles)
+        view = SourcesPages(pages, interaction.user.id) if len(pages) > 1 else discord.utils.MISSING
+        await interaction.response.send_message(embed=pages[0], view=view,
+                                                allowed_mentions=NO_PINGS)
+
+    @app_commands.command(name="help")
+    async def help(self, interaction: discord.Interaction) -> None:
+        """What Byline knows and how to ask it."""
+        await interaction.response.send_message(embed=render_help(self.bot.articles),
+                                                ephemeral=True, allowed_mentions=NO_PINGS)

@@ -1,0 +1,157 @@
+"""Pure functions that render Retriever results as Discord embeds, within Discord's limits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import discord
+from discord.utils import escape_markdown
+
+from retrieval.corpus import Passage
+from retrieval.search import Answer, Hit
+from retrieval.store import ArticleInfo
+
+# Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-object).
+TITLE_MAX = 256
+DESCRIPTION_MAX = 4096
+FIELD_NAME_MAX = 256
+FIELD_VALUE_MAX = 1024
+FIELDS_MAX = 25
+FOOTER_MAX = 2048
+TOTAL_MAX = 6000
+
+ANSWER_COLOUR = discord.Colour(0x2B6CB0)
+MISS_COLOUR = discord.Colour(0x718096)
+SOURCES_PER_PAGE = 10
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, ending with "…"."""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if text[limit - 1] != " " and space > limit // 2:  # do not end inside a word
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-—") + "…"
+
+
+def safe(text: str) -> str:
+    """Article or user text shown literally: no Markdown, no masked links, one line breaks."""
+    text = re.sub(r"\s+", " ", text).strip()
+    return escape_markdown(text)
+
+
+def cite(p: Passage, title_max: int = 200, link: bool = True) -> str:
+    """`Title — Outlet, Date — ¶p`, the title linked when the article has a URL."""
+    title = truncate(safe(p.title), title_max)
+    if link and p.url and p.url.startswith(("http://", "https://")):
+        title = f"[{title}]({p.url.replace(')', '%29')})"
+    where = ", ".join(truncate(safe(x), title_max // 2) for x in (p.outlet, p.date) if x)
+    return f"{title}{f' — {where}' if where else ''} — ¶{p.paragraph}"
+
+
+def _sources_value(hits: Sequence[Hit]) -> str:
+    """One line per source; links and then title length give way before a line is lost."""
+    for link, title_max in ((True, 200), (False, 200), (False, 80), (False, 24)):
+        value = "\n".join(f"**[{h.rank}]** {cite(h.passage, title_max, link)}" for h in hits)
+        if len(value) <= FIELD_VALUE_MAX:
+            return value
+    return truncate(value, FIELD_VALUE_MAX)
+
+
+def render_answer(answer: Answer) -> discord.Embed:
+    """The best quote on top, each passage as source [n] with its quote, then the sources."""
+    hits = answer.hits[:FIELDS_MAX - 1]
+    best = hits[0]
+    embed = discord.Embed(title=truncate(safe(answer.question), TITLE_MAX),
+                          colour=ANSWER_COLOUR)
+    embed.description = truncate(f"> {safe(best.quote)} **[1]**", DESCRIPTION_MAX)
+    for hit in hits:
+        n = hit.rank
+        passage = safe(hit.passage.text)
+        quote = safe(hit.quote)
+        body = f"**“{quote}”**" if quote == passage else f"**“{quote}”**\n{passage}"
+        embed.add_field(name=truncate(f"[{n}] {safe(hit.passage.title)}", FIELD_NAME_MAX),
+                        value=truncate(body, FIELD_VALUE_MAX), inline=False)
+    embed.add_field(name="Sources", value=_sources_value(hits), inline=False)
+    embed.set_footer(text="Byline · passages from the coverage, not generated text")
+    return fit(embed)
+
+
+def render_not_covered(question: str) -> discord.Embed:
+    return discord.Embed(
+        title="Not covered",
+        description=truncate(
+            f"The coverage doesn't answer “{safe(question)}”. "
+            "Use `/sources` to see which articles Byline knows.", DESCRIPTION_MAX),
+        colour=MISS_COLOUR,
+    )
+
+
+def render_sources(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_PAGE
+                   ) -> list[discord.Embed]:
+    """The articles in the coverage, one embed per page (never empty)."""
+    lines = [_source_line(a) for a in articles] or ["The coverage is empty."]
+    pages: list[list[str]] = [[]]
+    for line in lines:
+        page = pages[-1]
+        if len(page) >= per_page or sum(len(x) + 1 for x in page) + len(line) > 3900:
+            pages.append(page := [])
+        page.append(line)
+    total = sum(a.passages for a in articles)
+    embeds = []
+    for i, page in enumerate(pages, start=1):
+        embed = discord.Embed(title="Sources in the coverage", description="\n".join(page),
+                              colour=ANSWER_COLOUR)
+        embed.set_footer(text=f"Page {i}/{len(pages)} · {len(articles)} articles · "
+                              f"{total} passages")
+        embeds.append(fit(embed))
+    return embeds
+
+
+def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
+    latest = max((a.date for a in articles if a.date), default=None)
+    known = (f"I know **{len(articles)}** articles ({sum(a.passages for a in articles)} "
+             f"paragraphs){f', the latest dated {safe(latest)}' if latest else ''}.")
+    embed = discord.Embed(title="Byline", colour=ANSWER_COLOUR, description=(
+        f"{known}\n\nAsk about them with `/ask question:...` — for example "
+        "`/ask question:why was the trip cancelled`. I answer with the paragraphs that say "
+        "so, the sentence that answers, and where each comes from. When the coverage "
+        "doesn't answer, I say so."))
+    embed.add_field(name="Options", value=(
+        "`results:` how many passages (1-5)\n`private:` only you see the answer"), inline=False)
+    embed.add_field(name="Other commands", value="`/sources` the articles I know\n"
+                    "`/help` this message", inline=False)
+    return fit(embed)
+
+
+def _source_line(a: ArticleInfo) -> str:
+    title = truncate(safe(a.title), 200)
+    if a.url and a.url.startswith(("http://", "https://")):
+        title = f"[{title}]({a.url.replace(')', '%29')})"
+    where = ", ".join(safe(x) for x in (a.outlet, a.date) if x)
+    return truncate(f"• **{title}**{f' — {where}' if where else ''} · {a.passages} ¶", 380)
+
+
+def fit(embed: discord.Embed) -> discord.Embed:
+    """Shrink the longest field values (then the description) until the total fits.
+
+    The "Sources" field is never cut: its numbers must keep matching the [n] markers.
+    """
+    while len(embed) > TOTAL_MAX:
+        excess = len(embed) - TOTAL_MAX
+        fields = embed.fields
+        cuttable = [i for i, f in enumerate(fields) if f.name != "Sources"]
+        longest = max(cuttable, key=lambda i: len(fields[i].value or ""), default=None)
+        desc = len(embed.description or "")
+        if longest is None or desc > len(fields[longest].value or ""):
+            embed.description = truncate(embed.description or "", max(desc - excess, 1))
+            continue
+        f = fields[longest]
+        embed.set_field_at(longest, name=f.name, inline=f.inline,
+                           value=truncate(f.value or "", max(len(f.value or "") - excess, 1)))
+    return embed

@@ -1,0 +1,103 @@
+"""Reader feedback on answers (👍/👎), kept in a small SQLite file beside the index."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+VERDICTS = ("up", "down")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, question TEXT NOT NULL,
+    passage_ids TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, answer_key TEXT NOT NULL,
+    question TEXT NOT NULL, passage_ids TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('up', 'down')),
+    user_hash TEXT NOT NULL, created TEXT NOT NULL, UNIQUE (answer_key, user_hash));
+"""
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One reader's verdict on one answer."""
+
+    question: str
+    passage_ids: list[str]
+    verdict: str
+    user_hash: str
+    created: str
+
+
+def default_path(index_dir: str | Path) -> Path:
+    """`feedback.sqlite` in the folder that holds the index folder."""
+    return Path(index_dir).resolve().parent / "feedback.sqlite"
+
+
+class FeedbackStore:
+    """Remembers answers shown and the verdicts readers give them; thread-safe."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        with self._lock, self._db:
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)",
+                             (secrets.token_hex(16),))
+        self._salt = self._db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
+
+    def remember(self, question: str, passage_ids: list[str]) -> str:
+        """Store an answer that was shown; returns a short key to vote on it later."""
+        key = secrets.token_hex(6)
+        with self._lock, self._db:
+            self._db.execute("INSERT INTO answers VALUES (?,?,?,?)",
+                             (key, question, json.dumps(passage_ids), _now()))
+        return key
+
+    def record(self, answer_key: str, verdict: str, user_id: int | str) -> Feedback | None:
+        """Store (or change) a reader's verdict; None when the answer key is unknown."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}")
+        with self._lock, self._db:
+            row = self._db.execute("SELECT question, passage_ids FROM answers WHERE key=?",
+                                   (answer_key,)).fetchone()
+            if row is None:
+                return None
+            fb = Feedback(row[0], json.loads(row[1]), verdict, self.hash_user(user_id), _now())
+            self._db.execute(
+                "INSERT INTO feedback (answer_key, question, passage_ids, verdict, user_hash, "
+                "created) VALUES (?,?,?,?,?,?) ON CONFLICT (answer_key, user_hash) DO UPDATE "
+                "SET verdict=excluded.verdict, created=excluded.created",
+                (answer_key, fb.question, row[1], verdict, fb.user_hash, fb.created))
+        return fb
+
+    def export(self) -> list[Feedback]:
+        """Every verdict, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT question, passage_ids, verdict, user_hash, created "
+                                    "FROM feedback ORDER BY id").fetchall()
+        return [Feedback(q, json.loads(ids), v, u, c) for q, ids, v, u, c in rows]
+
+    def hash_user(self, user_id: int | str) -> str:
+        """A salted hash: Discord ids are guessable, so a plain hash would not hide them."""
+        return hashlib.sha256(f"{self._salt}:{user_id}".encode()).hexdigest()[:16]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def to_dict(fb: Feedback) -> dict:
+    return asdict(fb)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,128 @@
+"""Rendering answers as embeds: Discord's limits, matching [n] numbers, inert Markdown."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+import pytest
+
+from bot.render import (
+    DESCRIPTION_MAX,
+    FIELD_NAME_MAX,
+    FIELD_VALUE_MAX,
+    FIELDS_MAX,
+    FOOTER_MAX,
+    TITLE_MAX,
+    TOTAL_MAX,
+    render_answer,
+    render_help,
+    render_not_covered,
+    render_sources,
+    truncate,
+)
+from retrieval.corpus import Passage
+from retrieval.search import Answer, Hit, Retriever
+from retrieval.store import ArticleInfo
+
+
+def check_limits(embed: discord.Embed) -> None:
+    assert len(embed.title or "") <= TITLE_MAX
+    assert len(embed.description or "") <= DESCRIPTION_MAX
+    assert len(embed.fields) <= FIELDS_MAX
+    for f in embed.fields:
+        assert 0 < len(f.name) <= FIELD_NAME_MAX and 0 < len(f.value) <= FIELD_VALUE_MAX
+    assert len(embed.footer.text or "") <= FOOTER_MAX
+    assert len(embed) <= TOTAL_MAX
+
+
+def source_numbers(embed: discord.Embed) -> tuple[list[int], list[int]]:
+    """[n] markers in the passage fields, and the numbers listed under Sources."""
+    fields = {f.name: f.value for f in embed.fields}
+    markers = [int(m) for f in embed.fields if f.name != "Sources"
+               for m in re.findall(r"^\[(\d+)\]", f.name)]
+    listed = [int(m) for m in re.findall(r"\*\*\[(\d+)\]\*\*", fields["Sources"])]
+    return markers, listed
+
+
+def _passage(n: int, text: str, **kw) -> Passage:
+    return Passage(id=f"a{n}#{n}", article_id=f"a{n}", title=kw.pop("title", f"Article {n}"),
+                   source=f"a{n}.txt", paragraph=n, text=text, **kw)
+
+
+def test_truncate_cuts_at_a_word_with_an_ellipsis():
+    assert truncate("short", 10) == "short"
+    cut = truncate("the quick brown fox jumps over the lazy dog", 20)
+    assert cut == "the quick brown fox…" and len(cut) <= 20
+
+
+def test_seed_answer_embed(retriever: Retriever):
+    answer = retriever.ask("why was the trip cancelled", k=5)
+    embed = render_answer(answer)
+    check_limits(embed)
+    assert embed.title == "why was the trip cancelled"
+    assert answer.hits[0].quote[:60] in embed.description
+    assert embed.fields[0].name == "[1] Trump Calls Off Pompeo's North Korea Trip"
+    markers, listed = source_numbers(embed)
+    assert markers == listed == [1, 2, 3, 4, 5]
+    assert "¶2" in {f.name: f.value for f in embed.fields}["Sources"].splitlines()[0]
+
+
+def test_huge_passages_and_titles_fit_every_limit():
+    words = " ".join(f"word{i}" for i in range(2000))  # ~15,000 characters
+    hits = [Hit(rank=n, score=1 / n, quote=f"Sentence {n} {words[:3000]}.",
+                passage=_passage(n, f"Sentence {n} {words}", title="T" * 400,
+                                 outlet="O" * 300, date="2024-01-01",
+                                 url=f"https://example.com/{'x' * 300}"))
+             for n in range(1, 6)]
+    embed = render_answer(Answer("q" * 1000, True, hits))
+    check_limits(embed)
+    markers, listed = source_numbers(embed)
+    assert markers == listed == [1, 2, 3, 4, 5]
+    assert all(f.value.endswith("…") for f in embed.fields[:5])  # cut, not rejected
+
+
+def test_markdown_and_mentions_in_text_are_inert():
+    text = "**Bold** claim with `code`, a [link](https://evil.example) and @everyone <@123>."
+    hits = [Hit(rank=1, score=1.0, quote=text, passage=_passage(1, text))]
+    embed = render_answer(Answer("Is __this__ *safe*? @here", True, hits))
+    assert "\\*\\*Bold\\*\\*" in embed.description
+    assert "\\[link](" in embed.fields[0].value  # an escaped "[" is no masked link
+    assert embed.title == "Is \\_\\_this\\_\\_ \\*safe\\*? @here"
+
+
+def test_citation_has_outlet_date_and_link():
+    p = _passage(4, "The bridge reopened on Wednesday after repairs.", title="Bridge reopens",
+                 outlet="The Example Times", date="2024-05-01", url="https://example.com/b")
+    embed = render_answer(Answer("q", True, [Hit(1, 1.0, p, p.text)]))
+    sources = {f.name: f.value for f in embed.fields}["Sources"]
+    assert sources == ("**[1]** [Bridge reopens](https://example.com/b) — The Example Times, "
+                       "2024-05-01 — ¶4")
+
+
+def test_not_covered_points_to_sources():
+    embed = render_not_covered("What is the capital of France?")
+    check_limits(embed)
+    assert embed.title == "Not covered" and "/sources" in embed.description
+
+
+@pytest.mark.parametrize("count", [0, 1, 10, 11, 95])
+def test_sources_pagination(count: int):
+    articles = [ArticleInfo(f"a{i}", f"Article number {i} " + "x" * 150, f"a{i}.txt",
+                            "Outlet", f"2024-01-{i % 28 + 1:02d}", None, i + 1)
+                for i in range(count)]
+    pages = render_sources(articles)
+    assert len(pages) == max(1, -(-count // 10))
+    for i, page in enumerate(pages, start=1):
+        check_limits(page)
+        assert page.footer.text.startswith(f"Page {i}/{len(pages)}")
+    listed = sum(p.description.count("• ") for p in pages)
+    assert listed == count
+
+
+def test_help_counts_articles_and_latest_date():
+    articles = [ArticleInfo("a", "A", "a.txt", None, "2024-03-01", None, 4),
+                ArticleInfo("b", "B", "b.txt", None, "2024-05-09", None, 6)]
+    embed = render_help(articles)
+    check_limits(embed)
+    assert "**2** articles (10 paragraphs), the latest dated 2024-05-09" in embed.description

@@ -7,7 +7,7 @@ INDEX := .byline/index
 Q ?= why was the trip cancelled
 export BYLINE_INDEX_DIR ?= $(INDEX)
 
-.PHONY: setup ask index sources test lint fmt clean
+.PHONY: setup ask index sources bot test lint fmt clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ ask: $(INDEX)/manifest.json
 
 sources: $(INDEX)/manifest.json
 	$(BIN)/byline sources
+
+bot: $(INDEX)/manifest.json
+	$(BIN)/byline bot
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

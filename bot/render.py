@@ -24,6 +24,7 @@ TOTAL_MAX = 6000
 ANSWER_COLOUR = discord.Colour(0x2B6CB0)
 MISS_COLOUR = discord.Colour(0x718096)
 SOURCES_PER_PAGE = 10
+FOOTER = "Byline · passages from the coverage, not generated text"
 
 
 def truncate(text: str, limit: int) -> str:
@@ -66,20 +67,48 @@ def _sources_value(hits: Sequence[Hit]) -> str:
 def render_answer(answer: Answer) -> discord.Embed:
     """The best quote on top, each passage as source [n] with its quote, then the sources."""
     hits = answer.hits[:FIELDS_MAX - 1]
-    best = hits[0]
     embed = discord.Embed(title=truncate(safe(answer.question), TITLE_MAX),
-                          colour=ANSWER_COLOUR)
-    embed.description = truncate(f"> {safe(best.quote)} **[1]**", DESCRIPTION_MAX)
-    for hit in hits:
-        n = hit.rank
-        passage = safe(hit.passage.text)
-        quote = safe(hit.quote)
-        body = f"**“{quote}”**" if quote == passage else f"**“{quote}”**\n{passage}"
-        embed.add_field(name=truncate(f"[{n}] {safe(hit.passage.title)}", FIELD_NAME_MAX),
-                        value=truncate(body, FIELD_VALUE_MAX), inline=False)
-    embed.add_field(name="Sources", value=_sources_value(hits), inline=False)
-    embed.set_footer(text="Byline · passages from the coverage, not generated text")
+                          colour=ANSWER_COLOUR,
+                          description=truncate(f"> {safe(hits[0].quote)} **[1]**", 1500))
+    embed.set_footer(text=FOOTER)
+    names = [truncate(f"[{h.rank}] {safe(h.passage.title)}", FIELD_NAME_MAX) for h in hits]
+    sources = _sources_value(hits)
+    # Share what is left of the 6,000 total evenly between the passages.
+    fixed = len(embed) + sum(map(len, names)) + len("Sources") + len(sources)
+    budget = min(FIELD_VALUE_MAX, (TOTAL_MAX - fixed) // len(hits))
+    for hit, name in zip(hits, names, strict=True):
+        embed.add_field(name=name, value=quoted_passage(hit.passage.text, hit.quote, budget),
+                        inline=False)
+    embed.add_field(name="Sources", value=sources, inline=False)
     return fit(embed)
+
+
+def quoted_passage(passage: str, quote: str, limit: int) -> str:
+    """The passage with its answering sentence in bold, cut around that sentence to fit."""
+    p, q = safe(passage), safe(quote)
+    at = p.find(q)
+    if at < 0 or len(q) + 4 > limit:
+        return truncate(p, limit)
+    before, after = p[:at], p[at + len(q):]
+    room = limit - len(q) - 4
+    if len(before) + len(after) > room:
+        keep_before = min(len(before), room // 3)
+        before = _truncate_left(before, keep_before)
+        after = truncate(after, room - len(before))
+    return f"{before}**{q}**{after}"
+
+
+def _truncate_left(text: str, limit: int) -> str:
+    """`text` cut from the left to at most `limit` characters, starting with "…"."""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return ""
+    tail = text[len(text) - limit + 1:]
+    space = tail.find(" ")
+    if 0 <= space < limit // 2:
+        tail = tail[space:]
+    return "…" + tail
 
 
 def render_not_covered(question: str) -> discord.Embed:

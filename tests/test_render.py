@@ -15,6 +15,7 @@ from bot.render import (
     FOOTER_MAX,
     TITLE_MAX,
     TOTAL_MAX,
+    quoted_passage,
     render_answer,
     render_help,
     render_not_covered,
@@ -70,7 +71,7 @@ def test_seed_answer_embed(retriever: Retriever):
 
 def test_huge_passages_and_titles_fit_every_limit():
     words = " ".join(f"word{i}" for i in range(2000))  # ~15,000 characters
-    hits = [Hit(rank=n, score=1 / n, quote=f"Sentence {n} {words[:3000]}.",
+    hits = [Hit(rank=n, score=1 / n, quote=f"Sentence {n} {words[:300]}",
                 passage=_passage(n, f"Sentence {n} {words}", title="T" * 400,
                                  outlet="O" * 300, date="2024-01-01",
                                  url=f"https://example.com/{'x' * 300}"))
@@ -79,7 +80,18 @@ def test_huge_passages_and_titles_fit_every_limit():
     check_limits(embed)
     markers, listed = source_numbers(embed)
     assert markers == listed == [1, 2, 3, 4, 5]
-    assert all(f.value.endswith("…") for f in embed.fields[:5])  # cut, not rejected
+    for f in embed.fields[:5]:  # cut around the bold quote, not rejected
+        assert f.value.startswith("**Sentence") and f.value.endswith("…") and len(f.value) > 300
+        assert f.value.count("**") == 2
+
+
+def test_passage_shows_its_quote_in_bold_within_limits():
+    before, quote, after = "Lead-in words. " * 80, "The answering sentence.", " More." * 300
+    value = quoted_passage(before + quote + after, quote, FIELD_VALUE_MAX)
+    assert len(value) <= FIELD_VALUE_MAX
+    assert value.startswith("…") and value.endswith("…")
+    assert "**The answering sentence.**" in value
+    assert quoted_passage("Only this.", "Only this.", 100) == "**Only this.**"
 
 
 def test_markdown_and_mentions_in_text_are_inert():

@@ -20,11 +20,6 @@ log = logging.getLogger("byline.bot")
 NO_PINGS = discord.AllowedMentions.none()
 
 
-def _ask_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
-    seconds = interaction.client.settings.cooldown_seconds  # type: ignore[attr-defined]
-    return app_commands.Cooldown(1, seconds) if seconds > 0 else None
-
-
 class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button],
                      template=r"byline:fb:(?P<verdict>up|down):(?P<key>[0-9a-f]{12})"):
     """👍 / 👎 under an answer. The answer's key lives in the custom_id, so clicks still
@@ -102,12 +97,25 @@ class AskCog(commands.Cog):
 
     def __init__(self, bot: BylineBot) -> None:
         self.bot = bot
+        self._cooldowns: dict[int, app_commands.Cooldown] = {}  # user id -> bucket
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Per-user cooldown on /ask; its state belongs to this bot, not to the class."""
+        per = self.bot.settings.cooldown_seconds
+        if per <= 0 or interaction.command is None or interaction.command.name != "ask":
+            return True
+        if len(self._cooldowns) > 10_000:  # forget users whose cooldown has long passed
+            self._cooldowns = {u: b for u, b in self._cooldowns.items() if b.get_tokens()}
+        bucket = self._cooldowns.setdefault(interaction.user.id, app_commands.Cooldown(1, per))
+        retry_after = bucket.update_rate_limit()
+        if retry_after:
+            raise app_commands.CommandOnCooldown(bucket, retry_after)
+        return True
 
     @app_commands.command(name="ask")
     @app_commands.describe(question="What you want to know about the coverage",
                            results="How many passages to show (1-5, default 3)",
                            private="Only you see the answer")
-    @app_commands.checks.dynamic_cooldown(_ask_cooldown)
     async def ask(self, interaction: discord.Interaction,
                   question: app_commands.Range[str, 1, 1000],
                   results: app_commands.Range[int, 1, 5] = 3,

@@ -255,11 +255,19 @@ def _is_prose(text: str) -> bool:
 
 
 def _has_repeat(text: str) -> bool:
-    """Captions are often scraped twice in one line: 'X... X.' — a long repeated chunk."""
+    """Captions are often scraped twice in one line: 'X... X.' — the line is two copies of
+    one chunk (the first often cut short), not a paragraph that repeats a phrase."""
     if len(text) < 80:
         return False
-    probe = text[:40]
-    return text.find(probe, 1) != -1
+    second = text.find(text[:40], 1)
+    if second == -1 or len(text) > 2.2 * second:
+        return False
+    common = 0
+    for a, b in zip(text, text[second:], strict=False):
+        if a != b:
+            break
+        common += 1
+    return common >= 0.6 * second
 
 
 def _in_label_run(blocks: list[str], i: int) -> bool:

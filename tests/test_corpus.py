@@ -115,6 +115,13 @@ def test_staff_list_and_repeated_caption_are_dropped():
         "Residents were evacuated overnight as the river rose above its banks.",)
 
 
+def test_paragraph_that_repeats_a_phrase_is_kept():
+    text = ("Wall\n\n" + "The harbour authority said the sea wall would protect the town. " * 5
+            + "\n\nThe harbour authority said so twice. The harbour authority said it "
+            "again, at length, to anyone who would listen to the harbour authority.")
+    assert len(parse_article(text, "w", "w.txt").paragraphs) == 2
+
+
 def test_header_metadata_and_markdown(tmp_path: Path):
     (tmp_path / "story.md").write_text(
         "Outlet: The Example Times\nDate: 2024-05-01\nURL: https://example.com/story\n"

@@ -1,0 +1,316 @@
+"""The real Byline bot (discord.py) end to end against the fake Discord in discord_fake.py."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import discord
+import faiss
+import pytest
+
+from bot.app import APOLOGY, BylineBot
+from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX
+from bot.settings import BotSettings
+from retrieval.embed import Embedder
+from retrieval.feedback import FeedbackStore
+from retrieval.indexer import index_corpus
+from retrieval.search import Retriever
+
+from .discord_fake import APP_ID, GUILD_ID, USER_ID, FakeDiscord, Recorded, embed_of
+
+TOKEN = "fake-token-never-logged"
+EPHEMERAL = 64
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
+
+Scenario = Callable[[FakeDiscord, BylineBot], Awaitable[None]]
+
+
+def run_bot(retriever: Retriever, tmp_path: Path, scenario: Scenario, *,
+            cooldown: float = 0.0, guild_id: int | None = GUILD_ID) -> None:
+    """Start the fake and the real bot in one event loop, run `scenario`, shut both down."""
+    settings = BotSettings(token=TOKEN, guild_id=guild_id, index_dir=tmp_path / "index",
+                           cooldown_seconds=cooldown, feedback_db=tmp_path / "feedback.sqlite")
+
+    async def main() -> None:
+        async with FakeDiscord() as fake:
+            with fake.patched():
+                bot = BylineBot(settings, retriever)
+                task = asyncio.create_task(bot.start(settings.token))
+                try:
+                    await asyncio.wait_for(fake.ready.wait(), 15)
+                    await asyncio.wait_for(bot.wait_until_ready(), 15)
+                    await scenario(fake, bot)
+                finally:
+                    await bot.close()
+                    await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+
+
+def fields(embed: discord.Embed) -> dict[str, str]:
+    return {f.name: f.value for f in embed.fields}
+
+
+def assert_numbering_matches(embed: discord.Embed) -> list[int]:
+    markers = [int(re.match(r"\[(\d+)\]", f.name)[1]) for f in embed.fields
+               if f.name != "Sources"]
+    listed = [int(n) for n in re.findall(r"\*\*\[(\d+)\]\*\*", fields(embed)["Sources"])]
+    assert markers == listed == list(range(1, len(markers) + 1))
+    return markers
+
+
+def assert_within_limits(embed: discord.Embed) -> None:
+    assert len(embed.title or "") <= TITLE_MAX and len(embed) <= TOTAL_MAX
+    assert all(len(f.value) <= FIELD_VALUE_MAX for f in embed.fields)
+
+
+def custom_ids(r: Recorded) -> list[str]:
+    return [c["custom_id"] for row in r.body.get("components", []) for c in row["components"]]
+
+
+# -- fixtures: other coverages ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def long_retriever(tmp_path_factory, embedder: Embedder) -> Retriever:
+    """A coverage whose one article has a paragraph far longer than an embed field."""
+    corpus = tmp_path_factory.mktemp("long")
+    sentence = ("The harbour authority said the new sea wall would protect the old town "
+                "from winter storms for the next fifty years. ")
+    (corpus / "wall.txt").write_text(
+        "Outlet: Coast Herald\nDate: 2024-02-02\nURL: https://example.com/wall\n\n"
+        "Harbour builds a sea wall\n\n" + sentence * 40 + "\n\n"
+        "Work on the sea wall starts in March and costs twelve million euros.\n", "utf-8")
+    index_dir = tmp_path_factory.mktemp("long-index")
+    return Retriever(index_corpus(corpus, index_dir, embedder, progress=False), embedder)
+
+
+@pytest.fixture(scope="module")
+def many_retriever(tmp_path_factory, embedder: Embedder) -> Retriever:
+    """A coverage of 25 articles: more than one /sources page."""
+    corpus = tmp_path_factory.mktemp("many")
+    for i in range(25):
+        (corpus / f"story{i:02d}.txt").write_text(
+            f"Date: 2024-03-{i + 1:02d}\n\nCouncil story number {i}\n\n"
+            f"The council met on day {i} and approved budget line {i} after a long debate.\n",
+            "utf-8")
+    index_dir = tmp_path_factory.mktemp("many-index")
+    return Retriever(index_corpus(corpus, index_dir, embedder, progress=False), embedder)
+
+
+# -- tests ------------------------------------------------------------------------------
+
+def test_commands_are_synced_to_the_guild(retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        puts = fake.matching(lambda r: r.method == "PUT")
+        assert [r.path for r in puts] == [f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands"]
+        commands = {c["name"]: c for c in puts[0].body}
+        assert set(commands) == {"ask", "sources", "help"}
+        for c in commands.values():
+            assert 1 <= len(c["description"]) <= 100 and c["type"] == 1
+        opts = {o["name"]: o for o in commands["ask"]["options"]}
+        assert opts["question"] == {**opts["question"], "type": 3, "required": True,
+                                    "min_length": 1, "max_length": 1000}
+        assert opts["results"] == {**opts["results"], "type": 4, "required": False,
+                                   "min_value": 1, "max_value": 5}
+        assert opts["private"]["type"] == 5 and not opts["private"]["required"]
+        assert all(1 <= len(o["description"]) <= 100 for o in opts.values())
+        assert fake.identify["intents"] & PRIVILEGED_INTENTS == 0
+        assert fake.identify["token"] == TOKEN
+
+    run_bot(retriever, tmp_path, scenario)
+
+
+def test_global_sync_without_guild_id(retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        puts = fake.matching(lambda r: r.method == "PUT")
+        assert [r.path for r in puts] == [f"/applications/{APP_ID}/commands"]
+        handle = await fake.run_command("help")
+        reply = await fake.wait_for_request(handle.callback)
+        assert reply.body["data"]["flags"] == EPHEMERAL
+
+    run_bot(retriever, tmp_path, scenario, guild_id=None)
+
+
+def test_ask_about_the_seeds(retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.run_command("ask", {"question": "why was the trip cancelled"})
+        callback = await fake.wait_for_request(handle.callback)
+        assert callback.body["type"] == 5  # deferred: "Byline is thinking…"
+        assert callback.at - handle.sent_at < 1.5  # well within Discord's 3 s
+        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        assert followup.query.get("wait") in ("1", "true")
+        assert followup.body["allowed_mentions"] == {"parse": []}
+        embed = embed_of(followup)
+        assert embed.fields[0].name == "[1] Trump Calls Off Pompeo's North Korea Trip"
+        assert assert_numbering_matches(embed) == [1, 2, 3]  # results defaults to 3
+        assert "canceled" in embed.description and "**[1]**" in embed.description
+        assert_within_limits(embed)
+        ids = custom_ids(followup)
+        assert len(ids) == 2 and ids[0].startswith("byline:fb:up:")
+        assert not (followup.body.get("flags") or 0) & EPHEMERAL
+
+    run_bot(retriever, tmp_path, scenario)
+
+
+def test_off_topic_is_not_covered_and_private_is_ephemeral(retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.run_command("ask", {"question": "What is the capital of France?",
+                                                "private": True, "results": 5})
+        callback = await fake.wait_for_request(handle.callback)
+        assert callback.body["data"]["flags"] == EPHEMERAL
+        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        embed = embed_of(followup)
+        assert embed.title == "Not covered" and "/sources" in embed.description
+        assert followup.body["flags"] & EPHEMERAL
+        assert custom_ids(followup) == []  # nothing to rate
+        assert followup.body["allowed_mentions"] == {"parse": []}
+
+    run_bot(retriever, tmp_path, scenario)
+
+
+def test_mentions_and_long_questions_stay_inert(retriever, tmp_path):
+    question = "@everyone <@123> <@&456> why did " + "Trump cancel Pompeo's trip and " * 9
+    question = question[:300]
+
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.run_command("ask", {"question": question})
+        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        assert followup.body["allowed_mentions"] == {"parse": []}
+        assert "content" not in followup.body or not followup.body["content"]
+        embed = embed_of(followup)
+        assert len(question) == 300 and len(embed.title) <= TITLE_MAX
+        assert embed.title.startswith("@everyone <@123>")
+        assert_within_limits(embed)
+        assert_numbering_matches(embed)
+
+    run_bot(retriever, tmp_path, scenario)
+
+
+def test_long_paragraph_fits_an_embed_field(long_retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.run_command("ask", {
+            "question": "How long will the sea wall protect the old town from storms?",
+            "results": 2})
+        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        embed = embed_of(followup)
+        assert_within_limits(embed)
+        [long] = [f.value for f in embed.fields if "harbour authority" in f.value]
+        assert len(long) <= FIELD_VALUE_MAX and long.endswith("…")  # 4,000+ characters, cut
+        assert "**The harbour authority said" in long
+        sources = fields(embed)["Sources"]
+        assert "[Harbour builds a sea wall](https://example.com/wall)" in sources
+        assert "Coast Herald, 2024-02-02" in sources
+
+    run_bot(long_retriever, tmp_path, scenario)
+
+
+def test_cooldown_is_per_user(retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        first = await fake.run_command("ask", {"question": "why was the trip cancelled"})
+        await fake.wait_for_request(first.followup, timeout=30)
+        second = await fake.run_command("ask", {"question": "who did Trump phone"})
+        reply = await fake.wait_for_request(second.callback)
+        assert reply.body["type"] == 4 and reply.body["data"]["flags"] == EPHEMERAL
+        assert re.fullmatch(r"Slow down a little: try again in \d+ s\.",
+                            reply.body["data"]["content"])
+        other = await fake.run_command("ask", {"question": "who did Trump phone"},
+                                       user_id=USER_ID + 1)
+        assert (await fake.wait_for_request(other.callback)).body["type"] == 5
+
+    run_bot(retriever, tmp_path, scenario, cooldown=60)
+
+
+def test_failure_in_retrieval_apologises_and_recovers(retriever, tmp_path, monkeypatch):
+    index_type = type(retriever.index.vectors)
+    real_search = index_type.search
+
+    def broken_once(self, *args, **kwargs):
+        monkeypatch.setattr(index_type, "search", real_search)
+        raise RuntimeError("simulated FAISS failure")
+
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        monkeypatch.setattr(index_type, "search", broken_once)
+        handle = await fake.run_command("ask", {"question": "why was the trip cancelled"})
+        apology = await fake.wait_for_request(handle.followup, timeout=30)
+        assert apology.body["content"] == APOLOGY
+        assert apology.body["flags"] & EPHEMERAL
+        # The public "thinking…" placeholder was removed rather than turned into the apology.
+        assert fake.matching(lambda r: r.method == "DELETE" and handle.token in r.path)
+        again = await fake.run_command("ask", {"question": "why was the trip cancelled"})
+        answer = await fake.wait_for_request(again.followup, timeout=30)
+        assert embed_of(answer).fields[0].name.startswith("[1] Trump Calls Off")
+
+    assert isinstance(retriever.index.vectors, faiss.Index)
+    run_bot(retriever, tmp_path, scenario)
+
+
+def test_feedback_click_is_stored(retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.run_command("ask", {"question": "Where did Pompeo go after Hanoi?"})
+        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        down = next(c for c in custom_ids(followup) if c.startswith("byline:fb:down:"))
+        message_id = next(m for m, msg in fake.messages.items()
+                          if any(c["custom_id"] == down for row in msg["components"]
+                                 for c in row["components"]))
+        click = await fake.click(message_id, down, user_id=USER_ID)
+        ack = await fake.wait_for_request(click.callback)
+        assert ack.body["type"] == 4 and ack.body["data"]["flags"] == EPHEMERAL
+        assert ack.body["data"]["content"] == "Thanks, noted."
+
+    run_bot(retriever, tmp_path, scenario)
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    [row] = store.export()
+    assert row.question == "Where did Pompeo go after Hanoi?" and row.verdict == "down"
+    assert row.passage_ids[0] == "003_0c19cdefe2f9ba84#4" and len(row.passage_ids) == 3
+    assert row.user_hash == store.hash_user(USER_ID) and str(USER_ID) not in row.user_hash
+
+
+def test_sources_paginate(many_retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.run_command("sources")
+        first = await fake.wait_for_request(handle.callback)
+        assert first.body["type"] == 4
+        page = discord.Embed.from_dict(first.body["data"]["embeds"][0])
+        assert page.footer.text.startswith("Page 1/3 · 25 articles")
+        buttons = first.body["data"]["components"][0]["components"]
+        assert [b.get("disabled", False) for b in buttons] == [True, False]
+        message_id = next(iter(fake.messages))
+        click = await fake.click(message_id, buttons[1]["custom_id"])
+        update = await fake.wait_for_request(click.callback)
+        assert update.body["type"] == 7  # the message is edited in place
+        page = discord.Embed.from_dict(update.body["data"]["embeds"][0])
+        assert page.footer.text.startswith("Page 2/3")
+        assert "Council story number 10" in page.description
+
+    run_bot(many_retriever, tmp_path, scenario)
+
+
+def test_help(retriever, tmp_path):
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.run_command("help")
+        reply = await fake.wait_for_request(handle.callback)
+        embed = discord.Embed.from_dict(reply.body["data"]["embeds"][0])
+        assert "**2** articles (20 paragraphs)" in embed.description
+        assert reply.body["data"]["flags"] == EPHEMERAL
+
+    run_bot(retriever, tmp_path, scenario)
+
+
+def test_heartbeat_stays_fast_while_twenty_asks_run(retriever, tmp_path):
+    questions = ["why was the trip cancelled", "Where did Pompeo go after Hanoi?",
+                 "What did Bolton say?", "What is the capital of France?"] * 5
+
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        # Not faster: discord.py, like Discord, allows ~120 gateway sends a minute.
+        async with fake.probing(every=0.25) as rtts:
+            handles = [await fake.run_command("ask", {"question": q}, user_id=USER_ID + i)
+                       for i, q in enumerate(questions)]
+            for h in handles:
+                await fake.wait_for_request(h.followup, timeout=60)
+        assert len(rtts) >= 2
+        assert max(rtts) < 1.0, f"heartbeat round trips up to {max(rtts):.2f} s"
+
+    run_bot(retriever, tmp_path, scenario)

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import threading
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.commands import NO_PINGS, AskCog, FeedbackButton
-from bot.settings import BotSettings
+from bot.settings import BotConfigError, BotSettings
 from retrieval.feedback import FeedbackStore, default_path
 from retrieval.search import Answer, Retriever
 from retrieval.store import ArticleInfo
@@ -92,9 +93,23 @@ class BylineBot(commands.Bot):
         self.feedback.close()
 
 
-def run(settings: BotSettings, retriever: Retriever) -> None:
-    """Connect and serve until interrupted; the model and index are already loaded."""
+async def serve(settings: BotSettings, retriever: Retriever) -> None:
+    """Connect and serve until closed; the model and index are already loaded."""
     bot = BylineBot(settings, retriever)
     log.info("loaded %d articles (%d passages); connecting to Discord", len(bot.articles),
              len(retriever.index))
-    bot.run(settings.token, log_handler=None)  # logging is configured by the caller
+    async with bot:
+        try:
+            await bot.start(settings.token)
+        except discord.LoginFailure:
+            raise BotConfigError("Discord rejected DISCORD_TOKEN; reset the token in the "
+                                 "Developer Portal and update .env.") from None
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise BotConfigError(f"Cannot reach Discord ({type(exc).__name__}); check the "
+                                 "network and try again.") from None
+
+
+def run(settings: BotSettings, retriever: Retriever) -> None:
+    """`serve` in a fresh event loop until Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings, retriever))

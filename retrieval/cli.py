@@ -174,9 +174,22 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     from bot.settings import BotSettings
 
     bot_settings = BotSettings.from_env()  # fails fast, before the model loads
-    logging.getLogger().setLevel(logging.INFO)
+    _bot_logging()
     run(bot_settings, open_retriever(settings))
     return 0
+
+
+def _bot_logging() -> None:
+    """INFO for Byline and discord.py; libraries' start-up chatter stays out of the log."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in root.handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for noisy in ("faiss", "sentence_transformers", "httpx", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Byline never joins voice channels; discord.py's voice-support warnings do not apply.
+    logging.getLogger("discord.client").addFilter(
+        lambda record: "voice will NOT be supported" not in record.getMessage())
 
 
 def _print_json(data: object) -> None:

@@ -89,8 +89,10 @@ Handler = Callable[["FakeDiscord", web.Request, re.Match[str], Any], Awaitable[w
 class FakeDiscord:
     """REST + gateway on a free local port; records requests, dispatches interactions."""
 
-    def __init__(self, heartbeat_interval_ms: int = 41_250) -> None:
+    def __init__(self, heartbeat_interval_ms: int = 41_250, valid_token: str | None = None
+                 ) -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.valid_token = valid_token  # when set, any other token gets 401 Unauthorized
         self.requests: list[Recorded] = []
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.heartbeat_rtts: list[float] = []
@@ -347,6 +349,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def _me(fake: FakeDiscord, request: web.Request, m: re.Match[str], body: Any
               ) -> web.Response:
+    if fake.valid_token and request.headers.get("Authorization") != f"Bot {fake.valid_token}":
+        return _json({"message": "401: Unauthorized", "code": 0}, status=401)
     return _json(user_payload(BOT_ID, "Byline", bot=True))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,9 +12,9 @@ import discord
 import faiss
 import pytest
 
-from bot.app import APOLOGY, BylineBot
+from bot.app import APOLOGY, BylineBot, serve
 from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX
-from bot.settings import BotSettings
+from bot.settings import BotConfigError, BotSettings
 from retrieval.embed import Embedder
 from retrieval.feedback import FeedbackStore
 from retrieval.indexer import index_corpus
@@ -102,7 +103,9 @@ def many_retriever(tmp_path_factory, embedder: Embedder) -> Retriever:
 
 # -- tests ------------------------------------------------------------------------------
 
-def test_commands_are_synced_to_the_guild(retriever, tmp_path):
+def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)  # even discord.py's debug logging must not leak the token
+
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         puts = fake.matching(lambda r: r.method == "PUT")
         assert [r.path for r in puts] == [f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands"]
@@ -121,6 +124,8 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path):
         assert fake.identify["token"] == TOKEN
 
     run_bot(retriever, tmp_path, scenario)
+    assert any("synced 3 commands" in r.getMessage() for r in caplog.records)
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
 
 
 def test_global_sync_without_guild_id(retriever, tmp_path):
@@ -314,3 +319,18 @@ def test_heartbeat_stays_fast_while_twenty_asks_run(retriever, tmp_path):
         assert max(rtts) < 1.0, f"heartbeat round trips up to {max(rtts):.2f} s"
 
     run_bot(retriever, tmp_path, scenario)
+
+
+def test_rejected_token_is_one_clear_error(retriever, tmp_path, caplog):
+    settings = BotSettings(token=TOKEN, guild_id=GUILD_ID, index_dir=tmp_path / "index",
+                           feedback_db=tmp_path / "feedback.sqlite")
+
+    async def main() -> None:
+        async with FakeDiscord(valid_token="another-token") as fake:
+            with fake.patched():
+                await serve(settings, retriever)
+
+    with pytest.raises(BotConfigError, match="Discord rejected DISCORD_TOKEN") as err:
+        asyncio.run(main())
+    assert TOKEN not in str(err.value)
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)

@@ -14,22 +14,33 @@ from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
 from retrieval.store import Index
-from retrieval.text import analyze, split_sentences
+from retrieval.text import analyze
 
 MAX_QUESTION_CHARS = 1000
+
+
+METHODS = ("hybrid", "dense", "bm25")
+QUOTE_MODES = ("best", "dense", "lead")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
     """Knobs of retrieval; the defaults are the calibrated ones (see docs/quality.md)."""
 
+    method: str = "hybrid"  # "dense" and "bm25" alone are the baselines
     dense_weight: float = 0.5  # share of the min-max normalised dense score in the fusion
+    sentence_weight: float = 0.0  # weight of the best sentence's similarity, when re-scoring
     candidates: int = 50  # how many passages each retriever proposes for fusion
+    quote_lexical: float = 0.1  # weight of the question's rare words in picking the quote
     # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
     # >= threshold, the background being what generic off-topic probes score on this corpus.
     # Calibrated on SQuAD dev A by bench/calibrate_not_covered.py; see docs/quality.md.
     coverage_weight: float = 0.6
     threshold: float = 0.24
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Hit:
     score: float
     passage: Passage
     quote: str
+    row: int = -1  # the passage's row in the index
 
     def to_dict(self) -> dict[str, Any]:
         p = self.passage
@@ -123,25 +135,31 @@ class Retriever:
         """Rank passages for `question`; `answered` is False when the coverage lacks it."""
         return self.ask_many([question], k)[0]
 
-    def ask_many(self, questions: list[str], k: int = 5) -> list[Answer]:
-        """`ask` for several questions, encoding them in one batch."""
+    def ask_many(self, questions: list[str], k: int = 5, keep_refused: bool = False
+                 ) -> list[Answer]:
+        """`ask` for several questions, encoding them in one batch.
+
+        With `keep_refused`, a refused answer still carries its ranked hits (evaluation
+        scores the ranking and the refusal separately); `to_dict()` still shows none."""
         checked = [check_question(q) for q in questions]
         qvecs = self.embedder.encode(checked)
-        return [self._answer(q, v, k) for q, v in zip(checked, qvecs, strict=True)]
+        return [self._answer(q, v, k, keep_refused)
+                for q, v in zip(checked, qvecs, strict=True)]
 
-    def _answer(self, q: str, qvec: np.ndarray, k: int) -> Answer:
+    def _answer(self, q: str, qvec: np.ndarray, k: int, keep_refused: bool) -> Answer:
         k = max(1, min(int(k), len(self.index)))
         terms = analyze(q)
-        rows, fused, dense = self._rank(qvec, terms)
+        rows, scores, dense = self._rank(qvec, terms)
         top = self.index.passages(rows[:k])
         evidence = Evidence(dense=float(dense.max()), lexical=self._coverage(terms, top[0].text))
         confidence = self._confidence(evidence)
-        if confidence < self.settings.threshold:
+        answered = confidence >= self.settings.threshold
+        if not answered and not keep_refused:
             return Answer(q, False, [], confidence, evidence)
-        quotes = self._quotes(qvec, terms, top)
-        hits = [Hit(rank=i + 1, score=float(fused[i]), passage=p, quote=quote)
-                for i, (p, quote) in enumerate(zip(top, quotes, strict=True))]
-        return Answer(q, True, hits, confidence, evidence)
+        hits = [Hit(rank=i + 1, score=float(scores[i]), passage=p, row=rows[i],
+                    quote=self.quote(qvec, terms, p, rows[i]))
+                for i, p in enumerate(top)]
+        return Answer(q, answered, hits, confidence, evidence)
 
     def evidence(self, questions: list[str]) -> list[Evidence]:
         """The raw evidence behind the "not covered" decision, for calibration."""
@@ -169,19 +187,32 @@ class Retriever:
 
     def _rank(self, qvec: np.ndarray, terms: list[str]
               ) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """Candidate rows sorted by fused score, with fused and raw dense scores."""
-        n = min(self.settings.candidates, len(self.index))
+        """Candidate rows sorted by score, with their scores and raw dense similarities."""
+        s = self.settings
+        n = min(s.candidates, len(self.index))
         dense_scores, dense_rows = self.index.vectors.search(qvec[None, :], n)
         lexical = self._bm25_scores(terms)
         lex_rows = np.argpartition(-lexical, n - 1)[:n] if lexical.any() else np.array([], int)
         rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0], lex_rows]))
         dense = self._dense_for(qvec, rows, dict(zip(dense_rows[0], dense_scores[0],
                                                      strict=True)))
-        w = self.settings.dense_weight
-        fused = w * _minmax(dense) + (1 - w) * _minmax(lexical[rows])
-        order = np.argsort(-fused, kind="stable")
-        return [int(r) for r in rows[order]], fused[order], dense[order]
+        if s.method == "dense":
+            scores = dense.copy()
+        elif s.method == "bm25":
+            scores = lexical[rows] + 1e-6 * dense  # dense only breaks ties (e.g. no match)
+        else:
+            scores = s.dense_weight * _minmax(dense) + (1 - s.dense_weight) * _minmax(
+                lexical[rows])
+            if s.sentence_weight:
+                scores = scores + s.sentence_weight * _minmax(self._best_sentence(qvec, rows))
+        order = np.argsort(-scores, kind="stable")
+        return [int(r) for r in rows[order]], scores[order], dense[order]
 
+    def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Each row's best sentence similarity to the question."""
+        sent = self.index.sentences
+        return np.array([(sent.vectors[sent.of(int(r))].astype(np.float32) @ qvec).max()
+                         for r in rows], dtype=np.float32)
     def _dense_for(self, qvec: np.ndarray, rows: np.ndarray, known: dict[int, float]
                    ) -> np.ndarray:
         out = np.empty(len(rows), dtype=np.float32)
@@ -213,19 +244,22 @@ class Retriever:
 
     # -- quotes ---------------------------------------------------------------------------
 
-    def _quotes(self, qvec: np.ndarray, terms: list[str], passages: list[Passage]) -> list[str]:
-        """For each passage, the sentence most similar to the question."""
-        splits = [split_sentences(p.text) or [p.text] for p in passages]
-        multi = [s for parts in splits if len(parts) > 1 for s in parts]
-        sims = iter(self.embedder.encode(multi) @ qvec if multi else [])
-        quotes = []
-        for parts in splits:
-            if len(parts) == 1:
-                quotes.append(parts[0])
-                continue
-            scores = [float(next(sims)) + 0.1 * self._coverage(terms, s) for s in parts]
-            quotes.append(parts[int(np.argmax(scores))])
-        return quotes
+    def quote(self, qvec: np.ndarray, terms: list[str], passage: Passage, row: int,
+              mode: str = "best") -> str:
+        """The sentence of `passage` that best answers the question.
+
+        "best": most similar sentence plus a bonus for the question's rare words; "dense":
+        similarity alone; "lead": the first sentence (the last two are baselines)."""
+        sent = self.index.sentences
+        sl = sent.of(row)
+        texts = [passage.text[a:b] for a, b in sent.spans[sl]]
+        if len(texts) == 1 or mode == "lead":
+            return texts[0]
+        sims = sent.vectors[sl].astype(np.float32) @ qvec
+        if mode == "best":
+            sims = sims + self.settings.quote_lexical * np.array(
+                [self._coverage(terms, t) for t in texts], dtype=np.float32)
+        return texts[int(np.argmax(sims))]
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 
 from retrieval.corpus import Article, Passage
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
-from retrieval.text import analyze
+from retrieval.text import analyze, split_sentences
 
 if TYPE_CHECKING:
     import bm25s
@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
     from retrieval.embed import Embedder
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence vectors for quotes
 MANIFEST = "manifest.json"
+# The files of one generation: <kind>-<generation><suffix> (bm25 is a folder).
+_FILE_KINDS = {"vectors": ".faiss", "meta": ".sqlite", "bm25": "", "sentences": ".npz"}
 _REBUILD = "run `byline index` to rebuild it"
 
 
@@ -54,7 +56,31 @@ class Manifest:
 
     def files(self) -> dict[str, str]:
         g = self.generation
-        return {"vectors": f"vectors-{g}.faiss", "meta": f"meta-{g}.sqlite", "bm25": f"bm25-{g}"}
+        return {kind: f"{kind}-{g}{suffix}" for kind, suffix in _FILE_KINDS.items()}
+
+
+@dataclass(frozen=True)
+class Sentences:
+    """Every passage's sentences: their vectors and character spans, grouped by passage row.
+
+    Passage `r` owns sentences `offsets[r]:offsets[r + 1]`; `spans[i]` is (start, end) of
+    sentence i in its passage's text. Stored so quotes cost a dot product, not an encode."""
+
+    vectors: np.ndarray  # (n_sentences, dim) float16
+    spans: np.ndarray  # (n_sentences, 2) int32
+    offsets: np.ndarray  # (n_passages + 1,) int64
+
+    def of(self, row: int) -> slice:
+        return slice(int(self.offsets[row]), int(self.offsets[row + 1]))
+
+    def save(self, path: Path) -> None:
+        with path.open("wb") as fh:
+            np.savez(fh, vectors=self.vectors, spans=self.spans, offsets=self.offsets)
+
+    @classmethod
+    def load(cls, path: Path) -> Sentences:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["vectors"], data["spans"], data["offsets"])
 
 
 @dataclass(frozen=True)
@@ -81,10 +107,11 @@ class Index:
     """Passages with their vectors, searchable densely (FAISS) and lexically (BM25)."""
 
     def __init__(self, manifest: Manifest, vectors: faiss.Index, bm25: bm25s.BM25,
-                 db: sqlite3.Connection) -> None:
+                 db: sqlite3.Connection, sentences: Sentences) -> None:
         self.manifest = manifest
         self.vectors = vectors
         self.bm25 = bm25
+        self.sentences = sentences
         self._db = db
 
     def __len__(self) -> int:
@@ -93,7 +120,7 @@ class Index:
     def with_background(self, background: dict[str, float]) -> Index:
         """This index with its manifest's background evidence set."""
         return Index(replace(self.manifest, background=dict(background)), self.vectors,
-                     self.bm25, self._db)
+                     self.bm25, self._db, self.sentences)
 
     # -- building -------------------------------------------------------------------------
 
@@ -104,8 +131,15 @@ class Index:
         import faiss
 
         passages = [p for a in articles for p in a.passages()]
-        vecs = embedder.encode([_embed_text(p) for p in passages], progress=progress,
-                               label=f"Embedding {len(passages)} passages")
+        spans = [sentence_spans(p.text) for p in passages]
+        # One encode call for passages and the sentences of multi-sentence passages.
+        extra = [p.text[a:b] for p, sp in zip(passages, spans, strict=True) if len(sp) > 1
+                 for a, b in sp]
+        everything = embedder.encode([_embed_text(p) for p in passages] + extra,
+                                     progress=progress,
+                                     label=f"Embedding {len(passages)} passages")
+        vecs = everything[:len(passages)]
+        sentences = _sentences(spans, vecs, everything[len(passages):])
         vectors = faiss.IndexFlatIP(vecs.shape[1])
         vectors.add(vecs)
         manifest = Manifest(
@@ -115,7 +149,8 @@ class Index:
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             generation=secrets.token_hex(4),
         )
-        return cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages))
+        return cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages),
+                   sentences)
 
     # -- persistence ----------------------------------------------------------------------
 
@@ -136,6 +171,7 @@ class Index:
                 self._db.backup(disk)
             disk.close()
             self.bm25.save(str(tmp / files["bm25"]), show_progress=False)
+            self.sentences.save(tmp / files["sentences"])
             for name in files.values():
                 _fsync_tree(tmp / name)
                 os.replace(tmp / name, root / name)
@@ -163,6 +199,7 @@ class Index:
             bm25 = bm25s.BM25.load(str(root / files["bm25"]), show_progress=False)
             db = _open_db(root / files["meta"])
             rows = db.execute("SELECT count(*) FROM passages").fetchone()[0]
+            sentences = Sentences.load(root / files["sentences"])
         except (RuntimeError, OSError, ValueError, KeyError, sqlite3.DatabaseError) as exc:
             raise IndexCorrupt(
                 f"The index at {root} is damaged ({type(exc).__name__}); {_REBUILD}."
@@ -172,9 +209,10 @@ class Index:
                 f"The index at {root} is inconsistent ({vectors.ntotal} vectors, {rows} "
                 f"passages, manifest says {manifest.passages}); {_REBUILD}."
             )
-        if vectors.d != manifest.dimension:
+        if (vectors.d != manifest.dimension or len(sentences.offsets) != rows + 1
+                or sentences.vectors.shape[1:] != (manifest.dimension,)):
             raise IndexCorrupt(f"The index at {root} has vectors of the wrong size; {_REBUILD}.")
-        return cls(manifest, vectors, bm25, db)
+        return cls(manifest, vectors, bm25, db, sentences)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -223,6 +261,32 @@ def read_manifest(root: Path) -> Manifest:
 
 def _embed_text(p: Passage) -> str:
     return p.text
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, in order."""
+    spans, pos = [], 0
+    for sentence in split_sentences(text) or [text]:
+        start = text.find(sentence, pos)
+        if start < 0:  # cannot happen for split_sentences' output; be safe anyway
+            return [(0, len(text))]
+        spans.append((start, start + len(sentence)))
+        pos = start + len(sentence)
+    return spans
+
+
+def _sentences(spans: list[list[tuple[int, int]]], passage_vecs: np.ndarray,
+               sentence_vecs: np.ndarray) -> Sentences:
+    """Pack sentence vectors; a one-sentence passage reuses its passage vector."""
+    out, it = [], iter(sentence_vecs)
+    for sp, pvec in zip(spans, passage_vecs, strict=True):
+        out.extend([pvec] if len(sp) == 1 else [next(it) for _ in sp])
+    counts = np.array([len(sp) for sp in spans], dtype=np.int64)
+    return Sentences(
+        vectors=np.asarray(out, dtype=np.float16).reshape(-1, passage_vecs.shape[1]),
+        spans=np.array([x for sp in spans for x in sp], dtype=np.int32).reshape(-1, 2),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+    )
 
 
 def _build_bm25(passages: list[Passage]) -> bm25s.BM25:
@@ -296,9 +360,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
-    """Delete files of older generations (only ours: vectors-/meta-/bm25- prefixes)."""
+    """Delete files of older generations (only ours: the prefixes Manifest.files uses)."""
+    prefixes = tuple(f"{kind}-" for kind in _FILE_KINDS)
     for entry in root.iterdir():
-        if entry.name in keep or not entry.name.startswith(("vectors-", "meta-", "bm25-")):
+        if entry.name in keep or not entry.name.startswith(prefixes):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)

@@ -16,7 +16,7 @@ from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.indexer import index_corpus
 from retrieval.search import Retriever
-from retrieval.store import MANIFEST, Index
+from retrieval.store import MANIFEST, Index, Sentences
 
 from .conftest import SEEDS
 
@@ -67,7 +67,7 @@ def test_missing_index(tmp_path: Path):
 
 
 @pytest.mark.parametrize("damage", ["garbage manifest", "truncated vectors", "missing meta",
-                                    "wrong count", "missing bm25"])
+                                    "wrong count", "missing bm25", "missing sentences"])
 def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage: str):
     index_dir = _copy(seed_index_dir, tmp_path / "idx")
     manifest = json.loads((index_dir / MANIFEST).read_text())
@@ -82,8 +82,10 @@ def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage:
     elif damage == "wrong count":
         manifest["passages"] = 21
         (index_dir / MANIFEST).write_text(json.dumps(manifest))
-    else:
+    elif damage == "missing bm25":
         shutil.rmtree(index_dir / files["bm25"])
+    else:
+        (index_dir / files["sentences"]).unlink()
     with pytest.raises(IndexCorrupt, match="run `byline index` to rebuild it"):
         Index.load(index_dir)
 
@@ -110,8 +112,10 @@ def test_other_dimension_is_a_mismatch(tmp_path: Path, embedder: Embedder):
     small = faiss.IndexFlatIP(8)
     small.add(np.ones((1, 8), dtype=np.float32))
     from dataclasses import replace
+    sentences = Sentences(np.ones((1, 8), np.float16), np.array([[0, 10]], np.int32),
+                          np.array([0, 1]))
     odd = Index(replace(index.manifest, dimension=8, background={"dense": 0, "lexical": 0}),
-                small, index.bm25, index._db)
+                small, index.bm25, index._db, sentences)
     odd.save(tmp_path / "idx")
     with pytest.raises(IndexMismatch, match="8-dimensional vectors"):
         Retriever(Index.load(tmp_path / "idx"), embedder)

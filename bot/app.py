@@ -56,10 +56,12 @@ class BylineBot(commands.Bot):
     """Holds the Retriever and the feedback store; the cog does the talking."""
 
     def __init__(self, settings: BotSettings, retriever: Retriever,
-                 feedback: FeedbackStore | None = None) -> None:
+                 feedback: FeedbackStore | None = None, **options: object) -> None:
+        """`options` go to discord.py's Bot (e.g. guild_ready_timeout)."""
         super().__init__(command_prefix=commands.when_mentioned,
                          intents=discord.Intents(guilds=True),  # nothing privileged
-                         allowed_mentions=NO_PINGS, tree_cls=BylineTree, help_command=None)
+                         allowed_mentions=NO_PINGS, tree_cls=BylineTree, help_command=None,
+                         **options)
         self.settings = settings
         self.retriever = retriever
         self.feedback = feedback or FeedbackStore(
@@ -93,9 +95,9 @@ class BylineBot(commands.Bot):
         self.feedback.close()
 
 
-async def serve(settings: BotSettings, retriever: Retriever) -> None:
+async def serve(settings: BotSettings, retriever: Retriever, **options: object) -> None:
     """Connect and serve until closed; the model and index are already loaded."""
-    bot = BylineBot(settings, retriever)
+    bot = BylineBot(settings, retriever, **options)
     log.info("loaded %d articles (%d passages); connecting to Discord", len(bot.articles),
              len(retriever.index))
     async with bot:

@@ -1,10 +1,11 @@
-"""The real Byline bot (discord.py) end to end against the fake Discord in discord_fake.py."""
+"""The real Byline bot (discord.py) end to end against the fake Discord in fake_discord.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,10 +21,11 @@ from retrieval.feedback import FeedbackStore
 from retrieval.indexer import index_corpus
 from retrieval.search import Retriever
 
-from .discord_fake import APP_ID, GUILD_ID, USER_ID, FakeDiscord, Recorded, embed_of
+from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
 
 TOKEN = "fake-token-never-logged"
-EPHEMERAL = 64
+FAKE = FakeDiscord()  # only for its default ids
+APP_ID, GUILD_ID, USER_ID = FAKE.app_id, FAKE.guild_id, FAKE.user_id
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
 
 Scenario = Callable[[FakeDiscord, BylineBot], Awaitable[None]]
@@ -36,19 +38,26 @@ def run_bot(retriever: Retriever, tmp_path: Path, scenario: Scenario, *,
                            cooldown_seconds=cooldown, feedback_db=tmp_path / "feedback.sqlite")
 
     async def main() -> None:
-        async with FakeDiscord() as fake:
-            with fake.patched():
-                bot = BylineBot(settings, retriever)
-                task = asyncio.create_task(bot.start(settings.token))
-                try:
-                    await asyncio.wait_for(fake.ready.wait(), 15)
-                    await asyncio.wait_for(bot.wait_until_ready(), 15)
-                    await scenario(fake, bot)
-                finally:
-                    await bot.close()
-                    await asyncio.wait_for(task, 10)
+        async with FakeDiscord(token=TOKEN) as fake:
+            bot = BylineBot(settings, retriever, guild_ready_timeout=0.05)
+            async with running(bot, token=TOKEN):
+                await scenario(fake, bot)
 
     asyncio.run(main())
+
+
+def embed_of(r: Request) -> discord.Embed:
+    """The first embed of a followup, or of a callback's message data."""
+    body = r.json.get("data", r.json) if r.path.endswith("/callback") else r.json
+    return discord.Embed.from_dict(body["embeds"][0])
+
+
+def requests(fake: FakeDiscord, method: str, token: str | None = None) -> list[Request]:
+    return [r for r in fake.requests if r.method == method and (token is None or token in r.path)]
+
+
+def identify(fake: FakeDiscord) -> dict:
+    return next(f["d"] for f in fake.gateway_frames if f.get("op") == 2)
 
 
 def fields(embed: discord.Embed) -> dict[str, str]:
@@ -68,8 +77,8 @@ def assert_within_limits(embed: discord.Embed) -> None:
     assert all(len(f.value) <= FIELD_VALUE_MAX for f in embed.fields)
 
 
-def custom_ids(r: Recorded) -> list[str]:
-    return [c["custom_id"] for row in r.body.get("components", []) for c in row["components"]]
+def custom_ids(r: Request) -> list[str]:
+    return [c["custom_id"] for row in r.json.get("components", []) for c in row["components"]]
 
 
 # -- fixtures: other coverages ----------------------------------------------------------
@@ -107,9 +116,9 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)  # even discord.py's debug logging must not leak the token
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        puts = fake.matching(lambda r: r.method == "PUT")
+        puts = requests(fake, "PUT")
         assert [r.path for r in puts] == [f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands"]
-        commands = {c["name"]: c for c in puts[0].body}
+        commands = {c["name"]: c for c in puts[0].json}
         assert set(commands) == {"ask", "sources", "help"}
         for c in commands.values():
             assert 1 <= len(c["description"]) <= 100 and c["type"] == 1
@@ -120,8 +129,8 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
                                    "min_value": 1, "max_value": 5}
         assert opts["private"]["type"] == 5 and not opts["private"]["required"]
         assert all(1 <= len(o["description"]) <= 100 for o in opts.values())
-        assert fake.identify["intents"] & PRIVILEGED_INTENTS == 0
-        assert fake.identify["token"] == TOKEN
+        assert identify(fake)["intents"] & PRIVILEGED_INTENTS == 0
+        assert identify(fake)["token"] == TOKEN
 
     run_bot(retriever, tmp_path, scenario)
     assert any("synced 3 commands" in r.getMessage() for r in caplog.records)
@@ -130,24 +139,24 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
 
 def test_global_sync_without_guild_id(retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        puts = fake.matching(lambda r: r.method == "PUT")
+        puts = requests(fake, "PUT")
         assert [r.path for r in puts] == [f"/applications/{APP_ID}/commands"]
-        handle = await fake.run_command("help")
-        reply = await fake.wait_for_request(handle.callback)
-        assert reply.body["data"]["flags"] == EPHEMERAL
+        handle = await fake.send_command("help")
+        reply = await handle.callback()
+        assert reply.json["data"]["flags"] == EPHEMERAL
 
     run_bot(retriever, tmp_path, scenario, guild_id=None)
 
 
 def test_ask_about_the_seeds(retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        handle = await fake.run_command("ask", {"question": "why was the trip cancelled"})
-        callback = await fake.wait_for_request(handle.callback)
-        assert callback.body["type"] == 5  # deferred: "Byline is thinking…"
-        assert callback.at - handle.sent_at < 1.5  # well within Discord's 3 s
-        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        handle = await fake.send_command("ask", {"question": "why was the trip cancelled"})
+        callback = await handle.callback()
+        assert callback.json["type"] == 5  # deferred: "Byline is thinking…"
+        assert callback.received_at - handle.dispatched_at < 1.5  # well within Discord's 3 s
+        followup = await handle.followup(timeout=30)
         assert followup.query.get("wait") in ("1", "true")
-        assert followup.body["allowed_mentions"] == {"parse": []}
+        assert followup.json["allowed_mentions"] == {"parse": []}
         embed = embed_of(followup)
         assert embed.fields[0].name == "[1] Trump Calls Off Pompeo's North Korea Trip"
         assert assert_numbering_matches(embed) == [1, 2, 3]  # results defaults to 3
@@ -155,23 +164,23 @@ def test_ask_about_the_seeds(retriever, tmp_path):
         assert_within_limits(embed)
         ids = custom_ids(followup)
         assert len(ids) == 2 and ids[0].startswith("byline:fb:up:")
-        assert not (followup.body.get("flags") or 0) & EPHEMERAL
+        assert not (followup.json.get("flags") or 0) & EPHEMERAL
 
     run_bot(retriever, tmp_path, scenario)
 
 
 def test_off_topic_is_not_covered_and_private_is_ephemeral(retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        handle = await fake.run_command("ask", {"question": "What is the capital of France?",
+        handle = await fake.send_command("ask", {"question": "What is the capital of France?",
                                                 "private": True, "results": 5})
-        callback = await fake.wait_for_request(handle.callback)
-        assert callback.body["data"]["flags"] == EPHEMERAL
-        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        callback = await handle.callback()
+        assert callback.json["data"]["flags"] == EPHEMERAL
+        followup = await handle.followup(timeout=30)
         embed = embed_of(followup)
         assert embed.title == "Not covered" and "/sources" in embed.description
-        assert followup.body["flags"] & EPHEMERAL
+        assert followup.json["flags"] & EPHEMERAL
         assert custom_ids(followup) == []  # nothing to rate
-        assert followup.body["allowed_mentions"] == {"parse": []}
+        assert followup.json["allowed_mentions"] == {"parse": []}
 
     run_bot(retriever, tmp_path, scenario)
 
@@ -181,10 +190,10 @@ def test_mentions_and_long_questions_stay_inert(retriever, tmp_path):
     question = question[:300]
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        handle = await fake.run_command("ask", {"question": question})
-        followup = await fake.wait_for_request(handle.followup, timeout=30)
-        assert followup.body["allowed_mentions"] == {"parse": []}
-        assert "content" not in followup.body or not followup.body["content"]
+        handle = await fake.send_command("ask", {"question": question})
+        followup = await handle.followup(timeout=30)
+        assert followup.json["allowed_mentions"] == {"parse": []}
+        assert "content" not in followup.json or not followup.json["content"]
         embed = embed_of(followup)
         assert len(question) == 300 and len(embed.title) <= TITLE_MAX
         assert embed.title.startswith("@everyone <@123>")
@@ -196,10 +205,10 @@ def test_mentions_and_long_questions_stay_inert(retriever, tmp_path):
 
 def test_long_paragraph_fits_an_embed_field(long_retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        handle = await fake.run_command("ask", {
+        handle = await fake.send_command("ask", {
             "question": "How long will the sea wall protect the old town from storms?",
             "results": 2})
-        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        followup = await handle.followup(timeout=30)
         embed = embed_of(followup)
         assert_within_limits(embed)
         [long] = [f.value for f in embed.fields if "harbour authority" in f.value]
@@ -214,16 +223,16 @@ def test_long_paragraph_fits_an_embed_field(long_retriever, tmp_path):
 
 def test_cooldown_is_per_user(retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        first = await fake.run_command("ask", {"question": "why was the trip cancelled"})
-        await fake.wait_for_request(first.followup, timeout=30)
-        second = await fake.run_command("ask", {"question": "who did Trump phone"})
-        reply = await fake.wait_for_request(second.callback)
-        assert reply.body["type"] == 4 and reply.body["data"]["flags"] == EPHEMERAL
+        first = await fake.send_command("ask", {"question": "why was the trip cancelled"})
+        await first.followup(timeout=30)
+        second = await fake.send_command("ask", {"question": "who did Trump phone"})
+        reply = await second.callback()
+        assert reply.json["type"] == 4 and reply.json["data"]["flags"] == EPHEMERAL
         assert re.fullmatch(r"Slow down a little: try again in \d+ s\.",
-                            reply.body["data"]["content"])
-        other = await fake.run_command("ask", {"question": "who did Trump phone"},
+                            reply.json["data"]["content"])
+        other = await fake.send_command("ask", {"question": "who did Trump phone"},
                                        user_id=USER_ID + 1)
-        assert (await fake.wait_for_request(other.callback)).body["type"] == 5
+        assert (await other.callback()).json["type"] == 5
 
     run_bot(retriever, tmp_path, scenario, cooldown=60)
 
@@ -238,14 +247,14 @@ def test_failure_in_retrieval_apologises_and_recovers(retriever, tmp_path, monke
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         monkeypatch.setattr(index_type, "search", broken_once)
-        handle = await fake.run_command("ask", {"question": "why was the trip cancelled"})
-        apology = await fake.wait_for_request(handle.followup, timeout=30)
-        assert apology.body["content"] == APOLOGY
-        assert apology.body["flags"] & EPHEMERAL
+        handle = await fake.send_command("ask", {"question": "why was the trip cancelled"})
+        apology = await handle.followup(timeout=30)
+        assert apology.json["content"] == APOLOGY
+        assert apology.json["flags"] & EPHEMERAL
         # The public "thinking…" placeholder was removed rather than turned into the apology.
-        assert fake.matching(lambda r: r.method == "DELETE" and handle.token in r.path)
-        again = await fake.run_command("ask", {"question": "why was the trip cancelled"})
-        answer = await fake.wait_for_request(again.followup, timeout=30)
+        assert requests(fake, "DELETE", handle.token)
+        again = await fake.send_command("ask", {"question": "why was the trip cancelled"})
+        answer = await again.followup(timeout=30)
         assert embed_of(answer).fields[0].name.startswith("[1] Trump Calls Off")
 
     assert isinstance(retriever.index.vectors, faiss.Index)
@@ -254,16 +263,13 @@ def test_failure_in_retrieval_apologises_and_recovers(retriever, tmp_path, monke
 
 def test_feedback_click_is_stored(retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        handle = await fake.run_command("ask", {"question": "Where did Pompeo go after Hanoi?"})
-        followup = await fake.wait_for_request(handle.followup, timeout=30)
+        handle = await fake.send_command("ask", {"question": "Where did Pompeo go after Hanoi?"})
+        followup = await handle.followup(timeout=30)
         down = next(c for c in custom_ids(followup) if c.startswith("byline:fb:down:"))
-        message_id = next(m for m, msg in fake.messages.items()
-                          if any(c["custom_id"] == down for row in msg["components"]
-                                 for c in row["components"]))
-        click = await fake.click(message_id, down, user_id=USER_ID)
-        ack = await fake.wait_for_request(click.callback)
-        assert ack.body["type"] == 4 and ack.body["data"]["flags"] == EPHEMERAL
-        assert ack.body["data"]["content"] == "Thanks, noted."
+        click = await fake.click(down, user_id=USER_ID)
+        ack = await click.callback()
+        assert ack.json["type"] == 4 and ack.json["data"]["flags"] == EPHEMERAL
+        assert ack.json["data"]["content"] == "Thanks, noted."
 
     run_bot(retriever, tmp_path, scenario)
     store = FeedbackStore(tmp_path / "feedback.sqlite")
@@ -275,18 +281,17 @@ def test_feedback_click_is_stored(retriever, tmp_path):
 
 def test_sources_paginate(many_retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        handle = await fake.run_command("sources")
-        first = await fake.wait_for_request(handle.callback)
-        assert first.body["type"] == 4
-        page = discord.Embed.from_dict(first.body["data"]["embeds"][0])
+        handle = await fake.send_command("sources")
+        first = await handle.callback()
+        assert first.json["type"] == 4
+        page = discord.Embed.from_dict(first.json["data"]["embeds"][0])
         assert page.footer.text.startswith("Page 1/3 · 25 articles")
-        buttons = first.body["data"]["components"][0]["components"]
+        buttons = first.json["data"]["components"][0]["components"]
         assert [b.get("disabled", False) for b in buttons] == [True, False]
-        message_id = next(iter(fake.messages))
-        click = await fake.click(message_id, buttons[1]["custom_id"])
-        update = await fake.wait_for_request(click.callback)
-        assert update.body["type"] == 7  # the message is edited in place
-        page = discord.Embed.from_dict(update.body["data"]["embeds"][0])
+        click = await fake.click(buttons[1]["custom_id"])
+        update = await click.callback()
+        assert update.json["type"] == 7  # the message is edited in place
+        page = discord.Embed.from_dict(update.json["data"]["embeds"][0])
         assert page.footer.text.startswith("Page 2/3")
         assert "Council story number 10" in page.description
 
@@ -295,11 +300,11 @@ def test_sources_paginate(many_retriever, tmp_path):
 
 def test_help(retriever, tmp_path):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        handle = await fake.run_command("help")
-        reply = await fake.wait_for_request(handle.callback)
-        embed = discord.Embed.from_dict(reply.body["data"]["embeds"][0])
+        handle = await fake.send_command("help")
+        reply = await handle.callback()
+        embed = discord.Embed.from_dict(reply.json["data"]["embeds"][0])
         assert "**2** articles (20 paragraphs)" in embed.description
-        assert reply.body["data"]["flags"] == EPHEMERAL
+        assert reply.json["data"]["flags"] == EPHEMERAL
 
     run_bot(retriever, tmp_path, scenario)
 
@@ -310,11 +315,13 @@ def test_heartbeat_stays_fast_while_twenty_asks_run(retriever, tmp_path):
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         # Not faster: discord.py, like Discord, allows ~120 gateway sends a minute.
-        async with fake.probing(every=0.25) as rtts:
-            handles = [await fake.run_command("ask", {"question": q}, user_id=USER_ID + i)
-                       for i, q in enumerate(questions)]
-            for h in handles:
-                await fake.wait_for_request(h.followup, timeout=60)
+        fake.start_probing(every=0.2)
+        handles = [await fake.send_command("ask", {"question": q}, user_id=USER_ID + i)
+                   for i, q in enumerate(questions)]
+        for h in handles:
+            await h.followup(timeout=60)
+        await fake.stop_probing()
+        rtts = fake.heartbeat_rtts
         assert len(rtts) >= 2
         assert max(rtts) < 1.0, f"heartbeat round trips up to {max(rtts):.2f} s"
 
@@ -326,11 +333,30 @@ def test_rejected_token_is_one_clear_error(retriever, tmp_path, caplog):
                            feedback_db=tmp_path / "feedback.sqlite")
 
     async def main() -> None:
-        async with FakeDiscord(valid_token="another-token") as fake:
-            with fake.patched():
-                await serve(settings, retriever)
+        async with FakeDiscord(token="another-token"):
+            await serve(settings, retriever, guild_ready_timeout=0.05)
 
     with pytest.raises(BotConfigError, match="Discord rejected DISCORD_TOKEN") as err:
         asyncio.run(main())
     assert TOKEN not in str(err.value)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
+def test_gateway_is_answered_while_retrieval_is_stuck(retriever, tmp_path):
+    """Retrieval held up for 1.5 s (its lock taken, released by a timer thread): the gateway
+    keeps answering, because /ask waits in a worker thread. Were retrieval run on the event
+    loop, the loop itself would wait on the lock and the probes would show it."""
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        bot._search_lock.acquire()
+        threading.Timer(1.5, bot._search_lock.release).start()
+        fake.start_probing(every=0.1)  # on the fake's own thread and clock
+        handle = await fake.send_command("ask", {"question": "why was the trip cancelled"})
+        assert (await handle.callback()).json["type"] == 5
+        followup = await handle.followup(timeout=30)
+        await fake.stop_probing()
+        assert followup.received_at - handle.dispatched_at >= 1.4  # it really was stuck
+        assert len(fake.heartbeat_rtts) >= 8
+        assert max(fake.heartbeat_rtts) < 0.5, fake.heartbeat_rtts
+        assert embed_of(followup).fields[0].name.startswith("[1] Trump Calls Off")
+
+    run_bot(retriever, tmp_path, scenario)

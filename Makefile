@@ -7,7 +7,7 @@ INDEX := .byline/index
 Q ?= why was the trip cancelled
 export BYLINE_INDEX_DIR ?= $(INDEX)
 
-.PHONY: setup ask index sources bot test lint fmt clean
+.PHONY: setup ask index sources bot eval test lint fmt clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ sources: $(INDEX)/manifest.json
 
 bot: $(INDEX)/manifest.json
 	$(BIN)/byline bot
+
+# The whole quality evaluation on SQuAD dev (../shared/data): several minutes.
+DATA ?= ../shared/data
+eval: $(STAMP)
+	$(BIN)/python bench/quality.py $(DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from retrieval import __version__
 from retrieval.config import Settings
 from retrieval.corpus import Passage
 from retrieval.errors import BylineError, IndexMissing
-from retrieval.search import Answer, Retriever, check_question
+from retrieval.search import METHODS, Answer, Retriever, check_question
 
 log = logging.getLogger("byline")
 
@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sources", help="list the articles in the index")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("eval", help="measure retrieval, quotes and refusals on a dataset")
+    p.add_argument("dataset", type=Path, help="SQuAD JSON (indexed on the fly) or JSONL of "
+                   '{"question", "gold"} rows (asked against the current index)')
+    p.add_argument("--off-topic", type=Path, metavar="OTHER",
+                   help="questions that should be refused (SQuAD JSON or JSONL)")
+    p.add_argument("--method", choices=METHODS, default="hybrid",
+                   help="ranking to evaluate (default: hybrid, what ask uses)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("feedback", help="export the 👍/👎 ratings readers gave answers")
     p.add_argument("--json", action="store_true", help="print a JSON list")
@@ -140,6 +150,33 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     for a in articles:
         table.add_row(a.title, a.outlet or "", a.date or "", str(a.passages), a.source)
     Console().print(table)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.embed import Embedder
+    from retrieval.evaluate import evaluate, load_dataset
+    from retrieval.search import SearchSettings
+    from retrieval.store import Index
+
+    articles, questions = load_dataset(args.dataset)
+    off_topic = load_dataset(args.off_topic)[1] if args.off_topic else None
+    search = SearchSettings(method=args.method)
+    if articles is None:  # JSONL: the questions are about the current index
+        retriever = open_retriever(settings)
+        retriever = Retriever(retriever.index, retriever.embedder, search)
+    else:
+        embedder = Embedder(settings.model)
+        index = Index.build(articles, embedder, corpus=str(args.dataset))
+        retriever = Retriever(index, embedder, search)  # measures the background too
+    report = {"dataset": str(args.dataset), "method": args.method,
+              **evaluate(retriever, questions, off_topic)}
+    if args.json:
+        _print_json(report)
+        return 0
+    for key, value in report.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:>20}  {shown}")
     return 0
 
 

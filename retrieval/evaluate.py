@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.corpus import Article
 from retrieval.errors import CorpusError
+from retrieval.search import Answer, Hit, Retriever
+from retrieval.text import analyze
+
+_BATCH = 128
 
 
 @dataclass(frozen=True)
@@ -16,8 +21,9 @@ class EvalQuestion:
     """A question, the passage id(s) that answer it, and the gold answer strings."""
 
     question: str
-    gold_ids: frozenset[str]
-    answers: tuple[str, ...]
+    gold_ids: frozenset[str]  # SQuAD: the passage ids that answer it
+    answers: tuple[str, ...]  # strings a good quote contains
+    gold_texts: tuple[str, ...] = field(default=())  # JSONL: strings the answering passage has
 
 
 def load_squad(path: str | Path) -> tuple[list[Article], list[EvalQuestion]]:
@@ -39,3 +45,111 @@ def load_squad(path: str | Path) -> tuple[list[Article], list[EvalQuestion]]:
                 questions.append(EvalQuestion(qa["question"].strip(),
                                               frozenset({f"{aid}#{n}"}), answers))
     return articles, questions
+
+
+def load_jsonl(path: str | Path) -> list[EvalQuestion]:
+    """Rows of {"question": str, "gold"?: str | [str], "answers"?: [str]}; a passage is gold
+    when its text contains one of the gold strings (off-topic rows need no gold)."""
+    out = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"Cannot read {path} ({exc}).") from None
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            gold = row.get("gold", ())
+            gold = (gold,) if isinstance(gold, str) else tuple(gold)
+            answers = tuple(row.get("answers", ()))
+            question = row["question"]
+        except (ValueError, KeyError, TypeError):
+            raise CorpusError(f"{path}:{n} is not a {{\"question\", \"gold\"}} JSON row.") from None
+        out.append(EvalQuestion(question, frozenset(), answers or gold, gold))
+    if not out:
+        raise CorpusError(f"{path} has no questions.")
+    return out
+
+
+def load_dataset(path: str | Path) -> tuple[list[Article] | None, list[EvalQuestion]]:
+    """SQuAD JSON (with its own paragraphs) or JSONL questions (for the current index)."""
+    if str(path).endswith(".jsonl"):
+        return None, load_jsonl(path)
+    return load_squad(path)
+
+
+def _is_gold(q: EvalQuestion, hit: Hit) -> bool:
+    if q.gold_ids:
+        return hit.passage.id in q.gold_ids
+    return any(g in hit.passage.text for g in q.gold_texts)
+
+
+def evaluate(retriever: Retriever, questions: list[EvalQuestion],
+             off_topic: list[EvalQuestion] | None = None, k: int = 10,
+             progress: bool = True) -> dict[str, float | int | None]:
+    """Ask every question the way `byline ask` does and score ranking, quotes and refusals."""
+    start = time.perf_counter()
+    answers = _ask_all(retriever, [q.question for q in questions], k, progress, "Questions")
+    refused_answers = (_ask_all(retriever, [q.question for q in off_topic], k, progress,
+                                "Off-topic") if off_topic else [])
+    seconds = time.perf_counter() - start
+    ranks = []
+    first = []  # (question, answer) whose gold passage is ranked first
+    for q, a in zip(questions, answers, strict=True):
+        rank = next((h.rank for h in a.hits if _is_gold(q, h)), None)
+        ranks.append(rank)
+        if rank == 1:
+            first.append((q, a))
+    n = len(questions)
+    report: dict[str, float | int | None] = {"questions": n}
+    for cut in (1, 5, 10):
+        report[f"recall@{cut}"] = sum(r is not None and r <= cut for r in ranks) / n
+    report["mrr@10"] = sum(1 / r for r in ranks if r is not None and r <= 10) / n
+    report.update(_quote_hits(retriever, first))
+    report["answered_rate"] = sum(a.answered for a in answers) / n
+    if off_topic:
+        refused = sum(not a.answered for a in refused_answers) / len(off_topic)
+        report["off_topic_questions"] = len(off_topic)
+        report["refused_rate"] = refused
+        report["balanced_accuracy"] = (report["answered_rate"] + refused) / 2
+    report["questions_per_s"] = (n + len(off_topic or [])) / seconds
+    return report
+
+
+def _ask_all(retriever: Retriever, questions: list[str], k: int, progress: bool, label: str
+             ) -> list[Answer]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    out: list[Answer] = []
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True,
+                  disable=not progress) as bar:
+        task = bar.add_task(label, total=len(questions))
+        for start in range(0, len(questions), _BATCH):
+            batch = questions[start:start + _BATCH]
+            out.extend(retriever.ask_many(batch, k=k, keep_refused=True))
+            bar.advance(task, len(batch))
+    return out
+
+
+def _quote_hits(retriever: Retriever, first: list[tuple[EvalQuestion, Answer]]
+                ) -> dict[str, float | None]:
+    """Share of quotes containing a gold answer, for questions whose gold passage is first;
+    with the lead-sentence and similarity-only choices beside it."""
+    if not first:
+        return {"quote_hit": None, "quote_hit_lead": None, "quote_hit_dense": None}
+    vecs = retriever.embedder.encode([a.question for _, a in first])
+    hits = {"quote_hit": 0, "quote_hit_lead": 0, "quote_hit_dense": 0}
+    for (q, a), vec in zip(first, vecs, strict=True):
+        top = a.hits[0]
+        terms = analyze(a.question)
+        for key, quote in (("quote_hit", top.quote),
+                           ("quote_hit_lead", retriever.quote(vec, terms, top.passage, top.row,
+                                                              mode="lead")),
+                           ("quote_hit_dense", retriever.quote(vec, terms, top.passage, top.row,
+                                                               mode="dense"))):
+            hits[key] += any(ans in quote for ans in q.answers)
+    return {key: value / len(first) for key, value in hits.items()}

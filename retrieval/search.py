@@ -28,10 +28,10 @@ class SearchSettings:
     """Knobs of retrieval; the defaults are the calibrated ones (see docs/quality.md)."""
 
     method: str = "hybrid"  # "dense" and "bm25" alone are the baselines
-    dense_weight: float = 0.5  # share of the min-max normalised dense score in the fusion
-    sentence_weight: float = 0.0  # weight of the best sentence's similarity, when re-scoring
+    dense_weight: float = 0.4  # share of the min-max normalised dense score in the fusion
+    sentence_weight: float = 0.7  # weight of the candidates' best-sentence similarity
     candidates: int = 50  # how many passages each retriever proposes for fusion
-    quote_lexical: float = 0.1  # weight of the question's rare words in picking the quote
+    quote_lexical: float = 2.0  # weight of the question's rare words in picking the quote
     # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
     # >= threshold, the background being what generic off-topic probes score on this corpus.
     # Calibrated on SQuAD dev A by bench/calibrate_not_covered.py; see docs/quality.md.

@@ -52,12 +52,12 @@ OFF_TOPIC: list[str] = [
 ]
 
 # Questions the ranking gets wrong today (the right paragraph is in the top 3, not first).
+# "Will negotiations with North Korea restart…" left this list with best-sentence re-scoring.
 # They stay in the set so the hit rate is honest; issue 4's ranking work targets them.
 HARD: set[str] = {
     "On which TV programme did Bolton speak?",
     "When might the secretary of state still travel to Pyongyang?",
     "Did Trump close the door on more negotiations?",
-    "Will negotiations with North Korea restart after the summit collapsed?",
     "Is there any date set for new meetings with the North Koreans?",
     "What did the South Korean president urge Trump to do?",
     "Is Kim prepared to give up his nuclear weapons?",

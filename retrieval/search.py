@@ -17,8 +17,6 @@ from retrieval.store import Index
 from retrieval.text import analyze
 
 MAX_QUESTION_CHARS = 1000
-
-
 METHODS = ("hybrid", "dense", "bm25")
 QUOTE_MODES = ("best", "dense", "lead")
 
@@ -256,6 +254,8 @@ class Retriever:
         rare both in the corpus and within this passage (a topic word in every sentence says
         nothing about which one answers); "dense": similarity alone; "lead": the first
         sentence. The last two are baselines for `byline eval`."""
+        if mode not in QUOTE_MODES:
+            raise ValueError(f"mode must be one of {QUOTE_MODES}")
         sent = self.index.sentences
         sl = sent.of(row)
         texts = [passage.text[a:b] for a, b in sent.spans[sl]]

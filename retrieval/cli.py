@@ -13,6 +13,7 @@ from pathlib import Path
 from retrieval import __version__
 from retrieval.config import Settings
 from retrieval.corpus import Passage
+from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing
 from retrieval.search import METHODS, Answer, Retriever, check_question
 
@@ -21,17 +22,31 @@ log = logging.getLogger("byline")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="byline", description="Answer questions about news coverage with cited passages.")
+        prog="byline", description="Answer questions about news coverage with cited passages."
+    )
     parser.add_argument("--version", action="version", version=f"byline {__version__}")
-    parser.add_argument("--index-dir", type=Path, help="index folder "
-                        "(default: $BYLINE_INDEX_DIR or .byline/index)")
-    parser.add_argument("--model", help="sentence-transformers model "
-                        "(default: $BYLINE_MODEL or the bundled all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--index-dir", type=Path, help="index folder (default: $BYLINE_INDEX_DIR or .byline/index)"
+    )
+    parser.add_argument(
+        "--model",
+        help="sentence-transformers model (default: $BYLINE_MODEL or the bundled all-MiniLM-L6-v2)",
+    )
+    parser.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        help="how the model runs (default: $BYLINE_ENCODER, else onnx-int8 for the bundled "
+        "model and torch for others)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="build the index from a folder of articles")
-    p.add_argument("corpus", nargs="?", type=Path,
-                   help="folder of .txt/.md articles (default: $BYLINE_CORPUS or seeds/)")
+    p.add_argument(
+        "corpus",
+        nargs="?",
+        type=Path,
+        help="folder of .txt/.md articles (default: $BYLINE_CORPUS or seeds/)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_index)
 
@@ -46,12 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sources)
 
     p = sub.add_parser("eval", help="measure retrieval, quotes and refusals on a dataset")
-    p.add_argument("dataset", type=Path, help="SQuAD JSON (indexed on the fly) or JSONL of "
-                   '{"question", "gold"} rows (asked against the current index)')
-    p.add_argument("--off-topic", type=Path, metavar="OTHER",
-                   help="questions that should be refused (SQuAD JSON or JSONL)")
-    p.add_argument("--method", choices=METHODS, default="hybrid",
-                   help="ranking to evaluate (default: hybrid, what ask uses)")
+    p.add_argument(
+        "dataset",
+        type=Path,
+        help="SQuAD JSON (indexed on the fly) or JSONL of "
+        '{"question", "gold"} rows (asked against the current index)',
+    )
+    p.add_argument(
+        "--off-topic",
+        type=Path,
+        metavar="OTHER",
+        help="questions that should be refused (SQuAD JSON or JSONL)",
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="hybrid",
+        help="ranking to evaluate (default: hybrid, what ask uses)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -71,8 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     env = Settings.from_env()
-    settings = Settings(index_dir=args.index_dir or env.index_dir,
-                        model=args.model or env.model, corpus_dir=env.corpus_dir)
+    settings = Settings(
+        index_dir=args.index_dir or env.index_dir,
+        model=args.model or env.model,
+        corpus_dir=env.corpus_dir,
+        encoder=args.encoder or env.encoder,
+    )
     try:
         return args.func(args, settings)
     except BylineError as exc:
@@ -93,16 +124,27 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     corpus = args.corpus or settings.default_corpus()
     start = time.perf_counter()
-    index = index_corpus(corpus, settings.index_dir, Embedder(settings.model))
+    index = index_corpus(
+        corpus, settings.index_dir, Embedder(settings.model, encoder=settings.encoder)
+    )
     seconds = time.perf_counter() - start
     m = index.manifest
     if args.json:
-        _print_json({"index_dir": str(settings.index_dir), "corpus": str(corpus),
-                     "articles": m.articles, "passages": m.passages, "model": m.model,
-                     "seconds": round(seconds, 3)})
+        _print_json(
+            {
+                "index_dir": str(settings.index_dir),
+                "corpus": str(corpus),
+                "articles": m.articles,
+                "passages": m.passages,
+                "model": m.model,
+                "seconds": round(seconds, 3),
+            }
+        )
     else:
-        print(f"Indexed {m.passages} passages from {m.articles} articles in {corpus} "
-              f"-> {settings.index_dir} ({seconds:.1f} s)")
+        print(
+            f"Indexed {m.passages} passages from {m.articles} articles in {corpus} "
+            f"-> {settings.index_dir} ({seconds:.1f} s)"
+        )
     return 0
 
 
@@ -113,13 +155,15 @@ def open_retriever(settings: Settings) -> Retriever:
     from retrieval.search import Retriever
     from retrieval.store import Index
 
-    embedder = Embedder(settings.model)
+    embedder = Embedder(settings.model, encoder=settings.encoder)
     try:
         index = Index.load(settings.index_dir, model=embedder.name)
     except IndexMissing:
         corpus = settings.default_corpus()
-        print(f"No index at {settings.index_dir} yet; building one from {corpus} first.",
-              file=sys.stderr)
+        print(
+            f"No index at {settings.index_dir} yet; building one from {corpus} first.",
+            file=sys.stderr,
+        )
         index = index_corpus(corpus, settings.index_dir, embedder)
     return Retriever(index, embedder)
 
@@ -166,11 +210,14 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         retriever = open_retriever(settings)
         retriever = Retriever(retriever.index, retriever.embedder, search)
     else:
-        embedder = Embedder(settings.model)
+        embedder = Embedder(settings.model, encoder=settings.encoder)
         index = Index.build(articles, embedder, corpus=str(args.dataset))
         retriever = Retriever(index, embedder, search)  # measures the background too
-    report = {"dataset": str(args.dataset), "method": args.method,
-              **evaluate(retriever, questions, off_topic)}
+    report = {
+        "dataset": str(args.dataset),
+        "method": args.method,
+        **evaluate(retriever, questions, off_topic),
+    }
     if args.json:
         _print_json(report)
         return 0
@@ -226,7 +273,8 @@ def _bot_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Byline never joins voice channels; discord.py's voice-support warnings do not apply.
     logging.getLogger("discord.client").addFilter(
-        lambda record: "voice will NOT be supported" not in record.getMessage())
+        lambda record: "voice will NOT be supported" not in record.getMessage()
+    )
 
 
 def _print_json(data: object) -> None:
@@ -246,17 +294,22 @@ def _print_answer(answer: Answer) -> None:
     console = Console()
     console.print(f"[bold]Q:[/bold] {escape(answer.question)}")
     if not answer.answered:
-        console.print("The coverage does not answer this question. "
-                      "Run `byline sources` to see what it covers.")
+        console.print(
+            "The coverage does not answer this question. "
+            "Run `byline sources` to see what it covers."
+        )
         return
     for hit in answer.hits:
         console.print()
-        console.print(f"[bold cyan][{hit.rank}][/bold cyan] [dim]score {hit.score:.2f}[/dim]  "
-                      f"[bold]{escape(hit.quote)}[/bold]")
+        console.print(
+            f"[bold cyan][{hit.rank}][/bold cyan] [dim]score {hit.score:.2f}[/dim]  "
+            f"[bold]{escape(hit.quote)}[/bold]"
+        )
         if hit.quote != hit.passage.text:
             console.print(f"    {escape(hit.passage.text)}", style="dim", highlight=False)
-        console.print(f"    {escape(citation(hit.passage, hit.rank))}", style="green",
-                      highlight=False)
+        console.print(
+            f"    {escape(citation(hit.passage, hit.rank))}", style="green", highlight=False
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

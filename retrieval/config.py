@@ -21,6 +21,7 @@ class Settings:
     index_dir: Path = DEFAULT_INDEX_DIR
     model: str = DEFAULT_MODEL
     corpus_dir: Path | None = None
+    encoder: str | None = None  # None: onnx-int8 for the bundled model, torch otherwise
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -30,6 +31,7 @@ class Settings:
             index_dir=Path(env.get("BYLINE_INDEX_DIR") or DEFAULT_INDEX_DIR),
             model=env.get("BYLINE_MODEL") or DEFAULT_MODEL,
             corpus_dir=Path(corpus) if corpus else None,
+            encoder=env.get("BYLINE_ENCODER") or None,
         )
 
     def default_corpus(self) -> Path:

@@ -1,10 +1,21 @@
-"""The Embedder: sentence-transformers, the bundled all-MiniLM-L6-v2 by default."""
+"""The Embedder: the bundled all-MiniLM-L6-v2 by default, on ONNX Runtime (int8) or torch.
+
+Encoders ("BYLINE_ENCODER"):
+  onnx-int8  the bundled model exported to ONNX, fused and int8-quantised locally (default)
+  onnx       the same graph, fused, float32
+  torch      sentence-transformers itself (the only choice for another BYLINE_MODEL)
+Both ONNX graphs are built from the hash-checked bundled weights on first use and cached
+(see retrieval.onnx_model); docs/performance.md has their speed and answer quality.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,12 +25,20 @@ from retrieval.errors import ModelError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from retrieval.onnx_model import OnnxEncoder
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}", "bundled"}
 # sha256 of model.safetensors as published by sentence-transformers/all-MiniLM-L6-v2.
 BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 PROGRESS_MIN = 256  # show a progress bar when embedding more texts than this
-_BATCH = 64
+ENCODERS = ("onnx-int8", "onnx", "torch")
+DEFAULT_ENCODER = "onnx-int8"
+# Texts per model call. ONNX Runtime runs one text at a time: on a small CPU that is its
+# fastest setting (no padding), and it makes a text's vector independent of its batch-mates
+# (int8 activations are quantised per call), so an incremental index equals a full build.
+# torch gets length-sorted batches of 32.
+_BATCH = {"onnx-int8": 1, "onnx": 1, "torch": 32}
 
 
 def bundled_model_path() -> Path:
@@ -54,17 +73,26 @@ def verify_weights(folder: Path, expected: str = BUNDLED_SHA256) -> None:
 class Embedder:
     """Turns texts into L2-normalised float32 vectors (cosine = dot product)."""
 
-    def __init__(self, model: str | None = None, device: str = "cpu") -> None:
+    def __init__(self, model: str | None = None, device: str = "cpu",
+                 encoder: str | None = None) -> None:
         self.name = model or DEFAULT_MODEL
         self.device = device
-        self._model: SentenceTransformer | None = None
+        if encoder is None:
+            encoder = DEFAULT_ENCODER if self.is_bundled else "torch"
+        if encoder not in ENCODERS:
+            raise ModelError(f"Unknown encoder {encoder!r}; use one of {', '.join(ENCODERS)}.")
+        if encoder != "torch" and not self.is_bundled:
+            raise ModelError(f"The {encoder} encoder is built for the bundled model only; set "
+                             "BYLINE_ENCODER=torch to use another model.")
+        self.encoder = encoder
+        self._model: SentenceTransformer | OnnxEncoder | None = None
 
     @property
     def is_bundled(self) -> bool:
         return self.name in _BUNDLED_NAMES
 
     @property
-    def model(self) -> SentenceTransformer:
+    def model(self) -> SentenceTransformer | OnnxEncoder:
         """The loaded model (loaded, and for the bundled one hash-checked, on first use)."""
         if self._model is None:
             self._model = self._load()
@@ -73,6 +101,8 @@ class Embedder:
     @property
     def dimension(self) -> int:
         model = self.model
+        if isinstance(model, _onnx().OnnxEncoder):
+            return model.dimension
         getter = (getattr(model, "get_embedding_dimension", None)
                   or model.get_sentence_embedding_dimension)
         dim = getter()
@@ -80,10 +110,12 @@ class Embedder:
             raise ModelError(f"Model {self.name} does not report an embedding dimension.")
         return int(dim)
 
-    def _load(self) -> SentenceTransformer:
+    def _load(self) -> SentenceTransformer | OnnxEncoder:
         if self.is_bundled:
             path = bundled_model_path()
             verify_weights(path)
+            if self.encoder != "torch":
+                return self._load_onnx(path)
             source = str(path)
         else:
             source = self.name
@@ -103,35 +135,100 @@ class Embedder:
                 "BYLINE_MODEL to a local sentence-transformers folder or an installed model."
             ) from exc
 
+    def _load_onnx(self, path: Path) -> OnnxEncoder:
+        import json
+
+        onnx = _onnx()
+        graph = onnx.prepare(path, BUNDLED_SHA256, self.encoder)
+        config = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        return onnx.OnnxEncoder(graph, path / "tokenizer.json", int(config["max_seq_length"]))
+
     def encode(self, texts: list[str], progress: bool = False, label: str = "Embedding"
                ) -> np.ndarray:
-        """Encode texts as an (n, dim) float32 array of unit vectors."""
+        """Encode texts as an (n, dim) float32 array of unit vectors, in their order."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self.model
-        if not progress or len(texts) <= PROGRESS_MIN:
-            vecs = model.encode(texts, batch_size=_BATCH, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False)
-            return np.ascontiguousarray(vecs, dtype=np.float32)
-        return self._encode_with_progress(texts, label)
-
-    def _encode_with_progress(self, texts: list[str], label: str) -> np.ndarray:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
+        if len(texts) == 1:
+            return self._encode_batch(model, texts)
         # Sort by length so each batch pads little, then restore the original order.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        columns = ("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeRemainingColumn())
-        console = Console(stderr=True)  # stdout stays clean for --json
-        with Progress(*columns, console=console, transient=True,
-                      disable=os.environ.get("CI") == "true") as bar:
-            task = bar.add_task(label, total=len(texts))
-            for start in range(0, len(texts), _BATCH * 4):
-                idx = order[start:start + _BATCH * 4]
-                out[idx] = self.model.encode([texts[i] for i in idx], batch_size=_BATCH,
-                                             normalize_embeddings=True, convert_to_numpy=True,
-                                             show_progress_bar=False)
-                bar.advance(task, len(idx))
+        size = _BATCH[self.encoder]
+        batches = [order[i:i + size] for i in range(0, len(texts), size)]
+        with _progress(label, len(texts), progress and len(texts) > PROGRESS_MIN) as advance:
+            for idx in batches:
+                out[idx] = self._encode_batch(model, [texts[i] for i in idx])
+                advance(len(idx))
         return out
+
+    def encode_passages(self, texts: list[str], spans: list[list[tuple[int, int]]],
+                        progress: bool = False, label: str = "Embedding"
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Passage vectors, and one vector per sentence span (all passages' sentences, in
+        order). ONNX encoders pool each sentence's tokens from the passage's own forward pass
+        (one pass, half the work; a sentence cut off by truncation is encoded alone); torch
+        encodes the sentences of multi-sentence passages separately."""
+        if self.encoder == "torch":
+            extra = [t[a:b] for t, sp in zip(texts, spans, strict=True) if len(sp) > 1
+                     for a, b in sp]
+            vecs = self.encode(texts + extra, progress=progress, label=label)
+            passages, it = vecs[:len(texts)], iter(vecs[len(texts):])
+            sentences = [p for sp, pv in zip(spans, passages, strict=True)
+                         for p in ([pv] if len(sp) == 1 else [next(it) for _ in sp])]
+            return passages, np.asarray(sentences, dtype=np.float32).reshape(-1, self.dimension)
+        model = self.model
+        dim = self.dimension
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        per_text: list[list[np.ndarray | None]] = [[] for _ in texts]
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        size = _BATCH[self.encoder]
+        with _progress(label, len(texts), progress and len(texts) > PROGRESS_MIN) as advance:
+            for start in range(0, len(texts), size):
+                idx = order[start:start + size]
+                vecs, sents = model.encode_with_spans([texts[i] for i in idx],
+                                                      [spans[i] for i in idx])
+                out[idx] = vecs
+                it = iter(sents)
+                for i in idx:
+                    per_text[i] = [next(it) for _ in spans[i]]
+                advance(len(idx))
+        missing = [(i, j) for i, vs in enumerate(per_text) for j, v in enumerate(vs) if v is None]
+        if missing:
+            alone = self.encode([texts[i][slice(*spans[i][j])] for i, j in missing])
+            for (i, j), v in zip(missing, alone, strict=True):
+                per_text[i][j] = v
+        flat = [v for vs in per_text for v in vs]
+        return out, np.asarray(flat, dtype=np.float32).reshape(-1, dim)
+
+    def _encode_batch(self, model: SentenceTransformer | OnnxEncoder, texts: list[str]
+                      ) -> np.ndarray:
+        if self.encoder != "torch":
+            return model.encode_batch(texts)
+        vecs = model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def _onnx() -> ModuleType:
+    """retrieval.onnx_model, imported only when an ONNX encoder is used."""
+    from retrieval import onnx_model
+
+    return onnx_model
+
+
+@contextmanager
+def _progress(label: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (stdout stays clean for --json), or nothing."""
+    if not show:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("[progress.description]{task.description}", BarColumn(),
+               MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True,
+                  disable=os.environ.get("CI") == "true") as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

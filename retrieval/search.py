@@ -29,6 +29,7 @@ class SearchSettings:
     dense_weight: float = 0.4  # share of the min-max normalised dense score in the fusion
     sentence_weight: float = 0.7  # weight of the candidates' best-sentence similarity
     candidates: int = 50  # how many passages each retriever proposes for fusion
+    coverage_rank_weight: float = 0.6  # bonus for holding more of the question's IDF mass
     quote_lexical: float = 2.0  # weight of the question's rare words in picking the quote
     # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
     # >= threshold, the background being what generic off-topic probes score on this corpus.
@@ -124,9 +125,9 @@ class Retriever:
 
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
-             settings: SearchSettings | None = None) -> Retriever:
+             settings: SearchSettings | None = None, encoder: str | None = None) -> Retriever:
         """Load the index at `index_dir` and the model it was built with."""
-        embedder = Embedder(model)
+        embedder = Embedder(model, encoder=encoder)
         return cls(Index.load(index_dir, model=embedder.name), embedder, settings)
 
     def ask(self, question: str, k: int = 5) -> Answer:
@@ -203,21 +204,44 @@ class Retriever:
                 lexical[rows])
             if s.sentence_weight:
                 scores = scores + s.sentence_weight * _minmax(self._best_sentence(qvec, rows))
+            if s.coverage_rank_weight:
+                scores = scores + s.coverage_rank_weight * self._coverage_of_rows(terms, rows)
         order = np.argsort(-scores, kind="stable")
         return [int(r) for r in rows[order]], scores[order], dense[order]
 
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""
         sent = self.index.sentences
-        return np.array([(sent.vectors[sent.of(int(r))].astype(np.float32) @ qvec).max()
-                         for r in rows], dtype=np.float32)
+        starts, ends = sent.offsets[rows], sent.offsets[rows + 1]
+        counts = ends - starts
+        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        sims = sent.vectors[take].astype(np.float32) @ qvec
+        return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
+
     def _dense_for(self, qvec: np.ndarray, rows: np.ndarray, known: dict[int, float]
                    ) -> np.ndarray:
-        out = np.empty(len(rows), dtype=np.float32)
-        for i, r in enumerate(rows):
-            r = int(r)
-            out[i] = known[r] if r in known else float(self.index.vectors.reconstruct(r) @ qvec)
+        """Cosine similarity of each row's passage to the question (FAISS's where known)."""
+        out = np.array([known.get(int(r), np.nan) for r in rows], dtype=np.float32)
+        todo = np.flatnonzero(np.isnan(out))
+        if todo.size:
+            vecs = self.index.vectors.reconstruct_batch(rows[todo].astype(np.int64))
+            out[todo] = vecs @ qvec
         return out
+
+    def _coverage_of_rows(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
+        """`_coverage` for many rows at once, read off BM25's postings (no re-tokenising)."""
+        unique = set(terms)
+        total = sum(self._idf(t) for t in unique)
+        out = np.zeros(len(rows), dtype=np.float32)
+        if not total:
+            return out
+        scores = self.index.bm25.scores
+        indptr, indices = scores["indptr"], scores["indices"]
+        for t in unique:
+            if t in self._vocab:
+                i = self._vocab[t]
+                out += np.isin(rows, indices[indptr[i]:indptr[i + 1]]) * self._idf(t)
+        return out / total
 
     def _bm25_scores(self, terms: list[str]) -> np.ndarray:
         ids = [self._vocab[t] for t in terms if t in self._vocab]

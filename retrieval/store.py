@@ -51,6 +51,7 @@ class Manifest:
     corpus: str
     created: str
     generation: str
+    encoder: str = "torch"  # how the model was run (see retrieval.embed.ENCODERS)
     # Mean evidence of generic off-topic probes against this corpus (see retrieval.background).
     background: dict[str, float] = field(default_factory=dict)
 
@@ -132,18 +133,15 @@ class Index:
 
         passages = [p for a in articles for p in a.passages()]
         spans = [sentence_spans(p.text) for p in passages]
-        # One encode call for passages and the sentences of multi-sentence passages.
-        extra = [p.text[a:b] for p, sp in zip(passages, spans, strict=True) if len(sp) > 1
-                 for a, b in sp]
-        everything = embedder.encode([_embed_text(p) for p in passages] + extra,
-                                     progress=progress,
-                                     label=f"Embedding {len(passages)} passages")
-        vecs = everything[:len(passages)]
-        sentences = _sentences(spans, vecs, everything[len(passages):])
+        vecs, sentence_vecs = embedder.encode_passages(
+            [_embed_text(p) for p in passages], spans, progress=progress,
+            label=f"Embedding {len(passages)} passages")
+        sentences = _sentences(spans, sentence_vecs)
         vectors = faiss.IndexFlatIP(vecs.shape[1])
         vectors.add(vecs)
         manifest = Manifest(
-            format=FORMAT_VERSION, model=embedder.name, dimension=int(vecs.shape[1]),
+            format=FORMAT_VERSION, model=embedder.name, encoder=embedder.encoder,
+            dimension=int(vecs.shape[1]),
             passages=len(passages), articles=len(articles),
             fingerprint=corpus_fingerprint(articles), corpus=corpus,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -275,15 +273,11 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _sentences(spans: list[list[tuple[int, int]]], passage_vecs: np.ndarray,
-               sentence_vecs: np.ndarray) -> Sentences:
-    """Pack sentence vectors; a one-sentence passage reuses its passage vector."""
-    out, it = [], iter(sentence_vecs)
-    for sp, pvec in zip(spans, passage_vecs, strict=True):
-        out.extend([pvec] if len(sp) == 1 else [next(it) for _ in sp])
+def _sentences(spans: list[list[tuple[int, int]]], sentence_vecs: np.ndarray) -> Sentences:
+    """Pack every passage's sentence vectors and spans, grouped by passage row."""
     counts = np.array([len(sp) for sp in spans], dtype=np.int64)
     return Sentences(
-        vectors=np.asarray(out, dtype=np.float16).reshape(-1, passage_vecs.shape[1]),
+        vectors=np.asarray(sentence_vecs, dtype=np.float16).reshape(-1, sentence_vecs.shape[1]),
         spans=np.array([x for sp in spans for x in sp], dtype=np.int32).reshape(-1, 2),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
     )

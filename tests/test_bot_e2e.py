@@ -320,6 +320,11 @@ def test_heartbeat_stays_fast_while_twenty_asks_run(retriever, tmp_path):
                    for i, q in enumerate(questions)]
         for h in handles:
             await h.followup(timeout=60)
+        # Retrieval may finish the burst before two probes came back: wait for them.
+        for _ in range(30):
+            if len(fake.heartbeat_rtts) >= 2:
+                break
+            await asyncio.sleep(0.1)
         await fake.stop_probing()
         rtts = fake.heartbeat_rtts
         assert len(rtts) >= 2

@@ -1,0 +1,214 @@
+"""The bundled model as an ONNX Runtime graph: built locally, cached, hash-checked.
+
+`prepare(source, variant)` exports the sentence-transformers folder `source` to ONNX with
+torch (once), fuses attention / LayerNorm / GELU with ONNX Runtime's transformer optimizer
+and, for the "onnx-int8" variant, quantises the weights to int8 per channel. The result is
+cached under the cache folder with a `meta.json` naming the source weights' sha256 and the
+graph's own sha256; a cached graph is used only when both still match. Nothing is
+downloaded. `OnnxEncoder` runs the graph with the model's own fast tokenizer, mean pooling
+and L2 normalisation, as sentence-transformers does, without importing torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.errors import ModelError
+
+VARIANTS = ("onnx-int8", "onnx")
+_RECIPE = 1  # bump when the export / optimisation / quantisation steps change
+
+
+def default_cache_dir() -> Path:
+    """BYLINE_CACHE_DIR, else $XDG_CACHE_HOME/byline, else ~/.cache/byline."""
+    env = os.environ.get("BYLINE_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "byline"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prepare(source: Path, source_sha256: str, variant: str,
+            cache_dir: Path | None = None) -> Path:
+    """Path of the cached ONNX graph for `source` (built now if absent or stale)."""
+    if variant not in VARIANTS:
+        raise ModelError(f"Unknown encoder {variant!r}; use one of {', '.join(VARIANTS)}.")
+    folder = (cache_dir or default_cache_dir()) / f"{source_sha256[:16]}-{variant}-r{_RECIPE}"
+    graph, meta_path = folder / "model.onnx", folder / "meta.json"
+    if meta_path.is_file() and graph.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            meta = {}
+        if (meta.get("source_sha256") == source_sha256
+                and meta.get("onnx_sha256") == file_sha256(graph)):
+            return graph
+    _build(source, source_sha256, variant, folder)
+    return graph
+
+
+def _build(source: Path, source_sha256: str, variant: str, folder: Path) -> None:
+    """Export, optimise and (int8) quantise into a temp folder, then rename into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        started = time.perf_counter()
+        raw, fused = tmp / "raw.onnx", tmp / "fused.onnx"
+        hidden, heads = _export(source, raw)
+        _optimise(raw, fused, hidden, heads)
+        graph = tmp / "model.onnx"
+        if variant == "onnx-int8":
+            _quantise(fused, graph)
+        else:
+            fused.replace(graph)
+        for extra in (raw, fused):
+            extra.unlink(missing_ok=True)
+        meta = {"source_sha256": source_sha256, "onnx_sha256": file_sha256(graph),
+                "variant": variant, "recipe": _RECIPE,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "seconds": round(time.perf_counter() - started, 2)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except ModelError:
+        raise
+    except Exception as exc:  # any exporter failure becomes one sentence
+        raise ModelError(
+            f"Cannot build the {variant} encoder ({type(exc).__name__}: {exc}); set "
+            "BYLINE_ENCODER=torch to use sentence-transformers directly."
+        ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export(source: Path, out: Path) -> tuple[int, int]:
+    import torch
+    import transformers
+    from transformers import AutoModel
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    # Eager attention exports the pattern ONNX Runtime's optimiser fuses into one kernel.
+    bert = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    dummy = torch.ones(2, 8, dtype=torch.long)
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Hidden(bert).eval(), (dummy, dummy, torch.zeros_like(dummy)),
+                          str(out), input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes={n: {0: "batch", 1: "tokens"}
+                                        for n in [*names, "last_hidden_state"]},
+                          opset_version=17, dynamo=False)
+    return int(bert.config.hidden_size), int(bert.config.num_attention_heads)
+
+
+def _optimise(raw: Path, out: Path, hidden: int, heads: int) -> None:
+    import logging
+
+    from onnxruntime.transformers import optimizer
+
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    model = optimizer.optimize_model(str(raw), model_type="bert", num_heads=heads,
+                                     hidden_size=hidden, opt_level=1)
+    model.save_model_to_file(str(out))
+
+
+def _quantise(fused: Path, out: Path) -> None:
+    import logging
+
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # it advises "pre-processing" on the root logger
+    try:
+        quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+class OnnxEncoder:
+    """Tokenise, run the graph, mean-pool over real tokens, L2-normalise."""
+
+    def __init__(self, graph: Path, tokenizer_json: Path, max_tokens: int,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(graph), options,
+                                            providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        self.tokenizer.enable_truncation(max_tokens)
+        self.tokenizer.enable_padding()
+        self.dimension = int(self.session.get_outputs()[0].shape[-1])
+
+    def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) unit vectors for one batch (pad to its longest text)."""
+        return self._run(self.tokenizer.encode_batch(list(texts)))[0]
+
+    def encode_with_spans(self, texts: Sequence[str],
+                          spans: Sequence[Sequence[tuple[int, int]]]
+                          ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Each text's vector and, from the same forward pass, one vector per character span
+        (mean of the span's tokens in context). A span cut off by truncation gets None."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        vecs, hidden, mask = self._run(encodings)
+        out: list[np.ndarray | None] = []
+        for e, h, sp, m in zip(encodings, hidden, spans, mask, strict=True):
+            offsets = np.array(e.offsets, dtype=np.int64)
+            real = (m == 1) & (np.array(e.special_tokens_mask) == 0)
+            for a, b in sp:
+                take = real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)
+                if not take.any():
+                    out.append(None)
+                    continue
+                v = h[take].mean(axis=0)
+                out.append((v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32))
+        return vecs, out
+
+    def _run(self, encodings: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feed)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32), hidden, mask

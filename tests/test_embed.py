@@ -1,0 +1,80 @@
+"""The Embedder's encoders: the default ONNX int8 graph against sentence-transformers itself,
+batch independence, and the hash-checked cache of the locally built graph."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from retrieval import onnx_model
+from retrieval.embed import BUNDLED_SHA256, Embedder, bundled_model_path
+from retrieval.errors import ModelError
+
+TEXTS = [
+    "President Donald Trump on Friday canceled Secretary of State Mike Pompeo's planned trip.",
+    "why was the trip cancelled",
+    "The Blue House says Moon encouraged Trump to continue his efforts.",
+    "Kim was asked whether he was ready to denuclearize.",
+]
+
+
+@pytest.fixture(scope="module")
+def torch_embedder():
+    return Embedder(encoder="torch")
+
+
+def test_default_encoder_is_onnx_int8_for_the_bundled_model(embedder):
+    assert embedder.encoder == "onnx-int8"
+    assert Embedder("some/other-model").encoder == "torch"
+
+
+def test_onnx_vectors_match_sentence_transformers(embedder, torch_embedder):
+    fast, plain = embedder.encode(TEXTS), torch_embedder.encode(TEXTS)
+    assert fast.shape == plain.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosines = (fast * plain).sum(axis=1)
+    assert cosines.min() > 0.98, cosines
+    # ...and the float32 graph is the same function as torch, to rounding.
+    exact = Embedder(encoder="onnx").encode(TEXTS)
+    assert (exact * plain).sum(axis=1).min() > 0.9999
+
+
+def test_a_text_gets_the_same_vector_alone_or_among_others(embedder):
+    together = embedder.encode(TEXTS)
+    for i, text in enumerate(TEXTS):
+        np.testing.assert_array_equal(embedder.encode([text])[0], together[i])
+
+
+def test_sentence_vectors_come_from_the_passage_pass(embedder):
+    text = TEXTS[0] + " " + TEXTS[2]
+    spans = [[(0, len(TEXTS[0])), (len(TEXTS[0]) + 1, len(text))]]
+    passage, sentences = embedder.encode_passages([text], spans)
+    assert passage.shape == (1, 384) and sentences.shape == (2, 384)
+    np.testing.assert_array_equal(passage[0], embedder.encode([text])[0])
+    alone = embedder.encode([TEXTS[0], TEXTS[2]])
+    # In context, yet still each sentence's own meaning.
+    assert (sentences * alone).sum(axis=1).min() > 0.6
+    assert float(sentences[0] @ alone[0]) > float(sentences[0] @ alone[1])
+    assert float(sentences[1] @ alone[1]) > float(sentences[1] @ alone[0])
+
+
+def test_unknown_or_unsupported_encoder_is_one_clear_error():
+    with pytest.raises(ModelError, match="Unknown encoder"):
+        Embedder(encoder="tensorrt")
+    with pytest.raises(ModelError, match="bundled model only"):
+        Embedder("some/other-model", encoder="onnx-int8")
+
+
+def test_a_tampered_cached_graph_is_rebuilt(embedder, tmp_path):
+    graph = onnx_model.prepare(bundled_model_path(), BUNDLED_SHA256, "onnx-int8")
+    cache = tmp_path / "cache"
+    shutil.copytree(graph.parent, cache / graph.parent.name)
+    copy = cache / graph.parent.name / "model.onnx"
+    assert onnx_model.prepare(bundled_model_path(), BUNDLED_SHA256, "onnx-int8", cache) == copy
+    before = copy.stat().st_mtime_ns
+    with copy.open("r+b") as fh:  # flip bytes in the middle of the weights
+        fh.seek(copy.stat().st_size // 2)
+        fh.write(b"\x00\x01\x02\x03")
+    rebuilt = onnx_model.prepare(bundled_model_path(), BUNDLED_SHA256, "onnx-int8", cache)
+    assert rebuilt == copy and copy.stat().st_mtime_ns != before
+    assert onnx_model.file_sha256(rebuilt) == onnx_model.file_sha256(graph)

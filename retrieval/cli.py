@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder of .txt/.md articles (default: $BYLINE_CORPUS or seeds/)",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="re-embed everything (default: reuse the vectors of unchanged paragraphs)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_index)
 
@@ -125,7 +130,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     corpus = args.corpus or settings.default_corpus()
     start = time.perf_counter()
     index = index_corpus(
-        corpus, settings.index_dir, Embedder(settings.model, encoder=settings.encoder)
+        corpus,
+        settings.index_dir,
+        Embedder(settings.model, encoder=settings.encoder),
+        incremental=not args.full,
     )
     seconds = time.perf_counter() - start
     m = index.manifest
@@ -137,13 +145,17 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
                 "articles": m.articles,
                 "passages": m.passages,
                 "model": m.model,
+                "encoder": m.encoder,
+                "embedded": m.passages - index.reused,
+                "reused": index.reused,
                 "seconds": round(seconds, 3),
             }
         )
     else:
         print(
             f"Indexed {m.passages} passages from {m.articles} articles in {corpus} "
-            f"-> {settings.index_dir} ({seconds:.1f} s)"
+            f"-> {settings.index_dir} ({seconds:.1f} s; embedded {m.passages - index.reused}, "
+            f"reused {index.reused} unchanged)"
         )
     return 0
 

@@ -1,24 +1,39 @@
-"""Turn a folder of articles into a saved, calibrated index."""
+"""Turn a folder of articles into a saved, calibrated index (incrementally when one exists)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from retrieval.corpus import load_corpus
 from retrieval.embed import Embedder
+from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.search import Retriever
 from retrieval.store import Index
 
+log = logging.getLogger("byline.index")
+
 
 def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
-                 progress: bool = True) -> Index:
+                 progress: bool = True, incremental: bool = True) -> Index:
     """Load, clean, embed, calibrate and save `corpus_dir` as the index in `index_dir`.
 
-    Everything is read and embedded before the first byte is written, so a bad corpus
-    (or a crash) leaves any existing index as it was.
+    With `incremental`, the index already in `index_dir` (same model and encoder) lends the
+    vectors of every unchanged paragraph, so only new or edited ones are embedded; removed
+    articles simply drop out. Everything is read and embedded before the first byte is
+    written, so a bad corpus (or a crash) leaves any existing index as it was.
     """
     articles = load_corpus(corpus_dir)
-    index = Index.build(articles, embedder, corpus=str(corpus_dir), progress=progress)
-    index = index.with_background(Retriever(index, embedder).measure_background())
+    previous = None
+    if incremental:
+        try:
+            previous = Index.load(index_dir, model=embedder.name)
+        except (IndexMissing, IndexCorrupt, IndexMismatch) as exc:
+            if not isinstance(exc, IndexMissing):
+                log.info("full rebuild: %s", exc)
+    built = Index.build(articles, embedder, corpus=str(corpus_dir), progress=progress,
+                        previous=previous)
+    index = built.with_background(Retriever(built, embedder).measure_background())
+    index.reused = built.reused
     index.save(index_dir)
     return index

@@ -34,8 +34,8 @@ class SearchSettings:
     # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
     # >= threshold, the background being what generic off-topic probes score on this corpus.
     # Calibrated on SQuAD dev A by bench/calibrate_not_covered.py; see docs/quality.md.
-    coverage_weight: float = 0.6
-    threshold: float = 0.24
+    coverage_weight: float = 0.55
+    threshold: float = 0.25
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -106,6 +106,12 @@ class Retriever:
             raise IndexMismatch(
                 f"The index was built with model {index.manifest.model!r}, not "
                 f"{embedder.name!r}; run `byline index` to rebuild it."
+            )
+        if embedder.encoder != index.manifest.encoder:
+            raise IndexMismatch(
+                f"The index was built with the {index.manifest.encoder} encoder, not "
+                f"{embedder.encoder}; run `byline index` to rebuild it (or set "
+                f"BYLINE_ENCODER={index.manifest.encoder})."
             )
         if embedder.dimension != index.manifest.dimension:
             raise IndexMismatch(
@@ -224,8 +230,7 @@ class Retriever:
         out = np.array([known.get(int(r), np.nan) for r in rows], dtype=np.float32)
         todo = np.flatnonzero(np.isnan(out))
         if todo.size:
-            vecs = self.index.vectors.reconstruct_batch(rows[todo].astype(np.int64))
-            out[todo] = vecs @ qvec
+            out[todo] = np.asarray(self.index.passage_vectors[rows[todo]], np.float32) @ qvec
         return out
 
     def _coverage_of_rows(self, terms: list[str], rows: np.ndarray) -> np.ndarray:

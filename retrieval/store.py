@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -31,10 +32,14 @@ if TYPE_CHECKING:
 
     from retrieval.embed import Embedder
 
-FORMAT_VERSION = 2  # 2: sentence vectors for quotes
+FORMAT_VERSION = 3  # 2: sentence vectors for quotes; 3: memory-mapped folders, IVF, encoder
 MANIFEST = "manifest.json"
-# The files of one generation: <kind>-<generation><suffix> (bm25 is a folder).
-_FILE_KINDS = {"vectors": ".faiss", "meta": ".sqlite", "bm25": "", "sentences": ".npz"}
+# The files of one generation: <kind>-<generation><suffix> ("" is a folder).
+_FILE_KINDS = {"vectors": "", "meta": ".sqlite", "bm25": "", "sentences": ""}
+# Up to this many passages, dense search is exact (FAISS flat); above, an IVF index whose
+# nprobe is tuned at build time to find >= IVF_RECALL of the exact top 10 (bench/scale.py).
+EXACT_MAX = 50_000
+IVF_RECALL = 0.99
 _REBUILD = "run `byline index` to rebuild it"
 
 
@@ -52,6 +57,8 @@ class Manifest:
     created: str
     generation: str
     encoder: str = "torch"  # how the model was run (see retrieval.embed.ENCODERS)
+    ann: str = "flat"  # "flat" (exact) or "ivf<nlist>"
+    nprobe: int = 0  # IVF lists searched per query (tuned at build time)
     # Mean evidence of generic off-topic probes against this corpus (see retrieval.background).
     background: dict[str, float] = field(default_factory=dict)
 
@@ -74,14 +81,16 @@ class Sentences:
     def of(self, row: int) -> slice:
         return slice(int(self.offsets[row]), int(self.offsets[row + 1]))
 
-    def save(self, path: Path) -> None:
-        with path.open("wb") as fh:
-            np.savez(fh, vectors=self.vectors, spans=self.spans, offsets=self.offsets)
+    def save(self, folder: Path) -> None:
+        folder.mkdir()
+        for name in ("vectors", "spans", "offsets"):
+            np.save(folder / f"{name}.npy", getattr(self, name), allow_pickle=False)
 
     @classmethod
-    def load(cls, path: Path) -> Sentences:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(data["vectors"], data["spans"], data["offsets"])
+    def load(cls, folder: Path) -> Sentences:
+        """Memory-mapped: a query touches only its candidates' sentences."""
+        return cls(*(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                     for name in ("vectors", "spans", "offsets")))
 
 
 @dataclass(frozen=True)
@@ -108,12 +117,18 @@ class Index:
     """Passages with their vectors, searchable densely (FAISS) and lexically (BM25)."""
 
     def __init__(self, manifest: Manifest, vectors: faiss.Index, bm25: bm25s.BM25,
-                 db: sqlite3.Connection, sentences: Sentences) -> None:
+                 db: sqlite3.Connection, sentences: Sentences,
+                 passage_vectors: np.ndarray | None = None) -> None:
+        """`vectors` searches; `passage_vectors` (row -> float32 vector, memory-mapped when
+        loaded) re-scores candidates exactly and lets a re-index reuse unchanged passages."""
         self.manifest = manifest
         self.vectors = vectors
         self.bm25 = bm25
         self.sentences = sentences
         self._db = db
+        if passage_vectors is None:
+            passage_vectors = vectors.reconstruct_n(0, vectors.ntotal)
+        self.passage_vectors = passage_vectors
 
     def __len__(self) -> int:
         return self.manifest.passages
@@ -121,34 +136,66 @@ class Index:
     def with_background(self, background: dict[str, float]) -> Index:
         """This index with its manifest's background evidence set."""
         return Index(replace(self.manifest, background=dict(background)), self.vectors,
-                     self.bm25, self._db, self.sentences)
+                     self.bm25, self._db, self.sentences, self.passage_vectors)
 
     # -- building -------------------------------------------------------------------------
 
     @classmethod
     def build(cls, articles: list[Article], embedder: Embedder, corpus: str = "",
-              progress: bool = True) -> Index:
-        """Embed every passage of `articles` and build the in-memory index."""
-        import faiss
+              progress: bool = True, previous: Index | None = None,
+              exact_max: int = EXACT_MAX) -> Index:
+        """Embed every passage of `articles` and build the in-memory index.
 
+        With `previous` (an index built by the same model and encoder), passages whose text
+        is unchanged reuse its vectors and only new or edited ones are embedded; the result
+        equals a full build (each text's vectors depend on that text alone). Above
+        `exact_max` passages, dense search goes through a tuned IVF index."""
         passages = [p for a in articles for p in a.passages()]
         spans = [sentence_spans(p.text) for p in passages]
-        vecs, sentence_vecs = embedder.encode_passages(
-            [_embed_text(p) for p in passages], spans, progress=progress,
-            label=f"Embedding {len(passages)} passages")
+        reuse = previous.reusable(embedder) if previous is not None else {}
+        fresh = [i for i, p in enumerate(passages) if p.content_hash not in reuse]
+        dim = embedder.dimension
+        vecs = np.empty((len(passages), dim), dtype=np.float32)
+        per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
+        if fresh:
+            new_vecs, new_sents = embedder.encode_passages(
+                [_embed_text(passages[i]) for i in fresh], [spans[i] for i in fresh],
+                progress=progress, label=f"Embedding {len(fresh)} passages")
+            vecs[fresh] = new_vecs
+            counts = np.cumsum([0] + [len(spans[i]) for i in fresh])
+            for j, i in enumerate(fresh):
+                per_passage[i] = new_sents[counts[j]:counts[j + 1]]
+        for i, p in enumerate(passages):
+            if p.content_hash in reuse:
+                row = reuse[p.content_hash]
+                vecs[i] = previous.passage_vectors[row]
+                per_passage[i] = np.asarray(previous.sentences.vectors[previous.sentences.of(row)],
+                                            dtype=np.float32)
+        sentence_vecs = (np.concatenate(per_passage) if passages
+                         else np.empty((0, dim), np.float32))
         sentences = _sentences(spans, sentence_vecs)
-        vectors = faiss.IndexFlatIP(vecs.shape[1])
-        vectors.add(vecs)
+        vectors, ann, nprobe = _build_ann(vecs, sentences, exact_max)
         manifest = Manifest(
             format=FORMAT_VERSION, model=embedder.name, encoder=embedder.encoder,
-            dimension=int(vecs.shape[1]),
-            passages=len(passages), articles=len(articles),
+            dimension=int(dim), passages=len(passages), articles=len(articles),
             fingerprint=corpus_fingerprint(articles), corpus=corpus,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            generation=secrets.token_hex(4),
+            generation=secrets.token_hex(4), ann=ann, nprobe=nprobe,
         )
-        return cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages),
-                   sentences)
+        index = cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages),
+                    sentences, vecs)
+        index.reused = len(passages) - len(fresh)
+        return index
+
+    reused = 0  # passages whose vectors a build took from `previous`
+
+    def reusable(self, embedder: Embedder) -> dict[str, int]:
+        """content hash -> row of passages whose vectors `embedder` would reproduce."""
+        m = self.manifest
+        if (m.model, m.encoder, m.dimension) != (embedder.name, embedder.encoder,
+                                                 embedder.dimension):
+            return {}
+        return {h: row for row, h in self._db.execute("SELECT row, hash FROM passages")}
 
     # -- persistence ----------------------------------------------------------------------
 
@@ -163,7 +210,12 @@ class Index:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            faiss.write_index(self.vectors, str(tmp / files["vectors"]))
+            folder = tmp / files["vectors"]
+            folder.mkdir()
+            np.save(folder / "passages.npy", np.asarray(self.passage_vectors, np.float32),
+                    allow_pickle=False)
+            if self.manifest.ann != "flat":
+                faiss.write_index(self.vectors, str(folder / "ann.faiss"))
             disk = sqlite3.connect(tmp / files["meta"])
             with disk:
                 self._db.backup(disk)
@@ -193,8 +245,15 @@ class Index:
             )
         files = manifest.files()
         try:
-            vectors = faiss.read_index(str(root / files["vectors"]))
-            bm25 = bm25s.BM25.load(str(root / files["bm25"]), show_progress=False)
+            folder = root / files["vectors"]
+            passage_vectors = np.load(folder / "passages.npy", mmap_mode="r", allow_pickle=False)
+            if manifest.ann == "flat":
+                vectors = faiss.IndexFlatIP(manifest.dimension)
+                vectors.add(np.ascontiguousarray(passage_vectors, dtype=np.float32))
+            else:
+                vectors = faiss.read_index(str(folder / "ann.faiss"), faiss.IO_FLAG_MMAP)
+                faiss.extract_index_ivf(vectors).nprobe = manifest.nprobe
+            bm25 = bm25s.BM25.load(str(root / files["bm25"]), show_progress=False, mmap=True)
             db = _open_db(root / files["meta"])
             rows = db.execute("SELECT count(*) FROM passages").fetchone()[0]
             sentences = Sentences.load(root / files["sentences"])
@@ -208,9 +267,10 @@ class Index:
                 f"passages, manifest says {manifest.passages}); {_REBUILD}."
             )
         if (vectors.d != manifest.dimension or len(sentences.offsets) != rows + 1
+                or passage_vectors.shape != (rows, manifest.dimension)
                 or sentences.vectors.shape[1:] != (manifest.dimension,)):
             raise IndexCorrupt(f"The index at {root} has vectors of the wrong size; {_REBUILD}.")
-        return cls(manifest, vectors, bm25, db, sentences)
+        return cls(manifest, vectors, bm25, db, sentences, passage_vectors)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -281,6 +341,46 @@ def _sentences(spans: list[list[tuple[int, int]]], sentence_vecs: np.ndarray) ->
         spans=np.array([x for sp in spans for x in sp], dtype=np.int32).reshape(-1, 2),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
     )
+
+
+def _build_ann(vecs: np.ndarray, sentences: Sentences, exact_max: int
+               ) -> tuple[faiss.Index, str, int]:
+    """Exact search up to `exact_max` passages; above, IVF with nprobe tuned for recall."""
+    import faiss
+
+    n, dim = vecs.shape
+    if n <= exact_max:
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(vecs)
+        return flat, "flat", 0
+    nlist = int(2 ** round(math.log2(4 * math.sqrt(n))))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    sample = vecs[np.sort(rng.choice(n, size=min(n, nlist * 64), replace=False))]
+    ivf.train(sample)
+    for start in range(0, n, 100_000):
+        ivf.add(vecs[start:start + 100_000])
+    ivf.nprobe = _tune_nprobe(ivf, vecs, sentences, rng)
+    return ivf, f"ivf{nlist}", int(ivf.nprobe)
+
+
+def _tune_nprobe(ivf: faiss.IndexIVF, vecs: np.ndarray, sentences: Sentences,
+                 rng: np.random.Generator, k: int = 10) -> int:
+    """Smallest nprobe whose top 10 holds IVF_RECALL of the exact top 10, for question-like
+    queries (random sentences of the corpus itself)."""
+    picks = rng.choice(len(sentences.vectors), size=min(200, len(sentences.vectors)),
+                       replace=False)
+    queries = np.asarray(sentences.vectors[np.sort(picks)], dtype=np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :k]
+    for nprobe in (4, 8, 16, 32, 64, 128, 256):
+        ivf.nprobe = min(nprobe, ivf.nlist)
+        _, found = ivf.search(queries, k)
+        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(exact, found, strict=True)])
+        if recall >= IVF_RECALL or nprobe >= ivf.nlist:
+            break
+    return int(ivf.nprobe)
 
 
 def _build_bm25(passages: list[Passage]) -> bm25s.BM25:

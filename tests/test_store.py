@@ -75,8 +75,8 @@ def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage:
     if damage == "garbage manifest":
         (index_dir / MANIFEST).write_text("{not json")
     elif damage == "truncated vectors":
-        path = index_dir / files["vectors"]
-        path.write_bytes(path.read_bytes()[:100])
+        path = index_dir / files["vectors"] / "passages.npy"
+        path.write_bytes(path.read_bytes()[:1000])
     elif damage == "missing meta":
         (index_dir / files["meta"]).unlink()
     elif damage == "wrong count":
@@ -85,7 +85,7 @@ def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage:
     elif damage == "missing bm25":
         shutil.rmtree(index_dir / files["bm25"])
     else:
-        (index_dir / files["sentences"]).unlink()
+        (index_dir / files["sentences"] / "vectors.npy").unlink()
     with pytest.raises(IndexCorrupt, match="run `byline index` to rebuild it"):
         Index.load(index_dir)
 
@@ -147,3 +147,23 @@ def test_crash_during_save_keeps_old_index(seed_index_dir: Path, tmp_path: Path,
     monkeypatch.undo()
     assert _snapshot(index_dir) == before  # no half-written files, no temp folder left
     assert len(Index.load(index_dir)) == 20
+
+
+def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embedder):
+    import faiss
+
+    from retrieval.corpus import load_corpus
+
+    articles = load_corpus(SEEDS)
+    flat = Index.build(articles, embedder, progress=False)
+    ivf = Index.build(articles, embedder, progress=False, exact_max=5)
+    assert flat.manifest.ann == "flat" and ivf.manifest.ann.startswith("ivf")
+    assert ivf.manifest.nprobe >= 1
+    ivf.save(tmp_path / "ivf")
+    loaded = Index.load(tmp_path / "ivf")
+    assert isinstance(loaded.vectors, faiss.IndexIVF)
+    assert faiss.extract_index_ivf(loaded.vectors).nprobe == ivf.manifest.nprobe
+    assert isinstance(loaded.passage_vectors, np.memmap)
+    a, b = Retriever(flat, embedder), Retriever(loaded, embedder)
+    for q in ("why was the trip cancelled", "Who did Trump phone while leaving Vietnam?"):
+        assert a.ask(q).hits[0].passage.id == b.ask(q).hits[0].passage.id

@@ -195,19 +195,20 @@ class Retriever:
         """Candidate rows sorted by score, with their scores and raw dense similarities."""
         s = self.settings
         n = min(s.candidates, len(self.index))
-        dense_scores, dense_rows = self.index.vectors.search(qvec[None, :], n)
-        lexical = self._bm25_scores(terms)
-        lex_rows = np.argpartition(-lexical, n - 1)[:n] if lexical.any() else np.array([], int)
-        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0], lex_rows]))
-        dense = self._dense_for(qvec, rows, dict(zip(dense_rows[0], dense_scores[0],
-                                                     strict=True)))
+        _, dense_rows = self.index.vectors.search(qvec[None, :], n)
+        lex_docs, lex_scores = self._bm25_sparse(terms)
+        top = np.argpartition(-lex_scores, n - 1)[:n] if len(lex_scores) > n else slice(None)
+        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0], lex_docs[top]]))
+        dense = self._dense_for(qvec, rows)
+        at = np.minimum(np.searchsorted(lex_docs, rows), max(len(lex_docs) - 1, 0))
+        lexical = (np.where(lex_docs[at] == rows, lex_scores[at], 0.0).astype(np.float32)
+                   if len(lex_docs) else np.zeros(len(rows), np.float32))
         if s.method == "dense":
             scores = dense.copy()
         elif s.method == "bm25":
-            scores = lexical[rows] + 1e-6 * dense  # dense only breaks ties (e.g. no match)
+            scores = lexical + 1e-6 * dense  # dense only breaks ties (e.g. no match)
         else:
-            scores = s.dense_weight * _minmax(dense) + (1 - s.dense_weight) * _minmax(
-                lexical[rows])
+            scores = s.dense_weight * _minmax(dense) + (1 - s.dense_weight) * _minmax(lexical)
             if s.sentence_weight:
                 scores = scores + s.sentence_weight * _minmax(self._best_sentence(qvec, rows))
             if s.coverage_rank_weight:
@@ -224,14 +225,10 @@ class Retriever:
         sims = sent.vectors[take].astype(np.float32) @ qvec
         return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
 
-    def _dense_for(self, qvec: np.ndarray, rows: np.ndarray, known: dict[int, float]
-                   ) -> np.ndarray:
-        """Cosine similarity of each row's passage to the question (FAISS's where known)."""
-        out = np.array([known.get(int(r), np.nan) for r in rows], dtype=np.float32)
-        todo = np.flatnonzero(np.isnan(out))
-        if todo.size:
-            out[todo] = np.asarray(self.index.passage_vectors[rows[todo]], np.float32) @ qvec
-        return out
+    def _dense_for(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact cosine similarity of each row's passage to the question (the ANN index
+        only proposes candidates; above EXACT_MAX its scores are 8-bit approximations)."""
+        return np.asarray(self.index.passage_vectors[rows], dtype=np.float32) @ qvec
 
     def _coverage_of_rows(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
         """`_coverage` for many rows at once, read off BM25's postings (no re-tokenising)."""
@@ -248,11 +245,19 @@ class Retriever:
                 out += np.isin(rows, indices[indptr[i]:indptr[i + 1]]) * self._idf(t)
         return out / total
 
-    def _bm25_scores(self, terms: list[str]) -> np.ndarray:
+    def _bm25_sparse(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 over the question's terms, from the postings alone: (sorted docs with a
+        non-zero score, their scores). Cost follows the postings, not the corpus size."""
         ids = [self._vocab[t] for t in terms if t in self._vocab]
         if not ids:
-            return np.zeros(len(self.index), dtype=np.float32)
-        return self.index.bm25.get_scores_from_ids(ids)
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores = self.index.bm25.scores
+        indptr, indices, data = scores["indptr"], scores["indices"], scores["data"]
+        # A term the question repeats counts once per repeat, as in bm25s's own scoring.
+        docs = np.concatenate([indices[indptr[i]:indptr[i + 1]] for i in ids])
+        vals = np.concatenate([data[indptr[i]:indptr[i + 1]] for i in ids])
+        unique, inverse = np.unique(docs, return_inverse=True)
+        return unique.astype(np.int64), np.bincount(inverse, weights=vals).astype(np.float32)
 
     def _coverage(self, terms: list[str], text: str) -> float:
         """IDF-weighted share of the question's terms that occur in `text` (0..1)."""

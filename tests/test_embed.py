@@ -1,13 +1,14 @@
 """The Embedder's encoders: the default ONNX int8 graph against sentence-transformers itself,
 batch independence, and the hash-checked cache of the locally built graph."""
 
+import os
 import shutil
 
 import numpy as np
 import pytest
 
 from retrieval import onnx_model
-from retrieval.embed import BUNDLED_SHA256, Embedder, bundled_model_path
+from retrieval.embed import BUNDLED_SHA256, Embedder, bundled_model_path, verify_weights
 from retrieval.errors import ModelError
 
 TEXTS = [
@@ -78,3 +79,20 @@ def test_a_tampered_cached_graph_is_rebuilt(embedder, tmp_path):
     rebuilt = onnx_model.prepare(bundled_model_path(), BUNDLED_SHA256, "onnx-int8", cache)
     assert rebuilt == copy and copy.stat().st_mtime_ns != before
     assert onnx_model.file_sha256(rebuilt) == onnx_model.file_sha256(graph)
+
+
+def test_weights_are_hashed_once_and_again_after_any_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("BYLINE_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    shutil.copyfile(bundled_model_path() / "model.safetensors", weights)
+    verify_weights(folder)  # hashed, and remembered
+    assert onnx_model.cached_sha256(weights) == BUNDLED_SHA256
+    st = weights.stat()
+    with weights.open("r+b") as fh:  # same size; then the old mtime put back
+        fh.seek(st.st_size // 2)
+        fh.write(b"\x00\x01\x02\x03")
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ModelError, match="do not match the published sha256"):
+        verify_weights(folder)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 
 import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.batching import MAX_BATCH, AskBatcher
 from bot.commands import NO_PINGS, AskCog, FeedbackButton
 from bot.settings import BotConfigError, BotSettings
 from retrieval.feedback import FeedbackStore, default_path
@@ -56,8 +56,10 @@ class BylineBot(commands.Bot):
     """Holds the Retriever and the feedback store; the cog does the talking."""
 
     def __init__(self, settings: BotSettings, retriever: Retriever,
-                 feedback: FeedbackStore | None = None, **options: object) -> None:
-        """`options` go to discord.py's Bot (e.g. guild_ready_timeout)."""
+                 feedback: FeedbackStore | None = None, *, max_batch: int = MAX_BATCH,
+                 **options: object) -> None:
+        """`max_batch`: most questions answered in one retrieval call (1: no batching);
+        `options` go to discord.py's Bot (e.g. guild_ready_timeout)."""
         super().__init__(command_prefix=commands.when_mentioned,
                          intents=discord.Intents(guilds=True),  # nothing privileged
                          allowed_mentions=NO_PINGS, tree_cls=BylineTree, help_command=None,
@@ -67,7 +69,8 @@ class BylineBot(commands.Bot):
         self.feedback = feedback or FeedbackStore(
             settings.feedback_db or default_path(settings.index_dir))
         self.articles: list[ArticleInfo] = retriever.index.articles()
-        self._search_lock = threading.Lock()  # one encode at a time: 2 cores, no thrashing
+        # Concurrent asks share one retrieval call, one at a time: 2 cores, no thrashing.
+        self.batcher = AskBatcher(retriever, max_batch)
 
     async def setup_hook(self) -> None:
         await self.add_cog(AskCog(self))
@@ -83,12 +86,9 @@ class BylineBot(commands.Bot):
                  f" to guild {self.settings.guild_id}" if self.settings.guild_id else "")
 
     async def ask(self, question: str, k: int) -> Answer:
-        """Run retrieval in a worker thread: encoding blocks, and the gateway must not."""
-        return await asyncio.to_thread(self._ask_blocking, question, k)
-
-    def _ask_blocking(self, question: str, k: int) -> Answer:
-        with self._search_lock:
-            return self.retriever.ask(question, k=k)
+        """Retrieval in a worker thread (the gateway must not wait), batched with the asks
+        that arrive meanwhile; BadQuestion concerns this question only."""
+        return await self.batcher.ask(question, k)
 
     async def close(self) -> None:
         await super().close()

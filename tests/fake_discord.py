@@ -616,7 +616,11 @@ class FakeDiscord:
             start = time.perf_counter()
             try:
                 await self._send(self._ws, {"op": 1, "d": self._seq})
-                return await asyncio.wait_for(self._probe_waiter, timeout) - start
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands as the
+                # ACK arrives, and stop_probing() would then wait on the prober for ever.
+                async with asyncio.timeout(timeout):
+                    acked = await self._probe_waiter
+                return acked - start
             finally:
                 self._probe_waiter = None
 

@@ -14,7 +14,7 @@ import faiss
 import pytest
 
 from bot.app import APOLOGY, BylineBot, serve
-from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX
+from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX, render_answer
 from bot.settings import BotConfigError, BotSettings
 from retrieval.embed import Embedder
 from retrieval.feedback import FeedbackStore
@@ -22,6 +22,7 @@ from retrieval.indexer import index_corpus
 from retrieval.search import Retriever
 
 from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
+from .seed_questions import ON_TOPIC
 
 TOKEN = "fake-token-never-logged"
 FAKE = FakeDiscord()  # only for its default ids
@@ -352,8 +353,8 @@ def test_gateway_is_answered_while_retrieval_is_stuck(retriever, tmp_path):
     keeps answering, because /ask waits in a worker thread. Were retrieval run on the event
     loop, the loop itself would wait on the lock and the probes would show it."""
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        bot._search_lock.acquire()
-        threading.Timer(1.5, bot._search_lock.release).start()
+        bot.batcher._lock.acquire()
+        threading.Timer(1.5, bot.batcher._lock.release).start()
         fake.start_probing(every=0.1)  # on the fake's own thread and clock
         handle = await fake.send_command("ask", {"question": "why was the trip cancelled"})
         assert (await handle.callback()).json["type"] == 5
@@ -363,5 +364,64 @@ def test_gateway_is_answered_while_retrieval_is_stuck(retriever, tmp_path):
         assert len(fake.heartbeat_rtts) >= 8
         assert max(fake.heartbeat_rtts) < 0.5, fake.heartbeat_rtts
         assert embed_of(followup).fields[0].name.startswith("[1] Trump Calls Off")
+
+    run_bot(retriever, tmp_path, scenario)
+
+
+def test_concurrent_asks_are_batched_and_each_gets_its_own_answer(retriever, tmp_path):
+    """Eight /ask at once, retrieval held up 0.5 s (its lock taken, released by a timer thread)
+    so that the asks pile up behind the first batch, as they do behind a busy one: they are
+    answered in at most two retrieval calls, each with its own question's passages and its own
+    number of sources, and the gateway answers heartbeats meanwhile."""
+    gold = dict(ON_TOPIC)
+    cases = [("why was the trip cancelled", 1),
+             ("Which country did Trump say had stopped helping because of the trade dispute?", 5),
+             ("When did the two leaders first meet in Singapore?", 2),
+             ("Where did Pompeo go after leaving Vietnam?", 4),
+             ("Who did Trump phone while leaving Vietnam?", None),  # the default, 3
+             ("Why was no agreement signed in Hanoi?", 5),
+             ("What is the capital of France?", 2),
+             ("   ", 5)]  # Discord allows it (min_length 1); check_question does not
+    expected = {q: retriever.ask(q, k or 3) for q, k in cases if q.strip()}  # one at a time
+    for q, answer in expected.items():
+        assert answer.answered == (q in gold)
+        assert q not in gold or answer.hits[0].passage.id in gold[q]
+
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        fake.start_probing(every=0.05)
+        bot.batcher._lock.acquire()
+        threading.Timer(0.5, bot.batcher._lock.release).start()
+        handles = await asyncio.gather(*(
+            fake.send_command("ask", {"question": q} | ({"results": k} if k else {}),
+                              user_id=USER_ID + i)
+            for i, (q, k) in enumerate(cases)))
+        followups = await asyncio.gather(*(h.followup(timeout=30) for h in handles))
+        await fake.stop_probing()
+
+        for (q, k), followup in zip(cases, followups, strict=True):
+            if not q.strip():
+                assert followup.json["content"] == ("The question is empty; ask something "
+                                                    "about the coverage.")
+                assert followup.json["flags"] & EPHEMERAL
+                continue
+            embed = embed_of(followup)
+            if q not in gold:
+                assert embed.title == "Not covered" and q in embed.description
+                continue
+            assert embed.title == q
+            assert assert_numbering_matches(embed) == list(range(1, (k or 3) + 1))
+            paragraphs = [int(p) for p in re.findall(r"¶(\d+)", fields(embed)["Sources"])]
+            assert paragraphs == [h.passage.paragraph for h in expected[q].hits]
+            want = render_answer(expected[q])
+            assert embed.description == want.description
+            assert [(f.name, f.value) for f in embed.fields] == \
+                [(f.name, f.value) for f in want.fields]
+
+        sizes = bot.batcher.batch_sizes
+        assert sum(sizes) == 7  # the blank question never reached retrieval
+        assert 1 <= len(sizes) <= 2, sizes  # 7 asks, at most 2 retrieval calls
+        rtts = fake.heartbeat_rtts
+        assert len(rtts) >= 5
+        assert max(rtts) < 0.5, rtts
 
     run_bot(retriever, tmp_path, scenario)

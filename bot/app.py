@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.batching import MAX_BATCH, AskBatcher
-from bot.commands import NO_PINGS, AskCog, FeedbackButton
+from bot.commands import NO_PINGS, AskCog, FeedbackButton, send_ephemeral
 from bot.settings import BotConfigError, BotSettings
 from retrieval.feedback import FeedbackStore, default_path
 from retrieval.search import Answer, Retriever
@@ -34,22 +34,6 @@ class BylineTree(app_commands.CommandTree):
             log.error("/%s failed", command, exc_info=error)
             text = APOLOGY
         await send_ephemeral(interaction, text)
-
-
-async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """Reply privately whether or not the interaction was already deferred in public."""
-    try:
-        if not interaction.response.is_done():
-            await interaction.response.send_message(text, ephemeral=True,
-                                                    allowed_mentions=NO_PINGS)
-            return
-        # Remove the "thinking…" placeholder: a followup would otherwise replace it, in public.
-        if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.delete_original_response()
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
-    except discord.HTTPException:
-        log.warning("could not tell the user about an error", exc_info=True)
 
 
 class BylineBot(commands.Bot):

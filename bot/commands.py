@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("byline.bot")
 NO_PINGS = discord.AllowedMentions.none()
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Reply privately whether or not the interaction was already deferred in public."""
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True,
+                                                    allowed_mentions=NO_PINGS)
+            return
+        # Remove the "thinking…" placeholder: a followup would otherwise replace it, in public.
+        if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    except discord.HTTPException:
+        log.warning("could not tell the user about an error", exc_info=True)
 
 
 class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button],
@@ -124,8 +141,8 @@ class AskCog(commands.Cog):
         await interaction.response.defer(ephemeral=private, thinking=True)
         try:
             answer = await self.bot.ask(question, results)
-        except BadQuestion as exc:
-            await interaction.followup.send(str(exc), ephemeral=True, allowed_mentions=NO_PINGS)
+        except BadQuestion as exc:  # private, even when the "thinking…" was public
+            await send_ephemeral(interaction, str(exc))
             return
         if not answer.answered:
             await interaction.followup.send(embed=render_not_covered(answer.question),

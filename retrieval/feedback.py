@@ -48,6 +48,11 @@ class FeedbackStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False)
+        # WAL with NORMAL sync: a commit no longer waits for an fsync (18 ms each, which
+        # serialised a burst of answers); a power cut can lose the last commits, never
+        # corrupt the file.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)",

@@ -398,11 +398,13 @@ def test_concurrent_asks_are_batched_and_each_gets_its_own_answer(retriever, tmp
         followups = await asyncio.gather(*(h.followup(timeout=30) for h in handles))
         await fake.stop_probing()
 
-        for (q, k), followup in zip(cases, followups, strict=True):
+        for (q, k), followup, handle in zip(cases, followups, handles, strict=True):
             if not q.strip():
                 assert followup.json["content"] == ("The question is empty; ask something "
                                                     "about the coverage.")
                 assert followup.json["flags"] & EPHEMERAL
+                # The public "thinking…" placeholder is removed, so the error stays private.
+                assert requests(fake, "DELETE", handle.token)
                 continue
             embed = embed_of(followup)
             if q not in gold:

@@ -7,7 +7,7 @@ INDEX := .byline/index
 Q ?= why was the trip cancelled
 export BYLINE_INDEX_DIR ?= $(INDEX)
 
-.PHONY: setup ask index sources bot eval test lint fmt clean
+.PHONY: setup ask index sources bot eval bench test lint fmt clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,13 @@ bot: $(INDEX)/manifest.json
 DATA ?= ../shared/data
 eval: $(STAMP)
 	$(BIN)/python bench/quality.py $(DATA)
+
+# Speed and scale against the raw sentence-transformers + FAISS floor; writes
+# docs/performance.md. About 30 minutes (the 1M-passage index is built once and cached in
+# .byline/bench/). SCALE=100000 for a quicker run.
+SCALE ?= 1000000
+bench: $(STAMP)
+	$(BIN)/python bench/performance.py $(DATA) --scale $(SCALE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

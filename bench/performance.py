@@ -260,13 +260,19 @@ def main() -> None:
     figures["encoders"] = measure_encoders(*loaded[1])
     for row in figures["encoders"]:
         print(_fmt("encoder", row), flush=True)
-    figures["concurrency"] = _optional("concurrency", lambda m: m.run())
+    figures["concurrency"] = _optional("concurrency", _concurrency)
     if args.scale:
         figures["scale"] = _optional("scale", lambda m: m.run(passages=args.scale))
     from bench.report import render  # the Markdown page, kept apart from the measuring
 
     args.out.write_text(render(figures), encoding="utf-8")
     print(f"\nwritten to {args.out}")
+
+
+def _concurrency(module: ModuleType) -> dict:
+    """The batched run's figures for the summary, and the module's own table (both runs)."""
+    result = module.run()
+    return {**result["batched"], "markdown": module.table(result)}
 
 
 def _optional(name: str, call: Callable[[ModuleType], dict]) -> dict:
@@ -284,7 +290,7 @@ def _optional(name: str, call: Callable[[ModuleType], dict]) -> dict:
 
 def _fmt(name: str, values: dict) -> str:
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()
-             if k != "index"}
+             if k not in ("index", "markdown")}
     return f"{name}: {shown}"
 
 

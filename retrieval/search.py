@@ -13,10 +13,14 @@ from retrieval.background import PROBES
 from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
-from retrieval.store import Index
+from retrieval.store import ANN_DEPTH, Index
 from retrieval.text import analyze
 
 MAX_QUESTION_CHARS = 1000
+# A tie at the cut of BM25's top candidates is broken as partitioning every matching passage
+# breaks it (as Byline always has, so rankings stay identical) while the question's postings
+# are at most this many; above, among the passages over a bound on the cut (a few, not ~1e5).
+TIE_POSTINGS = 100_000
 METHODS = ("hybrid", "dense", "bm25")
 QUOTE_MODES = ("best", "dense", "lead")
 
@@ -28,14 +32,14 @@ class SearchSettings:
     method: str = "hybrid"  # "dense" and "bm25" alone are the baselines
     dense_weight: float = 0.4  # share of the min-max normalised dense score in the fusion
     sentence_weight: float = 0.7  # weight of the candidates' best-sentence similarity
-    candidates: int = 50  # how many passages each retriever proposes for fusion
+    candidates: int = ANN_DEPTH  # how many passages each retriever proposes for fusion
     coverage_rank_weight: float = 0.6  # bonus for holding more of the question's IDF mass
     quote_lexical: float = 2.0  # weight of the question's rare words in picking the quote
     # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
     # >= threshold, the background being what generic off-topic probes score on this corpus.
     # Calibrated on SQuAD dev A by bench/calibrate_not_covered.py; see docs/quality.md.
-    coverage_weight: float = 0.55
-    threshold: float = 0.25
+    coverage_weight: float = 0.6
+    threshold: float = 0.26
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -120,8 +124,13 @@ class Retriever:
             )
         self.embedder = embedder
         self.settings = settings or SearchSettings()
-        indptr = np.asarray(index.bm25.scores["indptr"])
-        self._df = np.diff(indptr)
+        # Plain views of the (memory-mapped) postings: column t of BM25's matrix holds the
+        # passages containing term t, sorted, with the term's score in each.
+        scores = index.bm25.scores
+        self._indptr = np.asarray(scores["indptr"])
+        self._docs = np.asarray(scores["indices"])
+        self._weights = np.asarray(scores["data"])
+        self._df = np.diff(self._indptr)
         self._vocab: dict[str, int] = index.bm25.vocab_dict
         self.index = index
         if not index.manifest.background:  # an index saved without one: measure it now
@@ -196,13 +205,12 @@ class Retriever:
         s = self.settings
         n = min(s.candidates, len(self.index))
         _, dense_rows = self.index.vectors.search(qvec[None, :], n)
-        lex_docs, lex_scores = self._bm25_sparse(terms)
-        top = np.argpartition(-lex_scores, n - 1)[:n] if len(lex_scores) > n else slice(None)
-        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0], lex_docs[top]]))
+        ids = self._term_ids(terms)
+        bm25 = self._bm25(ids)
+        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],
+                                         self._bm25_top(bm25, ids, n)]))
         dense = self._dense_for(qvec, rows)
-        at = np.minimum(np.searchsorted(lex_docs, rows), max(len(lex_docs) - 1, 0))
-        lexical = (np.where(lex_docs[at] == rows, lex_scores[at], 0.0).astype(np.float32)
-                   if len(lex_docs) else np.zeros(len(rows), np.float32))
+        lexical = bm25[rows].astype(np.float32)
         if s.method == "dense":
             scores = dense.copy()
         elif s.method == "bm25":
@@ -237,27 +245,73 @@ class Retriever:
         out = np.zeros(len(rows), dtype=np.float32)
         if not total:
             return out
-        scores = self.index.bm25.scores
-        indptr, indices = scores["indptr"], scores["indices"]
         for t in unique:
             if t in self._vocab:
-                i = self._vocab[t]
-                out += np.isin(rows, indices[indptr[i]:indptr[i + 1]]) * self._idf(t)
+                out += self._holds(self._vocab[t], rows) * self._idf(t)
         return out / total
 
-    def _bm25_sparse(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 over the question's terms, from the postings alone: (sorted docs with a
-        non-zero score, their scores). Cost follows the postings, not the corpus size."""
-        ids = [self._vocab[t] for t in terms if t in self._vocab]
-        if not ids:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = self.index.bm25.scores
-        indptr, indices, data = scores["indptr"], scores["indices"], scores["data"]
-        # A term the question repeats counts once per repeat, as in bm25s's own scoring.
-        docs = np.concatenate([indices[indptr[i]:indptr[i + 1]] for i in ids])
-        vals = np.concatenate([data[indptr[i]:indptr[i + 1]] for i in ids])
-        unique, inverse = np.unique(docs, return_inverse=True)
-        return unique.astype(np.int64), np.bincount(inverse, weights=vals).astype(np.float32)
+    # -- BM25 from the postings (cost follows the question's postings, not the corpus) ----
+
+    def _term_ids(self, terms: list[str]) -> list[int]:
+        """The question's terms in BM25's vocabulary, repeats kept: a term the question
+        repeats counts once per repeat, as in bm25s's own scoring."""
+        return [self._vocab[t] for t in terms if t in self._vocab]
+
+    def _postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted passages containing `term`, the term's BM25 score in each)."""
+        a, b = self._indptr[term], self._indptr[term + 1]
+        return self._docs[a:b], self._weights[a:b]
+
+    def _holds(self, term: int, rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` contain `term`: a binary search per row in the term's sorted
+        postings, so a common term's long postings are not read through."""
+        docs = self._postings(term)[0]
+        if not len(docs):
+            return np.zeros(len(rows), bool)
+        return docs[np.minimum(np.searchsorted(docs, rows), len(docs) - 1)] == rows
+
+    def _bm25(self, ids: list[int]) -> np.ndarray:
+        """Every passage's BM25 score for the question (0 where none of its terms occurs),
+        added up term by term from the postings: the cost follows the question's postings
+        (each sorted, so the writes sweep the array in order) plus the array itself, and in
+        float64 in the question's term order these are the very sums of bm25s's postings."""
+        scores = np.zeros(len(self.index), np.float64)
+        for t in ids:
+            docs, weights = self._postings(t)
+            scores[docs] += weights  # a term's postings hold each passage once
+        return scores
+
+    def _bm25_top(self, scores: np.ndarray, ids: list[int], n: int) -> np.ndarray:
+        """The passages among the n best BM25 scores (as float32), in no particular order:
+        those a partition of every matching passage picks (ties at the cut: see
+        TIE_POSTINGS), found among the few passages above a lower bound on the n-th score."""
+        bound = self._nth_score_bound(scores, ids, n)
+        if bound > 0:
+            docs = np.flatnonzero(scores >= bound)
+            top32 = scores[docs].astype(np.float32)
+            top = np.argpartition(-top32, n - 1)[:n]
+            if (np.count_nonzero(top32 >= top32[top].min()) == n  # no tie at the cut
+                    or sum(int(self._df[t]) for t in ids) > TIE_POSTINGS):
+                return docs[top]
+        # Every matching passage (a tie at the cut is broken the way it always was).
+        docs = np.flatnonzero(scores)
+        top32 = scores[docs].astype(np.float32)
+        return docs[np.argpartition(-top32, n - 1)[:n]] if len(docs) > n else docs
+
+    def _nth_score_bound(self, scores: np.ndarray, ids: list[int], n: int) -> float:
+        """A lower bound on the n-th best score (0 if none is found cheaply): the n-th best
+        among the passages holding the question's rarest terms, lowered a little so every
+        passage whose float32 score could reach the n-th float32 score stays above it."""
+        seen = np.zeros(0, np.int64)
+        for t in sorted(set(ids), key=lambda t: self._df[t]):
+            docs = self._postings(t)[0]
+            seen = np.union1d(seen, docs) if len(seen) else docs
+            if len(seen) >= 4 * n:
+                break
+        if len(seen) < n:
+            return 0.0
+        best = scores[seen]
+        return float(np.partition(best, len(best) - n)[len(best) - n]) * (1 - 1e-6)
 
     def _coverage(self, terms: list[str], text: str) -> float:
         """IDF-weighted share of the question's terms that occur in `text` (0..1)."""

@@ -16,7 +16,7 @@ from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.indexer import index_corpus
 from retrieval.search import Retriever
-from retrieval.store import MANIFEST, Index, Sentences
+from retrieval.store import MANIFEST, Index, RowFile, Sentences
 
 from .conftest import SEEDS
 
@@ -163,7 +163,9 @@ def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embe
     loaded = Index.load(tmp_path / "ivf")
     assert isinstance(loaded.vectors, faiss.IndexIVF)
     assert faiss.extract_index_ivf(loaded.vectors).nprobe == ivf.manifest.nprobe
-    assert isinstance(loaded.passage_vectors, np.memmap)
+    # Vectors are read from disk by row (memory stays flat), never loaded whole.
+    assert isinstance(loaded.passage_vectors, RowFile)
+    assert isinstance(loaded.sentences.vectors, RowFile)
     a, b = Retriever(flat, embedder), Retriever(loaded, embedder)
     for q in ("why was the trip cancelled", "Who did Trump phone while leaving Vietnam?"):
         assert a.ask(q).hits[0].passage.id == b.ask(q).hits[0].passage.id

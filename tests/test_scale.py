@@ -1,0 +1,169 @@
+"""The code paths that only large indexes take, exercised at small scale: BM25 from the
+postings (and its MaxScore pruning), vectors read from disk by row, the tuned IVF index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval import search
+from retrieval.corpus import Article
+from retrieval.embed import Embedder
+from retrieval.search import Retriever
+from retrieval.store import Index, RowFile, Sentences, sentence_spans
+from retrieval.text import analyze
+
+WORDS = [f"{a}{b}" for a in ("harbor", "ledger", "tunnel", "orchid", "glacier", "violin",
+                             "pepper", "canyon", "saddle", "marble")
+         for b in ("", "field", "stone", "wick", "mouth", "ridge", "ton", "ford")]
+
+
+def _corpus(passages: int, dim: int, seed: int = 0) -> tuple[list[Article], np.ndarray,
+                                                               Sentences]:
+    """Passages of Zipf-distributed words (long postings, many tied scores) with clustered
+    unit vectors; two sentences each."""
+    rng = np.random.default_rng(seed)
+    p = 1 / np.arange(1, len(WORDS) + 1)
+    texts = []
+    for _ in range(passages):
+        halves = [" ".join(rng.choice(WORDS, size=rng.integers(3, 12), p=p / p.sum()))
+                  for _ in range(2)]
+        texts.append(f"{halves[0].capitalize()}. {halves[1].capitalize()}.")
+    articles = [Article(id=f"a{i}", title=f"A{i}", source=f"a{i}.txt",
+                        paragraphs=tuple(texts[i:i + 10])) for i in range(0, passages, 10)]
+    centres = rng.standard_normal((20, dim)).astype(np.float32)
+    vecs = centres[rng.integers(0, 20, passages)] + 0.5 * rng.standard_normal(
+        (passages, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    spans = [sentence_spans(t) for t in texts]
+    assert all(len(s) == 2 for s in spans)
+    sentences = Sentences(np.repeat(vecs, 2, axis=0).astype(np.float16),
+                          np.array([s for sp in spans for s in sp], np.int32),
+                          np.arange(0, 2 * passages + 1, 2, dtype=np.int64))
+    return articles, vecs, sentences
+
+
+@pytest.fixture(scope="module")
+def lexical(embedder: Embedder) -> Retriever:
+    articles, vecs, sentences = _corpus(3000, embedder.dimension)
+    passages = [p for a in articles for p in a.passages()]
+    index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+                               encoder=embedder.encoder)
+    return Retriever(index, embedder)
+
+
+def _queries(seed: int = 1, count: int = 60) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    return [[*analyze(" ".join(rng.choice(WORDS, size=rng.integers(1, 7)))), "unseenword"]
+            for _ in range(count)]
+
+
+def _every_posting(r: Retriever, ids: list[int], n: int) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray]:
+    """The straightforward way: every posting of the question's terms summed per passage
+    (np.unique + bincount), then a partition: (passages, float32 scores, top n)."""
+    bm25 = r.index.bm25.scores
+    spans = [(bm25["indptr"][i], bm25["indptr"][i + 1]) for i in ids]
+    docs = np.concatenate([bm25["indices"][a:b] for a, b in spans] or [np.zeros(0, int)])
+    vals = np.concatenate([bm25["data"][a:b] for a, b in spans] or [np.zeros(0)])
+    unique, inverse = np.unique(docs, return_inverse=True)
+    scores = np.bincount(inverse, weights=vals).astype(np.float32)
+    top = np.argpartition(-scores, n - 1)[:n] if len(scores) > n else slice(None)
+    return unique, scores, unique[top]
+
+
+def test_bm25_scores_equal_summing_every_posting_and_bm25s(lexical: Retriever):
+    for terms in _queries():
+        ids = lexical._term_ids(terms)
+        scores = lexical._bm25(ids)
+        docs, expected, _ = _every_posting(lexical, ids, 50)
+        assert np.array_equal(np.flatnonzero(scores), docs)
+        assert np.array_equal(scores[docs].astype(np.float32), expected)  # bit for bit
+        own = lexical.index.bm25.get_scores(terms[:-1])  # bm25s itself (float32 sums)
+        np.testing.assert_allclose(scores, own, rtol=1e-5)
+
+
+def test_bm25_top_is_exactly_the_partition_of_every_posting(lexical: Retriever):
+    ties = bounded = 0
+    for terms in _queries(seed=2, count=150):
+        ids = lexical._term_ids(terms)
+        scores = lexical._bm25(ids)
+        for n in (1, 10, 50):
+            docs, all_scores, expected = _every_posting(lexical, ids, n)
+            assert set(lexical._bm25_top(scores, ids, n)) == set(expected)
+            if len(docs) > n:
+                cut = np.sort(all_scores)[-n]
+                ties += np.count_nonzero(all_scores >= cut) > n
+                bounded += lexical._nth_score_bound(scores, ids, n) > 0
+    assert ties > 10 and bounded > 100  # both ways through were taken, many times
+
+
+def test_coverage_of_rows_matches_membership(lexical: Retriever):
+    bm25 = lexical.index.bm25.scores
+    for terms in _queries(seed=3, count=20):
+        rows = np.sort(np.random.default_rng(0).choice(3000, 100, replace=False))
+        unique = set(terms)
+        total = sum(lexical._idf(t) for t in unique)
+        expected = np.zeros(len(rows), np.float32)
+        for t in unique:
+            if t in lexical._vocab:
+                i = lexical._vocab[t]
+                postings = bm25["indices"][bm25["indptr"][i]:bm25["indptr"][i + 1]]
+                expected += np.isin(rows, postings) * lexical._idf(t)
+        assert np.array_equal(lexical._coverage_of_rows(terms, rows), expected / total)
+
+
+def test_row_file_reads_rows_like_an_array(tmp_path: Path):
+    data = np.arange(60, dtype=np.float32).reshape(20, 3)
+    np.save(tmp_path / "v.npy", data)
+    rows = RowFile(tmp_path / "v.npy")
+    assert rows.shape == (20, 3) and len(rows) == 20 and rows.dtype == np.float32
+    np.testing.assert_array_equal(rows[4], data[4])
+    np.testing.assert_array_equal(rows[-1], data[-1])
+    np.testing.assert_array_equal(rows[3:9], data[3:9])
+    np.testing.assert_array_equal(rows[::4], data[::4])
+    picks = np.array([5, 6, 7, 2, 19, 0, 1, 1])
+    np.testing.assert_array_equal(rows[picks], data[picks])
+    np.testing.assert_array_equal(rows[[]], data[[]])
+    np.testing.assert_array_equal(np.asarray(rows), data)
+    np.testing.assert_array_equal(np.asarray(rows, dtype=np.float64), data)
+    with pytest.raises(IndexError):
+        rows[20]
+    with pytest.raises(IndexError):
+        rows[np.array([3, 20])]
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "v.npy").read_bytes()[:-4])
+    with pytest.raises(ValueError, match="truncated"):
+        RowFile(tmp_path / "cut.npy")
+
+
+def test_ivf_index_finds_what_exact_search_finds(tmp_path: Path, embedder: Embedder):
+    articles, vecs, sentences = _corpus(4000, embedder.dimension, seed=5)
+    passages = [p for a in articles for p in a.passages()]
+    built = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+                               encoder=embedder.encoder, exact_max=1000)
+    assert built.manifest.ann.startswith("ivf") and built.manifest.nprobe >= 1
+    built.with_background({"dense": 0.0, "lexical": 0.0}).save(tmp_path / "idx")
+    index = Index.load(tmp_path / "idx")
+    queries = np.asarray(sentences.vectors[::40], np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
+    found = [index.vectors.search(q[None, :], 50)[1][0] for q in queries]
+    rescored = [f[np.argsort(-(vecs[f] @ q))[:10]] for f, q in zip(found, queries, strict=True)]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, rescored, strict=True)])
+    assert recall >= 0.95
+
+
+def test_bm25_top_breaks_ties_among_few_passages_for_long_postings(lexical: Retriever,
+                                                                   monkeypatch):
+    monkeypatch.setattr(search, "TIE_POSTINGS", 0)  # as for a question at a million passages
+    for terms in _queries(seed=2, count=150):
+        ids = lexical._term_ids(terms)
+        scores = lexical._bm25(ids)
+        for n in (1, 10, 50):
+            _, _, expected = _every_posting(lexical, ids, n)
+            got = lexical._bm25_top(scores, ids, n)
+            # The same n best scores; a tie at the cut may be broken by another passage.
+            assert np.array_equal(np.sort(scores[got].astype(np.float32)),
+                                  np.sort(scores[expected].astype(np.float32)))

@@ -17,10 +17,10 @@ from retrieval.store import ANN_DEPTH, Index
 from retrieval.text import analyze
 
 MAX_QUESTION_CHARS = 1000
-# A tie at the cut of BM25's top candidates is broken as partitioning every matching passage
-# breaks it (as Byline always has, so rankings stay identical) while the question's postings
-# are at most this many; above, among the passages over a bound on the cut (a few, not ~1e5).
-TIE_POSTINGS = 100_000
+# Up to this many passages, a tie at the cut of BM25's top candidates is broken as
+# partitioning every matching passage breaks it (as Byline always has, so rankings stay
+# identical); above, among the few passages over a bound on the cut (not every match).
+EXACT_TIES_MAX = 100_000
 METHODS = ("hybrid", "dense", "bm25")
 QUOTE_MODES = ("best", "dense", "lead")
 
@@ -271,27 +271,28 @@ class Retriever:
         return docs[np.minimum(np.searchsorted(docs, rows), len(docs) - 1)] == rows
 
     def _bm25(self, ids: list[int]) -> np.ndarray:
-        """Every passage's BM25 score for the question (0 where none of its terms occurs),
-        added up term by term from the postings: the cost follows the question's postings
-        (each sorted, so the writes sweep the array in order) plus the array itself, and in
-        float64 in the question's term order these are the very sums of bm25s's postings."""
-        scores = np.zeros(len(self.index), np.float64)
-        for t in ids:
-            docs, weights = self._postings(t)
-            scores[docs] += weights  # a term's postings hold each passage once
-        return scores
+        """Every passage's BM25 score for the question (float64, 0 where none of its terms
+        occurs), added up from the postings of its terms in the question's order (the same
+        sums as ever): the cost follows the question's postings, plus one pass over an array
+        of the passages (8 MB at a million)."""
+        postings = [self._postings(t) for t in ids]
+        if not postings:
+            return np.zeros(len(self.index), np.float64)
+        return np.bincount(np.concatenate([docs for docs, _ in postings]),
+                           weights=np.concatenate([w for _, w in postings]),
+                           minlength=len(self.index))
 
     def _bm25_top(self, scores: np.ndarray, ids: list[int], n: int) -> np.ndarray:
         """The passages among the n best BM25 scores (as float32), in no particular order:
         those a partition of every matching passage picks (ties at the cut: see
-        TIE_POSTINGS), found among the few passages above a lower bound on the n-th score."""
+        EXACT_TIES_MAX), found among the few passages above a lower bound on the n-th score."""
         bound = self._nth_score_bound(scores, ids, n)
         if bound > 0:
             docs = np.flatnonzero(scores >= bound)
             top32 = scores[docs].astype(np.float32)
             top = np.argpartition(-top32, n - 1)[:n]
             if (np.count_nonzero(top32 >= top32[top].min()) == n  # no tie at the cut
-                    or sum(int(self._df[t]) for t in ids) > TIE_POSTINGS):
+                    or len(scores) > EXACT_TIES_MAX):
                 return docs[top]
         # Every matching passage (a tie at the cut is broken the way it always was).
         docs = np.flatnonzero(scores)

@@ -157,7 +157,7 @@ def test_ivf_index_finds_what_exact_search_finds(tmp_path: Path, embedder: Embed
 
 def test_bm25_top_breaks_ties_among_few_passages_for_long_postings(lexical: Retriever,
                                                                    monkeypatch):
-    monkeypatch.setattr(search, "TIE_POSTINGS", 0)  # as for a question at a million passages
+    monkeypatch.setattr(search, "EXACT_TIES_MAX", 0)  # as at a million passages
     for terms in _queries(seed=2, count=150):
         ids = lexical._term_ids(terms)
         scores = lexical._bm25(ids)

@@ -167,3 +167,24 @@ def test_bm25_top_breaks_ties_among_few_passages_for_long_postings(lexical: Retr
             # The same n best scores; a tie at the cut may be broken by another passage.
             assert np.array_equal(np.sort(scores[got].astype(np.float32)),
                                   np.sort(scores[expected].astype(np.float32)))
+
+
+def test_one_question_searches_on_one_thread_and_restores_the_setting(lexical: Retriever,
+                                                                      monkeypatch):
+    import faiss
+
+    vectors = lexical.index.vectors
+    q = np.asarray(lexical.index.passage_vectors[7], np.float32)
+    expected = vectors.search(q[None, :], 10)[1]
+    before = faiss.omp_get_max_threads()
+    seen = []
+    real_search = type(vectors).search
+
+    def spy(self, x, k, **kwargs):
+        seen.append(faiss.omp_get_max_threads())
+        return real_search(self, x, k, **kwargs)
+
+    monkeypatch.setattr(type(vectors), "search", spy)
+    _, rows = search._search_one(vectors, q, 10)
+    assert seen == [1] and faiss.omp_get_max_threads() == before
+    assert np.array_equal(rows, expected)

@@ -15,9 +15,11 @@ only with --rebuild or when the index format changes).
 
 Queries are real SQuAD questions, asked through the full `Retriever.ask` path (encode, ANN +
 BM25 candidates, fusion, best-sentence re-scoring, quotes, SQLite fetch) in a fresh
-subprocess, which also gives `Index.load` time and peak RSS (build memory does not count).
-Each figure stands beside a floor measured in the same run (exact FAISS flat search, the
-encoder alone, a process holding only the model).
+subprocess, which also gives `Index.load` time and peak RSS (VmHWM; build memory does not
+count). The index's files are read once first, so they are in the OS page cache, as on a
+server that has been answering. Each figure stands beside a floor measured in the same run
+(exact FAISS flat search, bm25s scoring every passage, the encoder alone, a process holding
+only the model). The machine is shared: the 1-minute load average is reported with them.
 
 Another script can call `run(passages=...)`: it returns a dict of plain numbers.
 """

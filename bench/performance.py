@@ -262,7 +262,7 @@ def main() -> None:
         print(_fmt("encoder", row), flush=True)
     figures["concurrency"] = _optional("concurrency", _concurrency)
     if args.scale:
-        figures["scale"] = _optional("scale", lambda m: m.run(passages=args.scale))
+        figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))
     from bench.report import render  # the Markdown page, kept apart from the measuring
 
     args.out.write_text(render(figures), encoding="utf-8")
@@ -273,6 +273,11 @@ def _concurrency(module: ModuleType) -> dict:
     """The batched run's figures for the summary, and the module's own table (both runs)."""
     result = module.run()
     return {**result["batched"], "markdown": module.table(result)}
+
+
+def _with_table(module: ModuleType, result: dict) -> dict:
+    """The scale figures for the summary, and the module's own table for its section."""
+    return {**result, "markdown": module.markdown(result)}
 
 
 def _optional(name: str, call: Callable[[ModuleType], dict]) -> dict:

@@ -126,12 +126,12 @@ class Retriever:
         self.settings = settings or SearchSettings()
         # Plain views of the (memory-mapped) postings: column t of BM25's matrix holds the
         # passages containing term t, sorted, with the term's score in each.
-        scores = index.bm25.scores
-        self._indptr = np.asarray(scores["indptr"])
-        self._docs = np.asarray(scores["indices"])
-        self._weights = np.asarray(scores["data"])
+        postings = index.postings
+        self._indptr = postings.indptr
+        self._docs = postings.docs
+        self._weights = postings.weights
         self._df = np.diff(self._indptr)
-        self._vocab: dict[str, int] = index.bm25.vocab_dict
+        self._vocab: dict[str, int] = postings.vocab
         self.index = index
         if not index.manifest.background:  # an index saved without one: measure it now
             self.index = index.with_background(self.measure_background())

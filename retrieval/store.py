@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import secrets
@@ -25,10 +24,10 @@ import numpy as np
 
 from retrieval.corpus import Article, Passage
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from retrieval.postings import Postings
 from retrieval.text import analyze, split_sentences
 
 if TYPE_CHECKING:
-    import bm25s
     import faiss
 
     from retrieval.embed import Embedder
@@ -199,7 +198,7 @@ def corpus_fingerprint(articles: list[Article]) -> str:
 class Index:
     """Passages with their vectors, searchable densely (FAISS) and lexically (BM25)."""
 
-    def __init__(self, manifest: Manifest, vectors: faiss.Index, bm25: bm25s.BM25,
+    def __init__(self, manifest: Manifest, vectors: faiss.Index, postings: Postings,
                  db: sqlite3.Connection, sentences: Sentences,
                  passage_vectors: np.ndarray | RowFile | None = None) -> None:
         """`vectors` searches; `passage_vectors` (row -> float32 vector, read from disk by row
@@ -207,7 +206,7 @@ class Index:
         passages."""
         self.manifest = manifest
         self.vectors = vectors
-        self.bm25 = bm25
+        self.postings = postings
         self.sentences = sentences
         self._db = db
         if passage_vectors is None:
@@ -220,7 +219,7 @@ class Index:
     def with_background(self, background: dict[str, float]) -> Index:
         """This index with its manifest's background evidence set."""
         return Index(replace(self.manifest, background=dict(background)), self.vectors,
-                     self.bm25, self._db, self.sentences, self.passage_vectors)
+                     self.postings, self._db, self.sentences, self.passage_vectors)
 
     # -- building -------------------------------------------------------------------------
 
@@ -276,7 +275,7 @@ class Index:
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             generation=secrets.token_hex(4), ann=ann, nprobe=nprobe,
         )
-        return cls(manifest, vectors, _build_bm25(passages), _memory_db(articles, passages),
+        return cls(manifest, vectors, _build_postings(passages), _memory_db(articles, passages),
                    sentences, vecs)
 
     reused = 0  # passages whose vectors a build took from `previous`
@@ -312,7 +311,7 @@ class Index:
             with disk:
                 self._db.backup(disk)
             disk.close()
-            self.bm25.save(str(tmp / files["bm25"]), show_progress=False)
+            self.postings.save(tmp / files["bm25"])
             self.sentences.save(tmp / files["sentences"])
             for name in files.values():
                 _fsync_tree(tmp / name)
@@ -325,7 +324,6 @@ class Index:
     @classmethod
     def load(cls, index_dir: str | Path, model: str | None = None) -> Index:
         """Open the index in `index_dir`; `model`, if given, must be the one it was built with."""
-        import bm25s
         import faiss
 
         root = Path(index_dir)
@@ -345,7 +343,7 @@ class Index:
             else:
                 vectors = faiss.read_index(str(folder / "ann.faiss"), _mmap_flag(faiss))
                 faiss.extract_index_ivf(vectors).nprobe = manifest.nprobe
-            bm25 = bm25s.BM25.load(str(root / files["bm25"]), show_progress=False, mmap=True)
+            postings = Postings.load(root / files["bm25"])
             db = _open_db(root / files["meta"])
             rows = db.execute("SELECT count(*) FROM passages").fetchone()[0]
             sentences = Sentences.load(root / files["sentences"])
@@ -362,7 +360,7 @@ class Index:
                 or passage_vectors.shape != (rows, manifest.dimension)
                 or sentences.vectors.shape[1:] != (manifest.dimension,)):
             raise IndexCorrupt(f"The index at {root} has vectors of the wrong size; {_REBUILD}.")
-        return cls(manifest, vectors, bm25, db, sentences, passage_vectors)
+        return cls(manifest, vectors, postings, db, sentences, passage_vectors)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -490,15 +488,8 @@ def _tune_nprobe(ivf: faiss.IndexIVF, vecs: np.ndarray, sentences: Sentences,
     return int(ivf.nprobe)
 
 
-def _build_bm25(passages: list[Passage]) -> bm25s.BM25:
-    import bm25s
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
-    bm25 = bm25s.BM25()
-    corpus = [analyze(p.text) for p in passages]
-    # bm25s needs a non-empty vocabulary; an all-stopword corpus still gets one token.
-    bm25.index([toks or ["\0"] for toks in corpus], show_progress=False)
-    return bm25
+def _build_postings(passages: list[Passage]) -> Postings:
+    return Postings.build([analyze(p.text) for p in passages])
 
 
 _SCHEMA = """

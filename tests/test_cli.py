@@ -73,6 +73,20 @@ def test_console_script_refuses_off_topic(index_dir: Path):
                     "results": []}
 
 
+def test_ask_starts_without_heavy_imports(index_dir: Path):
+    # Cold start: answering from a saved index needs neither bm25s (and the scipy it
+    # imports) nor torch; those are for building.
+    code = ("import sys; from retrieval.cli import main; main(['ask', '--json', 'why was the "
+            "trip cancelled']); print(sorted(m for m in ('scipy', 'bm25s', 'torch', "
+            "'sentence_transformers', 'transformers') if m in sys.modules), file=sys.stderr)")
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(index_dir)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["answered"] is True
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_human_output(index_dir: Path, capsys):
     assert main(["ask", "-k", "2", "Where", "did", "Pompeo", "fly", "after", "Hanoi?"]) == 0
     out = capsys.readouterr().out

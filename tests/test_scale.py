@@ -64,10 +64,10 @@ def _every_posting(r: Retriever, ids: list[int], n: int) -> tuple[np.ndarray, np
                                                                    np.ndarray]:
     """The straightforward way: every posting of the question's terms summed per passage
     (np.unique + bincount), then a partition: (passages, float32 scores, top n)."""
-    bm25 = r.index.bm25.scores
-    spans = [(bm25["indptr"][i], bm25["indptr"][i + 1]) for i in ids]
-    docs = np.concatenate([bm25["indices"][a:b] for a, b in spans] or [np.zeros(0, int)])
-    vals = np.concatenate([bm25["data"][a:b] for a, b in spans] or [np.zeros(0)])
+    post = r.index.postings
+    spans = [(post.indptr[i], post.indptr[i + 1]) for i in ids]
+    docs = np.concatenate([post.docs[a:b] for a, b in spans] or [np.zeros(0, int)])
+    vals = np.concatenate([post.weights[a:b] for a, b in spans] or [np.zeros(0)])
     unique, inverse = np.unique(docs, return_inverse=True)
     scores = np.bincount(inverse, weights=vals).astype(np.float32)
     top = np.argpartition(-scores, n - 1)[:n] if len(scores) > n else slice(None)
@@ -75,13 +75,18 @@ def _every_posting(r: Retriever, ids: list[int], n: int) -> tuple[np.ndarray, np
 
 
 def test_bm25_scores_equal_summing_every_posting_and_bm25s(lexical: Retriever):
+    import bm25s
+
+    reference = bm25s.BM25()  # bm25s itself, scoring the same analysed passages
+    reference.index([analyze(p.text) for p in lexical.index.all_passages()],
+                    show_progress=False)
     for terms in _queries():
         ids = lexical._term_ids(terms)
         scores = lexical._bm25(ids)
         docs, expected, _ = _every_posting(lexical, ids, 50)
         assert np.array_equal(np.flatnonzero(scores), docs)
         assert np.array_equal(scores[docs].astype(np.float32), expected)  # bit for bit
-        own = lexical.index.bm25.get_scores(terms[:-1])  # bm25s itself (float32 sums)
+        own = reference.get_scores(terms[:-1])  # float32 sums
         np.testing.assert_allclose(scores, own, rtol=1e-5)
 
 
@@ -101,7 +106,7 @@ def test_bm25_top_is_exactly_the_partition_of_every_posting(lexical: Retriever):
 
 
 def test_coverage_of_rows_matches_membership(lexical: Retriever):
-    bm25 = lexical.index.bm25.scores
+    post = lexical.index.postings
     for terms in _queries(seed=3, count=20):
         rows = np.sort(np.random.default_rng(0).choice(3000, 100, replace=False))
         unique = set(terms)
@@ -110,8 +115,8 @@ def test_coverage_of_rows_matches_membership(lexical: Retriever):
         for t in unique:
             if t in lexical._vocab:
                 i = lexical._vocab[t]
-                postings = bm25["indices"][bm25["indptr"][i]:bm25["indptr"][i + 1]]
-                expected += np.isin(rows, postings) * lexical._idf(t)
+                holding = post.docs[post.indptr[i]:post.indptr[i + 1]]
+                expected += np.isin(rows, holding) * lexical._idf(t)
         assert np.array_equal(lexical._coverage_of_rows(terms, rows), expected / total)
 
 

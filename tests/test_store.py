@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import bm25s
 import faiss
 import numpy as np
 import pytest
@@ -115,7 +114,7 @@ def test_other_dimension_is_a_mismatch(tmp_path: Path, embedder: Embedder):
     sentences = Sentences(np.ones((1, 8), np.float16), np.array([[0, 10]], np.int32),
                           np.array([0, 1]))
     odd = Index(replace(index.manifest, dimension=8, background={"dense": 0, "lexical": 0}),
-                small, index.bm25, index._db, sentences)
+                small, index.postings, index._db, sentences)
     odd.save(tmp_path / "idx")
     with pytest.raises(IndexMismatch, match="8-dimensional vectors"):
         Retriever(Index.load(tmp_path / "idx"), embedder)
@@ -138,13 +137,20 @@ def test_crash_during_save_keeps_old_index(seed_index_dir: Path, tmp_path: Path,
     index_dir = _copy(seed_index_dir, tmp_path / "idx")
     before = _snapshot(index_dir)
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
+    saved = []
+    real_save = np.save
 
-    monkeypatch.setattr(bm25s.BM25, "save", crash)  # the failure happens mid-save
+    def save_then_fill_disk(*args, **kwargs):  # the disk fills up after the vectors are written
+        if saved:
+            raise OSError("disk full")
+        saved.append(args[0])
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", save_then_fill_disk)
     with pytest.raises(OSError, match="disk full"):
         index_corpus(SEEDS, index_dir, embedder, progress=False)
     monkeypatch.undo()
+    assert saved  # it failed mid-save, after writing the first file
     assert _snapshot(index_dir) == before  # no half-written files, no temp folder left
     assert len(Index.load(index_dir)) == 20
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from retrieval.errors import CorpusError
@@ -82,13 +83,23 @@ class Passage:
     date: str | None = None
     url: str | None = None
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
-def load_corpus(folder: str | Path) -> list[Article]:
-    """Read every .txt/.md article under `folder`, cleaned; raise CorpusError if unusable."""
+def parser_fingerprint() -> str:
+    """Changes whenever this module (all of the reading and cleaning rules) changes."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def load_corpus(folder: str | Path, known: Mapping[str, Article] | None = None
+                ) -> list[Article]:
+    """Read every .txt/.md article under `folder`, cleaned; raise CorpusError if unusable.
+
+    `known` maps a source path to that file's article as parsed before (by this same
+    parser: see `parser_fingerprint`); a file whose bytes still hash the same is not parsed
+    again. A re-index takes them from the previous index."""
     root = Path(folder)
     if not root.exists():
         raise CorpusError(f"Corpus folder {root} does not exist.")
@@ -100,13 +111,14 @@ def load_corpus(folder: str | Path) -> list[Article]:
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:
         raise CorpusError(f"Corpus folder {root} has no .txt or .md articles.")
-    articles = [a for a in (read_article(p, root) for p in files) if a.paragraphs]
+    articles = [a for a in (read_article(p, root, known) for p in files) if a.paragraphs]
     if not articles:
         raise CorpusError(f"Corpus folder {root} has no article text left after cleaning.")
     return articles
 
 
-def read_article(path: Path, root: Path | None = None) -> Article:
+def read_article(path: Path, root: Path | None = None,
+                 known: Mapping[str, Article] | None = None) -> Article:
     """Read and clean one article file; the id is its path relative to `root`."""
     try:
         raw = path.read_bytes()
@@ -120,8 +132,12 @@ def read_article(path: Path, root: Path | None = None) -> Article:
             "convert it to UTF-8 or remove it."
         ) from None
     rel = path.relative_to(root) if root else Path(path.name)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    before = known.get(rel.as_posix()) if known else None
+    if before is not None and before.sha256 == sha256 and before.id == _article_id(rel):
+        return before
     return parse_article(text, article_id=_article_id(rel), source=rel.as_posix(),
-                         sha256=hashlib.sha256(raw).hexdigest())
+                         sha256=sha256)
 
 
 def parse_article(text: str, article_id: str, source: str, sha256: str = "") -> Article:

@@ -23,23 +23,34 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
     articles simply drop out. Everything is read and embedded before the first byte is
     written, so a bad corpus (or a crash) leaves any existing index as it was.
     """
-    return index_articles(load_corpus(corpus_dir), index_dir, embedder, corpus=str(corpus_dir),
-                          progress=progress, incremental=incremental)
+    previous = _previous(index_dir, embedder) if incremental else None
+    # Unchanged files keep the articles the previous index parsed from them.
+    articles = load_corpus(corpus_dir, known=previous.parsed_articles() if previous else None)
+    return _index(articles, index_dir, embedder, str(corpus_dir), progress, previous)
 
 
 def index_articles(articles: list[Article], index_dir: str | Path, embedder: Embedder,
                    corpus: str = "", progress: bool = True, incremental: bool = True) -> Index:
     """`index_corpus` for articles already loaded (the evaluation and benchmarks use it)."""
-    previous = None
-    if incremental:
-        try:
-            previous = Index.load(index_dir, model=embedder.name)
-        except (IndexMissing, IndexCorrupt, IndexMismatch) as exc:
-            if not isinstance(exc, IndexMissing):
-                log.info("full rebuild: %s", exc)
+    previous = _previous(index_dir, embedder) if incremental else None
+    return _index(articles, index_dir, embedder, corpus, progress, previous)
+
+
+def _previous(index_dir: str | Path, embedder: Embedder) -> Index | None:
+    """The index already in `index_dir`, if one is there and usable."""
+    try:
+        return Index.load(index_dir, model=embedder.name)
+    except (IndexMissing, IndexCorrupt, IndexMismatch) as exc:
+        if not isinstance(exc, IndexMissing):
+            log.info("full rebuild: %s", exc)
+        return None
+
+
+def _index(articles: list[Article], index_dir: str | Path, embedder: Embedder, corpus: str,
+           progress: bool, previous: Index | None) -> Index:
     built = Index.build(articles, embedder, corpus=corpus, progress=progress,
                         previous=previous)
-    index = built.with_background(Retriever(built, embedder).measure_background())
+    index = Retriever(built, embedder).index  # with the background it measured
     index.reused = built.reused
     index.save(index_dir)
     return index

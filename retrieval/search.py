@@ -182,8 +182,13 @@ class Retriever:
         return [self._evidence(q, v) for q, v in zip(checked, vecs, strict=True)]
 
     def measure_background(self) -> dict[str, float]:
-        """Mean evidence of generic, unrelated questions against this index."""
-        ev = self.evidence(list(PROBES))
+        """Mean evidence of generic, unrelated questions against this index. The probes'
+        vectors are kept with the index, so a re-index reuses them."""
+        checked = [check_question(q) for q in PROBES]
+        if self.index.probe_vectors is None:
+            self.index.probe_vectors = self.embedder.encode(checked)
+        ev = [self._evidence(q, v)
+              for q, v in zip(checked, self.index.probe_vectors, strict=True)]
         return {"dense": float(np.mean([e.dense for e in ev])),
                 "lexical": float(np.mean([e.lexical for e in ev]))}
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrieval.corpus import Article, Passage
+from retrieval.background import PROBES
+from retrieval.corpus import Article, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.postings import Postings
 from retrieval.text import analyze, split_sentences
@@ -64,6 +65,8 @@ class Manifest:
     nprobe: int = 0  # IVF lists searched per query (tuned at build time)
     # Mean evidence of generic off-topic probes against this corpus (see retrieval.background).
     background: dict[str, float] = field(default_factory=dict)
+    probes: str = ""  # probes_key() of the probe vectors saved with the index ("" if none)
+    parser: str = ""  # parser_fingerprint() of the code that cleaned the articles
 
     def files(self) -> dict[str, str]:
         g = self.generation
@@ -216,10 +219,17 @@ class Index:
     def __len__(self) -> int:
         return self.manifest.passages
 
+    probe_vectors: np.ndarray | None = None  # the background probes' question vectors
+
     def with_background(self, background: dict[str, float]) -> Index:
-        """This index with its manifest's background evidence set."""
-        return Index(replace(self.manifest, background=dict(background)), self.vectors,
-                     self.postings, self._db, self.sentences, self.passage_vectors)
+        """This index with its manifest's background evidence set (and its probe vectors
+        kept, so a re-index need not encode the probes again)."""
+        m = self.manifest
+        probes = probes_key(m.model, m.encoder) if self.probe_vectors is not None else ""
+        index = Index(replace(m, background=dict(background), probes=probes), self.vectors,
+                      self.postings, self._db, self.sentences, self.passage_vectors)
+        index.probe_vectors = self.probe_vectors
+        return index
 
     # -- building -------------------------------------------------------------------------
 
@@ -234,32 +244,38 @@ class Index:
         equals a full build (each text's vectors depend on that text alone). Above
         `exact_max` passages, dense search goes through a tuned IVF index."""
         passages = [p for a in articles for p in a.passages()]
-        spans = [sentence_spans(p.text) for p in passages]
         reuse = previous.reusable(embedder) if previous is not None else {}
-        fresh = [i for i, p in enumerate(passages) if p.content_hash not in reuse]
+        before = [reuse.get(p.content_hash) for p in passages]  # row in `previous`, or None
+        fresh = [i for i, row in enumerate(before) if row is None]
         dim = embedder.dimension
         vecs = np.empty((len(passages), dim), dtype=np.float32)
         per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
+        spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
+        for i in fresh:
+            spans[i] = np.array(sentence_spans(passages[i].text), np.int32).reshape(-1, 2)
         if fresh:
             new_vecs, new_sents = embedder.encode_passages(
-                [_embed_text(passages[i]) for i in fresh], [spans[i] for i in fresh],
+                [_embed_text(passages[i]) for i in fresh],
+                [[tuple(x) for x in spans[i].tolist()] for i in fresh],
                 progress=progress, label=f"Embedding {len(fresh)} passages")
             vecs[fresh] = new_vecs
             counts = np.cumsum([0] + [len(spans[i]) for i in fresh])
             for j, i in enumerate(fresh):
                 per_passage[i] = new_sents[counts[j]:counts[j + 1]]
-        for i, p in enumerate(passages):
-            if p.content_hash in reuse:
-                row = reuse[p.content_hash]
+        for i, row in enumerate(before):  # the same text: the same vectors and sentences
+            if row is not None:
+                own = previous.sentences.of(row)
                 vecs[i] = previous.passage_vectors[row]
-                per_passage[i] = np.asarray(previous.sentences.vectors[previous.sentences.of(row)],
-                                            dtype=np.float32)
+                per_passage[i] = np.asarray(previous.sentences.vectors[own], dtype=np.float32)
+                spans[i] = np.asarray(previous.sentences.spans[own])
         sentence_vecs = (np.concatenate(per_passage) if passages
                          else np.empty((0, dim), np.float32))
         index = cls.from_vectors(articles, passages, vecs, _sentences(spans, sentence_vecs),
                                  model=embedder.name, encoder=embedder.encoder, corpus=corpus,
                                  exact_max=exact_max)
         index.reused = len(passages) - len(fresh)
+        if previous is not None and previous.made_by(embedder):
+            index.probe_vectors = previous.probe_vectors
         return index
 
     @classmethod
@@ -273,18 +289,22 @@ class Index:
             dimension=int(vecs.shape[1]), passages=len(passages), articles=len(articles),
             fingerprint=corpus_fingerprint(articles), corpus=corpus,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            generation=secrets.token_hex(4), ann=ann, nprobe=nprobe,
+            generation=secrets.token_hex(4), ann=ann, nprobe=nprobe, parser=parser_fingerprint(),
         )
         return cls(manifest, vectors, _build_postings(passages), _memory_db(articles, passages),
                    sentences, vecs)
 
     reused = 0  # passages whose vectors a build took from `previous`
 
+    def made_by(self, embedder: Embedder) -> bool:
+        """Whether `embedder` (model and encoder) made this index's vectors."""
+        m = self.manifest
+        return (m.model, m.encoder, m.dimension) == (embedder.name, embedder.encoder,
+                                                     embedder.dimension)
+
     def reusable(self, embedder: Embedder) -> dict[str, int]:
         """content hash -> row of passages whose vectors `embedder` would reproduce."""
-        m = self.manifest
-        if (m.model, m.encoder, m.dimension) != (embedder.name, embedder.encoder,
-                                                 embedder.dimension):
+        if not self.made_by(embedder):
             return {}
         return {h: row for row, h in self._db.execute("SELECT row, hash FROM passages")}
 
@@ -307,6 +327,8 @@ class Index:
                     allow_pickle=False)
             if self.manifest.ann != "flat":
                 faiss.write_index(self.vectors, str(folder / "ann.faiss"))
+            if self.manifest.probes:
+                np.save(folder / "probes.npy", self.probe_vectors, allow_pickle=False)
             disk = sqlite3.connect(tmp / files["meta"])
             with disk:
                 self._db.backup(disk)
@@ -360,7 +382,9 @@ class Index:
                 or passage_vectors.shape != (rows, manifest.dimension)
                 or sentences.vectors.shape[1:] != (manifest.dimension,)):
             raise IndexCorrupt(f"The index at {root} has vectors of the wrong size; {_REBUILD}.")
-        return cls(manifest, vectors, postings, db, sentences, passage_vectors)
+        index = cls(manifest, vectors, postings, db, sentences, passage_vectors)
+        index.probe_vectors = _load_probes(folder / "probes.npy", manifest)
+        return index
 
     # -- reading --------------------------------------------------------------------------
 
@@ -379,12 +403,42 @@ class Index:
     def all_passages(self) -> list[Passage]:
         return self.passages(range(len(self)))
 
+    def parsed_articles(self) -> dict[str, Article]:
+        """source path -> the article as stored, when the same parser cleaned it (for
+        `load_corpus(known=...)`); empty when the cleaning rules have changed since."""
+        if self.manifest.parser != parser_fingerprint():
+            return {}
+        paragraphs: dict[str, list[str]] = {}
+        for article_id, text in self._db.execute(
+                "SELECT article_id, text FROM passages ORDER BY row"):
+            paragraphs.setdefault(article_id, []).append(text)
+        return {r[2]: Article(*r, paragraphs=tuple(paragraphs.get(r[0], ()))) for r in
+                self._db.execute("SELECT id, title, source, outlet, date, url, author, sha256 "
+                                 "FROM articles")}
+
     def articles(self) -> list[ArticleInfo]:
         """Articles in the index with their passage counts, in id order."""
         return [ArticleInfo(*r) for r in self._db.execute(
             "SELECT a.id, a.title, a.source, a.outlet, a.date, a.url, count(p.row) "
             "FROM articles a LEFT JOIN passages p ON p.article_id = a.id "
             "GROUP BY a.id ORDER BY a.id")]
+
+
+def probes_key(model: str, encoder: str) -> str:
+    """Identifies the probe vectors a model and encoder make of today's PROBES."""
+    text = "\n".join([model, encoder, *PROBES])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _load_probes(path: Path, manifest: Manifest) -> np.ndarray | None:
+    """The saved probe vectors, if they are today's probes' (else they are re-encoded)."""
+    if not manifest.probes or manifest.probes != probes_key(manifest.model, manifest.encoder):
+        return None
+    try:
+        vecs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return vecs if vecs.shape == (len(PROBES), manifest.dimension) else None
 
 
 def _mmap_flag(faiss: object) -> int:
@@ -430,12 +484,13 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _sentences(spans: list[list[tuple[int, int]]], sentence_vecs: np.ndarray) -> Sentences:
-    """Pack every passage's sentence vectors and spans, grouped by passage row."""
+def _sentences(spans: list[np.ndarray], sentence_vecs: np.ndarray) -> Sentences:
+    """Pack every passage's sentence vectors and (n, 2) spans, grouped by passage row."""
     counts = np.array([len(sp) for sp in spans], dtype=np.int64)
     return Sentences(
         vectors=np.asarray(sentence_vecs, dtype=np.float16).reshape(-1, sentence_vecs.shape[1]),
-        spans=np.array([x for sp in spans for x in sp], dtype=np.int32).reshape(-1, 2),
+        spans=(np.concatenate(spans).astype(np.int32) if spans
+               else np.empty((0, 2), np.int32)),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
     )
 

@@ -7,7 +7,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_TOKEN = re.compile(r"\w\w+")  # maximal runs of 2+ word characters
 # Words whose trailing period does not end a sentence ("U.S.", "Mr.", "Jan.").
 _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "gen", "sen", "rep", "gov", "lt",

@@ -1,14 +1,18 @@
 """Incremental indexing: only new or edited paragraphs are embedded, removed articles drop
 out, ids stay stable, and the result equals a full rebuild of the same corpus."""
 
+import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.background import PROBES
+from retrieval.corpus import load_corpus
 from retrieval.indexer import index_corpus
-from retrieval.search import Retriever
-from retrieval.store import Index
+from retrieval.search import Retriever, check_question
+from retrieval.store import MANIFEST, Index
 
 from .conftest import SEEDS
 
@@ -44,6 +48,8 @@ def _same(a: Index, b: Index) -> None:
     np.testing.assert_array_equal(a.sentences.offsets, b.sentences.offsets)
     assert a.manifest.fingerprint == b.manifest.fingerprint
     assert a.manifest.background == b.manifest.background
+    assert a.articles() == b.articles()
+    np.testing.assert_array_equal(a.probe_vectors, b.probe_vectors)
 
 
 def test_reindex_embeds_only_changes_and_equals_a_full_build(tmp_path, embedder):
@@ -85,3 +91,36 @@ def test_reindex_with_another_encoder_embeds_everything(tmp_path, embedder):
     index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
     other = index_corpus(corpus, tmp_path / "idx", Embedder(encoder="onnx"), progress=False)
     assert other.reused == 0 and other.manifest.encoder == "onnx"
+
+
+def test_reindex_takes_unchanged_articles_and_probe_vectors_from_the_index(tmp_path, embedder):
+    corpus = _corpus(tmp_path / "corpus")
+    index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
+    loaded = Index.load(tmp_path / "idx")
+    articles = load_corpus(corpus)
+    assert loaded.parsed_articles() == {a.source: a for a in articles}  # exactly as parsed
+    probes = embedder.encode([check_question(q) for q in PROBES])
+    np.testing.assert_array_equal(loaded.probe_vectors, probes)
+
+    # A known article stands in for its file only while the file's bytes are unchanged.
+    stand_in = {a.source: replace(a, title=f"known {a.title}") for a in articles}
+    (corpus / "night-bus.txt").write_text(EXTRA.replace("7-2", "6-3"), encoding="utf-8")
+    titles = {a.source: a.title for a in load_corpus(corpus, known=stand_in)}
+    assert titles["night-bus.txt"] == "Council Votes to Expand Night Bus Service"
+    assert all(t.startswith("known ") for s, t in titles.items() if s != "night-bus.txt")
+
+
+def test_other_cleaning_rules_or_probes_mean_parsing_and_encoding_again(tmp_path, embedder):
+    corpus = _corpus(tmp_path / "corpus")
+    first = index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
+    manifest = tmp_path / "idx" / MANIFEST
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "parser": "0" * 16, "probes": "0" * 16}))
+    stale = Index.load(tmp_path / "idx")
+    assert stale.parsed_articles() == {} and stale.probe_vectors is None
+    again = index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
+    assert again.reused == len(again)
+    assert again.manifest.background == first.manifest.background
+    assert again.manifest.parser == first.manifest.parser != "0" * 16
+    np.testing.assert_array_equal(Index.load(tmp_path / "idx").probe_vectors,
+                                  first.probe_vectors)

@@ -223,6 +223,44 @@ def measure_batching(embedder: Embedder, texts: list[str]) -> list[dict]:
     return rows
 
 
+def measure_spinning(embedder: Embedder, questions: list[str], texts: list[str]) -> list[dict]:
+    """ONNX Runtime with its idle threads spinning (its default) or sleeping (Byline's):
+    question encode latency and passage throughput, alternating rounds."""
+    import onnxruntime as ort
+
+    model = embedder.model
+    default, graph = model.session, model.session._model_path
+
+    def session(spin: bool) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = default.get_session_options().intra_op_num_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spin)))
+        options.log_severity_level = 3
+        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    sessions = {True: session(True), False: session(False)}
+    latency: dict[bool, list[float]] = {True: [], False: []}
+    rate: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for _ in range(3):
+            for spin, sess in sessions.items():
+                model.session = sess
+                for q in questions:
+                    start = time.perf_counter()
+                    model.encode_batch([q])
+                    latency[spin].append((time.perf_counter() - start) * 1000)
+                start = time.perf_counter()
+                for t in texts:
+                    model.encode_batch([t])
+                rate[spin].append(len(texts) / (time.perf_counter() - start))
+    finally:
+        model.session = default
+    return [{"spinning": spin, "question_p50_ms": statistics.median(latency[spin]),
+             "question_p90_ms": _p(latency[spin], 90),
+             "passages_per_s": statistics.median(rate[spin])} for spin in (True, False)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?", default=ROOT.parent / "shared" / "data")
@@ -257,6 +295,10 @@ def main() -> None:
     sample = [p for a in articles for p in a.paragraphs][::4]
     figures["batching"] = measure_batching(embedder, sample)
     print(f"batching: {figures['batching']}", flush=True)
+    figures["spinning"] = measure_spinning(embedder, [q.question for q in questions[::50]],
+                                           sample[::3])
+    for row in figures["spinning"]:
+        print(_fmt("spinning", row), flush=True)
     figures["encoders"] = measure_encoders(*loaded[1])
     for row in figures["encoders"]:
         print(_fmt("encoder", row), flush=True)

@@ -72,6 +72,7 @@ def render(f: Figures) -> str:
             "|---|" + "---|" * len(f["batching"]),
             "| texts/s | " + " | ".join(f"{r['texts_per_s']:.0f}" for r in f["batching"]) + " |",
             ""]
+    out += _spinning(f.get("spinning"))
     out += _section("Concurrency: 50 simultaneous `/ask` through the fake Discord",
                     f.get("concurrency"), "bench/concurrency.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
@@ -114,6 +115,18 @@ def _scale_rows(s: dict | None) -> list[str]:
         rows.append(f"| {n:,} passages: {label} | {v:.3g} {unit} | | | {op} {target} {unit} | "
                     f"{_ok(met)} |")
     return rows
+
+
+def _spinning(rows: list[dict] | None) -> list[str]:
+    if not rows:
+        return []
+    out = ["### ONNX Runtime idle threads: spinning (its default) or sleeping (Byline's)", "",
+           "| idle threads | question encode p50 | p90 | passages/s |", "|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {'spin' if r['spinning'] else 'sleep'} | {r['question_p50_ms']:.2f} ms | "
+                   f"{r['question_p90_ms']:.2f} ms | {r['passages_per_s']:.0f} |")
+    return [*out, "", "Spinning threads busy-wait for the next operator; on 2 shared cores they "
+            "take the CPU that the other thread, FAISS or another process needs.", ""]
 
 
 def _encoders(rows: list[dict]) -> list[str]:

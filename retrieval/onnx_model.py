@@ -197,6 +197,9 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
+        # Idle worker threads sleep instead of spinning: on a small shared CPU spinning
+        # steals the cores that the bot, FAISS or another encode need (docs/performance.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(graph), options,
                                             providers=["CPUExecutionProvider"])

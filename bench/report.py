@@ -176,12 +176,21 @@ _STATIC = """## What makes it fast
 - **One text per call.** On 2 cores, ONNX Runtime is fastest without padding; it also makes each
   text's vector independent of its batch-mates, so an incremental index is bit-equal to a full one.
 - **Incremental indexing.** Every paragraph's content hash is stored; a re-index reuses the vectors
-  of unchanged paragraphs and embeds only new or edited ones. Removed articles drop out.
+  (and sentence vectors and spans) of unchanged paragraphs and embeds only new or edited ones.
+  Files whose bytes hash as before are not parsed again: their cleaned articles come back from the
+  index while the cleaning code (`retrieval/corpus.py`, fingerprinted) is the same. The background
+  probes' vectors are kept with the index too. Removed articles drop out.
 - **Scale.** Exact FAISS search up to 50,000 passages; above, IVF with 8-bit codes whose `nprobe` is
-  tuned at build time, then exact re-scoring of the candidates from the memory-mapped float32
-  vectors. Vectors, sentence vectors and BM25 (bm25s's own saved index) are memory-mapped, so
-  loading is fast and a query touches only its candidates; BM25 scores come straight from the
-  postings of the question's terms.
+  tuned at build time, then exact re-scoring of the candidates with their float32 vectors. The IVF
+  index and the BM25 postings are memory-mapped; passage and sentence vectors are read by row with
+  positional reads (so resident memory does not grow with the pages queries touch). Loading is
+  fast and a query touches only its candidates; BM25 scores are summed straight from the postings
+  of the question's terms, and each query's FAISS search runs on the calling thread.
+- **Cold start.** `byline ask` reads the BM25 postings with numpy alone, so neither bm25s (nor the
+  scipy it imports) nor torch is loaded to answer; the model and graph hashes are recomputed only
+  when their files change.
+- **ONNX Runtime threads sleep when idle** (`session.intra_op.allow_spinning = 0`): the table
+  above compares it with ONNX Runtime's spinning default.
 - **Concurrency.** In the bot, `/ask`s that arrive while a retrieval runs are answered together in
   one worker-thread call (one encode for the batch); the event loop never waits on the model.
 

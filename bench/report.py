@@ -76,7 +76,7 @@ def render(f: Figures) -> str:
     out += _section("Concurrency: 50 simultaneous `/ask` through the fake Discord",
                     f.get("concurrency"), "bench/concurrency.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
-    out += _STATIC
+    out += _STATIC.splitlines()
     return "\n".join(out) + "\n"
 
 
@@ -189,8 +189,11 @@ _STATIC = """## What makes it fast
 - **Cold start.** `byline ask` reads the BM25 postings with numpy alone, so neither bm25s (nor the
   scipy it imports) nor torch is loaded to answer; the model and graph hashes are recomputed only
   when their files change.
-- **ONNX Runtime threads sleep when idle** (`session.intra_op.allow_spinning = 0`): the table
-  above compares it with ONNX Runtime's spinning default.
+- **ONNX Runtime threads sleep when idle** (`session.intra_op.allow_spinning = 0`). On a quiet
+  machine spinning is a little faster (the table above). With another process busy on the same
+  2 cores (`measure_spinning` run while a SQuAD sweep ran, 2026-11-24) it halves throughput:
+  spin 24 passages/s and question p90 7.4 ms, sleep 47 passages/s and 3.7 ms. A bot shares its
+  cores with its event loop, FAISS and whatever else the host runs, so Byline sleeps.
 - **Concurrency.** In the bot, `/ask`s that arrive while a retrieval runs are answered together in
   one worker-thread call (one encode for the batch); the event loop never waits on the model.
 

@@ -251,12 +251,12 @@ class Index:
         vecs = np.empty((len(passages), dim), dtype=np.float32)
         per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
         spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
-        for i in fresh:
-            spans[i] = np.array(sentence_spans(passages[i].text), np.int32).reshape(-1, 2)
+        new_spans = [sentence_spans(passages[i].text) for i in fresh]
+        for i, sp in zip(fresh, new_spans, strict=True):
+            spans[i] = np.array(sp, np.int32).reshape(-1, 2)
         if fresh:
             new_vecs, new_sents = embedder.encode_passages(
-                [_embed_text(passages[i]) for i in fresh],
-                [[tuple(x) for x in spans[i].tolist()] for i in fresh],
+                [_embed_text(passages[i]) for i in fresh], new_spans,
                 progress=progress, label=f"Embedding {len(fresh)} passages")
             vecs[fresh] = new_vecs
             counts = np.cumsum([0] + [len(spans[i]) for i in fresh])

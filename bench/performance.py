@@ -228,18 +228,14 @@ def measure_spinning(embedder: Embedder, questions: list[str], texts: list[str])
     question encode latency and passage throughput, alternating rounds."""
     import onnxruntime as ort
 
+    from retrieval.onnx_model import session_options
+
     model = embedder.model
-    default, graph = model.session, model.session._model_path
-
-    def session(spin: bool) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = default.get_session_options().intra_op_num_threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spin)))
-        options.log_severity_level = 3
-        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-    sessions = {True: session(True), False: session(False)}
+    default = model.session
+    threads = default.get_session_options().intra_op_num_threads
+    sessions = {spin: ort.InferenceSession(default._model_path, session_options(threads, spin),
+                                           providers=["CPUExecutionProvider"])
+                for spin in (True, False)}
     latency: dict[bool, list[float]] = {True: [], False: []}
     rate: dict[bool, list[float]] = {True: [], False: []}
     try:

@@ -52,7 +52,7 @@ from retrieval.corpus import Article, Passage  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing  # noqa: E402
 from retrieval.evaluate import load_squad  # noqa: E402
-from retrieval.store import Index, Sentences, sentence_spans  # noqa: E402
+from retrieval.store import Index, Sentences, read_manifest, sentence_spans  # noqa: E402
 
 if TYPE_CHECKING:
     import faiss
@@ -596,7 +596,7 @@ def _bm25_floor(index_dir: Path, questions: list[str], n: int) -> float:
 
     from retrieval.text import analyze
 
-    folder = index_dir / Index.load(index_dir).manifest.files()["bm25"]
+    folder = index_dir / read_manifest(index_dir).files()["bm25"]
     bm25 = bm25s.BM25.load(str(folder), mmap=True)
     times = []
     for q in questions:

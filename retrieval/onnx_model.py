@@ -19,10 +19,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retrieval.errors import ModelError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 VARIANTS = ("onnx-int8", "onnx")
 _RECIPE = 1  # bump when the export / optimisation / quantisation steps change
@@ -186,6 +190,20 @@ def _quantise(fused: Path, out: Path) -> None:
         logging.disable(logging.NOTSET)
 
 
+def session_options(threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
+    """ONNX Runtime settings for the encoder. Idle worker threads sleep rather than spin
+    (`spin`): on a small shared CPU spinning steals the cores that the bot, FAISS or another
+    encode need (docs/performance.md measures both)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
+    options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spin)))
+    options.log_severity_level = 3
+    return options
+
+
 class OnnxEncoder:
     """Tokenise, run the graph, mean-pool over real tokens, L2-normalise."""
 
@@ -194,14 +212,7 @@ class OnnxEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
-        # Idle worker threads sleep instead of spinning: on a small shared CPU spinning
-        # steals the cores that the bot, FAISS or another encode need (docs/performance.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(graph), options,
+        self.session = ort.InferenceSession(str(graph), session_options(threads),
                                             providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))

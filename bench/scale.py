@@ -132,7 +132,7 @@ def real_passages(data: Path, embedder: Embedder, cache: Path, log: bool = True)
                         float(z["load_avg"]) if "load_avg" in z else float("nan"))
     _say(log, f"encoding {len(texts):,} real passages (once; cached in {path.parent})")
     start = time.perf_counter()
-    vecs, sents = embedder.encode_passages(texts, spans, progress=log,
+    vecs, sents, _ = embedder.encode_passages(texts, spans, progress=log,
                                            label=f"Encoding {len(texts)} passages")
     rate = len(texts) / (time.perf_counter() - start)
     load_avg = os.getloadavg()[0]  # the machine is shared: how busy it was while encoding

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.errors import ModelError
+from retrieval.text import stopwords
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -159,13 +160,44 @@ class Embedder:
                 advance(len(idx))
         return out
 
+    def encode_questions(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`encode(texts)`, and each question's content tokens: unit vectors in context of
+        its word pieces that start a word and are not stopwords (all its tokens if none
+        is), for late-interaction re-ranking. One forward pass per question on ONNX."""
+        if not texts:
+            return self.encode(texts), []
+        stop = stopwords()
+        model = self.model
+        if self.encoder == "torch":
+            outs = model.encode(texts, output_value=None, batch_size=_BATCH["torch"],
+                                show_progress_bar=False)
+            ids = [o["input_ids"][o["attention_mask"].bool()].tolist() for o in outs]
+            pieces = [model.tokenizer.convert_ids_to_tokens(i)[1:-1] for i in ids]
+            states = [o["token_embeddings"][o["attention_mask"].bool()].float().numpy()[1:-1]
+                      for o in outs]
+            vecs = np.stack([_unit(o["sentence_embedding"].float().numpy()) for o in outs])
+            per_text = [(p, _unit_rows(h)) for p, h in zip(pieces, states, strict=True)]
+        else:
+            vecs = np.empty((len(texts), self.dimension), dtype=np.float32)
+            per_text = []
+            for i, text in enumerate(texts):  # one text per call, as `encode` runs them
+                v, toks = model.encode_tokens([text])
+                vecs[i] = v[0]
+                per_text.append(toks[0])
+        out = []
+        for pieces, states in per_text:
+            keep = np.array([p.isalnum() and p not in stop for p in pieces], dtype=bool)
+            out.append(states[keep] if keep.any() else states)
+        return vecs.astype(np.float32), out
+
     def encode_passages(self, texts: list[str], spans: list[list[tuple[int, int]]],
-                        progress: bool = False, label: str = "Embedding"
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        """Passage vectors, and one vector per sentence span (all passages' sentences, in
-        order). ONNX encoders pool each sentence's tokens from the passage's own forward pass
-        (one pass, half the work; a sentence cut off by truncation is encoded alone); torch
-        encodes the sentences of multi-sentence passages separately."""
+                        progress: bool = False, label: str = "Embedding", tokens: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        """Passage vectors, one vector per sentence span (all passages' sentences, in order)
+        and, with `tokens`, each passage's token vectors in context (else None). ONNX
+        encoders take all three from the passage's own forward pass (a sentence cut off by
+        truncation is encoded alone); torch encodes the sentences of multi-sentence passages
+        separately, and the tokens in one more pass."""
         if self.encoder == "torch":
             extra = [t[a:b] for t, sp in zip(texts, spans, strict=True) if len(sp) > 1
                      for a, b in sp]
@@ -173,22 +205,27 @@ class Embedder:
             passages, it = vecs[:len(texts)], iter(vecs[len(texts):])
             sentences = [p for sp, pv in zip(spans, passages, strict=True)
                          for p in ([pv] if len(sp) == 1 else [next(it) for _ in sp])]
-            return passages, np.asarray(sentences, dtype=np.float32).reshape(-1, self.dimension)
+            token_vecs = self._torch_tokens(texts) if tokens else None
+            return (passages, np.asarray(sentences, dtype=np.float32).reshape(-1, self.dimension),
+                    token_vecs)
         model = self.model
         dim = self.dimension
         out = np.empty((len(texts), dim), dtype=np.float32)
         per_text: list[list[np.ndarray | None]] = [[] for _ in texts]
+        token_vecs: list[np.ndarray] | None = [np.empty((0, dim), np.float32)] * len(texts)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         size = _BATCH[self.encoder]
         with _progress(label, len(texts), progress and len(texts) > PROGRESS_MIN) as advance:
             for start in range(0, len(texts), size):
                 idx = order[start:start + size]
-                vecs, sents = model.encode_with_spans([texts[i] for i in idx],
-                                                      [spans[i] for i in idx])
+                vecs, sents, toks = model.encode_with_spans(
+                    [texts[i] for i in idx], [spans[i] for i in idx], tokens=tokens)
                 out[idx] = vecs
                 it = iter(sents)
-                for i in idx:
+                for n, i in enumerate(idx):
                     per_text[i] = [next(it) for _ in spans[i]]
+                    if toks is not None:
+                        token_vecs[i] = toks[n]
                 advance(len(idx))
         missing = [(i, j) for i, vs in enumerate(per_text) for j, v in enumerate(vs) if v is None]
         if missing:
@@ -196,7 +233,29 @@ class Embedder:
             for (i, j), v in zip(missing, alone, strict=True):
                 per_text[i][j] = v
         flat = [v for vs in per_text for v in vs]
-        return out, np.asarray(flat, dtype=np.float32).reshape(-1, dim)
+        return (out, np.asarray(flat, dtype=np.float32).reshape(-1, dim),
+                token_vecs if tokens else None)
+
+    def token_offsets(self, text: str) -> np.ndarray:
+        """(start, end) characters of each of `text`'s real tokens, in the order (and with
+        the truncation) of the token vectors `encode_passages` makes of it."""
+        model = self.model
+        if self.encoder == "torch":
+            enc = model.tokenizer(text, truncation=True, max_length=model.max_seq_length,
+                                  return_offsets_mapping=True, return_special_tokens_mask=True)
+            pairs, special = enc["offset_mapping"], enc["special_tokens_mask"]
+        else:
+            enc = model.tokenizer.encode(text)
+            pairs, special = enc.offsets, enc.special_tokens_mask
+        return np.array([o for o, sp in zip(pairs, special, strict=True) if not sp],
+                        dtype=np.int64).reshape(-1, 2)
+
+    def _torch_tokens(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text's real tokens' unit vectors in context (sentence-transformers)."""
+        outs = self.model.encode(texts, output_value=None, batch_size=_BATCH["torch"],
+                                 show_progress_bar=False)
+        return [_unit_rows(o["token_embeddings"][o["attention_mask"].bool()].float()
+                           .numpy()[1:-1]) for o in outs]
 
     def _encode_batch(self, model: SentenceTransformer | OnnxEncoder, texts: list[str]
                       ) -> np.ndarray:
@@ -205,6 +264,16 @@ class Embedder:
         vecs = model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of `x` scaled to unit length, as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _onnx() -> ModuleType:

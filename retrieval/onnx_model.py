@@ -225,13 +225,16 @@ class OnnxEncoder:
         return self._run(self.tokenizer.encode_batch(list(texts)))[0]
 
     def encode_with_spans(self, texts: Sequence[str],
-                          spans: Sequence[Sequence[tuple[int, int]]]
-                          ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+                          spans: Sequence[Sequence[tuple[int, int]]], tokens: bool = False
+                          ) -> tuple[np.ndarray, list[np.ndarray | None],
+                                     list[np.ndarray] | None]:
         """Each text's vector and, from the same forward pass, one vector per character span
-        (mean of the span's tokens in context). A span cut off by truncation gets None."""
+        (mean of the span's tokens in context; a span cut off by truncation gets None) and,
+        with `tokens`, each text's token vectors (see `encode_tokens`)."""
         encodings = self.tokenizer.encode_batch(list(texts))
         vecs, hidden, mask = self._run(encodings)
         out: list[np.ndarray | None] = []
+        per_text: list[np.ndarray] | None = [] if tokens else None
         for e, h, sp, m in zip(encodings, hidden, spans, mask, strict=True):
             offsets = np.array(e.offsets, dtype=np.int64)
             real = (m == 1) & (np.array(e.special_tokens_mask) == 0)
@@ -242,6 +245,21 @@ class OnnxEncoder:
                     continue
                 v = h[take].mean(axis=0)
                 out.append((v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32))
+            if per_text is not None:
+                per_text.append(_unit_rows(h[real]))
+        return vecs, out, per_text
+
+    def encode_tokens(self, texts: Sequence[str]
+                      ) -> tuple[np.ndarray, list[tuple[list[str], np.ndarray]]]:
+        """Each text's vector and its real (not special, not padding) tokens: their word
+        pieces and unit vectors in context, from one forward pass."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        vecs, hidden, mask = self._run(encodings)
+        out = []
+        for e, h, m in zip(encodings, hidden, mask, strict=True):
+            real = (m == 1) & (np.array(e.special_tokens_mask) == 0)
+            out.append(([t for t, keep in zip(e.tokens, real, strict=True) if keep],
+                        _unit_rows(h[real])))
         return vecs, out
 
     def _run(self, encodings: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,3 +273,9 @@ class OnnxEncoder:
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32), hidden, mask
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of `x` scaled to unit length, as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

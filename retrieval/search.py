@@ -35,6 +35,9 @@ class SearchSettings:
     candidates: int = ANN_DEPTH  # how many passages each retriever proposes for fusion
     coverage_rank_weight: float = 0.6  # bonus for holding more of the question's IDF mass
     quote_lexical: float = 2.0  # weight of the question's rare words in picking the quote
+    # Weight, in picking the quote, of a sentence's late-interaction similarity: the mean over
+    # the question's content tokens of the best cosine with one of the sentence's tokens.
+    quote_tokens: float = 1.0
     # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
     # >= threshold, the background being what generic off-topic probes score on this corpus.
     # Calibrated on SQuAD dev A by bench/calibrate_not_covered.py; see docs/quality.md.
@@ -156,11 +159,15 @@ class Retriever:
         With `keep_refused`, a refused answer still carries its ranked hits (evaluation
         scores the ranking and the refusal separately); `to_dict()` still shows none."""
         checked = [check_question(q) for q in questions]
-        qvecs = self.embedder.encode(checked)
-        return [self._answer(q, v, k, keep_refused)
-                for q, v in zip(checked, qvecs, strict=True)]
+        if self.index.tokens is not None and self.settings.quote_tokens:
+            qvecs, qtokens = self.embedder.encode_questions(checked)
+        else:
+            qvecs, qtokens = self.embedder.encode(checked), [None] * len(checked)
+        return [self._answer(q, v, t, k, keep_refused)
+                for q, v, t in zip(checked, qvecs, qtokens, strict=True)]
 
-    def _answer(self, q: str, qvec: np.ndarray, k: int, keep_refused: bool) -> Answer:
+    def _answer(self, q: str, qvec: np.ndarray, qtokens: np.ndarray | None, k: int,
+                keep_refused: bool) -> Answer:
         k = max(1, min(int(k), len(self.index)))
         terms = analyze(q)
         rows, scores, dense = self._rank(qvec, terms)
@@ -171,7 +178,7 @@ class Retriever:
         if not answered and not keep_refused:
             return Answer(q, False, [], confidence, evidence)
         hits = [Hit(rank=i + 1, score=float(scores[i]), passage=p, row=rows[i],
-                    quote=self.quote(qvec, terms, p, rows[i]))
+                    quote=self.quote(qvec, terms, p, rows[i], qtokens=qtokens))
                 for i, p in enumerate(top)]
         return Answer(q, answered, hits, confidence, evidence)
 
@@ -341,13 +348,15 @@ class Retriever:
     # -- quotes ---------------------------------------------------------------------------
 
     def quote(self, qvec: np.ndarray, terms: list[str], passage: Passage, row: int,
-              mode: str = "best") -> str:
+              mode: str = "best", qtokens: np.ndarray | None = None) -> str:
         """The sentence of `passage` that best answers the question.
 
         "best": most similar sentence plus a bonus for holding the question's words that are
         rare both in the corpus and within this passage (a topic word in every sentence says
-        nothing about which one answers); "dense": similarity alone; "lead": the first
-        sentence. The last two are baselines for `byline eval`."""
+        nothing about which one answers), plus, given the question's content tokens
+        (`qtokens`) and an index that keeps token vectors, each sentence's late-interaction
+        similarity; "dense": similarity alone; "lead": the first sentence. The last two are
+        baselines for `byline eval`."""
         if mode not in QUOTE_MODES:
             raise ValueError(f"mode must be one of {QUOTE_MODES}")
         sent = self.index.sentences
@@ -358,7 +367,24 @@ class Retriever:
         sims = sent.vectors[sl].astype(np.float32) @ qvec
         if mode == "best" and terms:
             sims = sims + self.settings.quote_lexical * self._sentence_coverage(terms, texts)
+        if mode == "best" and qtokens is not None and self.index.tokens is not None:
+            sims = sims + self.settings.quote_tokens * self._sentence_maxsim(
+                qtokens, passage.text, row, sent.spans[sl])
         return texts[int(np.argmax(sims))]
+
+    def _sentence_maxsim(self, qtokens: np.ndarray, text: str, row: int,
+                         spans: np.ndarray) -> np.ndarray:
+        """Per sentence, the mean over the question's tokens of the best cosine with one of
+        the sentence's tokens (0 for a sentence past the model's truncation)."""
+        tokens = self.index.tokens.of(row)
+        offsets = self.embedder.token_offsets(text)[:len(tokens)]
+        sims = qtokens @ tokens.T
+        out = np.zeros(len(spans), dtype=np.float32)
+        for i, (a, b) in enumerate(spans):
+            take = (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)
+            if take.any():
+                out[i] = sims[:, take].max(axis=1).mean()
+        return out
 
     def _sentence_coverage(self, terms: list[str], texts: list[str]) -> np.ndarray:
         """Per sentence, the share of the question's term weight it holds, a term weighing

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 3  # 2: sentence vectors for quotes; 3: memory-mapped folders, IVF, encoder
 MANIFEST = "manifest.json"
 # The files of one generation: <kind>-<generation><suffix> ("" is a folder).
-_FILE_KINDS = {"vectors": "", "meta": ".sqlite", "bm25": "", "sentences": ""}
+_FILE_KINDS = {"vectors": "", "meta": ".sqlite", "bm25": "", "sentences": "", "tokens": ""}
 # Up to this many passages, dense search is exact (FAISS flat); above, an IVF index with 8-bit
 # codes proposes ANN_DEPTH candidates and the Retriever re-scores them with the exact vectors,
 # so its top 10 is exact whenever the exact top 10 is among them: nprobe is tuned at build time
@@ -44,6 +44,10 @@ _FILE_KINDS = {"vectors": "", "meta": ".sqlite", "bm25": "", "sentences": ""}
 EXACT_MAX = 50_000
 ANN_DEPTH = 50  # candidates the Retriever takes from the ANN index (SearchSettings.candidates)
 IVF_RECALL = 0.999
+# Up to this many passages, each passage's token vectors are kept (int8, about 390 bytes a
+# token: about 25 kB for a news paragraph) and the Retriever uses them to pick the quote;
+# above, they would add tens of GB, and the quote is picked without them (docs/quality.md).
+TOKENS_MAX = 100_000
 _REBUILD = "run `byline index` to rebuild it"
 
 
@@ -179,6 +183,52 @@ class Sentences:
 
 
 @dataclass(frozen=True)
+class Tokens:
+    """Every passage's token vectors in context, int8 with a scale per token, grouped by
+    passage row (rows `offsets[r]:offsets[r + 1]`); empty when the index is too large."""
+
+    vectors: np.ndarray | RowFile  # (n_tokens, dim) int8
+    scales: np.ndarray  # (n_tokens,) float32: vector = int8 row * scale
+    offsets: np.ndarray  # (n_passages + 1,) int64
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1]) if len(self.offsets) else 0
+
+    def of(self, row: int) -> np.ndarray:
+        """Passage `row`'s token vectors as float32 (unit length, to int8 precision)."""
+        a, b = int(self.offsets[row]), int(self.offsets[row + 1])
+        return np.asarray(self.vectors[a:b], np.float32) * self.scales[a:b, None]
+
+    @classmethod
+    def pack(cls, per_passage: list[np.ndarray], dim: int) -> Tokens:
+        counts = np.array([len(t) for t in per_passage], dtype=np.int64)
+        flat = (np.concatenate(per_passage).astype(np.float32) if counts.sum()
+                else np.empty((0, dim), np.float32))
+        scales = np.maximum(np.abs(flat).max(axis=1), 1e-12) / 127 if len(flat) else (
+            np.empty(0, np.float32))
+        return cls(vectors=np.rint(flat / scales[:, None]).astype(np.int8).reshape(-1, dim),
+                   scales=scales.astype(np.float32),
+                   offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    @classmethod
+    def empty(cls, passages: int, dim: int) -> Tokens:
+        return cls(np.empty((0, dim), np.int8), np.empty(0, np.float32),
+                   np.zeros(passages + 1, np.int64))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir()
+        for name in ("vectors", "scales", "offsets"):
+            np.save(folder / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> Tokens:
+        """Vectors read by row; scales and offsets memory-mapped."""
+        return cls(_load_rows(folder / "vectors.npy"),
+                   *(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                     for name in ("scales", "offsets")))
+
+
+@dataclass(frozen=True)
 class ArticleInfo:
     """An article as listed by `byline sources`."""
 
@@ -203,14 +253,16 @@ class Index:
 
     def __init__(self, manifest: Manifest, vectors: faiss.Index, postings: Postings,
                  db: sqlite3.Connection, sentences: Sentences,
-                 passage_vectors: np.ndarray | RowFile | None = None) -> None:
+                 passage_vectors: np.ndarray | RowFile | None = None,
+                 tokens: Tokens | None = None) -> None:
         """`vectors` searches; `passage_vectors` (row -> float32 vector, read from disk by row
         when loaded) re-scores candidates exactly and lets a re-index reuse unchanged
-        passages."""
+        passages; `tokens` (None above TOKENS_MAX) help pick each passage's quote."""
         self.manifest = manifest
         self.vectors = vectors
         self.postings = postings
         self.sentences = sentences
+        self.tokens = tokens if tokens is not None and len(tokens) else None
         self._db = db
         if passage_vectors is None:
             passage_vectors = vectors.reconstruct_n(0, vectors.ntotal)
@@ -227,7 +279,8 @@ class Index:
         m = self.manifest
         probes = probes_key(m.model, m.encoder) if self.probe_vectors is not None else ""
         index = Index(replace(m, background=dict(background), probes=probes), self.vectors,
-                      self.postings, self._db, self.sentences, self.passage_vectors)
+                      self.postings, self._db, self.sentences, self.passage_vectors,
+                      self.tokens)
         index.probe_vectors = self.probe_vectors
         return index
 
@@ -236,43 +289,54 @@ class Index:
     @classmethod
     def build(cls, articles: list[Article], embedder: Embedder, corpus: str = "",
               progress: bool = True, previous: Index | None = None,
-              exact_max: int = EXACT_MAX) -> Index:
+              exact_max: int = EXACT_MAX, tokens_max: int = TOKENS_MAX) -> Index:
         """Embed every passage of `articles` and build the in-memory index.
 
         With `previous` (an index built by the same model and encoder), passages whose text
         is unchanged reuse its vectors and only new or edited ones are embedded; the result
         equals a full build (each text's vectors depend on that text alone). Above
-        `exact_max` passages, dense search goes through a tuned IVF index."""
+        `exact_max` passages, dense search goes through a tuned IVF index; up to
+        `tokens_max`, token vectors are kept for picking quotes."""
         passages = [p for a in articles for p in a.passages()]
+        keep_tokens = len(passages) <= tokens_max
         reuse = previous.reusable(embedder) if previous is not None else {}
+        if keep_tokens and previous is not None and previous.tokens is None:
+            reuse = {}  # its passages' tokens were not kept: embed them again
         before = [reuse.get(p.content_hash) for p in passages]  # row in `previous`, or None
         fresh = [i for i, row in enumerate(before) if row is None]
         dim = embedder.dimension
         vecs = np.empty((len(passages), dim), dtype=np.float32)
         per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
+        token_vecs: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
         spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
         new_spans = [sentence_spans(passages[i].text) for i in fresh]
         for i, sp in zip(fresh, new_spans, strict=True):
             spans[i] = np.array(sp, np.int32).reshape(-1, 2)
         if fresh:
-            new_vecs, new_sents = embedder.encode_passages(
+            new_vecs, new_sents, new_tokens = embedder.encode_passages(
                 [_embed_text(passages[i]) for i in fresh], new_spans,
-                progress=progress, label=f"Embedding {len(fresh)} passages")
+                progress=progress, label=f"Embedding {len(fresh)} passages",
+                tokens=keep_tokens)
             vecs[fresh] = new_vecs
             counts = np.cumsum([0] + [len(spans[i]) for i in fresh])
             for j, i in enumerate(fresh):
                 per_passage[i] = new_sents[counts[j]:counts[j + 1]]
+                if new_tokens is not None:
+                    token_vecs[i] = new_tokens[j]
         for i, row in enumerate(before):  # the same text: the same vectors and sentences
             if row is not None:
                 own = previous.sentences.of(row)
                 vecs[i] = previous.passage_vectors[row]
                 per_passage[i] = np.asarray(previous.sentences.vectors[own], dtype=np.float32)
                 spans[i] = np.asarray(previous.sentences.spans[own])
+                if keep_tokens:
+                    token_vecs[i] = previous.tokens.of(row)
         sentence_vecs = (np.concatenate(per_passage) if passages
                          else np.empty((0, dim), np.float32))
+        tokens = Tokens.pack(token_vecs, dim) if keep_tokens else None
         index = cls.from_vectors(articles, passages, vecs, _sentences(spans, sentence_vecs),
                                  model=embedder.name, encoder=embedder.encoder, corpus=corpus,
-                                 exact_max=exact_max)
+                                 exact_max=exact_max, tokens=tokens)
         index.reused = len(passages) - len(fresh)
         if previous is not None and previous.made_by(embedder):
             index.probe_vectors = previous.probe_vectors
@@ -281,7 +345,7 @@ class Index:
     @classmethod
     def from_vectors(cls, articles: list[Article], passages: list[Passage], vecs: np.ndarray,
                      sentences: Sentences, model: str, encoder: str, corpus: str = "",
-                     exact_max: int = EXACT_MAX) -> Index:
+                     exact_max: int = EXACT_MAX, tokens: Tokens | None = None) -> Index:
         """The index of already-embedded passages (`build` embeds, then calls this)."""
         vectors, ann, nprobe = _build_ann(vecs, sentences, exact_max)
         manifest = Manifest(
@@ -292,7 +356,7 @@ class Index:
             generation=secrets.token_hex(4), ann=ann, nprobe=nprobe, parser=parser_fingerprint(),
         )
         return cls(manifest, vectors, _build_postings(passages), _memory_db(articles, passages),
-                   sentences, vecs)
+                   sentences, vecs, tokens)
 
     reused = 0  # passages whose vectors a build took from `previous`
 
@@ -335,6 +399,8 @@ class Index:
             disk.close()
             self.postings.save(tmp / files["bm25"])
             self.sentences.save(tmp / files["sentences"])
+            (self.tokens or Tokens.empty(len(self), self.manifest.dimension)).save(
+                tmp / files["tokens"])
             for name in files.values():
                 _fsync_tree(tmp / name)
                 os.replace(tmp / name, root / name)
@@ -369,6 +435,9 @@ class Index:
             db = _open_db(root / files["meta"])
             rows = db.execute("SELECT count(*) FROM passages").fetchone()[0]
             sentences = Sentences.load(root / files["sentences"])
+            # An index saved before token vectors were kept has none: no re-ranking.
+            tokens = (Tokens.load(root / files["tokens"])
+                      if (root / files["tokens"]).is_dir() else None)
         except (RuntimeError, OSError, ValueError, KeyError, sqlite3.DatabaseError) as exc:
             raise IndexCorrupt(
                 f"The index at {root} is damaged ({type(exc).__name__}); {_REBUILD}."
@@ -380,9 +449,13 @@ class Index:
             )
         if (vectors.d != manifest.dimension or len(sentences.offsets) != rows + 1
                 or passage_vectors.shape != (rows, manifest.dimension)
-                or sentences.vectors.shape[1:] != (manifest.dimension,)):
+                or sentences.vectors.shape[1:] != (manifest.dimension,)
+                or (tokens is not None
+                    and (len(tokens.offsets) != rows + 1
+                         or tokens.vectors.shape != (len(tokens.scales), manifest.dimension)
+                         or len(tokens.scales) != len(tokens)))):
             raise IndexCorrupt(f"The index at {root} has vectors of the wrong size; {_REBUILD}.")
-        index = cls(manifest, vectors, postings, db, sentences, passage_vectors)
+        index = cls(manifest, vectors, postings, db, sentences, passage_vectors, tokens)
         index.probe_vectors = _load_probes(folder / "probes.npy", manifest)
         return index
 

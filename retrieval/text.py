@@ -29,7 +29,8 @@ def _stemmer():
 
 
 @lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
+def stopwords() -> frozenset[str]:
+    """English stopwords (bm25s's list) plus question words, lowercase."""
     # Question words carry no topic; leaving them in lets "why"/"how" match noise.
     return frozenset(_bm25s_stopwords()) | _QUESTION_WORDS
 
@@ -49,7 +50,7 @@ def _bm25s_stopwords() -> tuple[str, ...]:
 
 def analyze(text: str) -> list[str]:
     """Lowercase word tokens, English stopwords removed, Snowball-stemmed (for BM25)."""
-    stop = _stopwords()
+    stop = stopwords()
     words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
     return _stemmer().stemWords(words) if words else []
 

@@ -49,7 +49,8 @@ def test_a_text_gets_the_same_vector_alone_or_among_others(embedder):
 def test_sentence_vectors_come_from_the_passage_pass(embedder):
     text = TEXTS[0] + " " + TEXTS[2]
     spans = [[(0, len(TEXTS[0])), (len(TEXTS[0]) + 1, len(text))]]
-    passage, sentences = embedder.encode_passages([text], spans)
+    passage, sentences, tokens = embedder.encode_passages([text], spans)
+    assert tokens is None  # only when asked for
     assert passage.shape == (1, 384) and sentences.shape == (2, 384)
     np.testing.assert_array_equal(passage[0], embedder.encode([text])[0])
     alone = embedder.encode([TEXTS[0], TEXTS[2]])
@@ -57,6 +58,36 @@ def test_sentence_vectors_come_from_the_passage_pass(embedder):
     assert (sentences * alone).sum(axis=1).min() > 0.6
     assert float(sentences[0] @ alone[0]) > float(sentences[0] @ alone[1])
     assert float(sentences[1] @ alone[1]) > float(sentences[1] @ alone[0])
+
+
+@pytest.mark.parametrize("which", ["onnx-int8", "torch"])
+def test_token_vectors_line_up_with_the_tokenizer(which, embedder, torch_embedder):
+    e = embedder if which == "onnx-int8" else torch_embedder
+    text = TEXTS[0] + " " + TEXTS[2]
+    spans = [[(0, len(TEXTS[0])), (len(TEXTS[0]) + 1, len(text))]]
+    _, sentences, tokens = e.encode_passages([text], spans, tokens=True)
+    offsets = e.token_offsets(text)
+    assert tokens[0].shape == (len(offsets), 384)
+    np.testing.assert_allclose(np.linalg.norm(tokens[0], axis=1), 1, atol=1e-5)
+    # Offsets point at the tokens' own text; "Pompeo" is three word pieces.
+    assert text[offsets[0][0]:offsets[0][1]] == "President"
+    assert [text[a:b] for a, b in offsets][10:13] == ["Po", "mp", "eo"]
+    # A token in context is closest to the sentence it belongs to.
+    first = tokens[0][offsets[:, 1] <= spans[0][0][1]]
+    assert float((first @ sentences[0]).mean()) > float((first @ sentences[1]).mean())
+
+
+def test_question_tokens_are_its_content_words(embedder, torch_embedder):
+    vecs, tokens = embedder.encode_questions(["What is the capital of France?",
+                                              "why was the trip cancelled", "What is it?"])
+    np.testing.assert_array_equal(vecs, embedder.encode(["What is the capital of France?",
+                                                         "why was the trip cancelled",
+                                                         "What is it?"]))
+    assert [len(t) for t in tokens] == [2, 2, 4]  # capital, france | trip, cancelled | all
+    t_vecs, t_tokens = torch_embedder.encode_questions(["What is the capital of France?"])
+    assert t_tokens[0].shape == (2, 384)
+    assert (t_tokens[0] * tokens[0]).sum(axis=1).min() > 0.9  # the same tokens either way
+    assert float(t_vecs[0] @ vecs[0]) > 0.99
 
 
 def test_unknown_or_unsupported_encoder_is_one_clear_error():

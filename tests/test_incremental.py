@@ -46,6 +46,9 @@ def _same(a: Index, b: Index) -> None:
     np.testing.assert_array_equal(a.sentences.vectors, b.sentences.vectors)
     np.testing.assert_array_equal(a.sentences.spans, b.sentences.spans)
     np.testing.assert_array_equal(a.sentences.offsets, b.sentences.offsets)
+    np.testing.assert_array_equal(a.tokens.vectors, b.tokens.vectors)
+    np.testing.assert_array_equal(a.tokens.scales, b.tokens.scales)
+    np.testing.assert_array_equal(a.tokens.offsets, b.tokens.offsets)
     assert a.manifest.fingerprint == b.manifest.fingerprint
     assert a.manifest.background == b.manifest.background
     assert a.articles() == b.articles()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from retrieval.errors import BadQuestion
@@ -102,3 +103,18 @@ def test_question_length_limit(retriever: Retriever):
 
 def test_question_whitespace_is_normalised():
     assert check_question("  why   was\nthe trip\tcancelled  ") == "why was the trip cancelled"
+
+
+def test_quote_token_similarity_favours_the_sentence_the_question_is_about(
+        retriever: Retriever, embedder):
+    # ¶5 of the trip story: the summit, the White House's claim, then the vague statement.
+    row = next(i for i, p in enumerate(retriever.index.all_passages())
+               if p.id == "000_94a4140cf05cdf3f#5")
+    passage = retriever.index.passages([row])[0]
+    spans = retriever.index.sentences.spans[retriever.index.sentences.of(row)]
+    _, tokens = embedder.encode_questions(["Was the joint statement vague about disarmament?",
+                                           "When did the leaders meet in Singapore?"])
+    vague = retriever._sentence_maxsim(tokens[0], passage.text, row, spans)
+    met = retriever._sentence_maxsim(tokens[1], passage.text, row, spans)
+    assert len(spans) == 3 and ((vague > 0) & (vague <= 1)).all()
+    assert int(np.argmax(vague)) == 2 and int(np.argmax(met)) == 0

@@ -175,3 +175,40 @@ def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embe
     a, b = Retriever(flat, embedder), Retriever(loaded, embedder)
     for q in ("why was the trip cancelled", "Who did Trump phone while leaving Vietnam?"):
         assert a.ask(q).hits[0].passage.id == b.ask(q).hits[0].passage.id
+
+
+def test_token_vectors_are_kept_and_read_back(seed_index_dir: Path, embedder: Embedder):
+    index = Index.load(seed_index_dir)
+    assert isinstance(index.tokens.vectors, RowFile)
+    passages = index.all_passages()
+    for row in (0, 7, len(passages) - 1):
+        text = passages[row].text
+        stored = index.tokens.of(row)
+        _, _, fresh = embedder.encode_passages([text], [[(0, len(text))]], tokens=True)
+        # One vector per real token of the passage, equal to the model's up to int8 rounding.
+        assert stored.shape == fresh[0].shape == (len(embedder.token_offsets(text)), 384)
+        assert (stored * fresh[0]).sum(axis=1).min() > 0.999
+
+
+def test_an_index_saved_without_token_vectors_answers_and_a_reindex_adds_them(
+        seed_index_dir: Path, tmp_path: Path, embedder: Embedder):
+    index_dir = _copy(seed_index_dir, tmp_path / "idx")
+    shutil.rmtree(index_dir / Index.load(index_dir).manifest.files()["tokens"])
+    old = Index.load(index_dir)
+    assert old.tokens is None  # as saved by Byline before token vectors were kept
+    answer = Retriever(old, embedder).ask("why was the trip cancelled")
+    assert answer.answered and answer.hits[0].passage.paragraph in (2, 3)
+    again = index_corpus(SEEDS, index_dir, embedder, progress=False)
+    assert again.reused == 0  # the old index has no tokens to reuse: everything is embedded
+    assert len(Index.load(index_dir).tokens) > 0
+
+
+def test_above_tokens_max_no_token_vectors_are_kept(tmp_path: Path, embedder: Embedder):
+    articles = load_corpus(SEEDS)
+    index = Index.build(articles, embedder, progress=False, tokens_max=5)
+    assert index.tokens is None
+    index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx")
+    assert loaded.tokens is None
+    answer = Retriever(loaded, embedder).ask("Who did Trump phone while leaving Vietnam?")
+    assert answer.answered and "Moon" in answer.hits[0].passage.text

@@ -196,18 +196,25 @@ class Tokens:
 
     def of(self, row: int) -> np.ndarray:
         """Passage `row`'s token vectors as float32 (unit length, to int8 precision)."""
+        codes, scales = self.raw(row)
+        return codes.astype(np.float32) * scales[:, None]
+
+    def raw(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Passage `row`'s int8 token codes and their scales, as stored."""
         a, b = int(self.offsets[row]), int(self.offsets[row + 1])
-        return np.asarray(self.vectors[a:b], np.float32) * self.scales[a:b, None]
+        return np.asarray(self.vectors[a:b]), np.asarray(self.scales[a:b], np.float32)
 
     @classmethod
-    def pack(cls, per_passage: list[np.ndarray], dim: int) -> Tokens:
-        counts = np.array([len(t) for t in per_passage], dtype=np.int64)
-        flat = (np.concatenate(per_passage).astype(np.float32) if counts.sum()
-                else np.empty((0, dim), np.float32))
-        scales = np.maximum(np.abs(flat).max(axis=1), 1e-12) / 127 if len(flat) else (
-            np.empty(0, np.float32))
-        return cls(vectors=np.rint(flat / scales[:, None]).astype(np.int8).reshape(-1, dim),
-                   scales=scales.astype(np.float32),
+    def pack(cls, per_passage: list[np.ndarray | tuple[np.ndarray, np.ndarray]],
+             dim: int) -> Tokens:
+        """Pack each passage's float token vectors (quantised here) or (codes, scales) pair
+        (taken as they are, so a re-index keeps unchanged passages' bytes)."""
+        parts = [t if isinstance(t, tuple) else _quantise(t, dim) for t in per_passage]
+        counts = np.array([len(s) for _, s in parts], dtype=np.int64)
+        return cls(vectors=(np.concatenate([c for c, _ in parts]) if parts
+                            else np.empty((0, dim), np.int8)).reshape(-1, dim),
+                   scales=(np.concatenate([s for _, s in parts]) if parts
+                           else np.empty(0, np.float32)).astype(np.float32),
                    offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 
     @classmethod
@@ -226,6 +233,14 @@ class Tokens:
         return cls(_load_rows(folder / "vectors.npy"),
                    *(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
                      for name in ("scales", "offsets")))
+
+
+def _quantise(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes of the rows of `x` and one float32 scale per row (row = codes × scale)."""
+    x = np.asarray(x, np.float32).reshape(-1, dim)
+    scales = (np.maximum(np.abs(x).max(axis=1), 1e-12) / 127 if len(x)
+              else np.empty(0, np.float32)).astype(np.float32)
+    return np.rint(x / scales[:, None]).astype(np.int8), scales
 
 
 @dataclass(frozen=True)
@@ -307,7 +322,8 @@ class Index:
         dim = embedder.dimension
         vecs = np.empty((len(passages), dim), dtype=np.float32)
         per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
-        token_vecs: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
+        token_vecs: list[np.ndarray | tuple[np.ndarray, np.ndarray]] = (
+            [np.empty((0, dim), np.float32)] * len(passages))
         spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
         new_spans = [sentence_spans(passages[i].text) for i in fresh]
         for i, sp in zip(fresh, new_spans, strict=True):
@@ -330,7 +346,7 @@ class Index:
                 per_passage[i] = np.asarray(previous.sentences.vectors[own], dtype=np.float32)
                 spans[i] = np.asarray(previous.sentences.spans[own])
                 if keep_tokens:
-                    token_vecs[i] = previous.tokens.of(row)
+                    token_vecs[i] = previous.tokens.raw(row)
         sentence_vecs = (np.concatenate(per_passage) if passages
                          else np.empty((0, dim), np.float32))
         tokens = Tokens.pack(token_vecs, dim) if keep_tokens else None

@@ -175,8 +175,9 @@ class Embedder:
             pieces = [model.tokenizer.convert_ids_to_tokens(i)[1:-1] for i in ids]
             states = [o["token_embeddings"][o["attention_mask"].bool()].float().numpy()[1:-1]
                       for o in outs]
-            vecs = np.stack([_unit(o["sentence_embedding"].float().numpy()) for o in outs])
-            per_text = [(p, _unit_rows(h)) for p, h in zip(pieces, states, strict=True)]
+            unit_rows = _onnx().unit_rows
+            vecs = unit_rows(np.stack([o["sentence_embedding"].float().numpy() for o in outs]))
+            per_text = [(p, unit_rows(h)) for p, h in zip(pieces, states, strict=True)]
         else:
             vecs = np.empty((len(texts), self.dimension), dtype=np.float32)
             per_text = []
@@ -254,7 +255,7 @@ class Embedder:
         """Each text's real tokens' unit vectors in context (sentence-transformers)."""
         outs = self.model.encode(texts, output_value=None, batch_size=_BATCH["torch"],
                                  show_progress_bar=False)
-        return [_unit_rows(o["token_embeddings"][o["attention_mask"].bool()].float()
+        return [_onnx().unit_rows(o["token_embeddings"][o["attention_mask"].bool()].float()
                            .numpy()[1:-1]) for o in outs]
 
     def _encode_batch(self, model: SentenceTransformer | OnnxEncoder, texts: list[str]
@@ -264,16 +265,6 @@ class Embedder:
         vecs = model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vecs, dtype=np.float32)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of `x` scaled to unit length, as float32."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _onnx() -> ModuleType:

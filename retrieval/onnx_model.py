@@ -246,7 +246,7 @@ class OnnxEncoder:
                 v = h[take].mean(axis=0)
                 out.append((v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32))
             if per_text is not None:
-                per_text.append(_unit_rows(h[real]))
+                per_text.append(unit_rows(h[real]))
         return vecs, out, per_text
 
     def encode_tokens(self, texts: Sequence[str]
@@ -259,7 +259,7 @@ class OnnxEncoder:
         for e, h, m in zip(encodings, hidden, mask, strict=True):
             real = (m == 1) & (np.array(e.special_tokens_mask) == 0)
             out.append(([t for t, keep in zip(e.tokens, real, strict=True) if keep],
-                        _unit_rows(h[real])))
+                        unit_rows(h[real])))
         return vecs, out
 
     def _run(self, encodings: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -275,7 +275,7 @@ class OnnxEncoder:
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32), hidden, mask
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of `x` scaled to unit length, as float32."""
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of `x` scaled to unit length, as float32 (also used by retrieval.embed)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from retrieval import __version__
 from retrieval.config import Settings
-from retrieval.corpus import Passage
+from retrieval.corpus import LoadReport, Passage
 from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing
 from retrieval.search import METHODS, Answer, Retriever, check_question
@@ -45,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         "corpus",
         nargs="?",
         type=Path,
-        help="folder of .txt/.md articles (default: $BYLINE_CORPUS or seeds/)",
+        help="folder of articles: .txt/.md, saved pages (.html/.htm, also .gz), RSS/Atom "
+        "feeds (.xml/.rss/.atom), exports (.jsonl/.json/.csv) (default: $BYLINE_CORPUS or "
+        "seeds/)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (and change nothing) if any file or row has to be skipped",
     )
     p.add_argument(
         "--full",
@@ -62,8 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("sources", help="list the articles in the index")
+    p.add_argument("--sort", choices=("id", "date", "outlet", "title"), default="id",
+                   help="order of the list (date: newest first; default: id)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("extract", help="show what Byline keeps of a file or folder, cleaned")
+    p.add_argument("path", type=Path, help="an article file (any format) or a corpus folder")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per article per line (default: readable text)")
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("eval", help="measure retrieval, quotes and refusals on a dataset")
     p.add_argument(
@@ -129,19 +144,28 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     corpus = args.corpus or settings.default_corpus()
     start = time.perf_counter()
+
+    def tell(report: LoadReport) -> None:  # one line per file skipped, before embedding
+        for problem in report.problems:
+            print(f"byline: {problem}", file=sys.stderr)
+
     index = index_corpus(
         corpus,
         settings.index_dir,
         Embedder(settings.model, encoder=settings.encoder),
         incremental=not args.full,
+        strict=args.strict,
+        on_report=tell,
     )
     seconds = time.perf_counter() - start
     m = index.manifest
+    report = index.report
     if args.json:
         _print_json(
             {
                 "index_dir": str(settings.index_dir),
                 "corpus": str(corpus),
+                "files": report.files,
                 "articles": m.articles,
                 "passages": m.passages,
                 "model": m.model,
@@ -149,14 +173,39 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
                 "embedded": m.passages - index.reused,
                 "reused": index.reused,
                 "seconds": round(seconds, 3),
+                "problems": [p.to_dict() for p in report.problems],
             }
         )
     else:
+        summary = report.summary()
         print(
-            f"Indexed {m.passages} passages from {m.articles} articles in {corpus} "
-            f"-> {settings.index_dir} ({seconds:.1f} s; embedded {m.passages - index.reused}, "
-            f"reused {index.reused} unchanged)"
+            f"{summary[0].upper()}{summary[1:]}. {m.passages:,} passages from {corpus} -> "
+            f"{settings.index_dir} ({seconds:.1f} s; embedded {m.passages - index.reused:,}, "
+            f"reused {index.reused:,} unchanged)"
         )
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.corpus import read_article, scan_corpus
+
+    if args.path.is_dir():
+        report = scan_corpus(args.path)
+        for problem in report.problems:
+            print(f"byline: {problem}", file=sys.stderr)
+        articles = report.articles
+    else:
+        articles = read_article(args.path)
+    for a in articles:
+        record = {"source": a.source, "id": a.id, "title": a.title, "date": a.date,
+                  "outlet": a.outlet, "url": a.url, "author": a.author,
+                  "paragraphs": list(a.paragraphs)}
+        if args.json:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            continue
+        meta = " · ".join(x for x in (a.outlet, a.date, a.author, a.url) if x)
+        print(f"# {a.title}\n{a.id}{f' · {meta}' if meta else ''}\n")
+        print("\n\n".join(f"[{n}] {t}" for n, t in enumerate(a.paragraphs, start=1)) + "\n")
     return 0
 
 
@@ -196,6 +245,10 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.store import Index
 
     articles = Index.load(settings.index_dir, model=settings.model).articles()
+    if args.sort == "date":  # newest first; undated last
+        articles.sort(key=lambda a: a.date or "", reverse=True)
+    elif args.sort in ("outlet", "title"):
+        articles.sort(key=lambda a: (getattr(a, args.sort) or "\uffff").casefold())
     if args.json:
         _print_json([a.__dict__ for a in articles])
         return 0

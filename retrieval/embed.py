@@ -10,9 +10,6 @@ Both ONNX graphs are built from the hash-checked bundled weights on first use an
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -20,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.errors import ModelError
+from retrieval.progress import progress_bar as _progress
 from retrieval.text import stopwords
 
 if TYPE_CHECKING:
@@ -272,20 +270,3 @@ def _onnx() -> ModuleType:
     from retrieval import onnx_model
 
     return onnx_model
-
-
-@contextmanager
-def _progress(label: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (stdout stays clean for --json), or nothing."""
-    if not show:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    columns = ("[progress.description]{task.description}", BarColumn(),
-               MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True,
-                  disable=os.environ.get("CI") == "true") as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)

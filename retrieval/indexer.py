@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from retrieval.corpus import Article, load_corpus
+from retrieval.corpus import Article, LoadReport, checked, scan_corpus
 from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.search import Retriever
@@ -15,18 +16,29 @@ log = logging.getLogger("byline.index")
 
 
 def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
-                 progress: bool = True, incremental: bool = True) -> Index:
+                 progress: bool = True, incremental: bool = True, strict: bool = False,
+                 on_report: Callable[[LoadReport], None] | None = None) -> Index:
     """Load, clean, embed, calibrate and save `corpus_dir` as the index in `index_dir`.
 
     With `incremental`, the index already in `index_dir` (same model and encoder) lends the
     vectors of every unchanged paragraph, so only new or edited ones are embedded; removed
     articles simply drop out. Everything is read and embedded before the first byte is
     written, so a bad corpus (or a crash) leaves any existing index as it was.
+
+    A file that cannot be used is skipped and named in the LoadReport (handed to
+    `on_report` as soon as the folder is read, and kept as the index's `report`); with
+    `strict`, any skip is a CorpusError instead.
     """
     previous = _previous(index_dir, embedder) if incremental else None
     # Unchanged files keep the articles the previous index parsed from them.
-    articles = load_corpus(corpus_dir, known=previous.parsed_articles() if previous else None)
-    return _index(articles, index_dir, embedder, str(corpus_dir), progress, previous)
+    report = scan_corpus(corpus_dir, known=previous.parsed_articles() if previous else None,
+                         progress=progress)
+    if on_report is not None and report.articles:  # else the error below says it all
+        on_report(report)
+    checked(report, corpus_dir, strict)
+    index = _index(report.articles, index_dir, embedder, str(corpus_dir), progress, previous)
+    index.report = report
+    return index
 
 
 def index_articles(articles: list[Article], index_dir: str | Path, embedder: Embedder,

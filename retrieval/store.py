@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.background import PROBES
-from retrieval.corpus import Article, Passage, parser_fingerprint
+from retrieval.corpus import Article, LoadReport, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.postings import Postings
 from retrieval.text import analyze, split_sentences
@@ -375,6 +375,7 @@ class Index:
                    sentences, vecs, tokens)
 
     reused = 0  # passages whose vectors a build took from `previous`
+    report: LoadReport | None = None  # what `index_corpus` read of the folder
 
     def made_by(self, embedder: Embedder) -> bool:
         """Whether `embedder` (model and encoder) made this index's vectors."""
@@ -492,18 +493,22 @@ class Index:
     def all_passages(self) -> list[Passage]:
         return self.passages(range(len(self)))
 
-    def parsed_articles(self) -> dict[str, Article]:
-        """source path -> the article as stored, when the same parser cleaned it (for
-        `load_corpus(known=...)`); empty when the cleaning rules have changed since."""
+    def parsed_articles(self) -> dict[str, list[Article]]:
+        """source path -> the articles stored from that file, when the same parser cleaned
+        them (for `load_corpus(known=...)`); empty when the reading or cleaning rules have
+        changed since."""
         if self.manifest.parser != parser_fingerprint():
             return {}
         paragraphs: dict[str, list[str]] = {}
         for article_id, text in self._db.execute(
                 "SELECT article_id, text FROM passages ORDER BY row"):
             paragraphs.setdefault(article_id, []).append(text)
-        return {r[2]: Article(*r, paragraphs=tuple(paragraphs.get(r[0], ()))) for r in
-                self._db.execute("SELECT id, title, source, outlet, date, url, author, sha256 "
-                                 "FROM articles")}
+        out: dict[str, list[Article]] = {}
+        for r in self._db.execute("SELECT id, title, source, outlet, date, url, author, sha256 "
+                                  "FROM articles ORDER BY rowid"):
+            out.setdefault(r[2], []).append(
+                Article(*r, paragraphs=tuple(paragraphs.get(r[0], ()))))
+        return out
 
     def articles(self) -> list[ArticleInfo]:
         """Articles in the index with their passage counts, in id order."""

@@ -154,9 +154,9 @@ def test_bad_question(index_dir: Path, capsys, argv: list[str], message: str):
 
 @pytest.mark.parametrize(("kind", "message"), [
     ("missing", "does not exist"),
-    ("empty", "has no .txt or .md articles"),
-    ("non-utf8", "is not UTF-8"),
-    ("unreadable", "Cannot read"),
+    ("empty", "has no articles"),
+    ("non-utf8", "not UTF-8"),
+    ("unreadable", "cannot be read"),
 ])
 def test_bad_corpus(index_dir: Path, tmp_path: Path, capsys, kind: str, message: str):
     before = _snapshot(index_dir)

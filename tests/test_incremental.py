@@ -101,12 +101,12 @@ def test_reindex_takes_unchanged_articles_and_probe_vectors_from_the_index(tmp_p
     index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
     loaded = Index.load(tmp_path / "idx")
     articles = load_corpus(corpus)
-    assert loaded.parsed_articles() == {a.source: a for a in articles}  # exactly as parsed
+    assert loaded.parsed_articles() == {a.source: [a] for a in articles}  # exactly as parsed
     probes = embedder.encode([check_question(q) for q in PROBES])
     np.testing.assert_array_equal(loaded.probe_vectors, probes)
 
     # A known article stands in for its file only while the file's bytes are unchanged.
-    stand_in = {a.source: replace(a, title=f"known {a.title}") for a in articles}
+    stand_in = {a.source: [replace(a, title=f"known {a.title}")] for a in articles}
     (corpus / "night-bus.txt").write_text(EXTRA.replace("7-2", "6-3"), encoding="utf-8")
     titles = {a.source: a.title for a in load_corpus(corpus, known=stand_in)}
     assert titles["night-bus.txt"] == "Council Votes to Expand Night Bus Service"

@@ -6,12 +6,21 @@ import hashlib
 from pathlib import Path
 
 from retrieval.corpus.clean import clean_paragraphs, furniture_reason
-from retrieval.corpus.folder import ARTICLE_SUFFIXES, load_corpus, read_article
+from retrieval.corpus.folder import (
+    ARTICLE_SUFFIXES,
+    LoadReport,
+    Problem,
+    checked,
+    load_corpus,
+    read_article,
+    scan_corpus,
+)
 from retrieval.corpus.plain import parse_article
 from retrieval.corpus.records import Article, Passage
 
-__all__ = ["ARTICLE_SUFFIXES", "Article", "Passage", "clean_paragraphs", "furniture_reason",
-           "load_corpus", "parse_article", "parser_fingerprint", "read_article"]
+__all__ = ["ARTICLE_SUFFIXES", "Article", "LoadReport", "Passage", "Problem", "checked",
+           "clean_paragraphs", "furniture_reason", "load_corpus", "parse_article",
+           "parser_fingerprint", "read_article", "scan_corpus"]
 
 
 def parser_fingerprint() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -30,6 +31,9 @@ _CREDIT = re.compile(
 )
 _SEPARATORS = re.compile(r"\s[|•·»/]\s")
 
+# A longer paragraph is split between sentences: one passage is one embedding, and the
+# model reads only its first 256 word pieces (about 1,000 characters of news prose).
+PARAGRAPH_MAX = 1200
 # A paragraph shorter than this many words must end like a sentence to count as prose.
 MIN_PROSE_WORDS = 8
 
@@ -88,7 +92,33 @@ def clean_paragraphs(blocks: list[str], title: str = "") -> list[str]:
         if furniture_reason(text, blocks, i) is None:
             kept.append(text)
             seen.add(text)
-    return kept
+    return [piece for text in kept for piece in split_long(text)]
+
+
+def split_long(text: str, limit: int = PARAGRAPH_MAX) -> list[str]:
+    """`text` as one passage, or, when longer than `limit` characters, as pieces of about
+    equal length cut between sentences (between words inside an overlong sentence)."""
+    if len(text) <= limit:
+        return [text]
+    from retrieval.text import split_sentences
+
+    units: list[str] = []
+    for sentence in split_sentences(text):
+        while len(sentence) > limit:
+            cut = sentence.rfind(" ", limit // 2, limit)
+            cut = cut if cut > 0 else limit
+            units.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            units.append(sentence)
+    target = len(text) / math.ceil(len(text) / limit)
+    pieces: list[str] = []
+    for unit in units:
+        if pieces and len(pieces[-1]) + 1 + len(unit) <= min(limit, target * 1.15):
+            pieces[-1] = f"{pieces[-1]} {unit}"
+        else:
+            pieces.append(unit)
+    return pieces
 
 
 def furniture_reason(text: str, blocks: list[str] | None = None, i: int = 0) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from retrieval.corpus.clean import blocks, clean_paragraphs, plain
+from retrieval.corpus.clean import blocks, clean_paragraphs, furniture_reason, plain
+from retrieval.corpus.meta import find_date, make_article, parse_date
 from retrieval.corpus.records import Article
 
 METADATA_KEYS = {"outlet": "outlet", "source": "outlet", "publication": "outlet",
@@ -18,10 +19,25 @@ def parse_article(text: str, article_id: str, source: str, sha256: str = "") -> 
     """Split raw text into header metadata, title and clean paragraphs."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     meta, title, body = _split_header(lines)
-    paragraphs = clean_paragraphs(blocks(body), title=title)
-    return Article(id=article_id, title=title or article_id, source=source, sha256=sha256,
-                   paragraphs=tuple(paragraphs), **meta)
+    raw_blocks = blocks(body)
+    paragraphs = clean_paragraphs(raw_blocks, title=title)
+    if parse_date(meta.get("date")) is None:
+        meta["date"] = dateline(raw_blocks)
+    return make_article(article_id, title, source, paragraphs, sha256=sha256, **meta)
 
+
+def dateline(lines: list[str]) -> str | None:
+    """The date a page states near its top ("Updated 10:42 AM ET, March 4, 2022", "March 4,
+    2022 (AP) —"): the first of the top few lines that is short, or the start of the first
+    paragraph, that holds a date."""
+    for line in lines[:6]:
+        if furniture_reason(line) not in (None, "short line, not a sentence", "label"):
+            continue  # a photo caption's date is not the article's
+        head = line if len(line) <= 120 else line[:80]
+        found = find_date(head)
+        if found:
+            return found
+    return None
 
 
 def _split_header(lines: list[str]) -> tuple[dict[str, str], str, list[str]]:

@@ -25,7 +25,8 @@ TIMEOUT_SECONDS = 15.0
 MAX_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 5
 RATE_PER_HOST = 1.0  # requests per host per second
-USER_AGENT = f"Byline/{__version__} (+https://github.com/byline-news/byline; news Q&A indexer)"
+# Add "+<project URL>; " inside the parentheses once the project has a public home.
+USER_AGENT = f"Byline/{__version__} (news Q&A indexer)"
 RECORD_NAME = ".byline-sources.json"
 FEEDS_DIR = ".feeds"
 MAX_NAME = 100  # characters in a saved file's name, extension included
@@ -240,7 +241,7 @@ class Fetcher:
         try:
             with closing(self._get(url, entry)) as response:
                 final = str(response.url)
-                if response.status_code == 304 and rel:
+                if response.status_code == 304 and stored and rel:
                     entry["fetched"] = _now()
                     self._record.save(self._record_path)
                     return FetchResult(url, "page", "not_modified", rel, final)
@@ -277,16 +278,17 @@ class Fetcher:
                     body = (self.folder / rel).read_bytes()
                 else:
                     self._check_status(response)
-                    body = self._read(response)
                     media = _media_type(response.headers.get("Content-Type"))
-                    if media not in FEED_TYPES and not (
-                        media == "text/plain" and body.lstrip().lower().startswith(_FEED_STARTS)
-                    ):
-                        raise _Failed(f"not a feed ({media or 'no content type'})")
+                    not_feed = _Failed(f"not a feed ({media or 'no content type'})")
+                    if media not in FEED_TYPES and media != "text/plain":
+                        raise not_feed
+                    body = self._read(response)
+                    if media == "text/plain" and not _looks_like_feed(body):
+                        raise not_feed
                     result = None
             links = _feed_links(body, final)
             if result is None:
-                rel = rel if stored else self._feed_path(url)
+                rel = rel or self._feed_path(url)
                 _write_atomic(self.folder / rel, body)
                 self._record.feeds[url] = {"path": rel, **self._validators(response)}
                 self._record.save(self._record_path)
@@ -399,6 +401,11 @@ class Fetcher:
             if rel not in taken and not (self.folder / rel).exists():
                 break
         return rel
+
+
+def _looks_like_feed(body: bytes) -> bool:
+    """Whether a body served as text/plain starts like RSS, Atom or RDF."""
+    return body.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(_FEED_STARTS)
 
 
 def _feed_links(body: bytes, base: str) -> list[str]:

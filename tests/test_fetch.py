@@ -100,7 +100,10 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             site.requests.append((self.path, dict(self.headers), time.monotonic()))
             path = self.path
             try:
-                if path == "/a.html":
+                if path == "/a.html" and self.headers.get("If-None-Match") == '"a1"':
+                    self.send_response(304)
+                    self.end_headers()
+                elif path == "/a.html":
                     self._send(200, PAGE_A, ETag='"a1"')
                 elif path == "/news/b":
                     self._send(200, PAGE_B, "text/html; charset=iso-8859-1")
@@ -162,7 +165,7 @@ def site() -> Iterator[Site]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     s = Site(base=f"http://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(s)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield s
     server.shutdown()
@@ -216,10 +219,20 @@ def test_stored_page_skipped_and_refresh_asks_conditionally(site: Site, tmp_path
     _fetch(tmp_path, [site.url("/a.html")])
     again = _fetch(tmp_path, [site.url("/a.html")])
     assert again[0].status == "skipped" and len(site.hits("/a.html")) == 1  # no request at all
-    refreshed = _fetch(tmp_path, [site.url("/a.html")], refresh=True)
-    assert refreshed[0].status == "fetched"  # the server ignores If-None-Match for pages
+    record = _record(tmp_path)
+    record["files"][again[0].path]["fetched"] = "2000-01-01T00:00:00+00:00"
+    (tmp_path / RECORD_NAME).write_text(json.dumps(record))
+    refreshed = _fetch(tmp_path, [site.url("/a.html"), site.url("/news/b")], refresh=True)
+    assert [r.status for r in refreshed] == ["not_modified", "fetched"]
     assert site.hits("/a.html")[-1]["If-None-Match"] == '"a1"'
-    assert _saved(tmp_path) == {refreshed[0].path}  # the same file, overwritten
+    assert (tmp_path / refreshed[0].path).read_bytes() == PAGE_A
+    assert _record(tmp_path)["files"][refreshed[0].path]["fetched"] > "2000-01-01T00:00:00"
+
+    (tmp_path / refreshed[1].path).write_bytes(b"stale")
+    again = _fetch(tmp_path, [site.url("/news/b")], refresh=True)  # no validators: a plain GET
+    assert again[0].status == "fetched" and "If-None-Match" not in site.hits("/news/b")[-1]
+    assert (tmp_path / again[0].path).read_bytes() == PAGE_B  # the same file, overwritten
+    assert _saved(tmp_path) == {refreshed[0].path, refreshed[1].path}
 
 
 def test_each_failure_is_one_result_and_never_stops_the_others(site: Site, tmp_path: Path):

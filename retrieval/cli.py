@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_index)
 
+    p = sub.add_parser("fetch", help="download pages (or a feed's articles) into the corpus")
+    p.add_argument("urls", nargs="*", metavar="URL", help="pages to download (http or https)")
+    p.add_argument("--feed", action="append", default=[], metavar="URL",
+                   help="an RSS/Atom feed: store it and fetch each article not stored yet")
+    p.add_argument("--into", type=Path, metavar="FOLDER",
+                   help="where to save (default: $BYLINE_CORPUS or seeds/)")
+    p.add_argument("--refresh", action="store_true",
+                   help="ask again for pages already stored (conditional GET)")
+    p.add_argument("--rate", type=float, default=None, metavar="N",
+                   help="at most N requests per host per second (default: 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_fetch)
+
     p = sub.add_parser("ask", help="ask a question; prints the cited passages that answer it")
     p.add_argument("question", nargs="+", help="the question (quotes optional)")
     p.add_argument("-k", type=int, default=5, metavar="N", help="passages to show (1-20)")
@@ -207,6 +220,38 @@ def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
         print(f"# {a.title}\n{a.id}{f' · {meta}' if meta else ''}\n")
         print("\n\n".join(f"[{n}] {t}" for n, t in enumerate(a.paragraphs, start=1)) + "\n")
     return 0
+
+
+def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.fetch import Fetcher, FetchSettings, check_url, summary
+
+    if not args.urls and not args.feed:
+        raise BylineError("Give at least one URL to fetch, or --feed URL.")
+    urls = [check_url(u) for u in args.urls]  # one bad argument stops before any request
+    feeds = [check_url(u) for u in args.feed]
+    folder = args.into or settings.default_corpus()
+    fetch_settings = FetchSettings() if args.rate is None else FetchSettings(rate=args.rate)
+    with Fetcher(folder, fetch_settings, refresh=args.refresh) as fetcher:
+        results = []
+        for r in fetcher.fetch(urls, feeds):
+            results.append(r)
+            if args.json:
+                continue
+            if r.status == "failed":
+                print(f"byline: failed {r.url}: {r.reason}", file=sys.stderr)
+            elif r.status == "fetched":
+                print(f"fetched {r.url} -> {folder / r.path}")
+            elif r.status == "not_modified":
+                print(f"not modified {r.url} ({folder / r.path})")
+            else:
+                print(f"already stored {r.url} ({folder / r.path})")
+    failed = sum(r.status == "failed" for r in results)
+    if args.json:
+        _print_json({"folder": str(folder), "failed": failed,
+                     "results": [r.to_dict() for r in results]})
+    else:
+        print(summary(results))
+    return 1 if failed else 0
 
 
 def open_retriever(settings: Settings) -> Retriever:

@@ -29,3 +29,7 @@ class IndexMismatch(BylineError):
 
 class ModelError(BylineError):
     """The embedding model cannot be loaded or fails its integrity check."""
+
+
+class FetchError(BylineError):
+    """A URL to fetch is unusable, or the folder's fetch record cannot be read."""

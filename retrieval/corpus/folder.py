@@ -128,7 +128,7 @@ def scan_corpus(folder: str | Path, known: Mapping[str, list[Article]] | None = 
     report = LoadReport()
     files = _walk(root, report)
     ids = _file_ids(files, report)
-    recorded = _recorded_urls(root)
+    recorded = recorded_urls(root)
     seen: set[str] = set()
     with progress_bar("Reading articles", len(files),
                       progress and len(files) >= PROGRESS_MIN) as advance:
@@ -340,8 +340,9 @@ def _parse(kind: str, raw: bytes, rel: str, base: str, sha256: str, report: Load
                                     row_label="line" if kind == "jsonl" else "row")
 
 
-def _recorded_urls(root: Path) -> dict[str, str]:
-    """file -> URL it was fetched from, as `byline fetch` recorded them ({} if none)."""
+def recorded_urls(root: Path) -> dict[str, str]:
+    """Each fetched file's path (relative to `root`, posix) -> the http(s) URL it was
+    fetched from, as `byline fetch` recorded them; {} when there is no readable record."""
     try:
         data = json.loads((root / SOURCES_RECORD).read_text("utf-8"))
         files = data["files"]

@@ -28,9 +28,13 @@ from retrieval.fetch import (
 )
 
 FAST = FetchSettings(rate=1000.0, timeout=0.5)  # tests stay quick; one test checks the rate
-PAGE_A = b"<html><head><title>A</title></head><body><p>Bridge reopens.</p></body></html>"
+PAGE_A = (b"<html><head><title>Bridge reopens</title></head><body><article><h1>Bridge reopens"
+          b"</h1><p>The Old Mill bridge reopened to traffic on Wednesday after eight months "
+          b"of repairs to its deck and railings.</p></article></body></html>")
 PAGE_B = "<html><body><p>Caf\u00e9 \u2014 news B</p></body></html>".encode("latin-1", "replace")
-PAGE_C = b"<html><body><p>Story C</p></body></html>"
+PAGE_C = (b"<html><head><title>Story C</title></head><body><article><p>The harbour "
+          b"authority approved a plan on Monday to dredge the channel for larger ships.</p>"
+          b"</article></body></html>")
 BIG = 50 * 1024 * 1024
 CHUNK = b"x" * 65536
 ETAG = '"feed-v1"'
@@ -402,3 +406,16 @@ def test_command_rejects_bad_arguments_before_any_request(tmp_path: Path, capsys
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and err.startswith("byline: ")
     assert not any(tmp_path.iterdir())
+
+
+def test_fetched_feed_articles_index_with_their_urls(site: Site, tmp_path: Path):
+    """`byline fetch --feed` then the folder walker: the fetched pages are articles citing
+    the URLs they came from; the stored feed (a dot-folder) is not indexed twice."""
+    from retrieval.corpus import scan_corpus
+
+    _fetch(tmp_path, feeds=[site.url("/feed.xml")])
+    report = scan_corpus(tmp_path)
+    recorded = recorded_urls(tmp_path)
+    assert report.articles and len(report.articles) == len(recorded)
+    assert {a.url for a in report.articles} <= set(recorded.values())
+    assert not any(a.source.startswith(".feeds/") for a in report.articles)

@@ -143,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"byline: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("byline: interrupted; nothing was changed.", file=sys.stderr)
+        done = ("pages saved so far are kept and recorded" if args.command == "fetch"
+                else "nothing was changed")
+        print(f"byline: interrupted; {done}.", file=sys.stderr)
         return 130
     except Exception:  # the outermost edge: keep the traceback, give a short line
         log.exception("unexpected error")

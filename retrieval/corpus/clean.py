@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 _TERMINAL = re.compile(r"""[.!?…。！？]["'”’)\]」』]*$""")
-_WORD = re.compile(r"[^\W_][\w'’.-]*")
+# Chinese and Japanese write no spaces: each ideograph or kana counts as a word.
+_WORD = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|[^\W_][\w'’.-]*")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _MD_NOISE = re.compile(r"^\s{0,3}(#{1,6}\s+|[-*+]\s+|>\s*)")

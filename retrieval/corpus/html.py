@@ -21,6 +21,10 @@ _LEAD_END = re.compile(r"[.!?:;…。！？]$")
 # A list whose items are all sentences this long keeps them as separate passages.
 MIN_ITEM_WORDS = 12
 TABLE_ROWS = 10
+# Lists mostly of link text are navigation; so is a short paragraph that is all link.
+LIST_LINK_SHARE = 0.5
+LINK_SHARE = 0.9
+LINK_LINE_WORDS = 20
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _XML_CHARSET = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""", re.I)
@@ -39,6 +43,7 @@ def parse_html(raw: bytes, article_id: str, source: str, sha256: str = "",
     html = decode_html(raw)
     doc = trafilatura.bare_extraction(
         html, url=url, with_metadata=True, include_comments=False, include_tables=True,
+        include_links=True,
         date_extraction_params={"original_date": True, "extensive_search": True},
     )
     if doc is None:
@@ -81,7 +86,9 @@ def _walk(el: _Element | None) -> Iterator[tuple[str, str]]:
         return
     for child in el:
         tag = child.tag
-        if tag == "head":
+        if _is_link_block(child):
+            pass  # navigation, related stories
+        elif tag == "head":
             yield "head", _text(child)
         elif tag == "list":
             yield from _list(child)
@@ -94,6 +101,17 @@ def _walk(el: _Element | None) -> Iterator[tuple[str, str]]:
                 yield "p", line
         if child.tail and child.tail.strip():
             yield "p", _one_line(child.tail)
+
+
+def _is_link_block(el: _Element) -> bool:
+    """A list mostly of links, or a short paragraph that is all link (a related headline)."""
+    if el.tag not in ("list", "p"):
+        return False
+    text = "".join(el.itertext()).strip()
+    linked = sum(len("".join(ref.itertext()).strip()) for ref in el.iter("ref"))
+    if el.tag == "list":
+        return linked > LIST_LINK_SHARE * len(text)
+    return linked > LINK_SHARE * len(text) and len(text.split()) < LINK_LINE_WORDS
 
 
 def _list(el: _Element) -> Iterator[tuple[str, str]]:

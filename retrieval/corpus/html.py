@@ -49,12 +49,27 @@ def parse_html(raw: bytes, article_id: str, source: str, sha256: str = "",
     if doc is None:
         return Article(id=article_id, title=article_id, source=source, sha256=sha256,
                        url=_web_url(url))
-    title = _one_line(doc.title)
+    title = _title(_one_line(doc.title), _one_line(doc.sitename), doc.body)
     paragraphs = clean_paragraphs(body_blocks(doc.body, title), title=title)
     return Article(id=article_id, title=title or article_id, source=source, sha256=sha256,
                    outlet=_one_line(doc.sitename) or None, date=_date(doc.date, html),
                    url=_web_url(doc.url) or _web_url(url),
                    author=_one_line(doc.author) or None, paragraphs=tuple(paragraphs))
+
+
+def _title(title: str, site: str, body: _Element | None) -> str:
+    """The headline: the page title without a site-name suffix, or the body's first heading
+    when the title merely extends it."""
+    if body is not None:
+        head = next(body.iter("head"), None)
+        text = _text(head) if head is not None else ""
+        if len(text) >= 0.5 * len(title) and title.startswith(text) and text != title:
+            return text
+    if site:
+        for sep in (" | ", " - ", " – ", " — ", " :: "):
+            if title.lower().endswith((sep + site).lower()) and len(title) > len(sep + site):
+                return title[:-len(sep + site)]
+    return title
 
 
 def body_blocks(body: _Element | None, title: str = "") -> list[str]:

@@ -7,8 +7,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-_TERMINAL = re.compile(r"""[.!?…]["'”’)\]]*$""")
-_WORD = re.compile(r"[A-Za-z0-9][\w'’.-]*")
+_TERMINAL = re.compile(r"""[.!?…。！？]["'”’)\]」』]*$""")
+# Chinese and Japanese write no spaces: each ideograph or kana counts as a word.
+_WORD = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|[^\W_][\w'’.-]*")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _MD_NOISE = re.compile(r"^\s{0,3}(#{1,6}\s+|[-*+]\s+|>\s*)")
@@ -87,7 +88,7 @@ def clean_paragraphs(blocks: list[str], title: str = "") -> list[str]:
         text = re.sub(r"\s+", " ", block).strip()
         if not text or text == title or text in seen:
             continue
-        if counts[block] > 1 and len(text) < 200 and not _is_prose(text):
+        if counts[block] > 1 and len(text) < 200 and not is_prose(text):
             continue
         if furniture_reason(text, blocks, i) is None:
             kept.append(text)
@@ -138,12 +139,13 @@ def furniture_reason(text: str, blocks: list[str] | None = None, i: int = 0) -> 
         return "masthead or staff list"
     if len(_URL.findall(text)) >= 2 or len(_SEPARATORS.findall(text)) >= 3:
         return "link farm"
-    if len(words) < MIN_PROSE_WORDS and not _is_prose(text):
+    if len(words) < MIN_PROSE_WORDS and not is_prose(text):
         return "short line, not a sentence"
     return None
 
 
-def _is_prose(text: str) -> bool:
+def is_prose(text: str) -> bool:
+    """Ends like a sentence and has a few words."""
     return bool(_TERMINAL.search(text)) and len(_WORD.findall(text)) >= 3
 
 

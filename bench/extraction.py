@@ -168,6 +168,22 @@ def render(results: dict[str, dict], pages: int, index: dict | None, command: st
     return "\n".join(lines)
 
 
+def run(data: Path, pages_indexed: int = 1000) -> dict:
+    """For `make bench`: extraction quality and pages/s on the dev half, and a folder of
+    `pages_indexed` pages indexed end to end; `markdown` is this module's own page."""
+    if not (data / DEV / "ground-truth.json").is_file():
+        raise FileNotFoundError(f"{DEV} not found in {data}")
+    pages = load_dev(data)
+    results = {name: evaluate(pages, fn) for name, fn in EXTRACTORS.items()}
+    index = measure_index(pages, pages_indexed)
+    mine = results["byline extract"]
+    markdown = render(results, len(pages), index, "make bench (or: PYTHONPATH=. "
+                      ".venv/bin/python bench/extraction.py ../shared/data --index)")
+    return {"f1": mine["f1"], "trafilatura_f1": results["trafilatura alone"]["f1"],
+            "pages_per_s": mine["pages_per_s"], **index,
+            "markdown": markdown.split("\n", 2)[2]}  # without its own "# " heading
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?", default=ROOT.parent / "shared" / "data")

@@ -299,6 +299,7 @@ def main() -> None:
     for row in figures["encoders"]:
         print(_fmt("encoder", row), flush=True)
     figures["concurrency"] = _optional("concurrency", _concurrency)
+    figures["extraction"] = _optional("extraction", lambda m: m.run(args.data))
     if args.scale:
         figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))
     from bench.report import render  # the Markdown page, kept apart from the measuring

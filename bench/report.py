@@ -51,6 +51,7 @@ def render(f: Figures) -> str:
         f"{cold['python_numpy_s']:.2f} s (`python -c 'import numpy'`) | | report | |",
     ]
     out += _concurrency_rows(f.get("concurrency"))
+    out += _extraction_rows(f.get("extraction"))
     out += _scale_rows(f.get("scale"))
     out += [
         "",
@@ -75,6 +76,7 @@ def render(f: Figures) -> str:
     out += _spinning(f.get("spinning"))
     out += _section("Concurrency: 50 simultaneous `/ask` through the fake Discord",
                     f.get("concurrency"), "bench/concurrency.py")
+    out += _section("Ingestion: saved web pages", f.get("extraction"), "bench/extraction.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
     out += _STATIC.splitlines()
     return "\n".join(out) + "\n"
@@ -95,6 +97,18 @@ def _concurrency_rows(c: dict | None) -> list[str]:
         rows.append(f"| … heartbeat ACK round trip, max | {rtt * 1e3:.0f} ms | | | < 1 s | "
                     f"{_ok(rtt < 1)} |")
     return rows
+
+
+def _extraction_rows(e: dict | None) -> list[str]:
+    if not e or "error" in e:
+        return []
+    return [
+        f"| HTML extraction, {e['pages']:,}-page folder | {e['pages'] / e['extract_s']:.0f} "
+        f"pages/s; {e['extract_vs_rest']:.2f}× the embedding time | | | < 1/3 | "
+        f"{_ok(e['extract_vs_rest'] < 1 / 3)} |",
+        f"| body F1, extraction dev half | {e['f1']:.3f} | {e['trafilatura_f1']:.3f} "
+        f"(trafilatura alone) | | ≥ 0.96 | {_ok(e['f1'] >= 0.96)} |",
+    ]
 
 
 def _scale_rows(s: dict | None) -> list[str]:

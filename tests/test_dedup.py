@@ -155,6 +155,21 @@ def test_reindex_groups_equal_a_full_build(tmp_path: Path, embedder):
     assert "Plains Public Radio" not in outlets
 
 
+def test_human_output_names_the_other_outlets(wire_index: Path, tmp_path: Path, monkeypatch,
+                                              capsys):
+    from retrieval.cli import main
+
+    monkeypatch.setenv("BYLINE_INDEX_DIR", str(shutil.copytree(wire_index, tmp_path / "i")))
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["ask", QUESTION]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("    [1] "))
+    shown = next(o for o in OUTLETS if f"— {o}, 2024-05-0" in lines[at])
+    dates = dict(zip(OUTLETS, ("2024-05-01", "2024-05-02", "2024-05-01"), strict=True))
+    others = sorted((dates[o], o) for o in OUTLETS if o != shown)
+    assert lines[at + 1] == f"    also in: {', '.join(f'{o} ({d})' for d, o in others)}"
+
+
 def test_ask_json_carries_also_in_for_every_result(wire_index: Path, tmp_path: Path):
     index_dir = shutil.copytree(wire_index, tmp_path / "index")
     env = {**os.environ, "BYLINE_INDEX_DIR": str(index_dir)}

@@ -301,6 +301,7 @@ def main() -> None:
     figures["concurrency"] = _optional("concurrency", _concurrency)
     if args.scale:
         figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))
+        figures["dedup"] = _optional("dedup", lambda m: _with_table(m, m.run(passages=args.scale)))
     from bench.report import render  # the Markdown page, kept apart from the measuring
 
     args.out.write_text(render(figures), encoding="utf-8")

@@ -76,6 +76,7 @@ def render(f: Figures) -> str:
     out += _section("Concurrency: 50 simultaneous `/ask` through the fake Discord",
                     f.get("concurrency"), "bench/concurrency.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
+    out += _section("Near-duplicate detection (wire copies)", f.get("dedup"), "bench/dedup.py")
     out += _STATIC.splitlines()
     return "\n".join(out) + "\n"
 

@@ -302,6 +302,7 @@ def main() -> None:
     figures["extraction"] = _optional("extraction", lambda m: m.run(args.data))
     if args.scale:
         figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))
+        figures["dedup"] = _optional("dedup", lambda m: _with_table(m, m.run(passages=args.scale)))
     from bench.report import render  # the Markdown page, kept apart from the measuring
 
     args.out.write_text(render(figures), encoding="utf-8")

@@ -78,6 +78,7 @@ def render(f: Figures) -> str:
                     f.get("concurrency"), "bench/concurrency.py")
     out += _section("Ingestion: saved web pages", f.get("extraction"), "bench/extraction.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
+    out += _section("Near-duplicate detection (wire copies)", f.get("dedup"), "bench/dedup.py")
     out += _STATIC.splitlines()
     return "\n".join(out) + "\n"
 

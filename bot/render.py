@@ -55,10 +55,23 @@ def cite(p: Passage, title_max: int = 200, link: bool = True) -> str:
     return f"{title}{f' — {where}' if where else ''} — ¶{p.paragraph}"
 
 
+def also_in(hit: Hit, names: int = 3, name_max: int = 40) -> str:
+    """` · also in Outlet A, Outlet B and 2 more` for a passage other articles also carry
+    ("" when none): at most `names` outlets (or titles), each cut to `name_max`."""
+    if not hit.also_in or names < 1:
+        return ""
+    shown = [truncate(safe(c.outlet or c.title), name_max) for c in hit.also_in[:names]]
+    more = len(hit.also_in) - len(shown)
+    return f" · also in {', '.join(shown)}{f' and {more} more' if more else ''}"
+
+
 def _sources_value(hits: Sequence[Hit]) -> str:
-    """One line per source; links and then title length give way before a line is lost."""
-    for link, title_max in ((True, 200), (False, 200), (False, 80), (False, 24)):
-        value = "\n".join(f"**[{h.rank}]** {cite(h.passage, title_max, link)}" for h in hits)
+    """One line per source; links, then other outlets, then title length give way before a
+    line is lost."""
+    for link, title_max, names in ((True, 200, 3), (False, 200, 3), (False, 200, 1),
+                                   (False, 80, 1), (False, 80, 0), (False, 24, 0)):
+        value = "\n".join(f"**[{h.rank}]** {cite(h.passage, title_max, link)}"
+                          f"{also_in(h, names)}" for h in hits)
         if len(value) <= FIELD_VALUE_MAX:
             return value
     return truncate(value, FIELD_VALUE_MAX)

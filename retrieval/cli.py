@@ -15,7 +15,7 @@ from retrieval.config import Settings
 from retrieval.corpus import LoadReport, Passage
 from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing
-from retrieval.search import METHODS, Answer, Retriever, check_question
+from retrieval.search import METHODS, Answer, Hit, Retriever, check_question
 
 log = logging.getLogger("byline")
 
@@ -399,6 +399,12 @@ def citation(p: Passage, n: int) -> str:
     return f"[{n}] {p.title}{f' — {where}' if where else ''} — ¶{p.paragraph} ({p.source})"
 
 
+def also_in(hit: Hit) -> str:
+    """`also in: Outlet (Date), Other Outlet` for the other articles carrying the passage."""
+    names = [f"{c.outlet or c.title}{f' ({c.date})' if c.date else ''}" for c in hit.also_in]
+    return f"also in: {', '.join(names)}"
+
+
 def _print_answer(answer: Answer) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -422,6 +428,8 @@ def _print_answer(answer: Answer) -> None:
         console.print(
             f"    {escape(citation(hit.passage, hit.rank))}", style="green", highlight=False
         )
+        if hit.also_in:
+            console.print(f"    {escape(also_in(hit))}", style="green", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

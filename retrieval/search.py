@@ -13,7 +13,7 @@ from retrieval.background import PROBES
 from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
-from retrieval.store import ANN_DEPTH, Index
+from retrieval.store import ANN_DEPTH, Copy, Index
 from retrieval.text import analyze
 
 MAX_QUESTION_CHARS = 1000
@@ -58,6 +58,8 @@ class Hit:
     passage: Passage
     quote: str
     row: int = -1  # the passage's row in the index
+    # Other articles holding a near-duplicate of this passage (shown once, cited for all).
+    also_in: tuple[Copy, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         p = self.passage
@@ -65,7 +67,8 @@ class Hit:
             "rank": self.rank, "score": round(self.score, 4), "id": p.id, "text": p.text,
             "quote": self.quote,
             "citation": {"title": p.title, "source": p.source, "paragraph": p.paragraph,
-                         "outlet": p.outlet, "date": p.date, "url": p.url},
+                         "outlet": p.outlet, "date": p.date, "url": p.url,
+                         "also_in": [c.to_dict() for c in self.also_in]},
         }
 
 
@@ -171,16 +174,44 @@ class Retriever:
         k = max(1, min(int(k), len(self.index)))
         terms = analyze(q)
         rows, scores, dense = self._rank(qvec, terms)
-        top = self.index.passages(rows[:k])
+        picked, groups = self._distinct(rows, k)
+        depth = self.settings.candidates
+        while len(picked) < min(k, len(rows)) and depth < len(self.index):
+            depth *= 4  # copies took the places of k stories: look deeper
+            rows, scores, dense = self._rank(qvec, terms, depth)
+            picked, groups = self._distinct(rows, k)
+        top = self.index.passages([rows[i] for i in picked])
         evidence = Evidence(dense=float(dense.max()), lexical=self._coverage(terms, top[0].text))
         confidence = self._confidence(evidence)
         answered = confidence >= self.settings.threshold
         if not answered and not keep_refused:
             return Answer(q, False, [], confidence, evidence)
-        hits = [Hit(rank=i + 1, score=float(scores[i]), passage=p, row=rows[i],
-                    quote=self.quote(qvec, terms, p, rows[i], qtokens=qtokens))
-                for i, p in enumerate(top)]
+        copies = self.index.copies(sorted({groups[rows[i]] for i in picked if rows[i] in groups}))
+        hits = [Hit(rank=n + 1, score=float(scores[i]), passage=p, row=rows[i],
+                    quote=self.quote(qvec, terms, p, rows[i], qtokens=qtokens),
+                    also_in=tuple(c for c in copies.get(groups.get(rows[i], -1), ())
+                                  if c.article_id != p.article_id))
+                for n, (i, p) in enumerate(zip(picked, top, strict=True))]
         return Answer(q, answered, hits, confidence, evidence)
+
+    def _distinct(self, rows: list[int], k: int) -> tuple[list[int], dict[int, int]]:
+        """Positions in `rows` of the first `k` distinct stories (a passage whose copy
+        ranked higher is skipped), and the near-duplicate group of each grouped row."""
+        groups = self.index.groups_of(rows)
+        if not groups:
+            return list(range(min(k, len(rows)))), groups
+        picked: list[int] = []
+        seen: set[int] = set()
+        for i, row in enumerate(rows):
+            group = groups.get(row)
+            if group is not None:
+                if group in seen:
+                    continue
+                seen.add(group)
+            picked.append(i)
+            if len(picked) == k:
+                break
+        return picked, groups
 
     def evidence(self, questions: list[str]) -> list[Evidence]:
         """The raw evidence behind the "not covered" decision, for calibration."""
@@ -211,11 +242,12 @@ class Retriever:
 
     # -- ranking --------------------------------------------------------------------------
 
-    def _rank(self, qvec: np.ndarray, terms: list[str]
+    def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None
               ) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """Candidate rows sorted by score, with their scores and raw dense similarities."""
+        """Candidate rows sorted by score, with their scores and raw dense similarities;
+        `depth` candidates from each retriever (default: the settings' `candidates`)."""
         s = self.settings
-        n = min(s.candidates, len(self.index))
+        n = min(depth or s.candidates, len(self.index))
         _, dense_rows = _search_one(self.index.vectors, qvec, n)
         ids = self._term_ids(terms)
         bm25 = self._bm25(ids)

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ import numpy as np
 
 from retrieval.background import PROBES
 from retrieval.corpus import Article, LoadReport, Passage, parser_fingerprint
+from retrieval.dedup import copy_groups
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.postings import Postings
 from retrieval.text import analyze, split_sentences
@@ -256,6 +258,22 @@ class ArticleInfo:
     passages: int
 
 
+@dataclass(frozen=True)
+class Copy:
+    """Another article holding a near-duplicate of a passage (a wire copy, an update)."""
+
+    article_id: str
+    source: str
+    title: str
+    outlet: str | None
+    date: str | None
+    url: str | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"source": self.source, "title": self.title, "outlet": self.outlet,
+                "date": self.date, "url": self.url}
+
+
 def corpus_fingerprint(articles: list[Article]) -> str:
     h = hashlib.sha256()
     for a in sorted(articles, key=lambda a: a.id):
@@ -279,6 +297,9 @@ class Index:
         self.sentences = sentences
         self.tokens = tokens if tokens is not None and len(tokens) else None
         self._db = db
+        # Indexes saved before near-duplicates were detected have no `copies` table.
+        self.has_copies = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'copies'").fetchone() is not None
         if passage_vectors is None:
             passage_vectors = vectors.reconstruct_n(0, vectors.ntotal)
         self.passage_vectors = passage_vectors
@@ -371,8 +392,9 @@ class Index:
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             generation=secrets.token_hex(4), ann=ann, nprobe=nprobe, parser=parser_fingerprint(),
         )
-        return cls(manifest, vectors, _build_postings(passages), _memory_db(articles, passages),
-                   sentences, vecs, tokens)
+        db = _memory_db(articles, passages,
+                        _copy_groups([p.text for p in passages], [p.article_id for p in passages]))
+        return cls(manifest, vectors, _build_postings(passages), db, sentences, vecs, tokens)
 
     reused = 0  # passages whose vectors a build took from `previous`
     report: LoadReport | None = None  # what `index_corpus` read of the folder
@@ -489,6 +511,30 @@ class Index:
             f"a.outlet, a.date, a.url FROM passages p JOIN articles a ON a.id = p.article_id "
             f"WHERE p.row IN ({marks})", rows)}
         return [found[r] for r in rows]
+
+    def groups_of(self, rows: Sequence[int]) -> dict[int, int]:
+        """row -> near-duplicate group, for those of `rows` that have copies elsewhere."""
+        rows = [int(r) for r in rows]
+        if not self.has_copies or not rows:
+            return {}
+        marks = ",".join("?" * len(rows))
+        return dict(self._db.execute(f"SELECT row, grp FROM copies WHERE row IN ({marks})",
+                                     rows))
+
+    def copies(self, groups: list[int]) -> dict[int, list[Copy]]:
+        """group -> the articles holding its passages, one entry per article, by date
+        (undated last) then source."""
+        if not self.has_copies or not groups:
+            return {}
+        marks = ",".join("?" * len(groups))
+        found: dict[int, list[Copy]] = {}
+        for grp, *fields in self._db.execute(
+                f"SELECT DISTINCT c.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
+                f"FROM copies c JOIN passages p ON p.row = c.row "
+                f"JOIN articles a ON a.id = p.article_id WHERE c.grp IN ({marks}) "
+                f"ORDER BY c.grp, a.date IS NULL, a.date, a.source", [int(g) for g in groups]):
+            found.setdefault(grp, []).append(Copy(*fields))
+        return found
 
     def all_passages(self) -> list[Passage]:
         return self.passages(range(len(self)))
@@ -648,10 +694,20 @@ CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL,
     article_id TEXT NOT NULL REFERENCES articles(id), paragraph INTEGER NOT NULL,
     text TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX passages_article ON passages(article_id);
+CREATE TABLE copies (row INTEGER PRIMARY KEY REFERENCES passages(row), grp INTEGER NOT NULL);
+CREATE INDEX copies_grp ON copies(grp);
 """
 
 
-def _memory_db(articles: list[Article], passages: list[Passage]) -> sqlite3.Connection:
+def _copy_groups(texts: list[str], articles: list[str]) -> np.ndarray:
+    """Near-duplicate group of each passage row, -1 if none (retrieval.dedup)."""
+    return copy_groups(texts, articles)
+
+
+def _memory_db(articles: list[Article], passages: list[Passage],
+               groups: np.ndarray | None = None) -> sqlite3.Connection:
+    """The metadata tables; `copies` holds the rows that have near-duplicates in other
+    articles, with their group (an index saved before it existed has no such table)."""
     db = sqlite3.connect(":memory:", check_same_thread=False)
     db.executescript(_SCHEMA)
     with db:
@@ -661,6 +717,10 @@ def _memory_db(articles: list[Article], passages: list[Passage]) -> sqlite3.Conn
         db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", [
             (row, p.id, p.article_id, p.paragraph, p.text, p.content_hash)
             for row, p in enumerate(passages)])
+        if groups is not None:
+            grouped = np.flatnonzero(groups >= 0)
+            db.executemany("INSERT INTO copies VALUES (?,?)",
+                           zip(grouped.tolist(), groups[grouped].tolist(), strict=True))
     return db
 
 

@@ -46,7 +46,8 @@ def _check_schema(data: dict) -> None:
         assert r["rank"] == n and isinstance(r["score"], float)
         assert all(isinstance(r[k], str) and r[k] for k in ("id", "text", "quote"))
         c = r["citation"]
-        assert set(c) == {"title", "source", "paragraph", "outlet", "date", "url"}
+        assert set(c) == {"title", "source", "paragraph", "outlet", "date", "url", "also_in"}
+        assert c["also_in"] == []  # the seeds hold no copies of each other
         assert isinstance(c["title"], str) and isinstance(c["source"], str)
         assert isinstance(c["paragraph"], int) and c["paragraph"] >= 1
         assert all(c[k] is None or isinstance(c[k], str) for k in ("outlet", "date", "url"))

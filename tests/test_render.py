@@ -24,7 +24,7 @@ from bot.render import (
 )
 from retrieval.corpus import Passage
 from retrieval.search import Answer, Hit, Retriever
-from retrieval.store import ArticleInfo
+from retrieval.store import ArticleInfo, Copy
 
 
 def check_limits(embed: discord.Embed) -> None:
@@ -110,6 +110,36 @@ def test_citation_has_outlet_date_and_link():
     sources = {f.name: f.value for f in embed.fields}["Sources"]
     assert sources == ("**[1]** [Bridge reopens](https://example.com/b) — The Example Times, "
                        "2024-05-01 — ¶4")
+
+
+def _copy(n: int, outlet: str | None, title: str = "Same story") -> Copy:
+    return Copy(f"c{n}", f"c{n}.txt", title, outlet, "2024-05-0{n}", None)
+
+
+def test_sources_line_names_the_other_outlets_of_a_copied_passage():
+    p = _passage(1, "Fourteen cars left the tracks.", title="Train derails",
+                 outlet="Associated Press")
+    hit = Hit(1, 1.0, p, p.text, also_in=(_copy(1, "The Courier"), _copy(2, None, "Derailed")))
+    sources = {f.name: f.value for f in render_answer(Answer("q", True, [hit])).fields}
+    assert sources["Sources"] == ("**[1]** Train derails — Associated Press — ¶1 · also in "
+                                  "The Courier, Derailed")
+    many = Hit(1, 1.0, p, p.text, also_in=tuple(_copy(n, f"Outlet {n}") for n in range(1, 8)))
+    line = {f.name: f.value for f in render_answer(Answer("q", True, [many])).fields}["Sources"]
+    assert line.endswith("· also in Outlet 1, Outlet 2, Outlet 3 and 4 more")
+
+
+def test_long_also_in_lists_fit_and_keep_the_numbers():
+    words = " ".join(f"word{i}" for i in range(300))
+    copies = tuple(_copy(n % 9 + 1, "O" * 300 + f" [{n}](https://x) **b**") for n in range(40))
+    hits = [Hit(rank=n, score=1 / n, quote=words[:200], also_in=copies,
+                passage=_passage(n, words, title="T" * 300, outlet="Outlet",
+                                 date="2024-01-01")) for n in range(1, 6)]
+    embed = render_answer(Answer("q", True, hits))
+    check_limits(embed)
+    markers, listed = source_numbers(embed)
+    assert markers == listed == [1, 2, 3, 4, 5]
+    assert {f.name: f.value for f in embed.fields}["Sources"].count("and 39 more") == 5
+    assert "](https://x)" not in {f.name: f.value for f in embed.fields}["Sources"]
 
 
 def test_not_covered_points_to_sources():

@@ -1,0 +1,185 @@
+"""Near-duplicate passages: wire copies are grouped at index time and shown once, citing
+every outlet that ran them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrieval.dedup import copy_groups, shingles
+from retrieval.indexer import index_corpus
+from retrieval.search import Retriever
+from retrieval.store import Index
+
+from .conftest import ROOT
+from .wire_story import OUTLETS, PARAGRAPHS, QUESTION, write_corpus
+
+WIRE = PARAGRAPHS[1]  # the sheriff's account: two sentences, 47 words
+
+
+def test_equal_words_make_equal_shingles_whatever_the_case_and_quotes():
+    grams, owner, words = shingles(["\u201cWe\u2019re not done,\u201d she said.",
+                                    '"we\'re NOT done," She said', "one two"])
+    assert words.tolist() == [6, 6, 2]
+    assert grams[owner == 0].tolist() == grams[owner == 1].tolist()
+    assert not (owner == 2).any()  # two words: no 3-word shingle
+
+
+@pytest.mark.parametrize("copy", [
+    WIRE.replace("14 cars", "fourteen cars"),  # a word changed
+    WIRE.replace("sheriff's office", "sheriff\u2019s department"),  # another outlet's style
+    WIRE.rsplit(" Two of the cars", 1)[0],  # the trailing sentence trimmed
+    WIRE + " A second train was stopped in time.",  # a line added
+])
+def test_a_wire_paragraph_edited_a_little_is_a_copy(copy: str):
+    assert copy_groups([WIRE, copy], ["ap", "courier"]).tolist() == [0, 0]
+
+
+def test_different_paragraphs_on_the_same_topic_are_not_copies():
+    own_report = ("Fourteen cars of a Great Plains Railway freight train came off the tracks "
+                  "east of Marlow late Tuesday, the sheriff's office said, and two of them, "
+                  "loaded with fertilizer, rolled into the creek below the curve.")
+    texts = [*PARAGRAPHS, own_report]
+    groups = copy_groups(texts, [f"article-{i}" for i in range(len(texts))])
+    assert groups.tolist() == [-1] * len(texts)
+
+
+def test_copies_within_one_article_are_not_grouped():
+    assert copy_groups([WIRE, WIRE, PARAGRAPHS[2]], ["a", "a", "a"]).tolist() == [-1, -1, -1]
+    # ... but a third article's copy groups all three (each to the first row).
+    assert copy_groups([WIRE, WIRE, WIRE], ["a", "a", "b"]).tolist() == [0, 0, 0]
+
+
+def test_short_boilerplate_is_never_grouped():
+    line = "Associated Press writer Jane Doe contributed to this report."
+    assert copy_groups([line, line], ["a", "b"]).tolist() == [-1, -1]
+
+
+def test_a_story_copied_many_times_is_one_group_in_order():
+    texts = [WIRE.replace("14 cars", f"{14 + i % 2} cars") for i in range(60)]
+    groups = copy_groups([*texts, PARAGRAPHS[2]], [str(i) for i in range(61)])
+    assert groups.tolist() == [0] * 60 + [-1]
+
+
+@pytest.fixture(scope="module")
+def wire_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    root = tmp_path_factory.mktemp("wire")
+    index_corpus(write_corpus(root / "corpus"), root / "index", embedder, progress=False)
+    return root / "index"
+
+
+def test_three_copies_of_a_wire_story_are_one_result(wire_index: Path, embedder):
+    answer = Retriever(Index.load(wire_index), embedder).ask(QUESTION, k=5)
+    assert answer.answered
+    top = answer.hits[0]
+    assert "Red Cross" in top.passage.text  # the paragraph that answers, from one outlet
+    # Shown once: no other hit is a copy of the same paragraph.
+    assert sum("Red Cross" in h.passage.text for h in answer.hits) == 1
+    assert len({h.passage.text[:60] for h in answer.hits}) == len(answer.hits)
+    others = [c.outlet for c in top.also_in]
+    assert sorted([top.passage.outlet, *others]) == sorted(OUTLETS) and len(others) == 2
+    assert top.to_dict()["citation"]["also_in"] == [
+        {"source": c.source, "title": c.title, "outlet": c.outlet, "date": c.date,
+         "url": None} for c in top.also_in]
+    # Ordered by date, then source: the two of 2024-05-01 before the one of 2024-05-02.
+    assert [c.date for c in top.also_in] == sorted(c.date for c in top.also_in)
+    # Five distinct stories' passages fill the five places.
+    assert len(answer.hits) == 5
+
+
+def test_a_trimmed_copys_cut_paragraph_still_counts_as_the_story(wire_index: Path, embedder):
+    answer = Retriever(Index.load(wire_index), embedder).ask(
+        "Who will pay for the cleanup of the derailment?", k=5)
+    payers = [h for h in answer.hits if "pay for the cleanup" in h.passage.text]
+    assert len(payers) == 1
+    assert {c.outlet for c in payers[0].also_in} | {payers[0].passage.outlet} == set(OUTLETS)
+
+
+def test_passages_without_copies_have_an_empty_also_in(wire_index: Path, embedder):
+    answer = Retriever(Index.load(wire_index), embedder).ask("why was the trip cancelled")
+    assert answer.hits[0].passage.source == "000_94a4140cf05cdf3f.txt"
+    assert answer.hits[0].also_in == () and answer.to_dict()["results"][0]["citation"][
+        "also_in"] == []
+
+
+def test_an_index_saved_before_copies_were_detected_still_answers(wire_index: Path,
+                                                                  tmp_path: Path, embedder):
+    import sqlite3
+
+    old = shutil.copytree(wire_index, tmp_path / "old")
+    meta = old / Index.load(old).manifest.files()["meta"]
+    db = sqlite3.connect(meta)
+    db.executescript("DROP TABLE copies;")
+    db.close()
+    index = Index.load(old)
+    assert not index.has_copies
+    answer = Retriever(index, embedder).ask(QUESTION, k=5)
+    assert answer.answered and all(h.also_in == () for h in answer.hits)
+    # As before: the copies take several places.
+    assert sum("Red Cross" in h.passage.text for h in answer.hits) > 1
+    # A re-index detects them (and reuses every vector).
+    again = index_corpus(wire_index.parent / "corpus", old, embedder, progress=False)
+    assert again.has_copies and again.reused == len(again)
+
+
+def test_reindex_groups_equal_a_full_build(tmp_path: Path, embedder):
+    corpus = write_corpus(tmp_path / "corpus")
+    index_corpus(corpus, tmp_path / "inc", embedder, progress=False)
+    # The third outlet's copy is withdrawn; another outlet runs the story.
+    (corpus / "ppr-derailment.txt").unlink()
+    text = (corpus / "ap-derailment.txt").read_text(encoding="utf-8")
+    (corpus / "zz-gazette.txt").write_text(text.replace("Associated Press", "Marlow Gazette")
+                                           .replace("about 400", "nearly 400"),
+                                           encoding="utf-8")
+    inc = index_corpus(corpus, tmp_path / "inc", embedder, progress=False)
+    index_corpus(corpus, tmp_path / "full", embedder, progress=False, incremental=False)
+    assert inc.reused > 0
+
+    def grouped(index: Index) -> list[tuple[str, str]]:
+        ids = [p.id for p in index.all_passages()]  # in row order
+        return sorted((ids[r], ids[g]) for r, g in index.groups_of(range(len(ids))).items())
+
+    assert grouped(Index.load(tmp_path / "inc")) == grouped(Index.load(tmp_path / "full"))
+    assert ("zz-gazette#1", "ap-derailment#1") in grouped(inc)
+    r_inc = Retriever(Index.load(tmp_path / "inc"), embedder)
+    r_full = Retriever(Index.load(tmp_path / "full"), embedder)
+    assert r_inc.ask(QUESTION).to_dict() == r_full.ask(QUESTION).to_dict()
+    outlets = {c.outlet for c in r_inc.ask(QUESTION).hits[0].also_in}
+    assert "Marlow Gazette" in outlets | {r_inc.ask(QUESTION).hits[0].passage.outlet}
+    assert "Plains Public Radio" not in outlets
+
+
+def test_human_output_names_the_other_outlets(wire_index: Path, tmp_path: Path, monkeypatch,
+                                              capsys):
+    from retrieval.cli import main
+
+    monkeypatch.setenv("BYLINE_INDEX_DIR", str(shutil.copytree(wire_index, tmp_path / "i")))
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["ask", QUESTION]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("    [1] "))
+    shown = next(o for o in OUTLETS if f"— {o}, 2024-05-0" in lines[at])
+    dates = dict(zip(OUTLETS, ("2024-05-01", "2024-05-02", "2024-05-01"), strict=True))
+    others = sorted((dates[o], o) for o in OUTLETS if o != shown)
+    assert lines[at + 1] == f"    also in: {', '.join(f'{o} ({d})' for d, o in others)}"
+
+
+def test_ask_json_carries_also_in_for_every_result(wire_index: Path, tmp_path: Path):
+    index_dir = shutil.copytree(wire_index, tmp_path / "index")
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(index_dir)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "byline"), "ask", "--json",
+                           QUESTION], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert results and all(isinstance(r["citation"]["also_in"], list) for r in results)
+    top = results[0]["citation"]
+    assert len(top["also_in"]) == 2
+    assert {c["outlet"] for c in top["also_in"]} | {top["outlet"]} == set(OUTLETS)
+    assert all(set(c) == {"source", "title", "outlet", "date", "url"} for c in top["also_in"])

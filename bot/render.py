@@ -9,6 +9,7 @@ import discord
 from discord.utils import escape_markdown
 
 from retrieval.corpus import Passage
+from retrieval.corpus.meta import date_key
 from retrieval.search import Answer, Hit
 from retrieval.store import ArticleInfo
 
@@ -51,7 +52,8 @@ def cite(p: Passage, title_max: int = 200, link: bool = True) -> str:
     title = truncate(safe(p.title), title_max)
     if link and p.url and p.url.startswith(("http://", "https://")):
         title = f"[{title}]({p.url.replace(')', '%29')})"
-    where = ", ".join(truncate(safe(x), title_max // 2) for x in (p.outlet, p.date) if x)
+    where = ", ".join(truncate(safe(x), title_max // 2)
+                      for x in (p.outlet, (p.date or "")[:10]) if x)
     return f"{title}{f' — {where}' if where else ''} — ¶{p.paragraph}"
 
 
@@ -156,7 +158,8 @@ def render_sources(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_
 
 
 def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
-    latest = max((a.date for a in articles if a.date), default=None)
+    latest = max((a.date for a in articles if a.date), key=date_key, default=None)
+    latest = latest[:10] if latest else None
     known = (f"I know **{len(articles)}** articles ({sum(a.passages for a in articles)} "
              f"paragraphs){f', the latest dated {safe(latest)}' if latest else ''}.")
     embed = discord.Embed(title="Byline", colour=ANSWER_COLOUR, description=(
@@ -175,7 +178,7 @@ def _source_line(a: ArticleInfo) -> str:
     title = truncate(safe(a.title), 200)
     if a.url and a.url.startswith(("http://", "https://")):
         title = f"[{title}]({a.url.replace(')', '%29')})"
-    where = ", ".join(safe(x) for x in (a.outlet, a.date) if x)
+    where = ", ".join(safe(x) for x in (a.outlet, (a.date or "")[:10]) if x)
     return truncate(f"• **{title}**{f' — {where}' if where else ''} · {a.passages} ¶", 380)
 
 

@@ -293,7 +293,9 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 
     articles = Index.load(settings.index_dir, model=settings.model).articles()
     if args.sort == "date":  # newest first; undated last
-        articles.sort(key=lambda a: a.date or "", reverse=True)
+        from retrieval.corpus.meta import date_key
+
+        articles.sort(key=lambda a: date_key(a.date), reverse=True)
     elif args.sort in ("outlet", "title"):
         articles.sort(key=lambda a: (getattr(a, args.sort) or "\uffff").casefold())
     if args.json:

@@ -168,3 +168,11 @@ def test_help_counts_articles_and_latest_date():
     embed = render_help(articles)
     check_limits(embed)
     assert "**2** articles (10 paragraphs), the latest dated 2024-05-09" in embed.description
+
+
+def test_help_compares_real_times_across_zones():
+    """23:00 on 3 May in New York is 04:00 on 4 May UTC: later than a story dated 4 May."""
+    articles = [ArticleInfo("a", "A", "a.txt", None, "2024-05-03T23:00:00-05:00", None, 1),
+                ArticleInfo("b", "B", "b.txt", None, "2024-05-04", None, 1),
+                ArticleInfo("c", "C", "c.txt", None, "2024-05-03T12:00:00+00:00", None, 1)]
+    assert "the latest dated 2024-05-03" in render_help(articles).description

@@ -151,3 +151,17 @@ def make_article(article_id: str, title: object, source: str, paragraphs: list[s
                    source=source, outlet=clean_text(outlet), date=parse_date(date),
                    url=clean_url(url), author=clean_text(author), sha256=sha256,
                    paragraphs=tuple(paragraphs))
+
+
+def date_key(iso: str | None) -> datetime:
+    """A stored ISO date as a comparable UTC time (a day alone is its midnight UTC; no
+    date sorts first), so `2022-05-03T23:00:00-05:00` is later than `2022-05-04`."""
+    from datetime import UTC
+
+    if not iso:
+        return datetime.min.replace(tzinfo=UTC)
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

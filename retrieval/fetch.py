@@ -320,12 +320,8 @@ class Fetcher:
                 if target in seen:
                     raise _Failed(f"redirect loop (back to {target})")
                 seen.add(target)
-        except httpx.TimeoutException:
-            raise _Failed(f"timed out after {self.settings.timeout:g} s") from None
-        except httpx.ConnectError as exc:
-            raise _Failed(f"cannot connect ({exc})") from None
         except httpx.HTTPError as exc:
-            raise _Failed(f"{type(exc).__name__}: {exc}") from None
+            raise self._failure(exc) from None
         raise _Failed(f"too many redirects (more than {self.settings.max_redirects})")
 
     def _read(self, response: httpx.Response) -> bytes:
@@ -345,11 +341,17 @@ class Fetcher:
                 if time.monotonic() > deadline:
                     raise _Failed(f"timed out after {self.settings.timeout:g} s")
                 chunks.append(chunk)
-        except httpx.TimeoutException:
-            raise _Failed(f"timed out after {self.settings.timeout:g} s") from None
         except httpx.HTTPError as exc:
-            raise _Failed(f"{type(exc).__name__}: {exc}") from None
+            raise self._failure(exc) from None
         return b"".join(chunks)
+
+    def _failure(self, exc: httpx.HTTPError) -> _Failed:
+        """The one-line reason for a transport error (timeout, refused connection...)."""
+        if isinstance(exc, httpx.TimeoutException):
+            return _Failed(f"timed out after {self.settings.timeout:g} s")
+        if isinstance(exc, httpx.ConnectError):
+            return _Failed(f"cannot connect ({exc})")
+        return _Failed(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     def _check_status(response: httpx.Response) -> None:

@@ -393,7 +393,7 @@ class Index:
             generation=secrets.token_hex(4), ann=ann, nprobe=nprobe, parser=parser_fingerprint(),
         )
         db = _memory_db(articles, passages,
-                        _copy_groups([p.text for p in passages], [p.article_id for p in passages]))
+                        copy_groups([p.text for p in passages], [p.article_id for p in passages]))
         return cls(manifest, vectors, _build_postings(passages), db, sentences, vecs, tokens)
 
     reused = 0  # passages whose vectors a build took from `previous`
@@ -697,11 +697,6 @@ CREATE INDEX passages_article ON passages(article_id);
 CREATE TABLE copies (row INTEGER PRIMARY KEY REFERENCES passages(row), grp INTEGER NOT NULL);
 CREATE INDEX copies_grp ON copies(grp);
 """
-
-
-def _copy_groups(texts: list[str], articles: list[str]) -> np.ndarray:
-    """Near-duplicate group of each passage row, -1 if none (retrieval.dedup)."""
-    return copy_groups(texts, articles)
 
 
 def _memory_db(articles: list[Article], passages: list[Passage],

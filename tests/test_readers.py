@@ -299,3 +299,13 @@ def test_extract_command_prints_one_json_object_per_article(tmp_path: Path, caps
     assert len(out.splitlines()) == 7 and "line 2" in err
     assert main(["extract", str(tmp_path / "missing.html")]) == 1
     assert "not a readable file" in capsys.readouterr().err
+
+
+def test_json_lines_saved_as_json_and_a_wrapped_json_list(tmp_path: Path):
+    rows = [{"title": f"Story {i}", "text": f"The council met on day {i} and approved the "
+             "new budget after a long debate."} for i in range(2)]
+    (tmp_path / "lines.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "wrapped.json").write_text(json.dumps({"status": "ok", "articles": rows},
+                                                      indent=2))
+    ids = sorted(a.id for a in load_corpus(tmp_path))
+    assert ids == ["lines/row-1", "lines/row-2", "wrapped/row-1", "wrapped/row-2"]

@@ -17,6 +17,7 @@ A body that holds HTML is reduced to its paragraphs; a list of strings is one pe
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -141,8 +142,6 @@ def row_key(value: object, n: int, taken: set[str]) -> str:
         key = re.sub(r"^https?://", "", str(value).strip())
         key = re.sub(r"[^\w.-]+", "-", key).strip("-.")
         if len(key) > 60:
-            import hashlib
-
             digest = hashlib.sha256(str(value).encode()).hexdigest()[:10]
             key = f"{key[:40].rstrip('-.')}-{digest}"
     key = key or f"row-{n}"

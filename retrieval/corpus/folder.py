@@ -312,9 +312,9 @@ def _sniff(kind: str, raw: bytes) -> str:
         return "html"
     if kind == "html" and (b"<rss" in head or b"<feed" in head) and b"<html" not in head:
         return "feed"
-    if kind == "json" and head.startswith(b"{"):
-        first = raw.split(b"\n", 1)[0].strip()
-        if first.endswith(b"}") and raw.count(b"\n") >= 1 and raw.strip().count(b"\n{") >= 1:
+    if kind == "json" and head.startswith(b"{"):  # one object per line: JSON Lines
+        first, _, rest = raw.strip().partition(b"\n")
+        if first.rstrip().endswith(b"}") and rest.lstrip().startswith(b"{"):
             return "jsonl"
     return kind
 

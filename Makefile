@@ -32,10 +32,12 @@ sources: $(INDEX)/manifest.json
 bot: $(INDEX)/manifest.json
 	$(BIN)/byline bot
 
-# The whole quality evaluation on SQuAD dev (../shared/data): several minutes.
+# The whole quality evaluation on SQuAD dev (../shared/data) and the real-news dev set (NEWS,
+# built by ../shared/tools/build_news_dev.py; skipped with a message when absent): minutes.
 DATA ?= ../shared/data
+NEWS ?= ../news-dev
 eval: $(STAMP)
-	$(BIN)/python bench/quality.py $(DATA)
+	$(BIN)/python bench/quality.py $(DATA) --news $(NEWS)
 
 # Speed and scale against the raw sentence-transformers + FAISS floor; writes
 # docs/performance.md. About 30 minutes (the 1M-passage index is built once and cached in

@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "dataset",
         type=Path,
-        help="SQuAD JSON (indexed on the fly) or JSONL of "
-        '{"question", "gold"} rows (asked against the current index)',
+        help="SQuAD JSON or a news dev set folder (questions.jsonl + corpus/), both indexed "
+        'on the fly, or a JSONL of {"question", "gold"} rows (asked against the current index)',
     )
     p.add_argument(
         "--off-topic",

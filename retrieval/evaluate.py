@@ -24,6 +24,9 @@ class EvalQuestion:
     gold_ids: frozenset[str]  # SQuAD: the passage ids that answer it
     answers: tuple[str, ...]  # strings a good quote contains
     gold_texts: tuple[str, ...] = field(default=())  # JSONL: strings the answering passage has
+    # News dev set: the corpus files of the question's own article(s); a passage is right only
+    # when it comes from one of them and holds a gold string (in its text or its headline).
+    own_sources: frozenset[str] = field(default=frozenset())
 
 
 def load_squad(path: str | Path) -> tuple[list[Article], list[EvalQuestion]]:
@@ -72,14 +75,54 @@ def load_jsonl(path: str | Path) -> list[EvalQuestion]:
     return out
 
 
+def load_news(folder: str | Path) -> tuple[list[Article], list[EvalQuestion]]:
+    """The real-news development set (../shared/tools/build_news_dev.py): `corpus/` (one
+    article per file, read and cleaned as `byline index` reads them) and `questions.jsonl`
+    rows {"question", "gold": [answers], "own_files": [corpus file names]}."""
+    from retrieval.corpus import load_corpus
+
+    root = Path(folder)
+    questions = []
+    for row in _jsonl_rows(root / "questions.jsonl"):
+        try:
+            gold = tuple(row["gold"]) if isinstance(row["gold"], list) else (row["gold"],)
+            own = frozenset(row["own_files"])
+            questions.append(EvalQuestion(row["question"], frozenset(), gold, gold, own))
+        except (KeyError, TypeError):
+            raise CorpusError(f"{root / 'questions.jsonl'} has a row without "
+                              "question, gold and own_files.") from None
+    return load_corpus(root / "corpus"), questions
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CorpusError(f"Cannot read {path} ({exc}).") from None
+
+
+def is_news_dev(path: str | Path) -> bool:
+    """Whether `path` is a news development set folder (questions.jsonl + corpus/)."""
+    root = Path(path)
+    return (root / "questions.jsonl").is_file() and (root / "corpus").is_dir()
+
+
 def load_dataset(path: str | Path) -> tuple[list[Article] | None, list[EvalQuestion]]:
-    """SQuAD JSON (with its own paragraphs) or JSONL questions (for the current index)."""
+    """SQuAD JSON (with its own paragraphs), a news dev set folder (with its own corpus), or
+    JSONL questions (for the current index)."""
+    if is_news_dev(path):
+        return load_news(path)
     if str(path).endswith(".jsonl"):
         return None, load_jsonl(path)
     return load_squad(path)
 
 
 def _is_gold(q: EvalQuestion, hit: Hit) -> bool:
+    if q.own_sources:
+        p = hit.passage
+        return p.source in q.own_sources and any(g in p.text or g in p.title
+                                                 for g in q.gold_texts)
     if q.gold_ids:
         return hit.passage.id in q.gold_ids
     return any(g in hit.passage.text for g in q.gold_texts)
@@ -108,6 +151,9 @@ def evaluate(retriever: Retriever, questions: list[EvalQuestion],
     report["mrr@10"] = sum(1 / r for r in ranks if r is not None and r <= 10) / n
     report.update(_quote_hits(retriever, first))
     report["answered_rate"] = sum(a.answered for a in answers) / n
+    # What a reader sees: the right passage first, and the question answered (not refused).
+    report["first_and_answered"] = sum(a.answered and r == 1
+                                       for a, r in zip(answers, ranks, strict=True)) / n
     if off_topic:
         refused = sum(not a.answered for a in refused_answers) / len(off_topic)
         report["off_topic_questions"] = len(off_topic)

@@ -55,3 +55,52 @@ def test_eval_bad_dataset(tmp_path, capsys):
         load_jsonl(bad)
     assert main(["eval", str(tmp_path / "missing.json")]) == 1
     assert "not a readable SQuAD JSON file" in capsys.readouterr().err
+
+
+def _news_dev(folder):
+    """A tiny news dev set in build_news_dev.py's layout: two articles, three questions."""
+    (folder / "corpus").mkdir(parents=True)
+    (folder / "corpus" / "a001_bridge.txt").write_text(
+        "Outlet: Coast Herald\nDate: 2022-05-02\n\nBridge reopens after repairs\n\n"
+        "The Old Mill bridge reopened on Wednesday after eight months of repairs.\n\n"
+        "The repairs cost four million euros, the council said on Monday.\n", "utf-8")
+    (folder / "corpus" / "a002_ferry.txt").write_text(
+        "Outlet: Harbour Gazette\nDate: 2022-05-03\n\nFerry strike ends\n\n"
+        "Ferry crews returned to work on Tuesday after a two-week strike over pay.\n\n"
+        "The bridge across the bay stayed open to traffic during the strike.\n", "utf-8")
+    rows = [
+        {"question": "How much did the bridge repairs cost?", "gold": ["four million euros"],
+         "own_files": ["a001_bridge.txt"]},
+        {"question": "How long did the ferry strike last?", "gold": ["two-week"],
+         "own_files": ["a002_ferry.txt"]},
+        # Answered by the headline of its own article.
+        {"question": "What happened to the ferry strike?", "gold": ["Ferry strike ends"],
+         "own_files": ["a002_ferry.txt"]},
+    ]
+    (folder / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_eval_news_dev_set_scores_own_article_passages(tmp_path, capsys):
+    r = _eval(capsys, str(_news_dev(tmp_path / "news")),
+              "--off-topic", str(DATA / "news_off_topic.jsonl"))
+    assert r["questions"] == 3 and r["off_topic_questions"] == 40
+    assert r["recall@1"] == 1.0  # the headline counts for the third question
+    assert 0 <= r["first_and_answered"] <= r["recall@1"]
+    assert r["first_and_answered"] <= r["answered_rate"]
+
+
+def test_news_gold_must_come_from_the_questions_own_article(tmp_path):
+    from retrieval.evaluate import load_news
+
+    articles, questions = load_news(_news_dev(tmp_path / "news"))
+    assert len(articles) == 2 and questions[0].own_sources == {"a001_bridge.txt"}
+    # "bridge" also appears in the ferry article, but only the bridge article's passage
+    # holding "four million euros" is gold.
+    from retrieval.evaluate import _is_gold
+    from retrieval.search import Hit
+
+    for a in articles:
+        for p in a.passages():
+            expected = p.source == "a001_bridge.txt" and "four million euros" in p.text
+            assert _is_gold(questions[0], Hit(1, 1.0, p, p.text)) == expected

@@ -125,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dotenv import load_dotenv
+    from dotenv import find_dotenv, load_dotenv
 
-    load_dotenv()
+    load_dotenv(find_dotenv(usecwd=True))  # the .env of the folder byline runs in
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     env = Settings.from_env()
@@ -344,15 +344,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
-    from retrieval.feedback import FeedbackStore, default_path
+    from retrieval.feedback import default_path, read_feedback
 
     path = Path(os.environ.get("BYLINE_FEEDBACK_DB") or default_path(settings.index_dir))
-    if not path.exists():
-        rows = []
-    else:
-        store = FeedbackStore(path)
-        rows = store.export()
-        store.close()
+    rows = read_feedback(path) if path.exists() else []
     if args.json:
         _print_json([r.__dict__ for r in rows])
         return 0

@@ -11,7 +11,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from retrieval.errors import BylineError
+
 VERDICTS = ("up", "down")
+
+
+class FeedbackError(BylineError):
+    """The feedback store is damaged, locked or unreadable."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,6 +104,27 @@ class FeedbackStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def read_feedback(path: str | Path) -> list[Feedback]:
+    """Every verdict in the store at `path`, oldest first, opened read-only (no journal files
+    are created); FeedbackError in one line when it is damaged, locked or unreadable."""
+    path = Path(path)
+    # With no write-ahead log beside it no writer is active: read the file as immutable, which
+    # creates no -wal/-shm files; while the bot writes (its -wal exists), a plain read-only
+    # connection shares its log.
+    live = path.with_name(path.name + "-wal").exists()
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?{'mode=ro' if live else 'immutable=1'}",
+                             uri=True)
+        try:
+            rows = db.execute("SELECT question, passage_ids, verdict, user_hash, created "
+                              "FROM feedback ORDER BY id").fetchall()
+        finally:
+            db.close()
+        return [Feedback(q, json.loads(ids), v, u, c) for q, ids, v, u, c in rows]
+    except (sqlite3.Error, ValueError, TypeError) as exc:
+        raise FeedbackError(f"The feedback store {path} cannot be read ({exc}).") from None
 
 
 def to_dict(fb: Feedback) -> dict:

@@ -100,6 +100,10 @@ def check_question(question: str) -> str:
     if not isinstance(question, str) or not question.strip():
         raise BadQuestion("The question is empty; ask something about the coverage.")
     q = " ".join(question.split())
+    try:  # a command-line argument that was not UTF-8 arrives with lone surrogates
+        q.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadQuestion("The question is not valid UTF-8 text; type it again.") from None
     if len(q) > MAX_QUESTION_CHARS:
         raise BadQuestion(
             f"The question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}."

@@ -144,6 +144,7 @@ def _bad_corpus(tmp_path: Path, kind: str) -> Path:
     (["ask", "   "], "The question is empty"),
     (["ask", "x" * 1001], "the limit is 1,000"),
     (["ask", "-k", "0", "why"], "-k must be between 1 and 20"),
+    (["ask", "caf\udcff"], "not valid UTF-8"),  # how Python passes argv byte 0xff
 ])
 def test_bad_question(index_dir: Path, capsys, argv: list[str], message: str):
     before = _snapshot(index_dir)
@@ -179,3 +180,15 @@ def test_model_mismatch_message(index_dir: Path, capsys):
     assert main(["--model", "some-other-model", "sources"]) == 1
     err = capsys.readouterr().err.strip()
     assert "built with model 'all-MiniLM-L6-v2'" in err and "\n" not in err
+
+
+def test_env_file_is_read_from_the_working_folder(tmp_path: Path, seed_index_dir: Path):
+    """A `.env` beside where byline runs (not the checkout's) sets its index folder."""
+    index = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index)
+    (tmp_path / ".env").write_text(f"BYLINE_INDEX_DIR={index}\n", "utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "BYLINE_INDEX_DIR"}
+    done = subprocess.run([str(BYLINE), "sources", "--json"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 2

@@ -70,3 +70,21 @@ def test_bot_command_without_token(monkeypatch, tmp_path: Path, capsys):
     assert main(["bot"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("byline: DISCORD_TOKEN is not set") and "\n" not in err
+
+
+def test_export_is_read_only_and_damage_is_one_line(tmp_path: Path, monkeypatch, capsys):
+    db = tmp_path / "fb.sqlite"
+    store = FeedbackStore(db)
+    store.record(store.remember("why", ["a#1"]), "up", 1)
+    store.close()
+    for extra in ("-wal", "-shm"):
+        (tmp_path / f"fb.sqlite{extra}").unlink(missing_ok=True)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    monkeypatch.setenv("BYLINE_FEEDBACK_DB", str(db))
+    assert main(["feedback", "--json"]) == 0
+    assert [r["verdict"] for r in json.loads(capsys.readouterr().out)] == ["up"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no journal files made
+    db.write_bytes(b"this is not a database" * 100)
+    assert main(["feedback"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"byline: The feedback store {db} cannot be read") and "\n" not in err

@@ -592,6 +592,11 @@ def read_manifest(root: Path) -> Manifest:
     """Read and validate `manifest.json`; one clear error for every way it can be wrong."""
     path = root / MANIFEST
     if not path.exists():
+        kinds = tuple(f"{kind}-" for kind in _FILE_KINDS)
+        if root.is_dir() and any(p.name.startswith(kinds) for p in root.iterdir()):
+            # Not "missing": an index is there without its manifest. Nothing may build over
+            # it unasked (`ask` builds a missing index from the default folder).
+            raise IndexCorrupt(f"The index at {root} has lost its {MANIFEST}; {_REBUILD}.")
         raise IndexMissing(f"No index at {root}; run `byline index` to build one.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -192,3 +192,13 @@ def test_env_file_is_read_from_the_working_folder(tmp_path: Path, seed_index_dir
                           env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)) == 2
+
+
+def test_ask_never_builds_over_an_index_that_lost_its_manifest(index_dir: Path, capsys):
+    (index_dir / "manifest.json").unlink()
+    before = _snapshot(index_dir)
+    assert main(["ask", "why was the trip cancelled"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"byline: The index at {index_dir} has lost its manifest.json; "
+                   "run `byline index` to rebuild it.")
+    assert _snapshot(index_dir) == before

@@ -20,8 +20,8 @@ _PROMPT = re.compile(
     r"^(sign up|subscribe|start your day|get (the|our)|join (us|our)|follow (us|@)|"
     r"download (the|our)|click here|read more|read next|share (this|on)|advertisement|"
     r"sponsored|related( stories| coverage| articles)?:|recommended|also on|"
-    r"watch( the)?( video)?:|listen( to)?:|newsletter|support (our|us)|"
-    r"we'?d like to|this article (was|is) (originally|updated))",
+    r"watch( the)?( video)?:|listen( to)?:|newsletters?|support (our|us)|"
+    r"we'?d like to|this article (was|is) (originally|updated))(?!\w)",  # not "Subscribers"
     re.IGNORECASE,
 )
 # Photo and video credits: "(Photo by X/Getty Images)", "Photo: AP", "Image credit: ...".

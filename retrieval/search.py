@@ -213,7 +213,10 @@ class Retriever:
             return None
         allowed = self.rows_meta().mask(filters)
         if allowed is not None and not allowed.any():
-            raise BadQuestion(f"No article in the coverage is {_filter_words(filters)}.")
+            words = filters.describe()
+            raise BadQuestion(f"No article in the coverage matches the filters ({words})."
+                              if words else "No article in the coverage is dated before "
+                              "the as-of date.")
         return allowed
 
     def _encode(self, checked: list[str]) -> tuple[np.ndarray, list[np.ndarray | None]]:
@@ -511,7 +514,3 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
-
-def _filter_words(filters: Filters) -> str:
-    words = filters.describe()
-    return words or "dated before the as-of date"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from retrieval.corpus import Passage
 from retrieval.corpus.meta import date_key
-from retrieval.search import Retriever
+from retrieval.search import Candidates, Retriever
 from retrieval.store import Copy
 from retrieval.timefilter import Filters
 
@@ -66,42 +68,48 @@ def timeline(retriever: Retriever, topic: str, n: int = 20,
     index = retriever.index
     passages = index.passages(rows)
     groups = index.groups_of(rows)
-    leads: list[int] = []  # position in `rows` of each story's best passage
+    members: list[dict[str, int]] = []  # per story: article id -> its best passage
     story_of_article: dict[str, int] = {}
     story_of_group: dict[int, int] = {}
-    carriers: list[dict[str, Copy]] = []  # per story: the other articles, by id
     for i, (row, p) in enumerate(zip(rows, passages, strict=True)):
         group = groups.get(row)
         s = story_of_article.get(p.article_id)
         if s is None and group is not None:
             s = story_of_group.get(group)
         if s is None:
-            if len(leads) == n:
+            if len(members) == n:
                 continue
-            s = len(leads)
-            leads.append(i)
-            carriers.append({})
-        elif p.article_id != passages[leads[s]].article_id:
-            carriers[s].setdefault(p.article_id, Copy(p.article_id, p.source, p.title,
-                                                      p.outlet, p.date, p.url))
+            s = len(members)
+            members.append({})
+        members[s].setdefault(p.article_id, i)
         story_of_article.setdefault(p.article_id, s)
         if group is not None:
             story_of_group.setdefault(group, s)
-    copies = index.copies(sorted({groups[rows[i]] for i in leads if rows[i] in groups}))
-    stories = []
-    for s, i in enumerate(leads):
-        p = passages[i]
-        also = dict(carriers[s])
-        for c in copies.get(groups.get(rows[i], -1), ()):
-            if c.article_id != p.article_id:
-                also.setdefault(c.article_id, c)
-        quote = retriever.quote(found.qvec, found.terms, p, rows[i], qtokens=found.qtokens)
-        stories.append(Story(p.date, p.outlet, p.title, quote, p.source, p.url, p.id,
-                             float(found.scores[keep[i]]),
-                             tuple(sorted(also.values(), key=_when))))
+    stories = [_story(retriever, found, rows, passages, groups, m, keep) for m in members]
     stories.sort(key=lambda st: (st.date is None, date_key(st.date), -st.score))
     return Timeline(found.question, True, stories)
 
 
-def _when(c: Copy) -> tuple[bool, object, str]:
-    return (c.date is None, date_key(c.date), c.source)
+def _story(retriever: Retriever, found: Candidates, rows: list[int], passages: list[Passage],
+           groups: dict[int, int], members: dict[str, int], keep: list[int]) -> Story:
+    """A story told by its first-published article (the most relevant among equals), the
+    others carrying it listed in `also_in`."""
+    lead = min(members.values(), key=lambda i: (*_when(passages[i]), i))
+    p, row = passages[lead], rows[lead]
+    also = {passages[i].article_id: _copy(passages[i]) for i in members.values() if i != lead}
+    shared = sorted({groups[rows[i]] for i in members.values() if rows[i] in groups})
+    for copies in retriever.index.copies(shared).values():
+        for c in copies:
+            if c.article_id != p.article_id:
+                also.setdefault(c.article_id, c)
+    quote = retriever.quote(found.qvec, found.terms, p, row, qtokens=found.qtokens)
+    return Story(p.date, p.outlet, p.title, quote, p.source, p.url, p.id,
+                 float(found.scores[keep[lead]]), tuple(sorted(also.values(), key=_when)))
+
+
+def _copy(p: Passage) -> Copy:
+    return Copy(p.article_id, p.source, p.title, p.outlet, p.date, p.url)
+
+
+def _when(c: Copy | Passage) -> tuple[bool, datetime]:
+    return (c.date is None, date_key(c.date))

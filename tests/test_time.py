@@ -177,3 +177,49 @@ def test_timeline_collapses_wire_copies(dated: Retriever):
 def test_timeline_of_an_uncovered_topic_is_empty(dated: Retriever):
     t = timeline(dated, "the capital of France")
     assert not t.covered and t.stories == []
+
+
+# -- at scale: the IVF index ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ivf(embedder: Embedder) -> Retriever:
+    """3,000 passages in 300 dated articles (one a day from 2022-01-01), behind IVF."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from retrieval.store import Index
+
+    from .test_scale import _corpus
+
+    articles, vecs, sentences = _corpus(3000, embedder.dimension)
+    day0 = datetime(2022, 1, 1)
+    articles = [replace(a, date=(day0 + timedelta(days=i)).date().isoformat(),
+                        outlet=("Daily" if i % 2 else "Weekly")) for i, a in enumerate(articles)]
+    passages = [p for a in articles for p in a.passages()]
+    index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+                               encoder=embedder.encoder, exact_max=1000)
+    assert index.manifest.ann.startswith("ivf")
+    return Retriever(index, embedder)
+
+
+@pytest.mark.parametrize("exact_subset_max", [20_000, 10])  # exact subset; IVF + selector
+@pytest.mark.parametrize(("filters", "share"), [
+    ({"since": "2022-03-01", "until": "2022-03-03"}, 0.01),  # 3 of 300 days
+    ({"outlet": "daily"}, 0.5),
+])
+def test_ivf_filters_still_give_k_results_from_the_allowed_rows(
+        ivf: Retriever, monkeypatch, filters, share, exact_subset_max):
+    from retrieval import filtered
+
+    monkeypatch.setattr(filtered, "EXACT_SUBSET_MAX", exact_subset_max)
+    f = Filters.parse(**filters)
+    allowed = ivf.allowed(f)
+    assert abs(allowed.mean() - share) < 0.005
+    qvec = ivf.index.passage_vectors[5]  # a passage's own vector
+    found = filtered.dense_candidates(ivf.index, qvec, 10, allowed)[0]
+    assert len(found) == 10 and allowed[found].all()
+    rows = np.flatnonzero(allowed)
+    exact = rows[np.argsort(-(ivf.index.passage_vectors[rows] @ qvec))[:10]]
+    assert len(set(found) & set(exact)) >= 9
+    [answer] = ivf.ask_many(["harbor ledgerfield tunnel"], k=10, keep_refused=True, filters=f)
+    assert len(answer.hits) == 10 and all(allowed[h.row] for h in answer.hits)

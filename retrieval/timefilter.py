@@ -48,7 +48,9 @@ class Filters:
     until bound is given (their date cannot be placed in a range; as_of alone, which
     defaults to now, must not hide them)."""
 
-    as_of: datetime | None = None  # exclusive bound: coverage dated at or after it is left out
+    # Exclusive bound: coverage dated at or after it is left out; None: the time of the query
+    # (so that filters built at different moments compare equal, and asks batch together).
+    as_of: datetime | None = None
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
     outlet: str | None = None
@@ -73,7 +75,7 @@ class Filters:
             raise BadQuestion(f"The since date ({since.strip()}) is after the as-of date "
                               f"({as_of.strip()}).")
         name = " ".join(outlet.split()) if _given(outlet) else None
-        return cls(as_of=end or now, since=lo, until=hi, outlet=name)
+        return cls(as_of=end, since=lo, until=hi, outlet=name)
 
     @property
     def dated_only(self) -> bool:
@@ -183,8 +185,8 @@ class Coverage:
         s = self.article_seconds
         keep = np.ones(len(s), bool)
         dated = s != UNDATED
-        if f.as_of is not None:
-            keep &= ~dated | (s < int(f.as_of.timestamp()))
+        as_of = f.as_of or datetime.now(UTC)
+        keep &= ~dated | (s < int(as_of.timestamp()))
         if f.dated_only:
             keep &= dated
         if f.since is not None:

@@ -37,7 +37,7 @@ def test_dates_are_parsed_as_whole_days_and_relative_to_the_as_of_date():
     f = Filters.parse(since="2022-06-01", until="June 30, 2022", now=NOW)
     assert f.since == datetime(2022, 6, 1, tzinfo=UTC)
     assert f.until == datetime(2022, 7, 1, tzinfo=UTC)  # the whole of June 30th
-    assert f.as_of == NOW and f.dated_only
+    assert f.as_of is None and f.dated_only  # None: now, when asked
     rel = Filters.parse(as_of="2022-09-06", since="last week", until="yesterday", now=NOW)
     assert rel.as_of == datetime(2022, 9, 7, tzinfo=UTC)
     assert rel.since == datetime(2022, 8, 30, tzinfo=UTC)

@@ -17,8 +17,11 @@ from bot.settings import BotConfigError, BotSettings
 from retrieval.feedback import FeedbackStore, default_path
 from retrieval.search import Answer, Retriever
 from retrieval.store import ArticleInfo
+from retrieval.timefilter import Filters
+from retrieval.timeline import Timeline, timeline
 
 log = logging.getLogger("byline.bot")
+TIMELINE_STORIES = 15  # stories per /timeline (one embed)
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 
 
@@ -53,6 +56,7 @@ class BylineBot(commands.Bot):
         self.feedback = feedback or FeedbackStore(
             settings.feedback_db or default_path(settings.index_dir))
         self.articles: list[ArticleInfo] = retriever.index.articles()
+        self.outlets = sorted({a.outlet for a in self.articles if a.outlet}, key=str.casefold)
         # Concurrent asks share one retrieval call, one at a time: 2 cores, no thrashing.
         self.batcher = AskBatcher(retriever, max_batch)
 
@@ -69,10 +73,15 @@ class BylineBot(commands.Bot):
         log.info("synced %d commands%s", len(synced),
                  f" to guild {self.settings.guild_id}" if self.settings.guild_id else "")
 
-    async def ask(self, question: str, k: int) -> Answer:
+    async def ask(self, question: str, k: int, filters: Filters | None = None) -> Answer:
         """Retrieval in a worker thread (the gateway must not wait), batched with the asks
-        that arrive meanwhile; BadQuestion concerns this question only."""
-        return await self.batcher.ask(question, k)
+        that arrive meanwhile; BadQuestion concerns this question (or its filters) only."""
+        return await self.batcher.ask(question, k, filters)
+
+    async def timeline(self, topic: str, filters: Filters | None = None) -> Timeline:
+        """`retrieval.timeline` in a worker thread, between /ask batches."""
+        return await self.batcher.exclusive(
+            lambda: timeline(self.retriever, topic, TIMELINE_STORIES, filters))
 
     async def close(self) -> None:
         await super().close()

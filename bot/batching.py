@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from retrieval.search import Answer, Retriever, check_question
+from retrieval.timefilter import Filters
+
+T = TypeVar("T")
 
 MAX_BATCH = 32  # questions per ask_many call (32 take ~0.3 s on the seed index, 2 cores)
 
@@ -17,6 +22,7 @@ class _Pending:
     question: str  # already checked (stripped, within limits)
     k: int
     future: asyncio.Future[Answer]
+    filters: Filters | None = None
 
 
 class AskBatcher:
@@ -36,11 +42,12 @@ class AskBatcher:
         # Held while a batch runs: one at a time even if a cancelled batch's thread runs on.
         self._lock = threading.Lock()
 
-    async def ask(self, question: str, k: int) -> Answer:
-        """`Retriever.ask(question, k)`, batched; BadQuestion is raised here, for this ask only."""
+    async def ask(self, question: str, k: int, filters: Filters | None = None) -> Answer:
+        """`Retriever.ask(question, k, filters)`, batched; BadQuestion is raised here, for this
+        ask only (and for the asks under the same filters, when it is the filters')."""
         checked = check_question(question)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(checked, max(1, int(k)), future))
+        self._pending.append(_Pending(checked, max(1, int(k)), future, filters))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain(), name="byline-ask-batches")
         return await future
@@ -68,21 +75,39 @@ class AskBatcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         self.batch_sizes.append(len(batch))
-        k = max(p.k for p in batch)
+        groups: dict[Filters | None, list[_Pending]] = {}
+        for p in batch:  # one ask_many per set of filters, all in one worker-thread call
+            groups.setdefault(p.filters, []).append(p)
         try:
-            answers = await asyncio.to_thread(self._ask_many, [p.question for p in batch], k)
-            # Hits are ranked: the first k of a larger ask are this ask's, ranks 1..k.
-            results = [replace(a, hits=a.hits[:p.k])
-                       for p, a in zip(batch, answers, strict=True)]
+            outcomes = await asyncio.to_thread(self._ask_groups, list(groups.items()))
         except Exception as exc:  # every waiter of the batch gets it
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
-            return
-        for p, answer in zip(batch, results, strict=True):
-            if not p.future.done():
-                p.future.set_result(answer)
+            outcomes = [exc] * len(groups)
+        for group, outcome in zip(groups.values(), outcomes, strict=True):
+            for n, p in enumerate(group):
+                if p.future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    p.future.set_exception(outcome)
+                else:  # hits are ranked: the first k of a larger ask are this ask's, 1..k
+                    p.future.set_result(replace(outcome[n], hits=outcome[n].hits[:p.k]))
 
-    def _ask_many(self, questions: list[str], k: int) -> list[Answer]:
+    def _ask_groups(self, groups: list[tuple[Filters | None, list[_Pending]]]
+                    ) -> list[list[Answer] | Exception]:
+        """Each group's answers, or the error that concerns that group alone."""
+        out: list[list[Answer] | Exception] = []
         with self._lock:
-            return self.retriever.ask_many(questions, k)
+            for filters, group in groups:
+                try:
+                    out.append(self.retriever.ask_many([p.question for p in group],
+                                                       max(p.k for p in group),
+                                                       filters=filters))
+                except Exception as exc:  # handed to this group's waiters alone
+                    out.append(exc)
+        return out
+
+    async def exclusive(self, fn: Callable[[], T]) -> T:
+        """`fn()` in a worker thread, between batches (one retrieval at a time)."""
+        def locked() -> T:
+            with self._lock:
+                return fn()
+        return await asyncio.to_thread(locked)

@@ -11,8 +11,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.render import render_answer, render_help, render_not_covered, render_sources
+from bot.render import (
+    render_answer,
+    render_help,
+    render_not_covered,
+    render_sources,
+    render_timeline,
+)
 from retrieval.errors import BadQuestion
+from retrieval.timefilter import Filters, complete_outlets
 
 if TYPE_CHECKING:
     from bot.app import BylineBot
@@ -132,15 +139,28 @@ class AskCog(commands.Cog):
     @app_commands.command(name="ask")
     @app_commands.describe(question="What you want to know about the coverage",
                            results="How many passages to show (1-5, default 3)",
-                           private="Only you see the answer")
+                           private="Only you see the answer",
+                           since="Only coverage from this date on (2022-06-01, last week, …)",
+                           until="Only coverage up to this date (2022-06-30, yesterday, …)",
+                           outlet="Only this outlet's coverage",
+                           as_of="Answer as of this date: later coverage is left out")
     async def ask(self, interaction: discord.Interaction,
                   question: app_commands.Range[str, 1, 1000],
                   results: app_commands.Range[int, 1, 5] = 3,
-                  private: bool = False) -> None:
+                  private: bool = False,
+                  since: app_commands.Range[str, 1, 40] | None = None,
+                  until: app_commands.Range[str, 1, 40] | None = None,
+                  outlet: app_commands.Range[str, 1, 200] | None = None,
+                  as_of: app_commands.Range[str, 1, 40] | None = None) -> None:
         """Ask the coverage a question; get the passages that answer it, cited."""
+        try:
+            filters = Filters.parse(as_of=as_of, since=since, until=until, outlet=outlet)
+        except BadQuestion as exc:
+            await send_ephemeral(interaction, str(exc))
+            return
         await interaction.response.defer(ephemeral=private, thinking=True)
         try:
-            answer = await self.bot.ask(question, results)
+            answer = await self.bot.ask(question, results, filters)
         except BadQuestion as exc:  # private, even when the "thinking…" was public
             await send_ephemeral(interaction, str(exc))
             return
@@ -152,6 +172,39 @@ class AskCog(commands.Cog):
                                       [h.passage.id for h in answer.hits])
         await interaction.followup.send(embed=render_answer(answer), view=feedback_view(key),
                                         ephemeral=private, allowed_mentions=NO_PINGS)
+
+    @app_commands.command(name="timeline")
+    @app_commands.describe(topic="What the stories are about",
+                           since="Only coverage from this date on (2022-06-01, last week, …)",
+                           until="Only coverage up to this date (2022-06-30, yesterday, …)",
+                           outlet="Only this outlet's coverage")
+    async def timeline(self, interaction: discord.Interaction,
+                       topic: app_commands.Range[str, 1, 300],
+                       since: app_commands.Range[str, 1, 40] | None = None,
+                       until: app_commands.Range[str, 1, 40] | None = None,
+                       outlet: app_commands.Range[str, 1, 200] | None = None) -> None:
+        """The coverage of a topic in date order, one line per story."""
+        try:
+            filters = Filters.parse(since=since, until=until, outlet=outlet)
+        except BadQuestion as exc:
+            await send_ephemeral(interaction, str(exc))
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            result = await self.bot.timeline(topic, filters)
+        except BadQuestion as exc:
+            await send_ephemeral(interaction, str(exc))
+            return
+        await interaction.followup.send(embed=render_timeline(result),
+                                        allowed_mentions=NO_PINGS)
+
+    @ask.autocomplete("outlet")
+    @timeline.autocomplete("outlet")
+    async def outlet_choices(self, interaction: discord.Interaction, current: str
+                             ) -> list[app_commands.Choice[str]]:
+        """The coverage's outlets that match what has been typed."""
+        return [app_commands.Choice(name=o[:100], value=o[:100])
+                for o in complete_outlets(self.bot.outlets, current)]
 
     @app_commands.command(name="sources")
     async def sources(self, interaction: discord.Interaction) -> None:

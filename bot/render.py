@@ -11,7 +11,8 @@ from discord.utils import escape_markdown
 from retrieval.corpus import Passage
 from retrieval.corpus.meta import date_key
 from retrieval.search import Answer, Hit
-from retrieval.store import ArticleInfo
+from retrieval.store import ArticleInfo, Copy
+from retrieval.timeline import Story, Timeline
 
 # Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-object).
 TITLE_MAX = 256
@@ -60,10 +61,14 @@ def cite(p: Passage, title_max: int = 200, link: bool = True) -> str:
 def also_in(hit: Hit, names: int = 3, name_max: int = 40) -> str:
     """` · also in Outlet A, Outlet B and 2 more` for a passage other articles also carry
     ("" when none): at most `names` outlets (or titles), each cut to `name_max`."""
-    if not hit.also_in or names < 1:
+    return _also_in(hit.also_in, names, name_max)
+
+
+def _also_in(copies: Sequence[Copy], names: int, name_max: int) -> str:
+    if not copies or names < 1:
         return ""
-    shown = [truncate(safe(c.outlet or c.title), name_max) for c in hit.also_in[:names]]
-    more = len(hit.also_in) - len(shown)
+    shown = [truncate(safe(c.outlet or c.title), name_max) for c in copies[:names]]
+    more = len(copies) - len(shown)
     return f" · also in {', '.join(shown)}{f' and {more} more' if more else ''}"
 
 
@@ -136,6 +141,40 @@ def render_not_covered(question: str) -> discord.Embed:
     )
 
 
+def render_timeline(timeline: Timeline) -> discord.Embed:
+    """One line per story, oldest first: date, outlet, linked headline, best sentence; the
+    stories that do not fit are counted in the footer."""
+    if not timeline.covered:
+        return discord.Embed(title="Not covered", colour=MISS_COLOUR, description=truncate(
+            f"The coverage says nothing about “{safe(timeline.topic)}”. Use `/sources` to "
+            "see which articles Byline knows.", DESCRIPTION_MAX))
+    lines: list[str] = []
+    for story in timeline.stories:
+        line = timeline_line(story)
+        if sum(len(x) + 1 for x in lines) + len(line) > DESCRIPTION_MAX - 1:
+            break
+        lines.append(line)
+    embed = discord.Embed(title=truncate(f"Timeline: {safe(timeline.topic)}", TITLE_MAX),
+                          colour=ANSWER_COLOUR, description="\n".join(lines))
+    shown, total = len(lines), len(timeline.stories)
+    embed.set_footer(text=f"{total} stories, oldest first; wire copies shown once"
+                     + (f" · showing {shown}" if shown < total else "") + f" · {FOOTER}")
+    return fit(embed)
+
+
+def timeline_line(story: Story, limit: int = 480) -> str:
+    """`2022-09-06 · BBC · [Headline](url) — “best sentence” · also in …`, cut to fit."""
+    title = truncate(safe(story.title), 120)
+    if story.url and story.url.startswith(("http://", "https://")):
+        title = f"[{title}]({story.url.replace(')', '%29')})"
+    head = " · ".join(x for x in (f"`{(story.date or 'undated')[:10]}`",
+                                  truncate(safe(story.outlet), 40) if story.outlet else "",
+                                  f"**{title}**") if x)
+    tail = _also_in(story.also_in, names=2, name_max=30)
+    room = limit - len(head) - len(tail) - 5
+    return f"{head} — “{truncate(safe(story.quote), max(room, 20))}”{tail}"
+
+
 def render_sources(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_PAGE
                    ) -> list[discord.Embed]:
     """The articles in the coverage, one embed per page (never empty)."""
@@ -168,9 +207,14 @@ def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
         "so, the sentence that answers, and where each comes from. When the coverage "
         "doesn't answer, I say so."))
     embed.add_field(name="Options", value=(
-        "`results:` how many passages (1-5)\n`private:` only you see the answer"), inline=False)
-    embed.add_field(name="Other commands", value="`/sources` the articles I know\n"
-                    "`/help` this message", inline=False)
+        "`results:` how many passages (1-5)\n`private:` only you see the answer\n"
+        "`since:` `until:` only coverage in these dates (2022-06-01, last week, yesterday)\n"
+        "`outlet:` only this outlet's coverage\n`as_of:` answer as of a date (default: now)\n"
+        "Asking about the present (“this week”, “latest”, “now”) favours the newest "
+        "coverage."), inline=False)
+    embed.add_field(name="Other commands", value="`/timeline topic:` a topic's stories in "
+                    "date order\n`/sources` the articles I know\n`/help` this message",
+                    inline=False)
     return fit(embed)
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrieval import __version__
 from retrieval.config import Settings
@@ -16,6 +17,10 @@ from retrieval.corpus import LoadReport, Passage
 from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing
 from retrieval.search import METHODS, Answer, Hit, Retriever, check_question
+from retrieval.timefilter import Filters
+
+if TYPE_CHECKING:
+    from retrieval.timeline import Story
 
 log = logging.getLogger("byline")
 
@@ -78,8 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="ask a question; prints the cited passages that answer it")
     p.add_argument("question", nargs="+", help="the question (quotes optional)")
     p.add_argument("-k", type=int, default=5, metavar="N", help="passages to show (1-20)")
+    p.add_argument("--as-of", metavar="DATE",
+                   help="answer as of this date: later coverage is left out (default: now)")
+    _filter_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("timeline", help="a topic's stories in date order, one line each")
+    p.add_argument("topic", nargs="+", help="the topic (quotes optional)")
+    _filter_options(p)
+    p.add_argument("-n", type=int, default=20, metavar="N",
+                   help="most relevant stories to list (1-50, default 20)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_timeline)
 
     p = sub.add_parser("sources", help="list the articles in the index")
     p.add_argument("--sort", choices=("id", "date", "outlet", "title"), default="id",
@@ -122,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bot", help="run the Discord bot (needs DISCORD_TOKEN)")
     p.set_defaults(func=cmd_bot)
     return parser
+
+
+def _filter_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", metavar="DATE",
+                   help="only coverage dated on or after DATE (YYYY-MM-DD, 'last week', ...)")
+    p.add_argument("--until", metavar="DATE", help="only coverage dated on or before DATE")
+    p.add_argument("--outlet", metavar="NAME", help="only this outlet's coverage")
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    """The filters the options give (BadQuestion for a date that cannot be read)."""
+    return Filters.parse(as_of=getattr(args, "as_of", None), since=args.since,
+                         until=args.until, outlet=args.outlet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,12 +309,45 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     question = check_question(" ".join(args.question))  # fail fast, before loading a model
     if not 1 <= args.k <= 20:
         raise BylineError("-k must be between 1 and 20.")
-    answer = open_retriever(settings).ask(question, k=args.k)
+    filters = _filters(args)
+    answer = open_retriever(settings).ask(question, k=args.k, filters=filters)
     if args.json:
         _print_json(answer.to_dict())
     else:
         _print_answer(answer)
     return 0
+
+
+def cmd_timeline(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.timeline import timeline
+
+    topic = check_question(" ".join(args.topic))
+    if not 1 <= args.n <= 50:
+        raise BylineError("-n must be between 1 and 50.")
+    filters = _filters(args)
+    result = timeline(open_retriever(settings), topic, n=args.n, filters=filters)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    if not result.covered:
+        print(f"The coverage says nothing about “{topic}”. Run `byline sources` to see what "
+              "it covers.")
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    for story in result.stories:
+        line = timeline_line(story)
+        console.print(escape(line))
+    return 0
+
+
+def timeline_line(story: Story) -> str:
+    """`2022-09-06  BBC  Headline: best sentence (also in: …)` for one story."""
+    names = ", ".join(c.outlet or c.title for c in story.also_in)
+    return (f"{(story.date or 'undated')[:10]:<10}  {story.outlet or '-'}  {story.title}: "
+            f"{story.quote}{f' (also in: {names})' if names else ''}")
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:

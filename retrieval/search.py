@@ -13,8 +13,10 @@ from retrieval.background import PROBES
 from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
+from retrieval.filtered import dense_candidates, search_one
 from retrieval.store import ANN_DEPTH, Copy, Index
 from retrieval.text import analyze
+from retrieval.timefilter import Coverage, Filters, prefer_recent, wants_recent
 
 MAX_QUESTION_CHARS = 1000
 # Up to this many passages, a tie at the cut of BM25's top candidates is broken as
@@ -95,6 +97,19 @@ class Answer:
                 "results": [h.to_dict() for h in self.hits]}
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """A question's ranked candidate rows, before copies are collapsed."""
+
+    question: str
+    rows: list[int]
+    scores: np.ndarray
+    qvec: np.ndarray
+    terms: list[str]
+    qtokens: np.ndarray | None
+    answered: bool  # whether the coverage answers it (the "not covered" decision)
+
+
 def check_question(question: str) -> str:
     """The question, stripped; BadQuestion if it is empty or too long."""
     if not isinstance(question, str) or not question.strip():
@@ -147,6 +162,7 @@ class Retriever:
             self.index = index.with_background(self.measure_background())
         bg = self.index.manifest.background
         self._background = Evidence(dense=bg["dense"], lexical=bg["lexical"])
+        self._rows_meta: Coverage | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
@@ -155,34 +171,75 @@ class Retriever:
         embedder = Embedder(model, encoder=encoder)
         return cls(Index.load(index_dir, model=embedder.name), embedder, settings)
 
-    def ask(self, question: str, k: int = 5) -> Answer:
-        """Rank passages for `question`; `answered` is False when the coverage lacks it."""
-        return self.ask_many([question], k)[0]
+    def ask(self, question: str, k: int = 5, filters: Filters | None = None) -> Answer:
+        """Rank passages for `question`; `answered` is False when the coverage lacks it.
+        With `filters`, only the coverage they keep is searched (see retrieval.timefilter)."""
+        return self.ask_many([question], k, filters=filters)[0]
 
-    def ask_many(self, questions: list[str], k: int = 5, keep_refused: bool = False
-                 ) -> list[Answer]:
-        """`ask` for several questions, encoding them in one batch.
+    def ask_many(self, questions: list[str], k: int = 5, keep_refused: bool = False,
+                 filters: Filters | None = None) -> list[Answer]:
+        """`ask` for several questions (all under the same `filters`), encoding them in one
+        batch.
 
         With `keep_refused`, a refused answer still carries its ranked hits (evaluation
         scores the ranking and the refusal separately); `to_dict()` still shows none."""
         checked = [check_question(q) for q in questions]
-        if self.index.tokens is not None and self.settings.quote_tokens:
-            qvecs, qtokens = self.embedder.encode_questions(checked)
-        else:
-            qvecs, qtokens = self.embedder.encode(checked), [None] * len(checked)
-        return [self._answer(q, v, t, k, keep_refused)
+        allowed = self.allowed(filters)
+        qvecs, qtokens = self._encode(checked)
+        return [self._answer(q, v, t, k, keep_refused, allowed)
                 for q, v, t in zip(checked, qvecs, qtokens, strict=True)]
 
-    def _answer(self, q: str, qvec: np.ndarray, qtokens: np.ndarray | None, k: int,
-                keep_refused: bool) -> Answer:
-        k = max(1, min(int(k), len(self.index)))
+    def candidates(self, question: str, depth: int, filters: Filters | None = None
+                   ) -> Candidates:
+        """Up to `depth` candidates from each retriever for `question`, ranked as `ask` ranks
+        them (without collapsing copies), with what quoting them needs (for timelines)."""
+        q = check_question(question)
+        allowed = self.allowed(filters)
+        qvecs, qtokens = self._encode([q])
         terms = analyze(q)
-        rows, scores, dense = self._rank(qvec, terms)
+        rows, scores, dense = self._rank(qvecs[0], terms, depth, allowed)
+        top = self.index.passages(rows[:1])
+        evidence = Evidence(dense=float(dense.max()),
+                            lexical=self._coverage(terms, top[0].text) if top else 0.0)
+        return Candidates(q, rows, scores, qvecs[0], terms, qtokens[0],
+                          self._confidence(evidence) >= self.settings.threshold)
+
+    def rows_meta(self) -> Coverage:
+        """Each row's date and outlet as arrays, read from the index on first use."""
+        if self._rows_meta is None:
+            self._rows_meta = Coverage(self.index)
+        return self._rows_meta
+
+    def allowed(self, filters: Filters | None) -> np.ndarray | None:
+        """The rows `filters` keep (None: all); BadQuestion when they keep none, or name an
+        outlet the coverage does not have."""
+        if filters is None:
+            return None
+        allowed = self.rows_meta().mask(filters)
+        if allowed is not None and not allowed.any():
+            words = filters.describe()
+            raise BadQuestion(f"No article in the coverage matches the filters ({words})."
+                              if words else "No article in the coverage is dated before "
+                              "the as-of date.")
+        return allowed
+
+    def _encode(self, checked: list[str]) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        if self.index.tokens is not None and self.settings.quote_tokens:
+            return self.embedder.encode_questions(checked)
+        return self.embedder.encode(checked), [None] * len(checked)
+
+    def _answer(self, q: str, qvec: np.ndarray, qtokens: np.ndarray | None, k: int,
+                keep_refused: bool, allowed: np.ndarray | None = None) -> Answer:
+        size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
+        k = max(1, min(int(k), size))
+        terms = analyze(q)
+        recent = wants_recent(q)
+        rows, scores, dense = self._ranked(qvec, terms, None, allowed, recent)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
-        while len(picked) < min(k, len(rows)) and depth < len(self.index):
+        while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
-            rows, scores, dense = self._rank(qvec, terms, depth)
+            rows, scores, dense = self._ranked(qvec, terms, depth, allowed, recent)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
         evidence = Evidence(dense=float(dense.max()), lexical=self._coverage(terms, top[0].text))
@@ -246,15 +303,30 @@ class Retriever:
 
     # -- ranking --------------------------------------------------------------------------
 
-    def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None
-              ) -> tuple[list[int], np.ndarray, np.ndarray]:
+    def _ranked(self, qvec: np.ndarray, terms: list[str], depth: int | None,
+                allowed: np.ndarray | None, recent: bool
+                ) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """`_rank` within the `allowed` rows, newer coverage moved up when `recent`."""
+        rows, scores, dense = self._rank(qvec, terms, depth, allowed)
+        if not recent or not rows:
+            return rows, scores, dense
+        scores = prefer_recent(scores, self.rows_meta().seconds[rows])
+        order = np.argsort(-scores, kind="stable")
+        return [rows[i] for i in order], scores[order], dense[order]
+
+    def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
+              allowed: np.ndarray | None = None) -> tuple[list[int], np.ndarray, np.ndarray]:
         """Candidate rows sorted by score, with their scores and raw dense similarities;
-        `depth` candidates from each retriever (default: the settings' `candidates`)."""
+        `depth` candidates from each retriever (default: the settings' `candidates`), only
+        among the `allowed` rows (a boolean mask; None: all)."""
         s = self.settings
-        n = min(depth or s.candidates, len(self.index))
-        _, dense_rows = _search_one(self.index.vectors, qvec, n)
+        size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
+        n = min(depth or s.candidates, size)
+        dense_rows = dense_candidates(self.index, qvec, n, allowed)
         ids = self._term_ids(terms)
         bm25 = self._bm25(ids)
+        if allowed is not None:
+            bm25 = np.where(allowed, bm25, 0.0)
         rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],
                                          self._bm25_top(bm25, ids, n)]))
         dense = self._dense_for(qvec, rows)
@@ -436,19 +508,7 @@ class Retriever:
                          for bag in bags], dtype=np.float32)
 
 
-def _search_one(vectors: Any, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS search for one question on the calling thread alone: one query is too little
-    work to split, and on a busy 2-core machine OpenMP threads wait on each other (an exact
-    search of 20,000 passages measured 5.6 ms with 2 threads, 0.9 ms with 1). The thread
-    count is the calling thread's own OpenMP setting, restored after."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return vectors.search(qvec[None, :], n)
-    finally:
-        faiss.omp_set_num_threads(before)
+_search_one = search_one  # the name benches and tests use
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:
@@ -457,3 +517,4 @@ def _minmax(x: np.ndarray) -> np.ndarray:
         return x
     lo, hi = float(x.min()), float(x.max())
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+

@@ -536,6 +536,19 @@ class Index:
             found.setdefault(grp, []).append(Copy(*fields))
         return found
 
+    def row_articles(self) -> tuple[np.ndarray, list[tuple[str | None, str | None]]]:
+        """Each row's article as a number (int32), and each article's (date, outlet) by
+        number: what filtering by date and outlet needs, read in two queries."""
+        articles: list[tuple[str | None, str | None]] = []
+        number: dict[str, int] = {}
+        for article_id, date, outlet in self._db.execute(
+                "SELECT id, date, outlet FROM articles ORDER BY rowid"):
+            number[article_id] = len(articles)
+            articles.append((date, outlet))
+        cursor = self._db.execute("SELECT article_id FROM passages ORDER BY row")
+        rows = np.fromiter((number[a] for (a,) in cursor), np.int32, count=len(self))
+        return rows, articles
+
     def all_passages(self) -> list[Passage]:
         return self.passages(range(len(self)))
 

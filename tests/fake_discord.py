@@ -76,7 +76,8 @@ CHANNEL_PERMISSIONS = discord.Permissions(
 # Application command option types (Discord's ApplicationCommandOptionType).
 OPTION_STRING, OPTION_INTEGER, OPTION_BOOLEAN, OPTION_NUMBER = 3, 4, 5, 10
 # Interaction types, and the callback types that create or touch a message.
-APPLICATION_COMMAND, MESSAGE_COMPONENT = 2, 3
+APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE = 2, 3, 4
+AUTOCOMPLETE_RESULT = 8  # the callback type that answers an autocomplete with choices
 CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE = 4, 5, 6, 7
 EPHEMERAL, LOADING = 1 << 6, 1 << 7  # message flags
 
@@ -667,6 +668,29 @@ class FakeDiscord:
 
         Uses the id of the synced command (a guild command wins over a global one, as in
         Discord); option types follow the Python type of each value."""
+        data = self._command_data(name, options)
+        return await self._interact(APPLICATION_COMMAND, data, None, user_id, locale)
+
+    @_on_fake_loop
+    async def send_autocomplete(
+        self,
+        name: str,
+        options: Mapping[str, str | int | float | bool],
+        focused: str,
+        *,
+        user_id: int | None = None,
+        locale: str = "en-US",
+    ) -> SentInteraction:
+        """Dispatch APPLICATION_COMMAND_AUTOCOMPLETE (type 4) while the user types option
+        `focused` of command `name` (its partial value in `options`); the bot answers with
+        callback type 8 and `data.choices`."""
+        data = self._command_data(name, options)
+        for option in data["options"]:
+            if option["name"] == focused:
+                option["focused"] = True
+        return await self._interact(AUTOCOMPLETE, data, None, user_id, locale)
+
+    def _command_data(self, name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
         data: dict[str, Any] = {"id": str(snowflake()), "name": name, "type": 1}
         for guild_id in (self.guild_id, None):
             synced = [c for c in self.commands.get(guild_id, []) if c["name"] == name]
@@ -678,7 +702,7 @@ class FakeDiscord:
         if options:
             data["options"] = [{"name": k, "type": _option_type(v), "value": v}
                                for k, v in options.items()]
-        return await self._interact(APPLICATION_COMMAND, data, None, user_id, locale)
+        return data
 
     @_on_fake_loop
     async def click(

@@ -101,3 +101,30 @@ def test_a_cancelled_ask_is_left_out_of_its_batch(retriever: Retriever):
     answer = asyncio.run(main())
     assert answer.question == QUESTIONS[1] and answer.answered
     assert batcher.batch_sizes == [1]
+
+
+def test_asks_under_different_filters_share_a_batch_and_keep_their_own(tmp_path, embedder):
+    """One batch, one ask_many per set of filters; bad filters fail their own asks only."""
+    from retrieval.indexer import index_corpus
+    from retrieval.timefilter import Filters
+
+    from .news_by_date import write_corpus
+
+    dated = Retriever(index_corpus(write_corpus(tmp_path / "c"), tmp_path / "i", embedder,
+                                   progress=False), embedder)
+    batcher = AskBatcher(dated)
+    q = "Which official has Covid this week?"
+    asks = [(q, Filters.parse()), (q, Filters.parse(as_of="2022-05-01")),
+            ("Who is the prime minister?", Filters.parse()),
+            (q, Filters.parse(outlet="Nowhere Gazette"))]
+
+    async def main() -> list[Answer | BaseException]:
+        return await asyncio.gather(*(batcher.ask(x, 2, f) for x, f in asks),
+                                    return_exceptions=True)
+
+    now, may, pm, nowhere = asyncio.run(main())
+    assert batcher.batch_sizes == [4]
+    assert now.hits[0].passage.title == "President Biden tests positive for Covid"
+    assert may.hits[0].passage.title == "Kamala Harris tests positive for Covid"
+    assert summary(pm) == summary(dated.ask("Who is the prime minister?", 2, Filters.parse()))
+    assert isinstance(nowhere, BadQuestion) and "Nowhere Gazette" in str(nowhere)

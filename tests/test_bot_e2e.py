@@ -120,7 +120,7 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
         puts = requests(fake, "PUT")
         assert [r.path for r in puts] == [f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands"]
         commands = {c["name"]: c for c in puts[0].json}
-        assert set(commands) == {"ask", "sources", "help"}
+        assert set(commands) == {"ask", "timeline", "sources", "help"}
         for c in commands.values():
             assert 1 <= len(c["description"]) <= 100 and c["type"] == 1
         opts = {o["name"]: o for o in commands["ask"]["options"]}
@@ -134,7 +134,7 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
         assert identify(fake)["token"] == TOKEN
 
     run_bot(retriever, tmp_path, scenario)
-    assert any("synced 3 commands" in r.getMessage() for r in caplog.records)
+    assert any("synced 4 commands" in r.getMessage() for r in caplog.records)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
 
 

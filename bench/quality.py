@@ -92,7 +92,10 @@ def news_section(news: Path | None, embedder: Embedder) -> list[str]:
              "A passage is right when it comes from the question's own article and holds the "
              "answer (in its text or its article's headline). *Seen first* = the right passage "
              "first and the question answered (what a reader sees); the baselines never refuse, "
-             "so theirs is their R@1. Off-topic: tests/data/news_off_topic.jsonl, "
+             "so theirs is their R@1. Each question is asked as of its own day (the coverage "
+             "published by then; Byline's preference for newer coverage on 'this week' "
+             "questions counts from there), the baselines under the same date filter but "
+             "without that preference. Off-topic: tests/data/news_off_topic.jsonl, "
              f"{len(off_topic)} questions.", "",
              "| method | seen first | wrongly refused | R@1 | R@5 | MRR@10 | off-topic refused |",
              "|---|---|---|---|---|---|---|"]

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.corpus import Article
-from retrieval.errors import CorpusError
-from retrieval.search import Answer, Hit, Retriever
+from retrieval.errors import BadQuestion, CorpusError
+from retrieval.search import Answer, Hit, Retriever, check_question
 from retrieval.text import analyze
 
 _BATCH = 128
@@ -27,6 +27,9 @@ class EvalQuestion:
     # News dev set: the corpus files of the question's own article(s); a passage is right only
     # when it comes from one of them and holds a gold string (in its text or its headline).
     own_sources: frozenset[str] = field(default=frozenset())
+    # The day the question was asked (news): it is asked "as of" that day, as a reader then
+    # would have asked it (later coverage did not exist; "this week" meant that week).
+    as_of: str | None = None
 
 
 def load_squad(path: str | Path) -> tuple[list[Article], list[EvalQuestion]]:
@@ -87,7 +90,8 @@ def load_news(folder: str | Path) -> tuple[list[Article], list[EvalQuestion]]:
         try:
             gold = tuple(row["gold"]) if isinstance(row["gold"], list) else (row["gold"],)
             own = frozenset(row["own_files"])
-            questions.append(EvalQuestion(row["question"], frozenset(), gold, gold, own))
+            questions.append(EvalQuestion(row["question"], frozenset(), gold, gold, own,
+                                          row.get("date")))
         except (KeyError, TypeError):
             raise CorpusError(f"{root / 'questions.jsonl'} has a row without "
                               "question, gold and own_files.") from None
@@ -133,7 +137,7 @@ def evaluate(retriever: Retriever, questions: list[EvalQuestion],
              progress: bool = True) -> dict[str, float | int | None]:
     """Ask every question the way `byline ask` does and score ranking, quotes and refusals."""
     start = time.perf_counter()
-    answers = _ask_all(retriever, [q.question for q in questions], k, progress, "Questions")
+    answers = _ask_dated(retriever, questions, k, progress)
     refused_answers = (_ask_all(retriever, [q.question for q in off_topic], k, progress,
                                 "Off-topic") if off_topic else [])
     seconds = time.perf_counter() - start
@@ -163,8 +167,31 @@ def evaluate(retriever: Retriever, questions: list[EvalQuestion],
     return report
 
 
-def _ask_all(retriever: Retriever, questions: list[str], k: int, progress: bool, label: str
-             ) -> list[Answer]:
+def _ask_dated(retriever: Retriever, questions: list[EvalQuestion], k: int, progress: bool
+               ) -> list[Answer]:
+    """`_ask_all`, each question asked as of its own day when it has one."""
+    if not any(q.as_of for q in questions):
+        return _ask_all(retriever, [q.question for q in questions], k, progress, "Questions")
+    from retrieval.timefilter import Filters
+
+    by_day: dict[str | None, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_day.setdefault(q.as_of, []).append(i)
+    answers: list[Answer | None] = [None] * len(questions)
+    for day, idx in by_day.items():
+        filters = Filters.parse(as_of=day) if day else None
+        texts = [questions[i].question for i in idx]
+        try:
+            got = _ask_all(retriever, texts, k, False, "Questions", filters)
+        except BadQuestion:  # no coverage existed yet on that day: nothing to answer from
+            got = [Answer(check_question(t), False) for t in texts]
+        for i, a in zip(idx, got, strict=True):
+            answers[i] = a
+    return answers
+
+
+def _ask_all(retriever: Retriever, questions: list[str], k: int, progress: bool, label: str,
+             filters: object = None) -> list[Answer]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -176,7 +203,7 @@ def _ask_all(retriever: Retriever, questions: list[str], k: int, progress: bool,
         task = bar.add_task(label, total=len(questions))
         for start in range(0, len(questions), _BATCH):
             batch = questions[start:start + _BATCH]
-            out.extend(retriever.ask_many(batch, k=k, keep_refused=True))
+            out.extend(retriever.ask_many(batch, k=k, keep_refused=True, filters=filters))
             bar.advance(task, len(batch))
     return out
 

@@ -308,7 +308,7 @@ class Retriever:
                 ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """`_rank` within the `allowed` rows, newer coverage moved up when `recent`."""
         rows, scores, dense = self._rank(qvec, terms, depth, allowed)
-        if not recent or not rows:
+        if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
             return rows, scores, dense
         scores = prefer_recent(scores, self.rows_meta().seconds[rows])
         order = np.argsort(-scores, kind="stable")

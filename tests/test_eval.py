@@ -104,3 +104,20 @@ def test_news_gold_must_come_from_the_questions_own_article(tmp_path):
         for p in a.passages():
             expected = p.source == "a001_bridge.txt" and "four million euros" in p.text
             assert _is_gold(questions[0], Hit(1, 1.0, p, p.text)) == expected
+
+
+def test_news_questions_are_asked_as_of_their_day(tmp_path, capsys):
+    """Coverage published after a question was asked cannot answer it (it did not exist)."""
+    folder = tmp_path / "news"
+    (folder / "corpus").mkdir(parents=True)
+    for name, day, who in (("a001_pm.txt", "2022-02-01", "Boris Johnson"),
+                           ("a002_pm.txt", "2022-09-06", "Liz Truss")):
+        (folder / "corpus" / name).write_text(
+            f"Outlet: Daily Planet\nDate: {day}\n\nPrime minister in office\n\n"
+            f"{who} is the prime minister of the United Kingdom, the palace said.\n", "utf-8")
+    row = {"question": "Who is the prime minister of the United Kingdom?",
+           "gold": ["Boris Johnson"], "own_files": ["a001_pm.txt"]}
+    (folder / "questions.jsonl").write_text(json.dumps({**row, "date": "2022-03-01"}) + "\n")
+    assert _eval(capsys, str(folder))["recall@1"] == 1.0
+    (folder / "questions.jsonl").write_text(json.dumps({**row, "date": "2022-01-15"}) + "\n")
+    assert _eval(capsys, str(folder))["recall@5"] == 0.0  # its article did not exist yet

@@ -118,3 +118,11 @@ def test_quote_token_similarity_favours_the_sentence_the_question_is_about(
     met = retriever._sentence_maxsim(tokens[1], passage.text, row, spans)
     assert len(spans) == 3 and ((vague > 0) & (vague <= 1)).all()
     assert int(np.argmax(vague)) == 2 and int(np.argmax(met)) == 0
+
+
+def test_an_older_background_is_measured_again(retriever: Retriever, embedder):
+    # Indexes saved before the sentence evidence stored only dense and lexical backgrounds.
+    old = retriever.index.with_background({"dense": 0.1, "lexical": 0.1})
+    again = Retriever(old, embedder)
+    assert again.index.manifest.background == pytest.approx(retriever.index.manifest.background)
+    assert not again.ask("What is the capital of France?").answered

@@ -67,6 +67,7 @@ class Hit:
     """One cited passage: its rank, fused score and the sentence that best answers."""
 
     rank: int
+    # The fused ranking score in 0..1 (higher ranks first); comparable within one question.
     score: float
     passage: Passage
     quote: str
@@ -208,7 +209,8 @@ class Retriever:
         if not answered and not keep_refused:
             return Answer(q, False, [], confidence, evidence)
         copies = self.index.copies(sorted({groups[rows[i]] for i in picked if rows[i] in groups}))
-        hits = [Hit(rank=n + 1, score=float(scores[i]), passage=p, row=rows[i],
+        hits = [Hit(rank=n + 1, score=self._display_score(float(scores[i])), passage=p,
+                    row=rows[i],
                     quote=self.quote(qvec, terms, p, rows[i], qtokens=qtokens),
                     also_in=tuple(c for c in copies.get(groups.get(rows[i], -1), ())
                                   if c.article_id != p.article_id))
@@ -345,6 +347,19 @@ class Retriever:
         if found is None:
             found = self._titles[title] = frozenset(analyze(title))
         return found
+
+    def _display_score(self, fused: float) -> float:
+        """A ranking score as Hit.score shows it, in 0..1 and in the ranking's order: the
+        hybrid score over the most its parts can add up to (each part is in 0..1); dense
+        cosine clipped at 0; BM25 squashed as x / (1 + x)."""
+        s = self.settings
+        if s.method == "dense":
+            return min(max(fused, 0.0), 1.0)
+        if s.method == "bm25":
+            return max(fused, 0.0) / (1 + max(fused, 0.0))
+        most = (1 + s.sentence_weight + s.coverage_rank_weight + s.context_rank_weight
+                + s.headline_rank_weight) * (1 + s.article_rank_weight)
+        return min(max(fused / most, 0.0), 1.0)
 
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""

@@ -23,6 +23,8 @@ MAX_QUESTION_CHARS = 1000
 # partitioning every matching passage breaks it (as Byline always has, so rankings stay
 # identical); above, among the few passages over a bound on the cut (not every match).
 EXACT_TIES_MAX = 100_000
+# What an index's manifest stores as its background (an index lacking one is measured again).
+BACKGROUND_KEYS = frozenset({"dense", "lexical", "sentence"})
 METHODS = ("hybrid", "dense", "bm25")
 QUOTE_MODES = ("best", "dense", "lead")
 
@@ -40,11 +42,22 @@ class SearchSettings:
     # Weight, in picking the quote, of a sentence's late-interaction similarity: the mean over
     # the question's content tokens of the best cosine with one of the sentence's tokens.
     quote_tokens: float = 1.0
-    # "Covered" when (dense - background.dense) + coverage_weight * (lexical - background.lexical)
-    # >= threshold, the background being what generic off-topic probes score on this corpus.
-    # Calibrated on SQuAD dev A by bench/calibrate_not_covered.py; see docs/quality.md.
-    coverage_weight: float = 0.6
-    threshold: float = 0.26
+    # "Covered" when (dense - bg.dense) + coverage_weight * (lexical - bg.lexical)
+    # + sentence_evidence_weight * (sentence - bg.sentence) + length_weight * ln(terms)
+    # >= threshold, the background (bg) being what generic off-topic probes score on this
+    # corpus (see Evidence). Calibrated jointly on SQuAD dev A and the news dev set by
+    # bench/calibrate_not_covered.py; see docs/quality.md.
+    coverage_weight: float = 0.9
+    sentence_evidence_weight: float = 1.0
+    length_weight: float = 0.1
+    threshold: float = 0.57
+    # Article context (news paragraphs are short; the subject is often named in the paragraph
+    # before or in the headline): weight of the question's IDF mass held by the passage, its
+    # previous paragraph and its headline together; of the best fused score among the
+    # candidates of the same article; of the headline's share of the question's IDF mass.
+    context_rank_weight: float = 0.4
+    article_rank_weight: float = 0.0  # measured, did not help (docs/quality.md)
+    headline_rank_weight: float = 0.3
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -56,6 +69,7 @@ class Hit:
     """One cited passage: its rank, fused score and the sentence that best answers."""
 
     rank: int
+    # The fused ranking score in 0..1 (higher ranks first); comparable within one question.
     score: float
     passage: Passage
     quote: str
@@ -79,7 +93,13 @@ class Evidence:
     """How strongly the coverage speaks to a question (the "not covered" decision's inputs)."""
 
     dense: float  # best cosine similarity between the question and any candidate passage
-    lexical: float  # IDF-weighted share of the question's terms found in the top passage
+    # IDF-weighted share of the question's terms found in the top passage, its previous
+    # paragraph and its headline (news paragraphs are short; the subject is named before).
+    lexical: float
+    sentence: float = 0.0  # the top passage's best sentence similarity to the question
+    # How many distinct content terms the question has: a long question (news trivia) holds
+    # words no single passage repeats, so its coverage runs lower for the same certainty.
+    terms: int = 0
 
 
 @dataclass(frozen=True)
@@ -158,10 +178,12 @@ class Retriever:
         self._df = np.diff(self._indptr)
         self._vocab: dict[str, int] = postings.vocab
         self.index = index
-        if not index.manifest.background:  # an index saved without one: measure it now
+        self._titles: dict[str, frozenset[str]] = {}  # headline -> its analysed terms
+        if set(index.manifest.background) != BACKGROUND_KEYS:  # an older index: measure now
             self.index = index.with_background(self.measure_background())
         bg = self.index.manifest.background
-        self._background = Evidence(dense=bg["dense"], lexical=bg["lexical"])
+        self._background = Evidence(dense=bg["dense"], lexical=bg["lexical"],
+                                    sentence=bg["sentence"])
         self._rows_meta: Coverage | None = None
 
     @classmethod
@@ -198,11 +220,9 @@ class Retriever:
         qvecs, qtokens = self._encode([q])
         terms = analyze(q)
         rows, scores, dense = self._rank(qvecs[0], terms, depth, allowed)
-        top = self.index.passages(rows[:1])
-        evidence = Evidence(dense=float(dense.max()),
-                            lexical=self._coverage(terms, top[0].text) if top else 0.0)
-        return Candidates(q, rows, scores, qvecs[0], terms, qtokens[0],
-                          self._confidence(evidence) >= self.settings.threshold)
+        covered = bool(rows) and self._confidence(self._top_evidence(
+            qvecs[0], terms, rows[0], dense)) >= self.settings.threshold
+        return Candidates(q, rows, scores, qvecs[0], terms, qtokens[0], covered)
 
     def rows_meta(self) -> Coverage:
         """Each row's date and outlet as arrays, read from the index on first use."""
@@ -242,13 +262,14 @@ class Retriever:
             rows, scores, dense = self._ranked(qvec, terms, depth, allowed, recent)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
-        evidence = Evidence(dense=float(dense.max()), lexical=self._coverage(terms, top[0].text))
+        evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense)
         confidence = self._confidence(evidence)
         answered = confidence >= self.settings.threshold
         if not answered and not keep_refused:
             return Answer(q, False, [], confidence, evidence)
         copies = self.index.copies(sorted({groups[rows[i]] for i in picked if rows[i] in groups}))
-        hits = [Hit(rank=n + 1, score=float(scores[i]), passage=p, row=rows[i],
+        hits = [Hit(rank=n + 1, score=self._display_score(float(scores[i])), passage=p,
+                    row=rows[i],
                     quote=self.quote(qvec, terms, p, rows[i], qtokens=qtokens),
                     also_in=tuple(c for c in copies.get(groups.get(rows[i], -1), ())
                                   if c.article_id != p.article_id))
@@ -288,18 +309,26 @@ class Retriever:
             self.index.probe_vectors = self.embedder.encode(checked)
         ev = [self._evidence(q, v)
               for q, v in zip(checked, self.index.probe_vectors, strict=True)]
-        return {"dense": float(np.mean([e.dense for e in ev])),
-                "lexical": float(np.mean([e.lexical for e in ev]))}
+        return {key: float(np.mean([getattr(e, key) for e in ev])) for key in BACKGROUND_KEYS}
 
     def _evidence(self, q: str, qvec: np.ndarray) -> Evidence:
         terms = analyze(q)
         rows, _, dense = self._rank(qvec, terms)
-        top = self.index.passages(rows[:1])[0]
-        return Evidence(dense=float(dense.max()), lexical=self._coverage(terms, top.text))
+        return self._top_evidence(qvec, terms, rows[0], dense)
+
+    def _top_evidence(self, qvec: np.ndarray, terms: list[str], top: int, dense: np.ndarray
+                      ) -> Evidence:
+        row = np.array([top])
+        return Evidence(dense=float(dense.max()),
+                        lexical=float(self._context_coverage(terms, row)[0][0]),
+                        sentence=float(self._best_sentence(qvec, row)[0]),
+                        terms=len(set(terms)))
 
     def _confidence(self, ev: Evidence) -> float:
-        bg = self._background
-        return (ev.dense - bg.dense) + self.settings.coverage_weight * (ev.lexical - bg.lexical)
+        bg, s = self._background, self.settings
+        return ((ev.dense - bg.dense) + s.coverage_weight * (ev.lexical - bg.lexical)
+                + s.sentence_evidence_weight * (ev.sentence - bg.sentence)
+                + s.length_weight * math.log(max(ev.terms, 1)))
 
     # -- ranking --------------------------------------------------------------------------
 
@@ -341,8 +370,70 @@ class Retriever:
                 scores = scores + s.sentence_weight * _minmax(self._best_sentence(qvec, rows))
             if s.coverage_rank_weight:
                 scores = scores + s.coverage_rank_weight * self._coverage_of_rows(terms, rows)
+            if s.context_rank_weight or s.article_rank_weight or s.headline_rank_weight:
+                scores = scores + self._article_context(terms, rows, scores)
         order = np.argsort(-scores, kind="stable")
         return [int(r) for r in rows[order]], scores[order], dense[order]
+
+    def _article_context(self, terms: list[str], rows: np.ndarray, scores: np.ndarray
+                         ) -> np.ndarray:
+        """Each candidate's bonus from its article: see SearchSettings.context_rank_weight."""
+        s = self.settings
+        info = self.index.row_context(rows)
+        out = np.zeros(len(rows), dtype=np.float32)
+        if s.article_rank_weight:
+            best: dict[int, float] = {}
+            for (code, _, _), x in zip(info, scores.tolist(), strict=True):
+                best[code] = max(best.get(code, -math.inf), x)
+            out += s.article_rank_weight * np.array([best[c] for c, _, _ in info], np.float32)
+        if s.context_rank_weight or s.headline_rank_weight:
+            context, headline = self._context_coverage(terms, rows, info)
+            out += s.context_rank_weight * context + s.headline_rank_weight * headline
+        return out
+
+    def _context_coverage(self, terms: list[str], rows: np.ndarray,
+                          info: list[tuple[int, int, str]] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the share of the question's IDF mass held by the passage, its previous
+        paragraph and its article's headline together; and by the headline alone."""
+        info = self.index.row_context(rows) if info is None else info
+        unique = set(terms)
+        total = sum(self._idf(t) for t in unique)
+        context = np.zeros(len(rows), dtype=np.float32)
+        headline = np.zeros(len(rows), dtype=np.float32)
+        if not total:
+            return context, headline
+        has_prev = np.array([n > 1 for _, n, _ in info])
+        titles = [self._title_terms(t) for _, _, t in info]
+        for t in unique:
+            in_title = np.array([t in tt for tt in titles])
+            held = in_title.copy()
+            if t in self._vocab:
+                tid = self._vocab[t]
+                held |= self._holds(tid, rows) | (has_prev & self._holds(tid, rows - 1))
+            idf = self._idf(t)
+            context += held * idf
+            headline += in_title * idf
+        return context / total, headline / total
+
+    def _title_terms(self, title: str) -> frozenset[str]:
+        found = self._titles.get(title)
+        if found is None:
+            found = self._titles[title] = frozenset(analyze(title))
+        return found
+
+    def _display_score(self, fused: float) -> float:
+        """A ranking score as Hit.score shows it, in 0..1 and in the ranking's order: the
+        hybrid score over the most its parts can add up to (each part is in 0..1); dense
+        cosine clipped at 0; BM25 squashed as x / (1 + x)."""
+        s = self.settings
+        if s.method == "dense":
+            return min(max(fused, 0.0), 1.0)
+        if s.method == "bm25":
+            return max(fused, 0.0) / (1 + max(fused, 0.0))
+        most = (1 + s.sentence_weight + s.coverage_rank_weight + s.context_rank_weight
+                + s.headline_rank_weight) * (1 + s.article_rank_weight)
+        return min(max(fused / most, 0.0), 1.0)
 
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""
@@ -433,19 +524,6 @@ class Retriever:
             return 0.0
         best = scores[seen]
         return float(np.partition(best, len(best) - n)[len(best) - n]) * (1 - 1e-6)
-
-    def _coverage(self, terms: list[str], text: str) -> float:
-        """IDF-weighted share of the question's terms that occur in `text` (0..1)."""
-        if not terms:
-            return 0.0
-        present = set(analyze(text))
-        total = got = 0.0
-        for t in set(terms):
-            idf = self._idf(t)
-            total += idf
-            if t in present:
-                got += idf
-        return got / total if total else 0.0
 
     def _idf(self, term: str) -> float:
         """BM25's IDF of a (stemmed) term in this index; unseen terms are the rarest."""

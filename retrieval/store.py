@@ -512,6 +512,18 @@ class Index:
             f"WHERE p.row IN ({marks})", rows)}
         return [found[r] for r in rows]
 
+    def row_context(self, rows: Sequence[int]) -> list[tuple[int, int, str]]:
+        """(article code, paragraph number, headline) of each of `rows`; rows of one article
+        are consecutive, so row - 1 is the previous paragraph when the number is above 1."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        found = {r: (code, n, title) for r, code, n, title in self._db.execute(
+            f"SELECT p.row, a.rowid, p.paragraph, a.title FROM passages p "
+            f"JOIN articles a ON a.id = p.article_id WHERE p.row IN ({marks})", rows)}
+        return [found[r] for r in rows]
+
     def groups_of(self, rows: Sequence[int]) -> dict[int, int]:
         """row -> near-duplicate group, for those of `rows` that have copies elsewhere."""
         rows = [int(r) for r in rows]

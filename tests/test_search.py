@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,39 @@ def test_quote_token_similarity_favours_the_sentence_the_question_is_about(
     met = retriever._sentence_maxsim(tokens[1], passage.text, row, spans)
     assert len(spans) == 3 and ((vague > 0) & (vague <= 1)).all()
     assert int(np.argmax(vague)) == 2 and int(np.argmax(met)) == 0
+
+
+def test_an_older_background_is_measured_again(retriever: Retriever, embedder):
+    # Indexes saved before the sentence evidence stored only dense and lexical backgrounds.
+    old = retriever.index.with_background({"dense": 0.1, "lexical": 0.1})
+    again = Retriever(old, embedder)
+    assert again.index.manifest.background == pytest.approx(retriever.index.manifest.background)
+    assert not again.ask("What is the capital of France?").answered
+
+
+@pytest.mark.parametrize("method", ["hybrid", "dense", "bm25"])
+def test_scores_are_in_0_1_and_follow_the_ranking(retriever: Retriever, embedder, method):
+    r = Retriever(retriever.index, embedder, replace(retriever.settings, method=method))
+    for question in ("why was the trip cancelled", "Pompeo North Korea trip Manila"):
+        scores = [h.score for h in r.ask_many([question], k=10, keep_refused=True)[0].hits]
+        assert all(0 <= x <= 1 for x in scores)
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_a_headline_that_answers_brings_its_article_first(embedder):
+    # News paragraphs often leave the subject to the headline ("the show", "the series").
+    from retrieval.corpus import Article
+    from retrieval.store import Index
+
+    squid = Article(id="squid", title="Squid Game renewed by Netflix", source="squid.txt",
+                    paragraphs=("The show will return for a second season, the streamer said.",
+                                "Its creator wrote the first season over a decade."))
+    other = Article(id="bake", title="The Great British Baking Show returns", source="bake.txt",
+                    paragraphs=("The baking series is back for another season this autumn.",
+                                "Contestants will face a new technical challenge each week."))
+    index = Index.build([squid, other], embedder, progress=False)
+    r = Retriever(index, embedder)
+    hit = r.ask_many(["Which Netflix series was renewed for a second season?"],
+                     keep_refused=True)[0].hits[0]
+    assert hit.passage.article_id == "squid" and hit.passage.paragraph == 1
+    assert 0 < hit.score <= 1

@@ -33,7 +33,7 @@ def test_round_trip(seed_index_dir: Path, embedder: Embedder):
     index = Index.load(seed_index_dir, model=embedder.name)
     m = index.manifest
     assert (m.model, m.dimension, m.passages, m.articles) == ("all-MiniLM-L6-v2", 384, 20, 2)
-    assert set(m.background) == {"dense", "lexical"}
+    assert set(m.background) == {"dense", "lexical", "sentence"}
     passages = index.all_passages()
     expected = [p for a in load_corpus(SEEDS) for p in a.passages()]
     assert passages == expected

@@ -480,7 +480,8 @@ def _print_answer(answer: Answer) -> None:
         console.print()
         console.print(
             f"[bold cyan][{hit.rank}][/bold cyan] [dim]score {hit.score:.2f}[/dim]  "
-            f"[bold]{escape(hit.quote)}[/bold]"
+            + ("[dim](headline)[/dim] " if hit.quote_from == "headline" else "")
+            + f"[bold]{escape(hit.quote)}[/bold]"
         )
         if hit.quote != hit.passage.text:
             console.print(f"    {escape(hit.passage.text)}", style="dim", highlight=False)

@@ -42,9 +42,10 @@ def _check_schema(data: dict) -> None:
     assert set(data) == {"question", "answered", "results"}
     assert isinstance(data["question"], str) and isinstance(data["answered"], bool)
     for n, r in enumerate(data["results"], start=1):
-        assert set(r) == {"rank", "score", "id", "text", "quote", "citation"}
+        assert set(r) == {"rank", "score", "id", "text", "quote", "quote_from", "citation"}
         assert r["rank"] == n and isinstance(r["score"], float)
         assert all(isinstance(r[k], str) and r[k] for k in ("id", "text", "quote"))
+        assert r["quote_from"] in ("text", "headline")
         c = r["citation"]
         assert set(c) == {"title", "source", "paragraph", "outlet", "date", "url", "also_in"}
         assert c["also_in"] == []  # the seeds hold no copies of each other

@@ -30,7 +30,8 @@ def late_interaction(qtokens: np.ndarray, tokens: Tokens, rows: np.ndarray,
     if not len(rows) or not len(qtokens):
         return out
     parts = [tokens.of(int(r)) for r in rows]
-    sims = qtokens @ np.concatenate(parts).T  # (question tokens, all rows' tokens)
+    # (question tokens, all rows' tokens); the tall product is the fast one for BLAS
+    sims = (np.concatenate(parts) @ qtokens.T).T
     windows, owner, start = [], [], 0
     for i, vecs in enumerate(parts):
         n = len(vecs)

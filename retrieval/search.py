@@ -14,6 +14,7 @@ from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
 from retrieval.filtered import dense_candidates, search_one
+from retrieval.late import late_interaction
 from retrieval.store import ANN_DEPTH, Copy, Index
 from retrieval.text import analyze
 from retrieval.timefilter import Coverage, Filters, prefer_recent, wants_recent
@@ -66,6 +67,11 @@ class SearchSettings:
     context_rank_weight: float = 0.4
     article_rank_weight: float = 0.0  # measured, did not help (docs/quality.md)
     headline_rank_weight: float = 0.3
+    # Late interaction in the ranking: the `late_depth` best candidates get `late_weight` x
+    # their (min-max normalised) length-corrected MaxSim with the question's content tokens
+    # (retrieval.late), where the index keeps token vectors.
+    late_weight: float = 0.6
+    late_depth: int = 20
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -229,7 +235,7 @@ class Retriever:
         allowed = self.allowed(filters)
         qvecs, qtokens = self._encode([q])
         terms = analyze(q)
-        rows, scores, dense = self._rank(qvecs[0], terms, depth, allowed)
+        rows, scores, dense = self._rank(qvecs[0], terms, depth, allowed, qtokens[0])
         covered = bool(rows) and self._confidence(self._top_evidence(
             qvecs[0], terms, rows[0], dense)) >= self.settings.threshold
         return Candidates(q, rows, scores, qvecs[0], terms, qtokens[0], covered)
@@ -254,7 +260,8 @@ class Retriever:
         return allowed
 
     def _encode(self, checked: list[str]) -> tuple[np.ndarray, list[np.ndarray | None]]:
-        if self.index.tokens is not None and self.settings.quote_tokens:
+        if self.index.tokens is not None and (self.settings.quote_tokens
+                                              or self.settings.late_weight):
             return self.embedder.encode_questions(checked)
         return self.embedder.encode(checked), [None] * len(checked)
 
@@ -264,12 +271,12 @@ class Retriever:
         k = max(1, min(int(k), size))
         terms = analyze(q)
         recent = wants_recent(q)
-        rows, scores, dense = self._ranked(qvec, terms, None, allowed, recent)
+        rows, scores, dense = self._ranked(qvec, terms, None, allowed, recent, qtokens)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
-            rows, scores, dense = self._ranked(qvec, terms, depth, allowed, recent)
+            rows, scores, dense = self._ranked(qvec, terms, depth, allowed, recent, qtokens)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
         evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense)
@@ -345,10 +352,10 @@ class Retriever:
     # -- ranking --------------------------------------------------------------------------
 
     def _ranked(self, qvec: np.ndarray, terms: list[str], depth: int | None,
-                allowed: np.ndarray | None, recent: bool
+                allowed: np.ndarray | None, recent: bool, qtokens: np.ndarray | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """`_rank` within the `allowed` rows, newer coverage moved up when `recent`."""
-        rows, scores, dense = self._rank(qvec, terms, depth, allowed)
+        rows, scores, dense = self._rank(qvec, terms, depth, allowed, qtokens)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
             return rows, scores, dense
         scores = prefer_recent(scores, self.rows_meta().seconds[rows])
@@ -356,10 +363,12 @@ class Retriever:
         return [rows[i] for i in order], scores[order], dense[order]
 
     def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
-              allowed: np.ndarray | None = None) -> tuple[list[int], np.ndarray, np.ndarray]:
+              allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None
+              ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """Candidate rows sorted by score, with their scores and raw dense similarities;
         `depth` candidates from each retriever (default: the settings' `candidates`), only
-        among the `allowed` rows (a boolean mask; None: all)."""
+        among the `allowed` rows (a boolean mask; None: all); given the question's content
+        tokens, the best candidates re-scored by late interaction (SearchSettings.late_weight)."""
         s = self.settings
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
@@ -384,8 +393,20 @@ class Retriever:
                 scores = scores + s.coverage_rank_weight * self._coverage_of_rows(terms, rows)
             if s.context_rank_weight or s.article_rank_weight or s.headline_rank_weight:
                 scores = scores + self._article_context(terms, rows, scores)
+            if s.late_weight and qtokens is not None and self.index.tokens is not None:
+                scores = self._late(qtokens, rows, scores)
         order = np.argsort(-scores, kind="stable")
         return [int(r) for r in rows[order]], scores[order], dense[order]
+
+    def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """`scores` with the `late_depth` best candidates' late-interaction bonus added (a
+        bonus in 0..late_weight, so they stay above the rest)."""
+        s = self.settings
+        top = np.argsort(-scores, kind="stable")[:s.late_depth]
+        out = np.array(scores, dtype=np.float32, copy=True)
+        out[top] += s.late_weight * _minmax(
+            late_interaction(qtokens, self.index.tokens, rows[top]))
+        return out
 
     def _article_context(self, terms: list[str], rows: np.ndarray, scores: np.ndarray
                          ) -> np.ndarray:
@@ -444,7 +465,7 @@ class Retriever:
         if s.method == "bm25":
             return max(fused, 0.0) / (1 + max(fused, 0.0))
         most = (1 + s.sentence_weight + s.coverage_rank_weight + s.context_rank_weight
-                + s.headline_rank_weight) * (1 + s.article_rank_weight)
+                + s.headline_rank_weight + s.late_weight) * (1 + s.article_rank_weight)
         return min(max(fused / most, 0.0), 1.0)
 
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -52,10 +52,10 @@ OFF_TOPIC: list[str] = [
 ]
 
 # Questions the ranking gets wrong today (the right paragraph is in the top 3, not first).
-# "Will negotiations with North Korea restart…" left this list with best-sentence re-scoring.
+# "Will negotiations with North Korea restart…" left this list with best-sentence re-scoring,
+# "On which TV programme did Bolton speak?" with late interaction in the ranking.
 # They stay in the set so the hit rate is honest; issue 4's ranking work targets them.
 HARD: set[str] = {
-    "On which TV programme did Bolton speak?",
     "When might the secretary of state still travel to Pyongyang?",
     "Did Trump close the door on more negotiations?",
     "Is there any date set for new meetings with the North Koreans?",

@@ -13,7 +13,7 @@ from retrieval.text import split_sentences
 
 from .seed_questions import HARD, OFF_TOPIC, ON_TOPIC
 
-MIN_HITS_AT_1 = 21  # of len(ON_TOPIC); raise it as ranking improves, never lower it
+MIN_HITS_AT_1 = 22  # of len(ON_TOPIC); raise it as ranking improves, never lower it
 
 
 def _marks(question: str) -> list[pytest.MarkDecorator]:

@@ -97,8 +97,9 @@ def news_section(news: Path | None, embedder: Embedder) -> list[str]:
              "questions counts from there), the baselines under the same date filter but "
              "without that preference. Off-topic: tests/data/news_off_topic.jsonl, "
              f"{len(off_topic)} questions.", "",
-             "| method | seen first | wrongly refused | R@1 | R@5 | MRR@10 | off-topic refused |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | seen first | wrongly refused | R@1 | R@5 | MRR@10 | quote hit | "
+             "off-topic refused |",
+             "|---|---|---|---|---|---|---|---|"]
     names = {"hybrid": "Byline", "dense": "MiniLM + FAISS flat", "bm25": "BM25 alone"}
     for method in ("hybrid", "dense", "bm25"):
         retriever = Retriever(index, embedder, replace(SearchSettings(), method=method))
@@ -106,11 +107,12 @@ def news_section(news: Path | None, embedder: Embedder) -> list[str]:
         if method == "hybrid":
             lines.append(f"| {names[method]} | {r['first_and_answered']:.3f} | "
                          f"{1 - r['answered_rate']:.3f} | {r['recall@1']:.3f} | "
-                         f"{r['recall@5']:.3f} | {r['mrr@10']:.3f} | {r['refused_rate']:.3f} |")
+                         f"{r['recall@5']:.3f} | {r['mrr@10']:.3f} | {r['quote_hit']:.3f} | "
+                         f"{r['refused_rate']:.3f} |")
         else:
             lines.append(f"| {names[method]} | {r['recall@1']:.3f} | never refuses | "
                          f"{r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['mrr@10']:.3f} | "
-                         "never refuses |")
+                         f"{r['quote_hit']:.3f} | never refuses |")
     lines.append("")
     print("\n".join(lines), flush=True)
     return lines

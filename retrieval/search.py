@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -224,8 +225,9 @@ class Retriever:
         checked = [check_question(q) for q in questions]
         allowed = self.allowed(filters)
         qvecs, qtokens = self._encode(checked)
-        return [self._answer(q, v, t, k, keep_refused, allowed)
-                for q, v, t in zip(checked, qvecs, qtokens, strict=True)]
+        with _one_blas_thread():
+            return [self._answer(q, v, t, k, keep_refused, allowed)
+                    for q, v, t in zip(checked, qvecs, qtokens, strict=True)]
 
     def candidates(self, question: str, depth: int, filters: Filters | None = None
                    ) -> Candidates:
@@ -648,6 +650,21 @@ class Retriever:
 
 
 _search_one = search_one  # the name benches and tests use
+
+
+@lru_cache(maxsize=1)
+def _blas() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """A context in which numpy's BLAS runs on the calling thread alone: one question's small
+    products (late interaction, sentence scores) finish sooner than BLAS threads wake and
+    synchronise, most of all on a busy 2-core machine (warm ask p50 11.3 -> 8.9 ms beside a
+    torch process; see docs/performance.md)."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:

@@ -34,8 +34,8 @@ import numpy as np
 
 from retrieval.embed import Embedder
 from retrieval.evaluate import load_jsonl, load_news, load_squad
+from retrieval.indexer import build_index
 from retrieval.search import Retriever, SearchSettings
-from retrieval.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,11 +69,11 @@ def collect(squad_a: str, squad_b: str, news: str, embedder: Embedder) -> list:
     splits = []
     articles, covered = load_squad(squad_a)
     _, other = load_squad(squad_b)
-    splits.append(_split("squad_a", retriever(Index.build(articles, embedder, progress=False)),
+    splits.append(_split("squad_a", retriever(build_index(articles, embedder, progress=False)),
                          [q.question for q in covered], [q.question for q in other]))
     articles, questions = load_news(news)
     off = [q.question for q in load_jsonl(ROOT / "tests" / "data" / "news_off_topic.jsonl")]
-    full = Index.build(articles, embedder, progress=False)
+    full = build_index(articles, embedder, progress=False)
     splits.append(_split("news", retriever(full), [q.question for q in questions], off))
     for half in (0, 1):
         kept = articles[half::2]
@@ -82,10 +82,10 @@ def collect(squad_a: str, squad_b: str, news: str, embedder: Embedder) -> list:
         own = [q.question for q in questions if q.own_sources & _names(sources)]
         other = [q.question for q in questions if not q.own_sources & _names(sources)
                  and not any(g in t for g in q.gold_texts for t in texts)]
-        index = Index.build(kept, embedder, progress=False, previous=full)
+        index = build_index(kept, embedder, progress=False, previous=full)
         splits.append(_split(f"news_half{half}", retriever(index), own, other + off))
     from retrieval.corpus import load_corpus
-    seeds = Index.build(load_corpus(ROOT / "seeds"), embedder, progress=False)
+    seeds = build_index(load_corpus(ROOT / "seeds"), embedder, progress=False)
     splits.append(_split("seeds", retriever(seeds), [q for q, _ in ON_TOPIC], OFF_TOPIC))
     return splits
 

@@ -137,7 +137,7 @@ def answer_lookups(article: np.ndarray, groups: np.ndarray, rounds: int = 300) -
 def _lookup_db(article: np.ndarray, groups: np.ndarray) -> sqlite3.Connection:
     """An index's metadata tables for these passages (empty texts: only lookups run)."""
     from retrieval.corpus import Article, Passage
-    from retrieval.store import _memory_db
+    from retrieval.store.tables import memory_db
 
     n_articles = int(article.max()) + 1
     articles = [Article(id=f"a{a}", title=f"Story {a}", source=f"a{a}.txt",
@@ -145,7 +145,7 @@ def _lookup_db(article: np.ndarray, groups: np.ndarray) -> sqlite3.Connection:
                         sha256="0") for a in range(n_articles)]
     passages = [Passage(id=f"a{a}#{i}", article_id=f"a{a}", title="", source="",
                         paragraph=1, text="") for i, a in enumerate(article.tolist())]
-    return _memory_db(articles, passages, groups)
+    return memory_db(articles, passages, groups)
 
 
 def run(passages: int = 1_000_000) -> dict:

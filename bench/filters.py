@@ -23,7 +23,8 @@ import numpy as np
 from retrieval.corpus import Article
 from retrieval.embed import Embedder
 from retrieval.search import Retriever
-from retrieval.store import Index, Sentences, sentence_spans
+from retrieval.store import Index, Sentences
+from retrieval.text import sentence_spans
 from retrieval.timefilter import Filters
 
 WORDS = [f"{a}{b}" for a in ("harbor", "ledger", "tunnel", "orchid", "glacier", "violin",

@@ -29,7 +29,7 @@ from seed_questions import OFF_TOPIC, ON_TOPIC  # noqa: E402
 import retrieval.search as search  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.evaluate import evaluate, load_jsonl, load_news, load_squad  # noqa: E402
-from retrieval.indexer import index_corpus  # noqa: E402
+from retrieval.indexer import build_index, index_corpus  # noqa: E402
 from retrieval.late import late_interaction  # noqa: E402
 from retrieval.search import Retriever, SearchSettings, _minmax  # noqa: E402
 from retrieval.store import Index, Tokens  # noqa: E402
@@ -233,13 +233,13 @@ def main() -> None:
     questions = [q for q in questions if not q.as_of or q.as_of <= "2022-09-30"]
     off_topic = load_jsonl(ROOT / "tests" / "data" / "news_off_topic.jsonl")
     news_index = cached(args.cache / "news",
-                        lambda: Index.build(articles, embedder, corpus=str(args.news)), embedder)
+                        lambda: build_index(articles, embedder, corpus=str(args.news)), embedder)
     seed_dir = args.cache / "seeds"
     if not (seed_dir / "manifest.json").is_file():
         index_corpus(ROOT / "seeds", seed_dir, embedder, progress=False)
     seed_index = Index.load(seed_dir, model=embedder.name)
     squad_index = cached(args.cache / "a",
-                         lambda: Index.build(load_squad(args.squad)[0], embedder,
+                         lambda: build_index(load_squad(args.squad)[0], embedder,
                                              corpus=args.squad.name), embedder)
     print(f"indexes: news {len(news_index)}, seeds {len(seed_index)}, A {len(squad_index)}",
           flush=True)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from retrieval.corpus import Article  # noqa: E402
 from retrieval.embed import Embedder, bundled_model_path  # noqa: E402
 from retrieval.evaluate import EvalQuestion, evaluate, load_squad  # noqa: E402
-from retrieval.indexer import index_articles, index_corpus  # noqa: E402
+from retrieval.indexer import build_index, calibrated, index_corpus  # noqa: E402
 from retrieval.search import Retriever  # noqa: E402
 from retrieval.store import Index  # noqa: E402
 
@@ -107,7 +107,8 @@ def measure_build(st: SentenceTransformer, embedder: Embedder, articles: list[Ar
     start = time.perf_counter()
     # Everything a usable index needs: passage and sentence vectors, BM25, SQLite, the
     # not-covered background, saved atomically.
-    index = index_articles(articles, tmp / "build", embedder, progress=False, incremental=False)
+    index = calibrated(build_index(articles, embedder, progress=False), embedder)
+    index.save(tmp / "build")
     byline = time.perf_counter() - start
     return {"passages": len(texts), "floor_s": floor, "byline_s": byline,
             "speedup": floor / byline, "index": index}
@@ -201,7 +202,7 @@ def measure_encoders(articles: list[Article], questions: list[EvalQuestion]) -> 
         embedder = Embedder(encoder=encoder)
         embedder.model  # noqa: B018 - load (and for ONNX build, once) outside the timing
         start = time.perf_counter()
-        index = Index.build(articles, embedder, progress=False)
+        index = build_index(articles, embedder, progress=False)
         built = time.perf_counter() - start
         r = evaluate(Retriever(index, embedder), questions)
         rows.append({"encoder": encoder, "build_s": built,

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from retrieval.embed import Embedder
 from retrieval.evaluate import evaluate, is_news_dev, load_jsonl, load_news, load_squad
+from retrieval.indexer import build_index
 from retrieval.search import Retriever, SearchSettings
-from retrieval.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
 HALVES = {"A": "squad-v1.1-dev-a.json", "B": "squad-v1.1-dev-b.json"}
@@ -44,7 +44,7 @@ def main(data: Path, news: Path | None = None) -> None:
     for half, other in (("A", "B"), ("B", "A")):
         articles, questions = loaded[half]
         start = time.perf_counter()
-        index = Index.build(articles, embedder, corpus=HALVES[half], progress=True)
+        index = build_index(articles, embedder, corpus=HALVES[half], progress=True)
         built = time.perf_counter() - start
         lines += [f"## {half}: {len(index)} paragraphs, {len(questions)} questions "
                   f"(indexed in {built:.0f} s)", "",
@@ -85,7 +85,7 @@ def news_section(news: Path | None, embedder: Embedder) -> list[str]:
     articles, questions = load_news(news)
     off_topic = load_jsonl(ROOT / "tests" / "data" / "news_off_topic.jsonl")
     start = time.perf_counter()
-    index = Index.build(articles, embedder, corpus=str(news), progress=True)
+    index = build_index(articles, embedder, corpus=str(news), progress=True)
     built = time.perf_counter() - start
     lines = [f"## News dev set: {len(articles)} CNN 2022 articles, {len(index)} passages, "
              f"{len(questions)} questions to 2022-09-30 (indexed in {built:.0f} s)", "",

@@ -12,15 +12,15 @@ import numpy as np
 
 from retrieval.embed import Embedder
 from retrieval.evaluate import load_squad
+from retrieval.indexer import build_index
 from retrieval.search import Retriever, SearchSettings
-from retrieval.store import Index
 from retrieval.text import analyze
 
 
 def main(path: str) -> None:
     embedder = Embedder()
     articles, questions = load_squad(path)
-    index = Index.build(articles, embedder, progress=False)
+    index = build_index(articles, embedder, progress=False)
     base = Retriever(index, embedder)
     qvecs = embedder.encode([q.question for q in questions])
     terms = [analyze(q.question) for q in questions]

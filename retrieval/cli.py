@@ -15,7 +15,7 @@ from retrieval import __version__
 from retrieval.config import Settings
 from retrieval.corpus import LoadReport, Passage
 from retrieval.embed import ENCODERS
-from retrieval.errors import BylineError, IndexMissing
+from retrieval.errors import BylineError, IndexMissing, describe_os_error
 from retrieval.search import METHODS, Answer, Hit, Retriever, check_question
 from retrieval.timefilter import Filters
 
@@ -64,8 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-embed everything (default: reuse the vectors of unchanged paragraphs)",
     )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another process is writing the index (default: wait for it)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("check", help="check the index's health: files, checksums, values")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("fetch", help="download pages (or a feed's articles) into the corpus")
     p.add_argument("urls", nargs="*", metavar="URL", help="pages to download (http or https)")
@@ -176,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "nothing was changed")
         print(f"byline: interrupted; {done}.", file=sys.stderr)
         return 130
+    except OSError as exc:  # what the operating system refused, in one line
+        print(f"byline: {describe_os_error(exc)}.", file=sys.stderr)
+        return 1
     except Exception:  # the outermost edge: keep the traceback, give a short line
         log.exception("unexpected error")
         print("byline: unexpected error (traceback above); please report it.", file=sys.stderr)
@@ -200,6 +212,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         incremental=not args.full,
         strict=args.strict,
         on_report=tell,
+        wait=not args.no_wait,
+        on_wait=lambda message: print(f"byline: {message}", file=sys.stderr),
     )
     seconds = time.perf_counter() - start
     m = index.manifest
@@ -350,6 +364,38 @@ def timeline_line(story: Story) -> str:
             f"{story.quote}{f' (also in: {names})' if names else ''}")
 
 
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.store.health import check_index
+
+    health = check_index(settings.index_dir)
+    if args.json:
+        _print_json(health.to_dict())
+        return 0 if health.ok else 1
+    m = health.manifest
+    print(f"Index: {settings.index_dir}")
+    if m is not None:
+        print(f"Generation {m.generation}, built {m.created}: {m.articles:,} articles, "
+              f"{m.passages:,} passages ({m.model}, {m.encoder}, {m.ann})")
+        size = sum(f.size for f in health.files)
+        bad = [f for f in health.files if f.status != "ok"]
+        print(f"Files: {len(health.files)} checked, {size / 1e6:,.1f} MB, "
+              f"{len(bad) or 'none'} damaged")
+        for f in bad:
+            print(f"  {f.status}: {f.path}")
+        bg = ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.background.items()))
+        print(f"Background: {bg or 'missing'}")
+    for note in health.notes:
+        print(f"Note: {note}")
+    if health.ok:
+        print("OK")
+        return 0
+    for problem in health.problems:
+        print(f"byline: {problem}", file=sys.stderr)
+    print("byline: the index is damaged; run `byline index --full` to rebuild it.",
+          file=sys.stderr)
+    return 1
+
+
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.store import Index
 
@@ -376,8 +422,8 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.embed import Embedder
     from retrieval.evaluate import evaluate, load_dataset
+    from retrieval.indexer import build_index
     from retrieval.search import SearchSettings
-    from retrieval.store import Index
 
     articles, questions = load_dataset(args.dataset)
     off_topic = load_dataset(args.off_topic)[1] if args.off_topic else None
@@ -387,7 +433,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         retriever = Retriever(retriever.index, retriever.embedder, search)
     else:
         embedder = Embedder(settings.model, encoder=settings.encoder)
-        index = Index.build(articles, embedder, corpus=str(args.dataset))
+        index = build_index(articles, embedder, corpus=str(args.dataset))
         retriever = Retriever(index, embedder, search)  # measures the background too
     report = {
         "dataset": str(args.dataset),

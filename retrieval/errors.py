@@ -23,6 +23,14 @@ class IndexCorrupt(BylineError):
     """An index exists but cannot be read back."""
 
 
+class IndexBusy(BylineError):
+    """Another process is writing the index and this one was told not to wait."""
+
+
+class StoreError(BylineError):
+    """The operating system refused to read or write the index (space, permission, path)."""
+
+
 class IndexMismatch(BylineError):
     """The index was built with another model, dimension or format."""
 
@@ -33,3 +41,17 @@ class ModelError(BylineError):
 
 class FetchError(BylineError):
     """A URL to fetch is unusable, or the folder's fetch record cannot be read."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: what it was doing it to, and why."""
+    import errno
+
+    reasons = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.EROFS: "read-only file system", errno.ENOTDIR: "not a folder",
+               errno.EISDIR: "is a folder", errno.ENOENT: "no such file or folder",
+               errno.EEXIST: "already exists", errno.EMFILE: "too many open files",
+               errno.EIO: "input/output error"}
+    reason = reasons.get(exc.errno or 0) or (exc.strerror or str(exc) or type(exc).__name__)
+    return f"{exc.filename}: {reason}" if exc.filename else reason

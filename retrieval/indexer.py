@@ -1,4 +1,9 @@
-"""Turn a folder of articles into a saved, calibrated index (incrementally when one exists)."""
+"""The pipeline: read a folder, diff against the last index, embed what is new, save.
+
+Data flows one way: the corpus readers give articles, the Embedder gives vectors, the store
+assembles and publishes the generation, and the background is measured by a plain function
+over the new index with probe vectors encoded here.
+"""
 
 from __future__ import annotations
 
@@ -6,63 +11,140 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from retrieval.corpus import Article, LoadReport, checked, scan_corpus
+import numpy as np
+
+from retrieval.background import PROBES
+from retrieval.corpus import Article, LoadReport, Passage, checked, scan_corpus
+from retrieval.dedup import copy_groups
 from retrieval.embed import Embedder
-from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
-from retrieval.search import Retriever
-from retrieval.store import Index
+from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
+from retrieval.search import check_question, measure_background
+from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens, WriterLock
+from retrieval.store.ann import EXACT_MAX
+from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
 
 
 def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
                  progress: bool = True, incremental: bool = True, strict: bool = False,
-                 on_report: Callable[[LoadReport], None] | None = None) -> Index:
+                 on_report: Callable[[LoadReport], None] | None = None,
+                 wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Index:
     """Load, clean, embed, calibrate and save `corpus_dir` as the index in `index_dir`.
 
-    With `incremental`, the index already in `index_dir` (same model and encoder) lends the
-    vectors of every unchanged paragraph, so only new or edited ones are embedded; removed
-    articles simply drop out. Everything is read and embedded before the first byte is
-    written, so a bad corpus (or a crash) leaves any existing index as it was.
+    With `incremental`, the index already in `index_dir` (same model and encoder, every file
+    matching its checksum) lends the vectors of every unchanged paragraph, so only new or
+    edited ones are embedded; removed articles simply drop out. Everything is read and
+    embedded before the first byte is written, so a bad corpus (or a crash) leaves any
+    existing index as it was. The folder's writer lock is held throughout: a second writer
+    waits (`on_wait` is told) or, without `wait`, fails with IndexBusy.
 
     A file that cannot be used is skipped and named in the LoadReport (handed to
     `on_report` as soon as the folder is read, and kept as the index's `report`); with
     `strict`, any skip is a CorpusError instead.
     """
-    previous = _previous(index_dir, embedder) if incremental else None
-    # Unchanged files keep the articles the previous index parsed from them.
-    report = scan_corpus(corpus_dir, known=previous.parsed_articles() if previous else None,
-                         progress=progress)
-    if on_report is not None and report.articles:  # else the error below says it all
-        on_report(report)
-    checked(report, corpus_dir, strict)
-    index = _index(report.articles, index_dir, embedder, str(corpus_dir), progress, previous)
-    index.report = report
+    with WriterLock(index_dir, wait=wait, on_wait=on_wait):
+        previous = _previous(index_dir, embedder) if incremental else None
+        # Unchanged files keep the articles the previous index parsed from them.
+        report = scan_corpus(corpus_dir, known=previous.parsed_articles() if previous else None,
+                             progress=progress)
+        if on_report is not None and report.articles:  # else the error below says it all
+            on_report(report)
+        checked(report, corpus_dir, strict)
+        index = calibrated(build_index(report.articles, embedder, str(corpus_dir), progress,
+                                       previous), embedder)
+        index.report = report
+        index.save(index_dir)
     return index
-
-
-def index_articles(articles: list[Article], index_dir: str | Path, embedder: Embedder,
-                   corpus: str = "", progress: bool = True, incremental: bool = True) -> Index:
-    """`index_corpus` for articles already loaded (the evaluation and benchmarks use it)."""
-    previous = _previous(index_dir, embedder) if incremental else None
-    return _index(articles, index_dir, embedder, corpus, progress, previous)
 
 
 def _previous(index_dir: str | Path, embedder: Embedder) -> Index | None:
-    """The index already in `index_dir`, if one is there and usable."""
+    """The index already in `index_dir`, if one is there and every file of it checks out
+    (a re-index never reuses vectors from a damaged file)."""
     try:
-        return Index.load(index_dir, model=embedder.name)
-    except (IndexMissing, IndexCorrupt, IndexMismatch) as exc:
-        if not isinstance(exc, IndexMissing):
-            log.info("full rebuild: %s", exc)
+        return Index.load(index_dir, model=embedder.name, verify=True)
+    except IndexMissing:
+        return None
+    except (IndexCorrupt, IndexMismatch) as exc:
+        reason = str(exc).split("; run `byline index")[0]
+        log.warning("%s; building it from scratch, reusing nothing.", reason)
         return None
 
 
-def _index(articles: list[Article], index_dir: str | Path, embedder: Embedder, corpus: str,
-           progress: bool, previous: Index | None) -> Index:
-    built = Index.build(articles, embedder, corpus=corpus, progress=progress,
-                        previous=previous)
-    index = Retriever(built, embedder).index  # with the background it measured
-    index.reused = built.reused
-    index.save(index_dir)
+def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
+                progress: bool = True, previous: Index | None = None,
+                exact_max: int = EXACT_MAX, tokens_max: int = TOKENS_MAX) -> Index:
+    """Embed every passage of `articles` and assemble the (unsaved, uncalibrated) index.
+
+    With `previous` (an index built by the same model and encoder), passages whose text
+    is unchanged reuse its vectors and only new or edited ones are embedded; the result
+    equals a full build (each text's vectors depend on that text alone). Above
+    `exact_max` passages, dense search goes through a tuned IVF index; up to
+    `tokens_max`, token vectors are kept for picking quotes."""
+    passages = [p for a in articles for p in a.passages()]
+    keep_tokens = len(passages) <= tokens_max
+    reuse = previous.reusable(embedder) if previous is not None else {}
+    if keep_tokens and previous is not None and previous.tokens is None:
+        reuse = {}  # its passages' tokens were not kept: embed them again
+    before = [reuse.get(p.content_hash) for p in passages]  # row in `previous`, or None
+    vecs, sentences, tokens = _embed(passages, before, embedder, previous, keep_tokens,
+                                     progress)
+    groups = copy_groups([p.text for p in passages], [p.article_id for p in passages])
+    index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+                               encoder=embedder.encoder, corpus=corpus, exact_max=exact_max,
+                               tokens=tokens, groups=groups)
+    index.reused = sum(row is not None for row in before)
+    if previous is not None and previous.made_by(embedder):
+        index.probe_vectors = previous.probe_vectors
     return index
+
+
+def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder,
+           previous: Index | None, keep_tokens: bool, progress: bool
+           ) -> tuple[np.ndarray, Sentences, Tokens | None]:
+    """Passage, sentence and token vectors: new for `before[i] is None`, else taken from
+    row `before[i]` of `previous`."""
+    fresh = [i for i, row in enumerate(before) if row is None]
+    dim = embedder.dimension
+    vecs = np.empty((len(passages), dim), dtype=np.float32)
+    per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
+    token_vecs: list[np.ndarray | tuple[np.ndarray, np.ndarray]] = (
+        [np.empty((0, dim), np.float32)] * len(passages))
+    spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
+    new_spans = [sentence_spans(passages[i].text) for i in fresh]
+    for i, sp in zip(fresh, new_spans, strict=True):
+        spans[i] = np.array(sp, np.int32).reshape(-1, 2)
+    if fresh:
+        new_vecs, new_sents, new_tokens = embedder.encode_passages(
+            [passages[i].text for i in fresh], new_spans,
+            progress=progress, label=f"Embedding {len(fresh)} passages", tokens=keep_tokens)
+        if not (np.isfinite(new_vecs).all() and np.isfinite(new_sents).all()):
+            raise ModelError(f"The model {embedder.name!r} returned vectors that are not "
+                             "numbers; nothing was saved.")
+        vecs[fresh] = new_vecs
+        counts = np.cumsum([0] + [len(spans[i]) for i in fresh])
+        for j, i in enumerate(fresh):
+            per_passage[i] = new_sents[counts[j]:counts[j + 1]]
+            if new_tokens is not None:
+                token_vecs[i] = new_tokens[j]
+    for i, row in enumerate(before):  # the same text: the same vectors and sentences
+        if row is not None:
+            own = previous.sentences.of(row)
+            vecs[i] = previous.passage_vectors[row]
+            per_passage[i] = np.asarray(previous.sentences.vectors[own], dtype=np.float32)
+            spans[i] = np.asarray(previous.sentences.spans[own])
+            if keep_tokens:
+                token_vecs[i] = previous.tokens.raw(row)
+    sentence_vecs = (np.concatenate(per_passage) if passages
+                     else np.empty((0, dim), np.float32))
+    tokens = Tokens.pack(token_vecs, dim) if keep_tokens else None
+    return vecs, Sentences.pack(spans, sentence_vecs), tokens
+
+
+def calibrated(index: Index, embedder: Embedder) -> Index:
+    """`index` with its background measured: the evidence generic unrelated questions (the
+    PROBES, encoded here unless the previous index lent their vectors) find in it."""
+    probe_vectors = index.probe_vectors
+    if probe_vectors is None:
+        probe_vectors = embedder.encode([check_question(q) for q in PROBES])
+    return index.with_background(measure_background(index, probe_vectors), probe_vectors)

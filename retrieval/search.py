@@ -184,6 +184,13 @@ class Retriever:
                 f"{embedder.name!r} makes {embedder.dimension}; run `byline index` to rebuild it."
             )
         self.embedder = embedder
+        self._setup(index, settings)
+        if set(index.manifest.background) != BACKGROUND_KEYS:  # assembled, not indexed: measure
+            probes = self.embedder.encode([check_question(q) for q in PROBES])
+            self._setup(index.with_background(self._background_of(probes), probes), settings)
+
+    def _setup(self, index: Index, settings: SearchSettings | None) -> None:
+        """Read what searching `index` needs (everything but the question encoder)."""
         self.settings = settings or SearchSettings()
         # Plain views of the (memory-mapped) postings: column t of BM25's matrix holds the
         # passages containing term t, sorted, with the term's score in each.
@@ -195,11 +202,9 @@ class Retriever:
         self._vocab: dict[str, int] = postings.vocab
         self.index = index
         self._titles: dict[str, frozenset[str]] = {}  # headline -> its analysed terms
-        if set(index.manifest.background) != BACKGROUND_KEYS:  # an older index: measure now
-            self.index = index.with_background(self.measure_background())
-        bg = self.index.manifest.background
-        self._background = Evidence(dense=bg["dense"], lexical=bg["lexical"],
-                                    sentence=bg["sentence"])
+        bg = index.manifest.background
+        self._background = Evidence(dense=bg.get("dense", 0.0), lexical=bg.get("lexical", 0.0),
+                                    sentence=bg.get("sentence", 0.0))
         self._rows_meta: Coverage | None = None
         self._title_vecs: dict[str, np.ndarray] = {}  # headline -> vector (_title_vector)
 
@@ -322,14 +327,10 @@ class Retriever:
         vecs = self.embedder.encode(checked)
         return [self._evidence(q, v) for q, v in zip(checked, vecs, strict=True)]
 
-    def measure_background(self) -> dict[str, float]:
-        """Mean evidence of generic, unrelated questions against this index. The probes'
-        vectors are kept with the index, so a re-index reuses them."""
+    def _background_of(self, probe_vectors: np.ndarray) -> dict[str, float]:
+        """Mean evidence of the PROBES (encoded as `probe_vectors`) against this index."""
         checked = [check_question(q) for q in PROBES]
-        if self.index.probe_vectors is None:
-            self.index.probe_vectors = self.embedder.encode(checked)
-        ev = [self._evidence(q, v)
-              for q, v in zip(checked, self.index.probe_vectors, strict=True)]
+        ev = [self._evidence(q, v) for q, v in zip(checked, probe_vectors, strict=True)]
         return {key: float(np.mean([getattr(e, key) for e in ev])) for key in BACKGROUND_KEYS}
 
     def _evidence(self, q: str, qvec: np.ndarray) -> Evidence:
@@ -477,12 +478,17 @@ class Retriever:
         counts = ends - starts
         take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         sims = sent.vectors[take].astype(np.float32) @ qvec
+        if not np.isfinite(sims).all():
+            raise self.index.damaged("sentences/vectors.npy")
         return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
 
     def _dense_for(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosine similarity of each row's passage to the question (the ANN index
         only proposes candidates; above EXACT_MAX its scores are 8-bit approximations)."""
-        return np.asarray(self.index.passage_vectors[rows], dtype=np.float32) @ qvec
+        sims = np.asarray(self.index.passage_vectors[rows], dtype=np.float32) @ qvec
+        if not np.isfinite(sims).all():
+            raise self.index.damaged("vectors/passages.npy")
+        return sims
 
     def _coverage_of_rows(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
         """`_coverage` for many rows at once, read off BM25's postings (no re-tokenising)."""
@@ -674,3 +680,13 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
+
+
+def measure_background(index: Index, probe_vectors: np.ndarray,
+                       settings: SearchSettings | None = None) -> dict[str, float]:
+    """Mean evidence of generic, unrelated questions (the PROBES, already encoded as
+    `probe_vectors`) against `index`: what "not covered" compares a question with. A plain
+    function of the index and vectors: the indexer calls it without a question encoder."""
+    scorer = Retriever.__new__(Retriever)
+    scorer._setup(index, settings)
+    return scorer._background_of(probe_vectors)

@@ -72,3 +72,15 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         sentences.append(tail)
     return sentences
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, in order."""
+    spans, pos = [], 0
+    for sentence in split_sentences(text) or [text]:
+        start = text.find(sentence, pos)
+        if start < 0:  # cannot happen for split_sentences' output; be safe anyway
+            return [(0, len(text))]
+        spans.append((start, start + len(sentence)))
+        pos = start + len(sentence)
+    return spans

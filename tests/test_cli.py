@@ -173,8 +173,9 @@ def test_corrupt_index_message(index_dir: Path, capsys):
     (index_dir / "manifest.json").write_text("]]")
     assert main(["ask", "why was the trip cancelled"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"byline: The index manifest {index_dir / 'manifest.json'} is unreadable; "
-                   "run `byline index` to rebuild it.")
+    manifest = index_dir / "manifest.json"
+    assert err == (f"byline: The index manifest {manifest} is damaged (not valid JSON); "
+                   "run `byline index --full` to rebuild it.")
 
 
 def test_model_mismatch_message(index_dir: Path, capsys):
@@ -201,5 +202,5 @@ def test_ask_never_builds_over_an_index_that_lost_its_manifest(index_dir: Path, 
     assert main(["ask", "why was the trip cancelled"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (f"byline: The index at {index_dir} has lost its manifest.json; "
-                   "run `byline index` to rebuild it.")
+                   "run `byline index --full` to rebuild it.")
     assert _snapshot(index_dir) == before

@@ -108,26 +108,6 @@ def test_passages_without_copies_have_an_empty_also_in(wire_index: Path, embedde
         "also_in"] == []
 
 
-def test_an_index_saved_before_copies_were_detected_still_answers(wire_index: Path,
-                                                                  tmp_path: Path, embedder):
-    import sqlite3
-
-    old = shutil.copytree(wire_index, tmp_path / "old")
-    meta = old / Index.load(old).manifest.files()["meta"]
-    db = sqlite3.connect(meta)
-    db.executescript("DROP TABLE copies;")
-    db.close()
-    index = Index.load(old)
-    assert not index.has_copies
-    answer = Retriever(index, embedder).ask(QUESTION, k=5)
-    assert answer.answered and all(h.also_in == () for h in answer.hits)
-    # As before: the copies take several places.
-    assert sum("Red Cross" in h.passage.text for h in answer.hits) > 1
-    # A re-index detects them (and reuses every vector).
-    again = index_corpus(wire_index.parent / "corpus", old, embedder, progress=False)
-    assert again.has_copies and again.reused == len(again)
-
-
 def test_reindex_groups_equal_a_full_build(tmp_path: Path, embedder):
     corpus = write_corpus(tmp_path / "corpus")
     index_corpus(corpus, tmp_path / "inc", embedder, progress=False)

@@ -12,8 +12,8 @@ from retrieval import search
 from retrieval.corpus import Article
 from retrieval.embed import Embedder
 from retrieval.search import Retriever
-from retrieval.store import Index, RowFile, Sentences, sentence_spans
-from retrieval.text import analyze
+from retrieval.store import Index, RowFile, Sentences
+from retrieval.text import analyze, sentence_spans
 
 WORDS = [f"{a}{b}" for a in ("harbor", "ledger", "tunnel", "orchid", "glacier", "violin",
                              "pepper", "canyon", "saddle", "marble")

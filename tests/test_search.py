@@ -142,7 +142,7 @@ def test_scores_are_in_0_1_and_follow_the_ranking(retriever: Retriever, embedder
 def test_a_headline_that_answers_brings_its_article_first(embedder):
     # News paragraphs often leave the subject to the headline ("the show", "the series").
     from retrieval.corpus import Article
-    from retrieval.store import Index
+    from retrieval.indexer import build_index
 
     squid = Article(id="squid", title="Squid Game renewed by Netflix", source="squid.txt",
                     paragraphs=("The show will return for a second season, the streamer said.",
@@ -150,7 +150,7 @@ def test_a_headline_that_answers_brings_its_article_first(embedder):
     other = Article(id="bake", title="The Great British Baking Show returns", source="bake.txt",
                     paragraphs=("The baking series is back for another season this autumn.",
                                 "Contestants will face a new technical challenge each week."))
-    index = Index.build([squid, other], embedder, progress=False)
+    index = build_index([squid, other], embedder, progress=False)
     r = Retriever(index, embedder)
     hit = r.ask_many(["Which Netflix series was renewed for a second season?"],
                      keep_refused=True)[0].hits[0]

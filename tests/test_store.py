@@ -12,8 +12,8 @@ import pytest
 
 from retrieval.corpus import Article, load_corpus
 from retrieval.embed import Embedder
-from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
-from retrieval.indexer import index_corpus
+from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, StoreError
+from retrieval.indexer import build_index, index_corpus
 from retrieval.search import Retriever
 from retrieval.store import MANIFEST, Index, RowFile, Sentences
 
@@ -55,9 +55,13 @@ def test_reindex_keeps_ids_and_replaces_generation(seed_index_dir: Path, tmp_pat
     after = Index.load(index_dir)
     assert [p.id for p in after.all_passages()] == [p.id for p in before.all_passages()]
     assert after.manifest.generation != before.manifest.generation
-    # Old generation files are gone; only the new ones and the manifest remain.
+    # The generation replaced is kept for readers that loaded it; the one before goes.
     names = {p.name for p in index_dir.iterdir()}
-    assert names == {MANIFEST, *after.manifest.files().values()}
+    assert names == {MANIFEST, ".lock", before.manifest.folder, after.manifest.folder}
+    index_corpus(SEEDS, index_dir, embedder, progress=False)
+    last = Index.load(index_dir)
+    names = {p.name for p in index_dir.iterdir()}
+    assert names == {MANIFEST, ".lock", after.manifest.folder, last.manifest.folder}
 
 
 def test_missing_index(tmp_path: Path):
@@ -70,22 +74,22 @@ def test_missing_index(tmp_path: Path):
 def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage: str):
     index_dir = _copy(seed_index_dir, tmp_path / "idx")
     manifest = json.loads((index_dir / MANIFEST).read_text())
-    files = Index.load(index_dir).manifest.files()
+    folder = index_dir / Index.load(index_dir).manifest.folder
     if damage == "garbage manifest":
         (index_dir / MANIFEST).write_text("{not json")
     elif damage == "truncated vectors":
-        path = index_dir / files["vectors"] / "passages.npy"
+        path = folder / "vectors" / "passages.npy"
         path.write_bytes(path.read_bytes()[:1000])
     elif damage == "missing meta":
-        (index_dir / files["meta"]).unlink()
+        (folder / "meta.sqlite").unlink()
     elif damage == "wrong count":
         manifest["passages"] = 21
         (index_dir / MANIFEST).write_text(json.dumps(manifest))
     elif damage == "missing bm25":
-        shutil.rmtree(index_dir / files["bm25"])
+        shutil.rmtree(folder / "bm25")
     else:
-        (index_dir / files["sentences"] / "vectors.npy").unlink()
-    with pytest.raises(IndexCorrupt, match="run `byline index` to rebuild it"):
+        (folder / "sentences" / "vectors.npy").unlink()
+    with pytest.raises(IndexCorrupt, match=r"run `byline index --full` to rebuild it"):
         Index.load(index_dir)
 
 
@@ -107,7 +111,7 @@ def test_other_dimension_is_a_mismatch(tmp_path: Path, embedder: Embedder):
     # An index whose vectors have 8 dimensions, saved and loaded for real.
     article = Article(id="a", title="A", source="a.txt",
                       paragraphs=("One paragraph that is long enough to be kept.",))
-    index = Index.build([article], embedder, progress=False)
+    index = build_index([article], embedder, progress=False)
     small = faiss.IndexFlatIP(8)
     small.add(np.ones((1, 8), dtype=np.float32))
     from dataclasses import replace
@@ -147,7 +151,7 @@ def test_crash_during_save_keeps_old_index(seed_index_dir: Path, tmp_path: Path,
         real_save(*args, **kwargs)
 
     monkeypatch.setattr(np, "save", save_then_fill_disk)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StoreError, match="disk full; the index there is unchanged"):
         index_corpus(SEEDS, index_dir, embedder, progress=False)
     monkeypatch.undo()
     assert saved  # it failed mid-save, after writing the first file
@@ -161,8 +165,8 @@ def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embe
     from retrieval.corpus import load_corpus
 
     articles = load_corpus(SEEDS)
-    flat = Index.build(articles, embedder, progress=False)
-    ivf = Index.build(articles, embedder, progress=False, exact_max=5)
+    flat = build_index(articles, embedder, progress=False)
+    ivf = build_index(articles, embedder, progress=False, exact_max=5)
     assert flat.manifest.ann == "flat" and ivf.manifest.ann.startswith("ivf")
     assert ivf.manifest.nprobe >= 1
     ivf.save(tmp_path / "ivf")
@@ -190,22 +194,9 @@ def test_token_vectors_are_kept_and_read_back(seed_index_dir: Path, embedder: Em
         assert (stored * fresh[0]).sum(axis=1).min() > 0.999
 
 
-def test_an_index_saved_without_token_vectors_answers_and_a_reindex_adds_them(
-        seed_index_dir: Path, tmp_path: Path, embedder: Embedder):
-    index_dir = _copy(seed_index_dir, tmp_path / "idx")
-    shutil.rmtree(index_dir / Index.load(index_dir).manifest.files()["tokens"])
-    old = Index.load(index_dir)
-    assert old.tokens is None  # as saved by Byline before token vectors were kept
-    answer = Retriever(old, embedder).ask("why was the trip cancelled")
-    assert answer.answered and answer.hits[0].passage.paragraph in (2, 3)
-    again = index_corpus(SEEDS, index_dir, embedder, progress=False)
-    assert again.reused == 0  # the old index has no tokens to reuse: everything is embedded
-    assert len(Index.load(index_dir).tokens) > 0
-
-
 def test_above_tokens_max_no_token_vectors_are_kept(tmp_path: Path, embedder: Embedder):
     articles = load_corpus(SEEDS)
-    index = Index.build(articles, embedder, progress=False, tokens_max=5)
+    index = build_index(articles, embedder, progress=False, tokens_max=5)
     assert index.tokens is None
     index.save(tmp_path / "idx")
     loaded = Index.load(tmp_path / "idx")

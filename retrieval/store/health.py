@@ -1,0 +1,149 @@
+"""`byline check`: an index's health, every file checked against the manifest."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.errors import BylineError
+from retrieval.store import generations
+from retrieval.store.files import digest
+from retrieval.store.index import Index
+from retrieval.store.lock import LOCK
+from retrieval.store.manifest import Manifest, read_manifest
+
+_CHUNK = 65_536  # rows per finite-value check
+
+
+@dataclass(frozen=True)
+class FileHealth:
+    """One file of the generation: its size and whether it matches the manifest."""
+
+    path: str
+    size: int
+    status: str  # "ok", "missing", "wrong size", "wrong checksum"
+
+
+@dataclass
+class Health:
+    """What `byline check` found; `ok` when nothing is wrong."""
+
+    root: Path
+    manifest: Manifest | None = None
+    files: list[FileHealth] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        m = self.manifest
+        return {"index_dir": str(self.root), "ok": self.ok, "problems": self.problems,
+                "notes": self.notes,
+                "generation": m.generation if m else None,
+                "created": m.created if m else None,
+                "passages": m.passages if m else None, "articles": m.articles if m else None,
+                "model": m.model if m else None, "encoder": m.encoder if m else None,
+                "background": m.background if m else None,
+                "bytes": sum(f.size for f in self.files),
+                "files": [{"path": f.path, "size": f.size, "status": f.status}
+                          for f in self.files]}
+
+
+def check_index(root: str | Path) -> Health:
+    """Check the index at `root` fully: manifest, every file's size and sha256, the arrays'
+    shapes and values, the background; leftovers and old generations are noted."""
+    root = Path(root)
+    health = Health(root)
+    try:
+        health.manifest = manifest = read_manifest(root)
+    except BylineError as exc:
+        health.problems.append(str(exc))
+        return health
+    folder = root / manifest.folder
+    for name, (size, sha) in manifest.files.items():
+        path = folder / name
+        shown = f"{manifest.folder}/{name}"
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            health.files.append(FileHealth(shown, 0, "missing"))
+            health.problems.append(f"{shown} is missing")
+            continue
+        except OSError as exc:
+            health.files.append(FileHealth(shown, 0, "unreadable"))
+            health.problems.append(f"{shown} cannot be read ({exc.strerror})")
+            continue
+        if actual != size:
+            status = "wrong size"
+            health.problems.append(f"{shown} has {actual:,} bytes, not {size:,}")
+        else:
+            try:
+                status = "ok" if digest(path) == sha else "wrong checksum"
+            except OSError as exc:
+                status = "unreadable"
+                health.problems.append(f"{shown} cannot be read ({exc.strerror})")
+            if status == "wrong checksum":
+                health.problems.append(f"{shown} does not match its checksum")
+        health.files.append(FileHealth(shown, actual, status))
+    if health.ok:
+        try:
+            _check_values(Index.load(root, verify=False), health)
+        except BylineError as exc:
+            health.problems.append(str(exc))
+    _notes(root, manifest, health)
+    return health
+
+
+def _check_values(index: Index, health: Health) -> None:
+    """Every stored vector and scale finite; the background measured and finite."""
+    m = index.manifest
+    arrays = {"vectors/passages.npy": index.passage_vectors,
+              "sentences/vectors.npy": index.sentences.vectors}
+    if index.tokens is not None:
+        arrays["tokens/scales.npy"] = index.tokens.scales
+    if index.probe_vectors is not None:
+        arrays["vectors/probes.npy"] = index.probe_vectors
+    for name, array in arrays.items():
+        for start in range(0, len(array), _CHUNK):
+            if not np.isfinite(np.asarray(array[start:start + _CHUNK], np.float32)).all():
+                health.problems.append(f"{m.folder}/{name} holds values that are not numbers")
+                break
+    if set(m.background) != {"dense", "lexical", "sentence"}:
+        health.problems.append("the background (what unrelated questions score) is missing")
+
+
+def _notes(root: Path, manifest: Manifest, health: Health) -> None:
+    left = generations.leftovers(root)
+    if left:
+        health.notes.append(f"{len(left)} temp file(s) left by interrupted saves; the next "
+                            "`byline index` removes them")
+    old = generations.stale(root, keep={manifest.folder})
+    if old:
+        health.notes.append(f"{len(old)} older generation(s) kept for readers that may still "
+                            "use them; the next save removes all but the latest")
+    holder = _writer(root)
+    if holder:
+        health.notes.append(f"being written now by {holder}")
+
+
+def _writer(root: Path) -> str:
+    """Who holds the writer lock ("" when nobody does)."""
+    try:
+        fd = os.open(root / LOCK, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return ""
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return f"process {pid}" if pid.isdigit() else "another process"
+    finally:
+        os.close(fd)

@@ -1,0 +1,91 @@
+"""The SQLite metadata of an index: articles, passages and wire-copy groups."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.corpus import Article, Passage
+
+_SCHEMA = """
+CREATE TABLE articles (id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL,
+    outlet TEXT, date TEXT, url TEXT, author TEXT, sha256 TEXT NOT NULL);
+CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL,
+    article_id TEXT NOT NULL REFERENCES articles(id), paragraph INTEGER NOT NULL,
+    text TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX passages_article ON passages(article_id);
+CREATE TABLE copies (row INTEGER PRIMARY KEY REFERENCES passages(row), grp INTEGER NOT NULL);
+CREATE INDEX copies_grp ON copies(grp);
+"""
+
+
+@dataclass(frozen=True)
+class ArticleInfo:
+    """An article as listed by `byline sources`."""
+
+    id: str
+    title: str
+    source: str
+    outlet: str | None
+    date: str | None
+    url: str | None
+    passages: int
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Another article holding a near-duplicate of a passage (a wire copy, an update)."""
+
+    article_id: str
+    source: str
+    title: str
+    outlet: str | None
+    date: str | None
+    url: str | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"source": self.source, "title": self.title, "outlet": self.outlet,
+                "date": self.date, "url": self.url}
+
+
+def memory_db(articles: list[Article], passages: list[Passage],
+              groups: np.ndarray | None = None) -> sqlite3.Connection:
+    """The metadata tables in memory; `copies` holds the rows that have near-duplicates in
+    other articles, with their group (`groups[row]`, -1 for none)."""
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.executescript(_SCHEMA)
+    with db:
+        db.executemany("INSERT INTO articles VALUES (?,?,?,?,?,?,?,?)", [
+            (a.id, a.title, a.source, a.outlet, a.date, a.url, a.author, a.sha256)
+            for a in articles])
+        db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", [
+            (row, p.id, p.article_id, p.paragraph, p.text, p.content_hash)
+            for row, p in enumerate(passages)])
+        if groups is not None:
+            grouped = np.flatnonzero(groups >= 0)
+            db.executemany("INSERT INTO copies VALUES (?,?)",
+                           zip(grouped.tolist(), groups[grouped].tolist(), strict=True))
+    return db
+
+
+def write_db(db: sqlite3.Connection, path: Path) -> None:
+    """Copy the in-memory tables into a new database file at `path`."""
+    disk = sqlite3.connect(path)
+    try:
+        with disk:
+            db.backup(disk)
+    finally:
+        disk.close()
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """The saved tables, read-only and shared across threads (the bot searches from worker
+    threads); sqlite3.DatabaseError when the file is not a database of ours."""
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    db.execute("SELECT 1 FROM articles LIMIT 1")
+    return db

@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.batching import MAX_BATCH, AskBatcher
 from bot.commands import NO_PINGS, AskCog, FeedbackButton, send_ephemeral
 from bot.settings import BotConfigError, BotSettings
+from retrieval.errors import BylineError
 from retrieval.feedback import FeedbackStore, default_path
 from retrieval.search import Answer, Retriever
 from retrieval.store import ArticleInfo
@@ -34,7 +35,11 @@ class BylineTree(app_commands.CommandTree):
             text = f"Slow down a little: try again in {error.retry_after:.0f} s."
         else:
             command = interaction.command.name if interaction.command else "?"
-            log.error("/%s failed", command, exc_info=error)
+            original = getattr(error, "original", error)
+            if isinstance(original, BylineError):  # a damaged index, say: its one line
+                log.error("/%s failed: %s", command, original)
+            else:
+                log.error("/%s failed", command, exc_info=error)
             text = APOLOGY
         await send_ephemeral(interaction, text)
 

@@ -429,3 +429,32 @@ def test_concurrent_asks_are_batched_and_each_gets_its_own_answer(retriever, tmp
         assert max(rtts) < 0.5, rtts
 
     run_bot(retriever, tmp_path, scenario)
+
+
+def test_vectors_damaged_while_running_give_an_apology_not_a_wrong_answer(
+        seed_index_dir, embedder, tmp_path, caplog):
+    import shutil
+
+    import numpy as np
+
+    from retrieval.store import Index
+
+    index_dir = shutil.copytree(seed_index_dir, tmp_path / "damaged")
+    retriever = Retriever(Index.load(index_dir), embedder)
+    vectors = index_dir / retriever.index.manifest.folder / "vectors" / "passages.npy"
+    data = np.load(vectors)
+    data[:] = np.nan  # the disk returns garbage after the bot loaded the index
+    with vectors.open("r+b") as fh:
+        fh.seek(vectors.stat().st_size - data.nbytes)
+        fh.write(data.tobytes())
+
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        handle = await fake.send_command("ask", {"question": "why was the trip cancelled"})
+        reply = await handle.followup(timeout=30)
+        assert reply.json["content"] == APOLOGY and not reply.json.get("embeds")
+
+    with caplog.at_level(logging.ERROR, logger="byline.bot"):
+        run_bot(retriever, tmp_path, scenario)
+    failed = [r for r in caplog.records if r.name == "byline.bot" and "failed" in r.message]
+    assert failed and "passages.npy holds values that are not numbers" in failed[0].getMessage()
+    assert failed[0].exc_info is None  # one line, no traceback

@@ -1,4 +1,5 @@
-"""Text helpers shared by indexing and search: lexical analysis and sentence splitting."""
+"""Text helpers shared by indexing, search and display: lexical analysis, sentence splitting
+and cutting text to a length."""
 
 from __future__ import annotations
 
@@ -72,3 +73,16 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         sentences.append(tail)
     return sentences
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, ending with "…"."""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if text[limit - 1] != " " and space > limit // 2:  # do not end inside a word
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-—") + "…"

@@ -5,7 +5,10 @@ from __future__ import annotations
 from bot.render import cite as bot_cite
 from bot.render import discord_style, markdown_link, safe
 from retrieval.citation import PLAIN, Citation, Style, cite, copy_names, day
+from retrieval.cli import also_in as cli_also_in
+from retrieval.cli import citation as cli_citation
 from retrieval.corpus import Passage
+from retrieval.search import Hit
 from retrieval.store import ArticleInfo, Copy
 from retrieval.timeline import Story
 
@@ -85,9 +88,17 @@ def test_articles_and_stories_are_cited_without_a_paragraph():
     assert cite(s).line() == "Bridge reopens" and cite(s).date == ""
 
 
-def test_bot_cites_in_discord_markdown():
+def test_cli_and_bot_cite_the_same_way():
     p = _passage(title="Bridge *reopens*")
+    assert cli_citation(p, 2) == ("[2] Bridge *reopens* — The Example Times, 2022-09-30 — ¶4 "
+                                  "(b.txt)")
     assert bot_cite(p) == ("[Bridge \\*reopens\\*](https://example.com/b?(x%29) — "
                            "The Example Times, 2022-09-30 — ¶4")
     assert bot_cite(p, link=False) == cite(p, discord_style(200, link=False)).line()
     assert safe("a  *b*") == "a \\*b\\*"
+
+
+def test_cli_names_each_copy_with_its_day():
+    hit = Hit(1, 1.0, _passage(), "The bridge reopened.", also_in=_copies(4))
+    assert cli_also_in(hit) == ("also in: Outlet 1 (2022-10-01), Copy 2 (2022-10-02), Outlet 3, "
+                            "Copy 4")

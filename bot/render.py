@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import discord
 from discord.utils import escape_markdown
 
+from retrieval import citation
+from retrieval.citation import UNDATED, Style, copy_names, day
 from retrieval.corpus import Passage
 from retrieval.corpus.meta import date_key
 from retrieval.search import Answer, Hit
-from retrieval.store import ArticleInfo, Copy
+from retrieval.store import ArticleInfo
+from retrieval.text import truncate
 from retrieval.timeline import Story, Timeline
 
 # Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-object).
@@ -29,47 +33,37 @@ SOURCES_PER_PAGE = 10
 FOOTER = "Byline · passages from the coverage, not generated text"
 
 
-def truncate(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters at a word boundary, ending with "…"."""
-    if len(text) <= limit:
-        return text
-    if limit <= 1:
-        return "…"[:limit]
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if text[limit - 1] != " " and space > limit // 2:  # do not end inside a word
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-—") + "…"
-
-
 def safe(text: str) -> str:
     """Article or user text shown literally: no Markdown, no masked links, one line breaks."""
     text = re.sub(r"\s+", " ", text).strip()
     return escape_markdown(text)
 
 
+def markdown_link(text: str, url: str) -> str:
+    """`[text](url)`, a ")" in the URL encoded so that it does not end the link."""
+    return f"[{text}]({url.replace(')', '%29')})"
+
+
+def discord_style(title_max: int, link: bool = True, part_max: int | None = None,
+                  names: int | None = None, name_max: int | None = None) -> Style:
+    """Citations in Discord Markdown: article text escaped, titles linked (when `link`)."""
+    return Style(escape=safe, link=markdown_link if link else None, title_max=title_max,
+                 part_max=part_max, names=names, name_max=name_max)
+
+
 def cite(p: Passage, title_max: int = 200, link: bool = True) -> str:
     """`Title — Outlet, Date — ¶p`, the title linked when the article has a URL."""
-    title = truncate(safe(p.title), title_max)
-    if link and p.url and p.url.startswith(("http://", "https://")):
-        title = f"[{title}]({p.url.replace(')', '%29')})"
-    where = ", ".join(truncate(safe(x), title_max // 2)
-                      for x in (p.outlet, (p.date or "")[:10]) if x)
-    return f"{title}{f' — {where}' if where else ''} — ¶{p.paragraph}"
+    return citation.cite(p, discord_style(title_max, link, part_max=title_max // 2)).line()
 
 
 def also_in(hit: Hit, names: int = 3, name_max: int = 40) -> str:
     """` · also in Outlet A, Outlet B and 2 more` for a passage other articles also carry
     ("" when none): at most `names` outlets (or titles), each cut to `name_max`."""
-    return _also_in(hit.also_in, names, name_max)
+    return _also(copy_names(hit.also_in, Style(escape=safe, names=names, name_max=name_max)))
 
 
-def _also_in(copies: Sequence[Copy], names: int, name_max: int) -> str:
-    if not copies or names < 1:
-        return ""
-    shown = [truncate(safe(c.outlet or c.title), name_max) for c in copies[:names]]
-    more = len(copies) - len(shown)
-    return f" · also in {', '.join(shown)}{f' and {more} more' if more else ''}"
+def _also(listed: str) -> str:
+    return f" · also in {listed}" if listed else ""
 
 
 def _sources_value(hits: Sequence[Hit]) -> str:
@@ -164,13 +158,9 @@ def render_timeline(timeline: Timeline) -> discord.Embed:
 
 def timeline_line(story: Story, limit: int = 480) -> str:
     """`2022-09-06 · BBC · [Headline](url) — “best sentence” · also in …`, cut to fit."""
-    title = truncate(safe(story.title), 120)
-    if story.url and story.url.startswith(("http://", "https://")):
-        title = f"[{title}]({story.url.replace(')', '%29')})"
-    head = " · ".join(x for x in (f"`{(story.date or 'undated')[:10]}`",
-                                  truncate(safe(story.outlet), 40) if story.outlet else "",
-                                  f"**{title}**") if x)
-    tail = _also_in(story.also_in, names=2, name_max=30)
+    c = citation.cite(story, discord_style(120, part_max=40, names=2, name_max=30), story.also_in)
+    head = " · ".join(x for x in (f"`{c.date or UNDATED}`", c.outlet, f"**{c.title}**") if x)
+    tail = _also(c.also_in)
     room = limit - len(head) - len(tail) - 5
     return f"{head} — “{truncate(safe(story.quote), max(room, 20))}”{tail}"
 
@@ -198,7 +188,7 @@ def render_sources(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_
 
 def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
     latest = max((a.date for a in articles if a.date), key=date_key, default=None)
-    latest = latest[:10] if latest else None
+    latest = day(latest)
     known = (f"I know **{len(articles)}** articles ({sum(a.passages for a in articles)} "
              f"paragraphs){f', the latest dated {safe(latest)}' if latest else ''}.")
     embed = discord.Embed(title="Byline", colour=ANSWER_COLOUR, description=(
@@ -219,11 +209,9 @@ def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
 
 
 def _source_line(a: ArticleInfo) -> str:
-    title = truncate(safe(a.title), 200)
-    if a.url and a.url.startswith(("http://", "https://")):
-        title = f"[{title}]({a.url.replace(')', '%29')})"
-    where = ", ".join(safe(x) for x in (a.outlet, (a.date or "")[:10]) if x)
-    return truncate(f"• **{title}**{f' — {where}' if where else ''} · {a.passages} ¶", 380)
+    """`• **[Title](url)** — Outlet, Date · 9 ¶` for one article of the coverage."""
+    c = citation.cite(a, discord_style(200))
+    return truncate(f"• {replace(c, title=f'**{c.title}**').line()} · {a.passages} ¶", 380)
 
 
 def fit(embed: discord.Embed) -> discord.Embed:

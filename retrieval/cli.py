@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrieval import __version__
+from retrieval.citation import PLAIN, UNDATED, Style, cite, copy_names, day
 from retrieval.config import Settings
 from retrieval.corpus import LoadReport, Passage
 from retrieval.embed import ENCODERS
@@ -359,9 +360,9 @@ def cmd_timeline(args: argparse.Namespace, settings: Settings) -> int:
 
 def timeline_line(story: Story) -> str:
     """`2022-09-06  BBC  Headline: best sentence (also in: …)` for one story."""
-    names = ", ".join(c.outlet or c.title for c in story.also_in)
-    return (f"{(story.date or 'undated')[:10]:<10}  {story.outlet or '-'}  {story.title}: "
-            f"{story.quote}{f' (also in: {names})' if names else ''}")
+    c = cite(story, PLAIN, story.also_in)
+    return (f"{c.date or UNDATED:<10}  {c.outlet or '-'}  {c.title}: "
+            f"{story.quote}{f' (also in: {c.also_in})' if c.also_in else ''}")
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -414,7 +415,7 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 
     table = Table("Article", "Outlet", "Date", "Passages", "Source")
     for a in articles:
-        table.add_row(a.title, a.outlet or "", a.date or "", str(a.passages), a.source)
+        table.add_row(a.title, a.outlet or "", day(a.date) or "", str(a.passages), a.source)
     Console().print(table)
     return 0
 
@@ -498,16 +499,17 @@ def _print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
+CLI_CITATION = Style(source=True, copy_dates=True)  # plain text: rich escapes it on print
+
+
 def citation(p: Passage, n: int) -> str:
     """`[n] Title — Outlet, Date — ¶p (source)` with the parts that are known."""
-    where = ", ".join(x for x in (p.outlet, p.date) if x)
-    return f"[{n}] {p.title}{f' — {where}' if where else ''} — ¶{p.paragraph} ({p.source})"
+    return f"[{n}] {cite(p, CLI_CITATION).line()}"
 
 
 def also_in(hit: Hit) -> str:
     """`also in: Outlet (Date), Other Outlet` for the other articles carrying the passage."""
-    names = [f"{c.outlet or c.title}{f' ({c.date})' if c.date else ''}" for c in hit.also_in]
-    return f"also in: {', '.join(names)}"
+    return f"also in: {copy_names(hit.also_in, CLI_CITATION)}"
 
 
 def _print_answer(answer: Answer) -> None:

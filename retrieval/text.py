@@ -1,4 +1,5 @@
-"""Text helpers shared by indexing and search: lexical analysis and sentence splitting."""
+"""Text helpers shared by indexing, search and display: lexical analysis, sentence splitting
+and cutting text to a length."""
 
 from __future__ import annotations
 
@@ -84,3 +85,16 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         spans.append((start, start + len(sentence)))
         pos = start + len(sentence)
     return spans
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, ending with "…"."""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if text[limit - 1] != " " and space > limit // 2:  # do not end inside a word
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-—") + "…"

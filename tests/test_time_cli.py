@@ -71,3 +71,13 @@ def test_timeline_lines_in_date_order(capsys, dated_dir):
     assert len(data["stories"][0]["also_in"]) == 2
     code, out, _ = run(capsys, dated_dir, "timeline", "the capital of France")
     assert code == 0 and "says nothing about “the capital of France”" in out
+
+
+def test_citations_and_sources_show_the_day_not_the_timestamp(capsys, dated_dir):
+    """A story stored as 2022-07-21T13:05:00+00:00 is cited as 2022-07-21, as the bot does."""
+    code, out, _ = run(capsys, dated_dir, "ask", "Which official has Covid this week?", "-k", "1")
+    flat = " ".join(out.split())
+    assert code == 0 and "Covid — CNN, 2022-07-21 — ¶1 (biden-covid.txt)" in flat
+    assert "T13:05" not in out
+    code, out, _ = run(capsys, dated_dir, "sources", "--sort", "date")
+    assert code == 0 and "2022-07-21" in out and "2022-04-26" in out and "T1" not in out

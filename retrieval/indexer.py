@@ -108,8 +108,8 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
     dim = embedder.dimension
     vecs = np.empty((len(passages), dim), dtype=np.float32)
     per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
-    token_vecs: list[np.ndarray | tuple[np.ndarray, np.ndarray]] = (
-        [np.empty((0, dim), np.float32)] * len(passages))
+    no_tokens = (np.empty((0, dim), np.float32), np.empty((0, 2), np.int32))
+    token_vecs: list[tuple[np.ndarray, ...]] = [no_tokens] * len(passages)
     spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
     new_spans = [sentence_spans(passages[i].text) for i in fresh]
     for i, sp in zip(fresh, new_spans, strict=True):
@@ -125,8 +125,9 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
         counts = np.cumsum([0] + [len(spans[i]) for i in fresh])
         for j, i in enumerate(fresh):
             per_passage[i] = new_sents[counts[j]:counts[j + 1]]
-            if new_tokens is not None:
-                token_vecs[i] = new_tokens[j]
+            if new_tokens is not None:  # with each token's characters, for quotes
+                token_vecs[i] = (new_tokens[j], _token_chars(embedder, passages[i].text,
+                                                             len(new_tokens[j])))
     for i, row in enumerate(before):  # the same text: the same vectors and sentences
         if row is not None:
             own = previous.sentences.of(row)
@@ -139,6 +140,14 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
                      else np.empty((0, dim), np.float32))
     tokens = Tokens.pack(token_vecs, dim) if keep_tokens else None
     return vecs, Sentences.pack(spans, sentence_vecs), tokens
+
+
+def _token_chars(embedder: Embedder, text: str, n: int) -> np.ndarray:
+    """(start, end) characters of `text`'s first `n` tokens ((0, 0) past the tokenizer's)."""
+    chars = np.zeros((n, 2), np.int32)
+    found = embedder.token_offsets(text)[:n]
+    chars[:len(found)] = found
+    return chars
 
 
 def calibrated(index: Index, embedder: Embedder) -> Index:

@@ -29,12 +29,11 @@ def late_interaction(qtokens: np.ndarray, tokens: Tokens, rows: np.ndarray,
     out = np.zeros(len(rows), dtype=np.float32)
     if not len(rows) or not len(qtokens):
         return out
-    parts = [tokens.of(int(r)) for r in rows]
+    vecs, counts = tokens.many(rows)
     # (question tokens, all rows' tokens); the tall product is the fast one for BLAS
-    sims = (np.concatenate(parts) @ qtokens.T).T
+    sims = (vecs @ qtokens.T).T
     windows, owner, start = [], [], 0
-    for i, vecs in enumerate(parts):
-        n = len(vecs)
+    for i, n in enumerate(counts.tolist()):
         if n:
             blocks = -(-n // block)
             padded = np.full((len(qtokens), blocks * block), -np.inf, np.float32)

@@ -59,13 +59,19 @@ class Postings:
     @classmethod
     def load(cls, folder: Path) -> Postings:
         """Memory-map the arrays in `folder`; raises OSError/ValueError/KeyError if damaged."""
+        # Plain ndarray views of the maps: np.memmap's per-index bookkeeping is slow.
         arrays = {attr: np.load(folder / name, mmap_mode="r", allow_pickle=False)
-                  for attr, name in _ARRAYS.items()}
+                  .view(np.ndarray) for attr, name in _ARRAYS.items()}
         vocab = json.loads((folder / _VOCAB).read_text(encoding="utf-8"))
         params = json.loads((folder / _PARAMS).read_text(encoding="utf-8"))
         postings = cls(**arrays, vocab=vocab, passages=int(params["num_docs"]))
-        if (postings.indptr.ndim != 1 or not len(postings.indptr)
+        indptr = postings.indptr
+        if (indptr.ndim != 1 or not len(indptr) or int(indptr[0]) != 0
                 or postings.docs.shape != postings.weights.shape
-                or int(postings.indptr[-1]) != len(postings.docs)):
+                or int(indptr[-1]) != len(postings.docs) or bool((np.diff(indptr) < 0).any())
+                or not isinstance(vocab, dict)
+                or not all(isinstance(t, int) and 0 <= t < len(indptr)
+                           for t in vocab.values())
+                or (len(postings.docs) and int(postings.docs.min()) < 0)):
             raise ValueError("BM25 postings do not fit together")
         return postings

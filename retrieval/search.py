@@ -631,9 +631,8 @@ class Retriever:
                          spans: np.ndarray) -> np.ndarray:
         """Per sentence, the mean over the question's tokens of the best cosine with one of
         the sentence's tokens (0 for a sentence past the model's truncation)."""
-        tokens = self.index.tokens.of(row)
-        offsets = self.embedder.token_offsets(text)[:len(tokens)]
-        sims = qtokens @ tokens.T
+        codes, scales, offsets = self.index.tokens.raw(row)
+        sims = (qtokens @ codes.T.astype(np.float32)) * scales
         out = np.zeros(len(spans), dtype=np.float32)
         for i, (a, b) in enumerate(spans):
             take = (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.cli import main
 from retrieval.corpus import scan_corpus
 from retrieval.errors import FetchError
 from retrieval.feedlist import read_feeds
@@ -27,6 +34,7 @@ FAST = FetchSettings(rate=1000.0, timeout=2.0)
 T0 = 1_714_557_600.0  # 2024-05-01 10:00:00Z
 INTERVAL = 900.0
 LAST_MODIFIED = "Wed, 01 May 2024 09:00:00 GMT"
+BYLINE = Path(sys.executable).parent / "byline"
 
 
 def _page(title: str, *paragraphs: str) -> bytes:
@@ -385,3 +393,68 @@ def test_a_damaged_state_file_is_one_clear_error(tmp_path: Path, embedder):
     with pytest.raises(Exception, match="remove it to start over") as caught:
         _follower(corpus, index, embedder, Clock())
     assert "\n" not in str(caught.value)
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def test_follow_once_then_list_then_json(site: Site, tmp_path: Path, monkeypatch, capsys,
+                                          refused: str):
+    corpus, index = _folders(tmp_path, site.url("/feed.xml"), "gopher://old.example/")
+    monkeypatch.setenv("BYLINE_INDEX_DIR", str(index))
+
+    assert main(["follow", str(corpus), "--once"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["byline: feeds.txt line 2: 'gopher://old.example/' is not an "
+                                "http(s) URL; left out"]
+    [line] = out.splitlines()
+    assert "polled 1 feed: 2 new articles; published generation " in line
+    assert main(["ask", "--json", "When did the Eastport ferry resume its crossings?"]) == 0
+    assert json.loads(capsys.readouterr().out)["answered"]
+
+    assert main(["follow", str(corpus), "--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == site.url("/feed.xml")
+    assert out[1].startswith("    last poll ") and "(fetched, 2 new); next " in out[1]
+
+    with (corpus / "feeds.txt").open("a") as f:
+        f.write(f"{refused}\n")
+    assert main(["follow", str(corpus), "--once", "--json"]) == 1  # a feed failed
+    out, _ = capsys.readouterr()
+    report = json.loads(out)
+    assert report["polled"] == [] and report["published"] is False  # the first: not due
+    assert [f["url"] for f in report["failures"]] == [refused]
+    assert main(["follow", str(corpus), "--list", "--json"]) == 0
+    states = json.loads(capsys.readouterr().out)
+    assert [(s["url"], s["failures"]) for s in states] == [(site.url("/feed.xml"), 0),
+                                                           (refused, 1)]
+    assert states[1]["last_error"].startswith("cannot connect")
+
+
+def test_follow_without_feeds_says_where_to_list_them(tmp_path: Path, capsys):
+    (tmp_path / "corpus").mkdir()
+    assert main(["--index-dir", str(tmp_path / "i"), "follow", str(tmp_path / "corpus")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"byline: No feeds to follow: list feed URLs in "
+                   f"{tmp_path / 'corpus' / 'feeds.txt'}, one a line.")
+
+
+def test_follow_process_stops_cleanly_on_sigterm(tmp_path: Path, refused: str):
+    corpus, index = _folders(tmp_path, refused)
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(index)}
+    proc = subprocess.Popen([str(BYLINE), "follow", str(corpus)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()  # the first round, then it sleeps
+        assert "polled 1 feed: 0 new articles, 1 failed; next poll " in line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert err.startswith(f"byline: feed {refused} failed: cannot connect")
+    with sqlite3.connect(corpus / STATE_FILE) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT failures FROM feeds").fetchall() == [(1,)]

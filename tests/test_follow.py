@@ -387,6 +387,24 @@ def test_a_busy_index_is_retried_a_minute_later(site: Site, tmp_path: Path, embe
     assert restarted.poll_due(T0 + 2 * INDEX_RETRY).published is False  # done: not again
 
 
+def test_a_stop_ends_the_round_between_requests_and_indexing_waits(site: Site,
+                                                                  tmp_path: Path, embedder):
+    corpus, index = _folders(tmp_path, site.url("/feed.xml"))
+    clock = Clock()
+    follower = _follower(corpus, index, embedder, clock)
+    report = follower.poll_due(stop=lambda: len(site.hits("/news/ferry.html")) > 0)
+    assert report.stopped and report.new_articles == 1 and not report.published
+    assert site.paths() == ["/feed.xml", "/news/ferry.html"] and not index.exists()
+    assert "; stopped; " in report.line() and report.next_due == T0  # the index is owed
+
+    clock.now = T0 + 1  # the next round indexes what was saved; the feed is not due yet
+    report = follower.poll_due()
+    assert report.published and report.polled == [] and len(site.requests) == 2
+    clock.now = T0 + INTERVAL  # the article left unfetched comes with the feed's next poll
+    report = follower.poll_due()
+    assert report.new_articles == 1 and site.paths()[2:] == ["/feed.xml", "/news/library.html"]
+
+
 def test_a_damaged_state_file_is_one_clear_error(tmp_path: Path, embedder):
     corpus, index = _folders(tmp_path)
     (corpus / STATE_FILE).write_bytes(b"not a database" * 100)

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_fetch)
 
+    from retrieval.follow_cli import add_parser as add_follow_parser
+
+    add_follow_parser(sub).set_defaults(func=cmd_follow)
+
     p = sub.add_parser("ask", help="ask a question; prints the cited passages that answer it")
     p.add_argument("question", nargs="+", help="the question (quotes optional)")
     p.add_argument("-k", type=int, default=5, metavar="N", help="passages to show (1-20)")
@@ -298,6 +302,12 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(summary(results))
     return 1 if failed else 0
+
+
+def cmd_follow(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.follow_cli import run
+
+    return run(args, settings)
 
 
 def open_retriever(settings: Settings) -> Retriever:

@@ -253,11 +253,18 @@ class Fetcher:
 
     def fetch_feed(self, url: str) -> Iterator[FetchResult]:
         """The feed (conditional GET), then each of its articles not stored yet."""
+        result, links = self.feed(url)
+        yield result
+        for link in links:
+            yield self.fetch_page(link)
+
+    def feed(self, url: str) -> tuple[FetchResult, list[str]]:
+        """The feed (conditional GET; a 304 reads the stored copy) and its article links,
+        none of them fetched; no links when it failed."""
         try:
             url = check_url(url)
         except FetchError:
-            yield FetchResult(url, "feed", "failed", reason="not an http(s) URL")
-            return
+            return FetchResult(url, "feed", "failed", reason="not an http(s) URL"), []
         entry = self._record.feeds.get(url, {})
         rel = entry.get("path")
         stored = bool(rel) and (self.folder / rel).is_file()
@@ -288,14 +295,10 @@ class Fetcher:
                 entry["fetched"] = _now()
                 self._record.save(self._record_path)
         except _Failed as exc:
-            yield FetchResult(url, "feed", "failed", reason=str(exc))
-            return
+            return FetchResult(url, "feed", "failed", reason=str(exc)), []
         except OSError as exc:
-            yield FetchResult(url, "feed", "failed", reason=f"cannot save: {exc}")
-            return
-        yield result
-        for link in links:
-            yield self.fetch_page(link)
+            return FetchResult(url, "feed", "failed", reason=f"cannot save: {exc}"), []
+        return result, links
 
     def _get(self, url: str, entry: dict[str, Any]) -> httpx.Response:
         """The first non-redirect response, streaming; conditional when entry has validators."""
@@ -394,6 +397,15 @@ class Fetcher:
             if rel not in taken and not (self.folder / rel).exists():
                 break
         return rel
+
+
+def recorded_feeds(folder: Path) -> dict[str, dict[str, Any]]:
+    """Each fetched feed's URL -> its record (path, etag, last_modified, fetched); {} when
+    there is no readable record."""
+    try:
+        return _Record.load(Path(folder) / RECORD_NAME).feeds
+    except FetchError:
+        return {}
 
 
 def _looks_like_feed(body: bytes) -> bool:

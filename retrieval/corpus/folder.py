@@ -38,6 +38,7 @@ SINGLE_MAX = 20 * 2**20  # bytes read of a one-article file (a page, a text)
 MULTI_MAX = 512 * 2**20  # bytes read of a feed or an export; a bigger file is skipped
 TEXT_MAX = 500_000  # characters of one article's text kept; the rest is cut, with a warning
 SOURCES_RECORD = ".byline-sources.json"  # written by `byline fetch`: file -> URL fetched
+FEEDS_LIST = "feeds.txt"  # at the folder's top: the feeds `byline follow` polls, not an article
 PROGRESS_MIN = 200  # files; fewer are read without a progress bar
 
 
@@ -190,6 +191,8 @@ def _walk(root: Path, report: LoadReport) -> list[tuple[str, Path]]:
             path = here / name
             rel = path.relative_to(root).as_posix()
             if name.startswith(".") or _suffix(name) not in READERS:
+                continue
+            if here == root and name == FEEDS_LIST:
                 continue
             reason = _not_regular(path, real_root)
             if reason:

@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[bot,dev]'
 	touch $(STAMP)
 
 $(INDEX)/manifest.json: $(STAMP) $(wildcard seeds/*.txt seeds/*.md)
@@ -30,7 +30,7 @@ sources: $(INDEX)/manifest.json
 	$(BIN)/byline sources
 
 bot: $(INDEX)/manifest.json
-	$(BIN)/byline bot
+	$(BIN)/byline-bot
 
 # The whole quality evaluation on SQuAD dev (../shared/data) and the real-news dev set (NEWS,
 # built by ../shared/tools/build_news_dev.py; skipped with a message when absent): minutes.

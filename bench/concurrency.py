@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
 from bot.app import BylineBot  # noqa: E402
 from bot.batching import MAX_BATCH  # noqa: E402
 from bot.settings import BotSettings  # noqa: E402
+from retrieval.config import Settings  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.indexer import index_corpus  # noqa: E402
 from retrieval.search import Retriever  # noqa: E402
@@ -54,7 +55,8 @@ async def burst(retriever: Retriever, max_batch: int, asks: list[tuple[str, int]
                 workdir: Path) -> dict[str, Any]:
     """One fresh fake Discord and bot; a warm-up ask, then every ask at once."""
     async with FakeDiscord() as fake:
-        settings = BotSettings(token=TOKEN, guild_id=fake.guild_id, index_dir=workdir / "index",
+        settings = BotSettings(token=TOKEN, guild_id=fake.guild_id,
+                               core=Settings(index_dir=workdir / "index"),
                                cooldown_seconds=0.0,
                                feedback_db=workdir / f"feedback-{max_batch}.sqlite")
         bot = BylineBot(settings, retriever, max_batch=max_batch, guild_ready_timeout=0.05)
@@ -73,7 +75,7 @@ async def burst(retriever: Retriever, max_batch: int, asks: list[tuple[str, int]
             await asyncio.sleep(2 * PROBE_EVERY)  # a probe or two after the last answer
             await fake.stop_probing()
             rtts = list(fake.heartbeat_rtts[first_probe:])
-            sizes = bot.batcher.batch_sizes[warm_batches:]
+            sizes = list(bot.batcher.batch_sizes)[warm_batches:]
 
     latencies, answered = [], 0
     for (_, k), handle, reply in zip(asks, handles, replies, strict=True):

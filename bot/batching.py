@@ -15,6 +15,7 @@ from retrieval.timefilter import Filters
 T = TypeVar("T")
 
 MAX_BATCH = 32  # questions per ask_many call (32 take ~0.3 s on the seed index, 2 cores)
+RECENT_BATCHES = 1000  # batch sizes kept for inspection (metrics count them all)
 
 
 @dataclass
@@ -29,14 +30,21 @@ class AskBatcher:
     """Answers concurrent asks together: what arrives while a batch runs forms the next one.
 
     One batch at a time, in a worker thread (the event loop never waits on retrieval); the
-    first ask of a quiet spell starts at once, without waiting for company."""
+    first ask of a quiet spell starts at once, without waiting for company. Each batch takes
+    the Retriever from `source` when it starts and keeps it to the end: a swap (hot reload)
+    takes effect at the next batch."""
 
-    def __init__(self, retriever: Retriever, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, source: Retriever | Callable[[], Retriever], max_batch: int = MAX_BATCH,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        """`source`: the Retriever, or a function giving the current one; `on_batch` is told
+        each batch's size (on the event loop)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self.retriever = retriever
+        self._source = source if callable(source) else (lambda: source)
         self.max_batch = max_batch
-        self.batch_sizes: list[int] = []  # one entry per ask_many call, in order
+        self.on_batch = on_batch
+        # The sizes of the latest ask_many calls, in order (bounded: the bot runs for months).
+        self.batch_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)
         self._pending: deque[_Pending] = deque()
         self._worker: asyncio.Task[None] | None = None
         # Held while a batch runs: one at a time even if a cancelled batch's thread runs on.
@@ -75,6 +83,8 @@ class AskBatcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         self.batch_sizes.append(len(batch))
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         groups: dict[Filters | None, list[_Pending]] = {}
         for p in batch:  # one ask_many per set of filters, all in one worker-thread call
             groups.setdefault(p.filters, []).append(p)
@@ -96,11 +106,11 @@ class AskBatcher:
         """Each group's answers, or the error that concerns that group alone."""
         out: list[list[Answer] | Exception] = []
         with self._lock:
+            retriever = self._source()  # one Retriever for the whole batch
             for filters, group in groups:
                 try:
-                    out.append(self.retriever.ask_many([p.question for p in group],
-                                                       max(p.k for p in group),
-                                                       filters=filters))
+                    out.append(retriever.ask_many([p.question for p in group],
+                                                  max(p.k for p in group), filters=filters))
                 except Exception as exc:  # handed to this group's waiters alone
                     out.append(exc)
         return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("byline.bot")
 NO_PINGS = discord.AllowedMentions.none()
+RESTARTING = "Byline is restarting; please ask again in a minute."
+RETRIEVING = ("ask", "timeline")  # the commands a shutdown waits for (and turns away)
+
+
+class ShuttingDown(app_commands.CheckFailure):
+    """A question that arrived after the bot began shutting down: it is told to come back."""
 
 
 async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
@@ -68,6 +76,8 @@ class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button],
         bot: BylineBot = interaction.client  # type: ignore[assignment]
         saved = await asyncio.to_thread(bot.feedback.record, self.key, self.verdict,
                                         interaction.user.id)
+        if saved:
+            bot.metrics.feedback.labels(self.verdict).inc()
         text = ("Thanks, noted." if saved else
                 "Sorry, I no longer know that answer, so I can't record a rating for it.")
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
@@ -124,7 +134,11 @@ class AskCog(commands.Cog):
         self._cooldowns: dict[int, app_commands.Cooldown] = {}  # user id -> bucket
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        """Per-user cooldown on /ask; its state belongs to this bot, not to the class."""
+        """No new questions once shutting down; per-user cooldown on /ask (its state
+        belongs to this bot, not to the class)."""
+        name = interaction.command.name if interaction.command else None
+        if name in RETRIEVING and self.bot.drain.closing:
+            raise ShuttingDown("Byline is shutting down")
         per = self.bot.settings.cooldown_seconds
         if per <= 0 or interaction.command is None or interaction.command.name != "ask":
             return True
@@ -153,25 +167,29 @@ class AskCog(commands.Cog):
                   outlet: app_commands.Range[str, 1, 200] | None = None,
                   as_of: app_commands.Range[str, 1, 40] | None = None) -> None:
         """Ask the coverage a question; get the passages that answer it, cited."""
-        try:
-            filters = Filters.parse(as_of=as_of, since=since, until=until, outlet=outlet)
-        except BadQuestion as exc:
-            await send_ephemeral(interaction, str(exc))
-            return
-        await interaction.response.defer(ephemeral=private, thinking=True)
-        try:
-            answer = await self.bot.ask(question, results, filters)
-        except BadQuestion as exc:  # private, even when the "thinking…" was public
-            await send_ephemeral(interaction, str(exc))
-            return
-        if not answer.answered:
-            await interaction.followup.send(embed=render_not_covered(answer.question),
-                                            ephemeral=private, allowed_mentions=NO_PINGS)
-            return
-        key = await asyncio.to_thread(self.bot.feedback.remember, answer.question,
-                                      [h.passage.id for h in answer.hits])
-        await interaction.followup.send(embed=render_answer(answer), view=feedback_view(key),
-                                        ephemeral=private, allowed_mentions=NO_PINGS)
+        with self._answering("ask") as started:
+            try:
+                filters = Filters.parse(as_of=as_of, since=since, until=until, outlet=outlet)
+            except BadQuestion as exc:
+                await send_ephemeral(interaction, str(exc))
+                return
+            await interaction.response.defer(ephemeral=private, thinking=True)
+            try:
+                answer = await self.bot.ask(question, results, filters)
+            except BadQuestion as exc:  # private, even when the "thinking…" was public
+                await send_ephemeral(interaction, str(exc))
+                return
+            if not answer.answered:
+                self.bot.metrics.not_covered.labels("ask").inc()
+                await interaction.followup.send(embed=render_not_covered(answer.question),
+                                                ephemeral=private, allowed_mentions=NO_PINGS)
+            else:
+                key = await asyncio.to_thread(self.bot.feedback.remember, answer.question,
+                                              [h.passage.id for h in answer.hits])
+                await interaction.followup.send(embed=render_answer(answer),
+                                                view=feedback_view(key), ephemeral=private,
+                                                allowed_mentions=NO_PINGS)
+            self._answered("ask", started)
 
     @app_commands.command(name="timeline")
     @app_commands.describe(topic="What the stories are about",
@@ -184,19 +202,36 @@ class AskCog(commands.Cog):
                        until: app_commands.Range[str, 1, 40] | None = None,
                        outlet: app_commands.Range[str, 1, 200] | None = None) -> None:
         """The coverage of a topic in date order, one line per story."""
-        try:
-            filters = Filters.parse(since=since, until=until, outlet=outlet)
-        except BadQuestion as exc:
-            await send_ephemeral(interaction, str(exc))
-            return
-        await interaction.response.defer(thinking=True)
-        try:
-            result = await self.bot.timeline(topic, filters)
-        except BadQuestion as exc:
-            await send_ephemeral(interaction, str(exc))
-            return
-        await interaction.followup.send(embed=render_timeline(result),
-                                        allowed_mentions=NO_PINGS)
+        with self._answering("timeline") as started:
+            try:
+                filters = Filters.parse(since=since, until=until, outlet=outlet)
+            except BadQuestion as exc:
+                await send_ephemeral(interaction, str(exc))
+                return
+            await interaction.response.defer(thinking=True)
+            try:
+                result = await self.bot.timeline(topic, filters)
+            except BadQuestion as exc:
+                await send_ephemeral(interaction, str(exc))
+                return
+            if not result.covered:
+                self.bot.metrics.not_covered.labels("timeline").inc()
+            await interaction.followup.send(embed=render_timeline(result),
+                                            allowed_mentions=NO_PINGS)
+            self._answered("timeline", started)
+
+    @contextlib.contextmanager
+    def _answering(self, command: str) -> Iterator[float]:
+        """Around a question, from its arrival to its reply: counted, and waited for by a
+        shutdown; one that slipped in as the shutdown began is turned away."""
+        with self.bot.drain.answering():
+            if self.bot.drain.closing:
+                raise ShuttingDown("Byline is shutting down")
+            self.bot.metrics.questions.labels(command).inc()
+            yield time.perf_counter()
+
+    def _answered(self, command: str, started: float) -> None:
+        self.bot.metrics.answer_seconds.labels(command).observe(time.perf_counter() - started)
 
     @ask.autocomplete("outlet")
     @timeline.autocomplete("outlet")

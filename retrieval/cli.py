@@ -1,4 +1,7 @@
-"""The `byline` command: index, ask, sources — a thin shell over the retrieval library."""
+"""The `byline` command: index, ask, sources — a thin shell over the retrieval library.
+
+The core never imports the Discord bot: `byline bot` hands over to `byline-bot` (see cmd_bot).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from retrieval import __version__
 from retrieval.citation import PLAIN, UNDATED, Style, cite, copy_names, day
-from retrieval.config import Settings
+from retrieval.config import Settings, load_env
 from retrieval.corpus import LoadReport, Passage
 from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing, describe_os_error
@@ -31,19 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="byline", description="Answer questions about news coverage with cited passages."
     )
     parser.add_argument("--version", action="version", version=f"byline {__version__}")
-    parser.add_argument(
-        "--index-dir", type=Path, help="index folder (default: $BYLINE_INDEX_DIR or .byline/index)"
-    )
-    parser.add_argument(
-        "--model",
-        help="sentence-transformers model (default: $BYLINE_MODEL or the bundled all-MiniLM-L6-v2)",
-    )
-    parser.add_argument(
-        "--encoder",
-        choices=ENCODERS,
-        help="how the model runs (default: $BYLINE_ENCODER, else onnx-int8 for the bundled "
-        "model and torch for others)",
-    )
+    add_settings_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="build the index from a folder of articles")
@@ -149,9 +140,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_feedback)
 
-    p = sub.add_parser("bot", help="run the Discord bot (needs DISCORD_TOKEN)")
+    p = sub.add_parser("bot", help="run the Discord bot: the same as `byline-bot`")
     p.set_defaults(func=cmd_bot)
     return parser
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """--index-dir, --model, --encoder: the options over Settings (`byline`, `byline-bot`)."""
+    parser.add_argument(
+        "--index-dir", type=Path, help="index folder (default: $BYLINE_INDEX_DIR or .byline/index)"
+    )
+    parser.add_argument(
+        "--model",
+        help="sentence-transformers model (default: $BYLINE_MODEL or the bundled all-MiniLM-L6-v2)",
+    )
+    parser.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        help="how the model runs (default: $BYLINE_ENCODER, else onnx-int8 for the bundled "
+        "model and torch for others)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The Settings: the environment (after reading `.env`, once), then the options."""
+    load_env()
+    env = Settings.from_env()
+    return Settings(
+        index_dir=args.index_dir or env.index_dir,
+        model=args.model or env.model,
+        corpus_dir=env.corpus_dir,
+        encoder=args.encoder or env.encoder,
+    )
 
 
 def _filter_options(p: argparse.ArgumentParser) -> None:
@@ -168,18 +188,9 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dotenv import find_dotenv, load_dotenv
-
-    load_dotenv(find_dotenv(usecwd=True))  # the .env of the folder byline runs in
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    env = Settings.from_env()
-    settings = Settings(
-        index_dir=args.index_dir or env.index_dir,
-        model=args.model or env.model,
-        corpus_dir=env.corpus_dir,
-        encoder=args.encoder or env.encoder,
-    )
+    settings = settings_from(args)
     try:
         return args.func(args, settings)
     except BylineError as exc:
@@ -279,7 +290,7 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
         raise BylineError("Give at least one URL to fetch, or --feed URL.")
     urls = [check_url(u) for u in args.urls]  # one bad argument stops before any request
     feeds = [check_url(u) for u in args.feed]
-    folder = args.into or settings.default_corpus()
+    folder = args.into or settings.corpus_to_write()
     fetch_settings = FetchSettings() if args.rate is None else FetchSettings(rate=args.rate)
     with Fetcher(folder, fetch_settings, refresh=args.refresh) as fetcher:
         results = []
@@ -482,27 +493,23 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.app import run
-    from bot.settings import BotSettings
+    """`byline bot` becomes `byline-bot` (`python -m bot`) in this same process, which is
+    replaced: signals and the exit status are the bot's. The core never imports the bot."""
+    import importlib.util
+    import os
 
-    bot_settings = BotSettings.from_env()  # fails fast, before the model loads
-    _bot_logging()
-    run(bot_settings, open_retriever(settings))
-    return 0
-
-
-def _bot_logging() -> None:
-    """INFO for Byline and discord.py; libraries' start-up chatter stays out of the log."""
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    for handler in root.handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for noisy in ("faiss", "sentence_transformers", "httpx", "bm25s"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Byline never joins voice channels; discord.py's voice-support warnings do not apply.
-    logging.getLogger("discord.client").addFilter(
-        lambda record: "voice will NOT be supported" not in record.getMessage()
-    )
+    if importlib.util.find_spec("bot") is None:
+        raise BylineError("The Discord bot is not installed; install Byline with its bot "
+                          "extra (pip install 'byline[bot]') and run byline-bot.")
+    argv = [sys.executable, "-m", "bot"]
+    for option, value in (("--index-dir", args.index_dir), ("--model", args.model),
+                          ("--encoder", args.encoder)):
+        if value is not None:
+            argv += [option, str(value)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 1  # not reached
 
 
 def _print_json(data: object) -> None:

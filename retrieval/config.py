@@ -1,4 +1,8 @@
-"""Settings shared by the CLI and the bot, read from the environment (and `.env`)."""
+"""Settings shared by the CLI and the bot, read from the environment (and `.env`).
+
+Each entry point (`byline`, `byline-bot`) calls `load_env()` once, then reads `Settings`
+(and the bot its own settings, composed with these) from the environment.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,17 @@ from pathlib import Path
 from retrieval.embed import DEFAULT_MODEL
 
 DEFAULT_INDEX_DIR = Path(".byline/index")
-# The seed coverage that ships with the project (next to the package in a checkout).
-PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+# The seed coverage, shipped in the package (in a checkout, a link to the project's seeds/):
+# what `byline ask` indexes on a fresh machine when there is no ./seeds nor BYLINE_CORPUS.
+PACKAGED_SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
+
+
+def load_env() -> None:
+    """Read the `.env` of the folder Byline runs in into the environment (variables already
+    set win)."""
+    from dotenv import find_dotenv, load_dotenv
+
+    load_dotenv(find_dotenv(usecwd=True))
 
 
 @dataclass(frozen=True)
@@ -35,8 +48,12 @@ class Settings:
         )
 
     def default_corpus(self) -> Path:
-        """BYLINE_CORPUS if set, else ./seeds, else the seeds shipped beside the package."""
+        """BYLINE_CORPUS if set, else ./seeds, else the seeds shipped in the package."""
         if self.corpus_dir is not None:
             return self.corpus_dir
         local = Path("seeds")
-        return local if local.is_dir() else PROJECT_SEEDS
+        return local if local.is_dir() else PACKAGED_SEEDS
+
+    def corpus_to_write(self) -> Path:
+        """Where new articles go (`byline fetch`): BYLINE_CORPUS if set, else ./seeds."""
+        return self.corpus_dir if self.corpus_dir is not None else Path("seeds")

@@ -226,6 +226,7 @@ class FakeDiscord:
         self._interactions: dict[str, _InteractionState] = {}
         self._command_ids: dict[tuple[int | None, str], int] = {}  # stable across syncs
         self._queued: list[tuple[str, re.Pattern[str], Reply]] = []
+        self._delays: dict[str, float] = {}  # route name -> seconds before it answers
         self._ws: web.WebSocketResponse | None = None
         self._send_lock = asyncio.Lock()  # seq numbers must go out in order
         self._session_id: str | None = None
@@ -359,6 +360,11 @@ class FakeDiscord:
         """Answer the next request matching method and path (fullmatch) with reply instead."""
         self._queued.append((method, re.compile(path_regex), reply))
 
+    def slow_down(self, route: str, seconds: float) -> None:
+        """Answer requests of `route` (e.g. "followup") `seconds` late, as a slow Discord
+        does: they are recorded on arrival, answered after (0: no delay)."""
+        self._delays[route] = seconds
+
     # --- REST ------------------------------------------------------------------------------
 
     async def _rest(self, request: web.Request) -> web.Response:
@@ -372,6 +378,8 @@ class FakeDiscord:
         # A snapshot of what was sent: stored messages change with later edits.
         recorded.status, recorded.response = reply.status, text and json.loads(text)
         await self._record(self.requests, recorded)
+        if delay := self._delays.get(recorded.route):
+            await asyncio.sleep(delay)
         if text is None:
             return web.Response(status=reply.status, headers=reply.headers)
         # discord.py parses JSON only when Content-Type is exactly "application/json": aiohttp

@@ -29,7 +29,7 @@ def test_concurrent_asks_share_a_call_and_keep_their_own_k(retriever: Retriever)
                                                                         strict=True)))
 
     answers = asyncio.run(main())
-    assert batcher.batch_sizes == [5]  # one ask_many for all of them
+    assert list(batcher.batch_sizes) == [5]  # one ask_many for all of them
     for q, k, answer in zip(QUESTIONS, ks, answers, strict=True):
         alone = retriever.ask(q, k)
         assert summary(answer) == summary(alone)  # the same as asked alone, with its own k
@@ -48,7 +48,7 @@ def test_a_bad_question_fails_only_itself(retriever: Retriever):
     assert isinstance(empty, BadQuestion) and "empty" in str(empty)
     assert isinstance(too_long, BadQuestion) and "1,199 characters" in str(too_long)
     assert isinstance(good, Answer) and good.answered and len(good.hits) == 3
-    assert batcher.batch_sizes == [1]  # refused before they were queued
+    assert list(batcher.batch_sizes) == [1]  # refused before they were queued
 
 
 def test_a_failing_batch_fails_all_its_waiters_then_recovers(retriever: Retriever, monkeypatch):
@@ -70,7 +70,7 @@ def test_a_failing_batch_fails_all_its_waiters_then_recovers(retriever: Retrieve
     assert [type(e) for e in failed] == [RuntimeError] * 3
     assert all("simulated FAISS failure" in str(e) for e in failed)
     assert after.answered and len(after.hits) == 2
-    assert batcher.batch_sizes == [3, 1]
+    assert list(batcher.batch_sizes) == [3, 1]
 
 
 def test_batch_size_is_capped(retriever: Retriever):
@@ -80,7 +80,7 @@ def test_batch_size_is_capped(retriever: Retriever):
         return await asyncio.gather(*(batcher.ask(q, 1) for q in QUESTIONS))
 
     answers = asyncio.run(main())
-    assert batcher.batch_sizes == [2, 2, 1]
+    assert list(batcher.batch_sizes) == [2, 2, 1]
     assert [a.question for a in answers] == QUESTIONS
     with pytest.raises(ValueError):
         AskBatcher(retriever, max_batch=0)
@@ -100,7 +100,7 @@ def test_a_cancelled_ask_is_left_out_of_its_batch(retriever: Retriever):
 
     answer = asyncio.run(main())
     assert answer.question == QUESTIONS[1] and answer.answered
-    assert batcher.batch_sizes == [1]
+    assert list(batcher.batch_sizes) == [1]
 
 
 def test_asks_under_different_filters_share_a_batch_and_keep_their_own(tmp_path, embedder):
@@ -123,7 +123,7 @@ def test_asks_under_different_filters_share_a_batch_and_keep_their_own(tmp_path,
                                     return_exceptions=True)
 
     now, may, pm, nowhere = asyncio.run(main())
-    assert batcher.batch_sizes == [4]
+    assert list(batcher.batch_sizes) == [4]
     assert now.hits[0].passage.title == "President Biden tests positive for Covid"
     assert may.hits[0].passage.title == "Kamala Harris tests positive for Covid"
     assert summary(pm) == summary(dated.ask("Who is the prime minister?", 2, Filters.parse()))

@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import discord
 import faiss
@@ -16,9 +17,11 @@ import pytest
 from bot.app import APOLOGY, BylineBot, serve
 from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX, render_answer
 from bot.settings import BotConfigError, BotSettings
+from retrieval.config import Settings
 from retrieval.embed import Embedder
 from retrieval.feedback import FeedbackStore
 from retrieval.indexer import index_corpus
+from retrieval.live import LiveRetriever
 from retrieval.search import Retriever
 
 from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
@@ -32,11 +35,19 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, mess
 Scenario = Callable[[FakeDiscord, BylineBot], Awaitable[None]]
 
 
-def run_bot(retriever: Retriever, tmp_path: Path, scenario: Scenario, *,
-            cooldown: float = 0.0, guild_id: int | None = GUILD_ID) -> None:
-    """Start the fake and the real bot in one event loop, run `scenario`, shut both down."""
-    settings = BotSettings(token=TOKEN, guild_id=guild_id, index_dir=tmp_path / "index",
-                           cooldown_seconds=cooldown, feedback_db=tmp_path / "feedback.sqlite")
+def bot_settings(tmp_path: Path, **options: Any) -> BotSettings:
+    """Settings for a bot under test: its feedback store in tmp_path, no cooldown."""
+    defaults: dict[str, Any] = {"guild_id": GUILD_ID, "cooldown_seconds": 0.0,
+                                "core": Settings(index_dir=tmp_path / "index"),
+                                "feedback_db": tmp_path / "feedback.sqlite"}
+    return BotSettings(token=TOKEN, **(defaults | options))
+
+
+def run_bot(retriever: Retriever | LiveRetriever, tmp_path: Path, scenario: Scenario,
+            **options: Any) -> None:
+    """Start the fake and the real bot in one event loop, run `scenario`, shut both down;
+    `options` are BotSettings fields (cooldown_seconds, guild_id, metrics_port, ...)."""
+    settings = bot_settings(tmp_path, **options)
 
     async def main() -> None:
         async with FakeDiscord(token=TOKEN) as fake:
@@ -237,7 +248,7 @@ def test_cooldown_is_per_user(retriever, tmp_path):
                                        user_id=USER_ID + 1)
         assert (await other.callback()).json["type"] == 5
 
-    run_bot(retriever, tmp_path, scenario, cooldown=60)
+    run_bot(retriever, tmp_path, scenario, cooldown_seconds=60)
 
 
 def test_failure_in_retrieval_apologises_and_recovers(retriever, tmp_path, monkeypatch):
@@ -337,8 +348,7 @@ def test_heartbeat_stays_fast_while_twenty_asks_run(retriever, tmp_path):
 
 
 def test_rejected_token_is_one_clear_error(retriever, tmp_path, caplog):
-    settings = BotSettings(token=TOKEN, guild_id=GUILD_ID, index_dir=tmp_path / "index",
-                           feedback_db=tmp_path / "feedback.sqlite")
+    settings = bot_settings(tmp_path)
 
     async def main() -> None:
         async with FakeDiscord(token="another-token"):

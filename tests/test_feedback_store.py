@@ -64,14 +64,6 @@ def test_bad_bot_settings(env, message):
         BotSettings.from_env(env)
 
 
-def test_bot_command_without_token(monkeypatch, tmp_path: Path, capsys):
-    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
-    monkeypatch.chdir(tmp_path)  # no .env here
-    assert main(["bot"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("byline: DISCORD_TOKEN is not set") and "\n" not in err
-
-
 def test_export_is_read_only_and_damage_is_one_line(tmp_path: Path, monkeypatch, capsys):
     db = tmp_path / "fb.sqlite"
     store = FeedbackStore(db)

@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[bot,dev]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 $(INDEX)/manifest.json: $(STAMP) $(wildcard seeds/*.txt seeds/*.md)

@@ -50,8 +50,8 @@ def _run(args: argparse.Namespace) -> int:
         from bot.app import run
     except ImportError as exc:  # installed without the bot's dependencies
         raise BylineError(f"The bot needs {exc.name or 'discord.py'}, which is not "
-                          "installed; install Byline with its bot extra "
-                          "(pip install 'byline[bot]').") from None
+                          "installed; reinstall Byline (pip install byline) to get its "
+                          "dependencies.") from None
     _logging()
     run(settings, open_retriever(core))
     log.info("stopped")

@@ -499,8 +499,8 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
     if importlib.util.find_spec("bot") is None:
-        raise BylineError("The Discord bot is not installed; install Byline with its bot "
-                          "extra (pip install 'byline[bot]') and run byline-bot.")
+        raise BylineError("The Discord bot is not installed with this Byline; reinstall it "
+                          "(pip install byline) and run byline-bot.")
     argv = [sys.executable, "-m", "bot"]
     for option, value in (("--index-dir", args.index_dir), ("--model", args.model),
                           ("--encoder", args.encoder)):

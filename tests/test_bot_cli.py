@@ -88,13 +88,13 @@ def test_bad_running_settings(env, message):
         BotSettings.from_env({"DISCORD_TOKEN": "t", **env})
 
 
-def test_byline_bot_without_the_bot_extra_says_so(monkeypatch, tmp_path: Path, capsys):
-    """Installed without `[bot]`: one line naming the extra, before any model is loaded."""
+def test_byline_bot_with_discord_missing_says_so(monkeypatch, tmp_path: Path, capsys):
+    """A broken install (discord.py missing): one line, before any model is loaded."""
     monkeypatch.setenv("DISCORD_TOKEN", "t")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delitem(sys.modules, "bot.app", raising=False)
     monkeypatch.setitem(sys.modules, "discord", None)  # `import discord` fails
     assert bot_main([]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == ("byline-bot: The bot needs discord, which is not installed; install Byline "
-                   "with its bot extra (pip install 'byline[bot]').")
+    assert err == ("byline-bot: The bot needs discord, which is not installed; reinstall "
+                   "Byline (pip install byline) to get its dependencies.")

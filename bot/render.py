@@ -30,6 +30,8 @@ TOTAL_MAX = 6000
 ANSWER_COLOUR = discord.Colour(0x2B6CB0)
 MISS_COLOUR = discord.Colour(0x718096)
 SOURCES_PER_PAGE = 10
+SOURCE_LINE_MAX = 380  # a page's lines always fit one description
+assert SOURCES_PER_PAGE * (SOURCE_LINE_MAX + 1) <= DESCRIPTION_MAX
 FOOTER = "Byline · passages from the coverage, not generated text"
 
 
@@ -168,22 +170,29 @@ def timeline_line(story: Story, limit: int = 480) -> str:
 def render_sources(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_PAGE
                    ) -> list[discord.Embed]:
     """The articles in the coverage, one embed per page (never empty)."""
-    lines = [_source_line(a) for a in articles] or ["The coverage is empty."]
-    pages: list[list[str]] = [[]]
-    for line in lines:
-        page = pages[-1]
-        if len(page) >= per_page or sum(len(x) + 1 for x in page) + len(line) > 3900:
-            pages.append(page := [])
-        page.append(line)
+    return [render_sources_page(articles, page, per_page)
+            for page in range(sources_pages(articles, per_page))]
+
+
+def sources_pages(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_PAGE) -> int:
+    """How many pages /sources has (at least 1: an empty coverage says so)."""
+    return max(1, -(-len(articles) // per_page))
+
+
+def render_sources_page(articles: Sequence[ArticleInfo], page: int,
+                        per_page: int = SOURCES_PER_PAGE) -> discord.Embed:
+    """Page `page` (from 0, clamped to the last) of /sources, rendering only its own articles:
+    a click on a page button costs the same for a coverage of 20 or 20,000 articles."""
+    count = sources_pages(articles, per_page)
+    page = max(0, min(page, count - 1))
+    shown = articles[page * per_page:(page + 1) * per_page]
+    lines = [_source_line(a) for a in shown] or ["The coverage is empty."]
     total = sum(a.passages for a in articles)
-    embeds = []
-    for i, page in enumerate(pages, start=1):
-        embed = discord.Embed(title="Sources in the coverage", description="\n".join(page),
-                              colour=ANSWER_COLOUR)
-        embed.set_footer(text=f"Page {i}/{len(pages)} · {len(articles)} articles · "
-                              f"{total} passages")
-        embeds.append(fit(embed))
-    return embeds
+    embed = discord.Embed(title="Sources in the coverage", description="\n".join(lines),
+                          colour=ANSWER_COLOUR)
+    embed.set_footer(text=f"Page {page + 1}/{count} · {len(articles)} articles · "
+                          f"{total} passages")
+    return fit(embed)
 
 
 def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
@@ -211,7 +220,8 @@ def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
 def _source_line(a: ArticleInfo) -> str:
     """`• **[Title](url)** — Outlet, Date · 9 ¶` for one article of the coverage."""
     c = citation.cite(a, discord_style(200))
-    return truncate(f"• {replace(c, title=f'**{c.title}**').line()} · {a.passages} ¶", 380)
+    return truncate(f"• {replace(c, title=f'**{c.title}**').line()} · {a.passages} ¶",
+                    SOURCE_LINE_MAX)
 
 
 def fit(embed: discord.Embed) -> discord.Embed:

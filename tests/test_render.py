@@ -20,6 +20,7 @@ from bot.render import (
     render_help,
     render_not_covered,
     render_sources,
+    render_sources_page,
     truncate,
 )
 from retrieval.corpus import Passage
@@ -160,6 +161,22 @@ def test_sources_pagination(count: int):
         assert page.footer.text.startswith(f"Page {i}/{len(pages)}")
     listed = sum(p.description.count("• ") for p in pages)
     assert listed == count
+
+
+def test_a_sources_page_is_rendered_on_its_own_and_clamped():
+    """What a page button shows: the same page as the whole list's, without rendering the
+    others; past the end, the last page. Lines at their longest still fit a page."""
+    articles = [ArticleInfo(f"a{i}", f"Headline {i} " + "y" * 400, f"a{i}.txt", "O" * 90,
+                            "2024-01-01", f"https://example.com/{'z' * 200}/{i}", 7)
+                for i in range(23)]
+    pages = render_sources(articles)
+    assert len(pages) == 3 and sum(p.description.count("• ") for p in pages) == 23
+    for i, page in enumerate(pages):
+        assert render_sources_page(articles, i).to_dict() == page.to_dict()
+        check_limits(page)
+        assert len(page.description) <= DESCRIPTION_MAX and "…" not in page.footer.text
+    assert render_sources_page(articles, 99).to_dict() == pages[-1].to_dict()
+    assert render_sources_page([], 5).description == "The coverage is empty."
 
 
 def test_help_counts_articles_and_latest_date():

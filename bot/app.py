@@ -24,6 +24,7 @@ from bot.commands import (
 )
 from bot.lifecycle import Drain, on_signals
 from bot.metrics import COMMANDS, Health, Metrics, MetricsServer
+from bot.pages import SourcesPageButton
 from bot.settings import BotConfigError, BotSettings
 from retrieval.errors import BylineError
 from retrieval.feedback import FeedbackStore, default_path
@@ -132,7 +133,8 @@ class BylineBot(commands.Bot):
                                                 self.settings.metrics_port)
             await self.metrics_server.start()
         await self.add_cog(AskCog(self))
-        self.add_dynamic_items(FeedbackButton)
+        # Buttons known by their custom_id alone: they still work after a restart.
+        self.add_dynamic_items(FeedbackButton, SourcesPageButton)
         await self._sync_commands()
         if self._watch is not None:
             self._watch.start()

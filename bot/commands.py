@@ -13,11 +13,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.pages import sources_page
 from bot.render import (
     render_answer,
     render_help,
     render_not_covered,
-    render_sources,
     render_timeline,
 )
 from retrieval.errors import BadQuestion
@@ -88,42 +88,6 @@ def feedback_view(key: str) -> discord.ui.View:
     view.add_item(FeedbackButton("up", key))
     view.add_item(FeedbackButton("down", key))
     return view
-
-
-class SourcesPages(discord.ui.View):
-    """Previous / Next buttons over the pages of /sources."""
-
-    def __init__(self, pages: list[discord.Embed], owner_id: int) -> None:
-        super().__init__(timeout=600)
-        self.pages = pages
-        self.owner_id = owner_id
-        self.page = 0
-        self._sync_buttons()
-
-    def _sync_buttons(self) -> None:
-        self.previous.disabled = self.page == 0
-        self.next.disabled = self.page >= len(self.pages) - 1
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message("Run `/sources` to page through your own list.",
-                                                ephemeral=True)
-        return False
-
-    async def _show(self, interaction: discord.Interaction, step: int) -> None:
-        self.page = max(0, min(len(self.pages) - 1, self.page + step))
-        self._sync_buttons()
-        await interaction.response.edit_message(embed=self.pages[self.page], view=self,
-                                                allowed_mentions=NO_PINGS)
-
-    @discord.ui.button(label="Previous", emoji="◀️", style=discord.ButtonStyle.secondary)
-    async def previous(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
-        await self._show(interaction, -1)
-
-    @discord.ui.button(label="Next", emoji="▶️", style=discord.ButtonStyle.secondary)
-    async def next(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
-        await self._show(interaction, +1)
 
 
 class AskCog(commands.Cog):
@@ -244,9 +208,8 @@ class AskCog(commands.Cog):
     @app_commands.command(name="sources")
     async def sources(self, interaction: discord.Interaction) -> None:
         """List the articles in the coverage."""
-        pages = render_sources(self.bot.articles)
-        view = SourcesPages(pages, interaction.user.id) if len(pages) > 1 else discord.utils.MISSING
-        await interaction.response.send_message(embed=pages[0], view=view,
+        embed, view = sources_page(self.bot.articles, 0, interaction.user.id)
+        await interaction.response.send_message(embed=embed, view=view or discord.utils.MISSING,
                                                 allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="help")

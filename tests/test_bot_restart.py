@@ -1,6 +1,7 @@
 """Buttons that outlive the bot: a message answered by one bot process is clicked after a
 restart, through the fake Discord, and a new BylineBot (same feedback store, fresh memory)
-handles the click."""
+handles the click. 👍/👎 store the vote; /sources turns to the page the button names,
+rendered from the coverage the new bot answers from."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import discord
+import pytest
+
 from bot.app import BylineBot
+from bot.pages import NOT_YOURS, SourcesPageButton
+from retrieval.embed import Embedder
 from retrieval.feedback import FeedbackStore
+from retrieval.indexer import index_corpus
 from retrieval.search import Retriever
 
-from .fake_discord import EPHEMERAL, FakeDiscord, running
+from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
 from .test_bot_e2e import TOKEN, USER_ID, bot_settings, custom_ids
 
 Start = Callable[[Retriever], contextlib.AbstractAsyncContextManager[BylineBot]]
@@ -41,6 +48,26 @@ def with_restarts(tmp_path: Path, scenario: Callable[[FakeDiscord, Start], Await
     asyncio.run(main())
 
 
+@pytest.fixture(scope="module")
+def many_retriever(tmp_path_factory, embedder: Embedder) -> Retriever:
+    """A coverage of 25 articles: three /sources pages."""
+    corpus = tmp_path_factory.mktemp("many")
+    for i in range(25):
+        (corpus / f"story{i:02d}.txt").write_text(
+            f"Date: 2024-03-{i + 1:02d}\n\nCouncil story number {i}\n\n"
+            f"The council met on day {i} and approved budget line {i} after a long debate.\n",
+            "utf-8")
+    return Retriever(index_corpus(corpus, tmp_path_factory.mktemp("many-index"), embedder,
+                                  progress=False), embedder)
+
+
+def page_of(r: Request) -> tuple[discord.Embed, list[dict]]:
+    """The embed and the buttons of a /sources reply or page turn (a callback)."""
+    data = r.json["data"]
+    buttons = [c for row in data.get("components") or [] for c in row["components"]]
+    return discord.Embed.from_dict(data["embeds"][0]), buttons
+
+
 def test_feedback_buttons_work_after_a_restart(retriever, tmp_path):
     question = "Where did Pompeo go after Hanoi?"
     voter = USER_ID + 7
@@ -62,4 +89,56 @@ def test_feedback_buttons_work_after_a_restart(retriever, tmp_path):
     [row] = store.export()
     assert row.question == question and row.verdict == "up"
     assert row.user_hash == store.hash_user(voter)
+
+
+def test_sources_pages_turn_after_a_restart(many_retriever, retriever, tmp_path):
+    """Page 2 shown by the first bot; after a restart its Next shows page 3 and a stranger
+    is told to run their own /sources; after another restart on a smaller coverage (one
+    page), its Previous shows that one page, without buttons."""
+    async def scenario(fake: FakeDiscord, start: Start) -> None:
+        async with start(many_retriever):
+            handle = await fake.send_command("sources")
+            first, buttons = page_of(await handle.callback())
+            assert first.footer.text.startswith("Page 1/3 · 25 articles")
+            assert [b["custom_id"] for b in buttons] == [f"byline:src:prev:0:{USER_ID}",
+                                                         f"byline:src:next:1:{USER_ID}"]
+            assert [b.get("disabled", False) for b in buttons] == [True, False]
+            turned = await (await fake.click(buttons[1]["custom_id"])).callback()
+            second, buttons = page_of(turned)
+            assert turned.json["type"] == 7 and second.footer.text.startswith("Page 2/3")
+            message_id = int(turned.response["resource"]["message"]["id"])
+
+        async with start(many_retriever):
+            stranger = await fake.click(buttons[1]["custom_id"], user_id=USER_ID + 1)
+            refused = await stranger.callback()
+            assert refused.json["type"] == 4 and refused.json["data"]["flags"] == EPHEMERAL
+            assert refused.json["data"]["content"] == NOT_YOURS
+            assert "Page 2/3" in fake.messages[message_id]["embeds"][0]["footer"]["text"]
+
+            turned = await (await fake.click(buttons[1]["custom_id"])).callback()
+            third, buttons = page_of(turned)
+            assert turned.json["type"] == 7 and third.footer.text.startswith("Page 3/3")
+            assert "Council story number 20" in third.description
+            assert [b.get("disabled", False) for b in buttons] == [False, True]
+
+        async with start(retriever):  # re-indexed meanwhile: two articles, one page
+            prev = next(b["custom_id"] for b in buttons if ":prev:" in b["custom_id"])
+            assert prev == f"byline:src:prev:1:{USER_ID}"  # page 2, which no longer exists
+            turned = await (await fake.click(prev)).callback()
+            only, buttons = page_of(turned)
+            assert only.footer.text.startswith("Page 1/1 · 2 articles")
+            assert "Trump Calls Off Pompeo's North Korea Trip" in only.description
+            assert buttons == [] and fake.messages[message_id]["components"] == []
+
+    with_restarts(tmp_path, scenario)
+
+
+def test_page_button_ids_fit_discord_and_match_their_template():
+    biggest = SourcesPageButton("next", 999_999_999, 2**64 - 1)  # a snowflake is 64 bits
+    custom_id = biggest.custom_id
+    assert len(custom_id) <= 100  # Discord's limit
+    template = SourcesPageButton.__discord_ui_compiled_template__
+    match = template.fullmatch(custom_id)
+    assert match and match["page"] == "999999999" and int(match["owner"]) == 2**64 - 1
+    assert not template.fullmatch("byline:src:next:-1:5")
 

@@ -18,6 +18,8 @@ awaited from the test's loop; its attributes may be read (not mutated) from ther
             assert (await sent.callback()).json["type"] == 5
             followup = await sent.followup()
             click = await fake.click("ping:again")
+            said = await fake.post_message("a member's message")
+            menu = await fake.send_message_command("Quote", said)  # right-click → Apps
             fake.start_probing(every=0.05)         # heartbeat round trips, in seconds
             ...
             assert max(fake.heartbeat_rtts) < 0.5
@@ -75,6 +77,8 @@ CHANNEL_PERMISSIONS = discord.Permissions(
 
 # Application command option types (Discord's ApplicationCommandOptionType).
 OPTION_STRING, OPTION_INTEGER, OPTION_BOOLEAN, OPTION_NUMBER = 3, 4, 5, 10
+# Application command types: slash commands, and the user and message context menus.
+COMMAND_CHAT_INPUT, COMMAND_USER, COMMAND_MESSAGE = 1, 2, 3
 # Interaction types, and the callback types that create or touch a message.
 APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE = 2, 3, 4
 AUTOCOMPLETE_RESULT = 8  # the callback type that answers an autocomplete with choices
@@ -698,10 +702,46 @@ class FakeDiscord:
                 option["focused"] = True
         return await self._interact(AUTOCOMPLETE, data, None, user_id, locale)
 
-    def _command_data(self, name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": str(snowflake()), "name": name, "type": 1}
+    @_on_fake_loop
+    async def send_message_command(
+        self, name: str, message_id: int, *, user_id: int | None = None, locale: str = "en-US",
+    ) -> SentInteraction:
+        """Dispatch INTERACTION_CREATE for a message context-menu command (right-click a
+        message → Apps → `name`) on message `message_id`, which the fake knows (see
+        post_message): type 2 with data.type 3, target_id and the message in resolved.messages,
+        as Discord sends it (with its content, even to a bot without the Message Content
+        intent)."""
+        data = self._command_data(name, None, COMMAND_MESSAGE)
+        message = copy.deepcopy(self.messages[message_id])
+        data |= {"target_id": str(message_id),
+                 "resolved": {"messages": {str(message_id): message}}}
+        return await self._interact(APPLICATION_COMMAND, data, None, user_id, locale)
+
+    @_on_fake_loop
+    async def post_message(self, content: str, *, author_id: int | None = None,
+                           embeds: list[dict[str, Any]] | None = None,
+                           attachments: list[dict[str, Any]] | None = None) -> int:
+        """A member's message in the fake channel (as if typed in the client); its id. The bot
+        is not told (it asks for no message events): a context-menu command can target it."""
+        author_id = author_id or self.user_id
+        message: dict[str, Any] = {
+            "id": str(snowflake()), "channel_id": str(self.channel_id),
+            "guild_id": str(self.guild_id), "author": self.user_payload(author_id),
+            "member": {k: v for k, v in self.member_payload(author_id).items() if k != "user"},
+            "type": 0, "content": content, "embeds": copy.deepcopy(embeds or []),
+            "components": [], "attachments": copy.deepcopy(attachments or []),
+            "mentions": [], "mention_roles": [], "mention_everyone": False, "pinned": False,
+            "tts": False, "timestamp": _now(), "edited_timestamp": None, "flags": 0,
+        }
+        self.messages[int(message["id"])] = message
+        return int(message["id"])
+
+    def _command_data(self, name: str, options: Mapping[str, Any] | None,
+                      kind: int = COMMAND_CHAT_INPUT) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": str(snowflake()), "name": name, "type": kind}
         for guild_id in (self.guild_id, None):
-            synced = [c for c in self.commands.get(guild_id, []) if c["name"] == name]
+            synced = [c for c in self.commands.get(guild_id, [])
+                      if c["name"] == name and c.get("type", COMMAND_CHAT_INPUT) == kind]
             if synced:
                 data["id"] = synced[0]["id"]
                 if guild_id is not None:

@@ -23,6 +23,7 @@ from bot.commands import (
     send_ephemeral,
 )
 from bot.lifecycle import Drain, on_signals
+from bot.menu import AskByline
 from bot.metrics import COMMANDS, Health, Metrics, MetricsServer
 from bot.pages import SourcesPageButton
 from bot.settings import BotConfigError, BotSettings
@@ -47,6 +48,7 @@ class BylineTree(app_commands.CommandTree):
                        error: app_commands.AppCommandError) -> None:
         metrics: Metrics | None = getattr(interaction.client, "metrics", None)
         command = interaction.command.name if interaction.command else "?"
+        label = getattr(interaction.command, "extras", {}).get("metric", command)
         if isinstance(error, app_commands.CommandOnCooldown):
             text = f"Slow down a little: try again in {error.retry_after:.0f} s."
             reason = "cooldown"
@@ -59,8 +61,8 @@ class BylineTree(app_commands.CommandTree):
             else:
                 log.error("/%s failed", command, exc_info=error)
             text, reason = APOLOGY, None
-            if metrics is not None and command in COMMANDS:
-                metrics.command_errors.labels(command).inc()
+            if metrics is not None and label in COMMANDS:
+                metrics.command_errors.labels(label).inc()
         if metrics is not None and reason is not None:
             metrics.turned_away.labels(reason).inc()
         await send_ephemeral(interaction, text)
@@ -133,6 +135,7 @@ class BylineBot(commands.Bot):
                                                 self.settings.metrics_port)
             await self.metrics_server.start()
         await self.add_cog(AskCog(self))
+        await self.add_cog(AskByline(self))  # the message context menu
         # Buttons known by their custom_id alone: they still work after a restart.
         self.add_dynamic_items(FeedbackButton, SourcesPageButton)
         await self._sync_commands()

@@ -24,7 +24,7 @@ from retrieval.store import Manifest
 
 log = logging.getLogger("byline.bot")
 
-COMMANDS = ("ask", "timeline")  # the commands that retrieve
+COMMANDS = ("ask", "timeline", "ask_message")  # what retrieves (ask_message: Ask Byline)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 

@@ -212,8 +212,9 @@ def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
         "Asking about the present (“this week”, “latest”, “now”) favours the newest "
         "coverage."), inline=False)
     embed.add_field(name="Other commands", value="`/timeline topic:` a topic's stories in "
-                    "date order\n`/sources` the articles I know\n`/help` this message",
-                    inline=False)
+                    "date order\n`/sources` the articles I know\n`/help` this message\n"
+                    "Right-click a message → **Apps** → **Ask Byline**: the coverage on what "
+                    "it says, only for you", inline=False)
     return fit(embed)
 
 

@@ -130,8 +130,9 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         puts = requests(fake, "PUT")
         assert [r.path for r in puts] == [f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands"]
-        commands = {c["name"]: c for c in puts[0].json}
+        commands = {c["name"]: c for c in puts[0].json if c["type"] == 1}
         assert set(commands) == {"ask", "timeline", "sources", "help"}
+        assert [c["name"] for c in puts[0].json if c["type"] != 1] == ["Ask Byline"]
         for c in commands.values():
             assert 1 <= len(c["description"]) <= 100 and c["type"] == 1
         opts = {o["name"]: o for o in commands["ask"]["options"]}
@@ -145,7 +146,7 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
         assert identify(fake)["token"] == TOKEN
 
     run_bot(retriever, tmp_path, scenario)
-    assert any("synced 4 commands" in r.getMessage() for r in caplog.records)
+    assert any("synced 5 commands" in r.getMessage() for r in caplog.records)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
 
 

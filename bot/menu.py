@@ -88,7 +88,7 @@ class AskByline(commands.Cog):
         self.bot = bot
         self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.ask_message,
                                              extras={"metric": METRIC})
-        self._cooldowns: dict[int, app_commands.Cooldown] = {}  # user id -> bucket
+        self.cooldowns = UserCooldowns(bot.settings.cooldown_seconds)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
@@ -103,7 +103,7 @@ class AskByline(commands.Cog):
         if asked is None:  # before the cooldown: a message with nothing to ask costs nothing
             await send_ephemeral(interaction, NO_TEXT)
             return
-        self._cooldown(interaction.user.id)
+        self.cooldowns.hit(interaction.user.id)
         bot = self.bot
         with bot.drain.answering():  # a shutdown waits for this answer
             if bot.drain.closing:
@@ -130,13 +130,24 @@ class AskByline(commands.Cog):
                                                 allowed_mentions=NO_PINGS)
             bot.metrics.answer_seconds.labels(METRIC).observe(time.perf_counter() - started)
 
-    def _cooldown(self, user_id: int) -> None:
-        """/ask's per-user cooldown (BYLINE_COOLDOWN_SECONDS), a bucket of the menu's own."""
-        per = self.bot.settings.cooldown_seconds
-        if per <= 0:
+
+class UserCooldowns:
+    """One question per `per` seconds per user (0: no limit). Users whose cooldown has passed
+    are forgotten once more than `keep` are remembered, so months of readers cost no memory."""
+
+    def __init__(self, per: float, keep: int = 10_000) -> None:
+        self.per, self.keep = per, keep
+        self._buckets: dict[int, app_commands.Cooldown] = {}  # user id -> bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def hit(self, user_id: int) -> None:
+        """Count a question by `user_id`; CommandOnCooldown if it came too soon."""
+        if self.per <= 0:
             return
-        if len(self._cooldowns) > 10_000:  # forget users whose cooldown has long passed
-            self._cooldowns = {u: b for u, b in self._cooldowns.items() if b.get_tokens()}
-        bucket = self._cooldowns.setdefault(user_id, app_commands.Cooldown(1, per))
+        if len(self._buckets) > self.keep:  # keep only those still cooling down
+            self._buckets = {u: b for u, b in self._buckets.items() if not b.get_tokens()}
+        bucket = self._buckets.setdefault(user_id, app_commands.Cooldown(1, self.per))
         if retry_after := bucket.update_rate_limit():
             raise app_commands.CommandOnCooldown(bucket, retry_after)

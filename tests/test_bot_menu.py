@@ -4,12 +4,14 @@ fake Discord on a member's message, answered privately from the coverage."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+from discord import app_commands
 
 from bot.app import BylineBot
 from bot.commands import RESTARTING
-from bot.menu import MENU_NAME, NO_TEXT, MessageQuestion
+from bot.menu import MENU_NAME, NO_TEXT, MessageQuestion, UserCooldowns
 from retrieval.search import MAX_QUESTION_CHARS
 
 from .fake_discord import COMMAND_MESSAGE, EPHEMERAL, FakeDiscord
@@ -130,3 +132,20 @@ def test_help_tells_where_the_menu_is():
 
     other = {f.name: f.value for f in render_help([]).fields}["Other commands"]
     assert "**Apps** → **Ask Byline**" in other
+
+
+def test_cooldowns_forget_only_users_whose_cooldown_has_passed():
+    short = UserCooldowns(0.05, keep=2)
+    for user in (1, 2, 3):
+        short.hit(user)
+    with pytest.raises(app_commands.CommandOnCooldown):
+        short.hit(1)
+    time.sleep(0.06)
+    short.hit(4)  # more than 2 remembered, all cooled down: forgotten
+    assert len(short) == 1
+    long = UserCooldowns(60, keep=2)
+    for user in (1, 2, 3, 4):
+        long.hit(user)
+    assert len(long) == 4
+    with pytest.raises(app_commands.CommandOnCooldown):
+        long.hit(1)  # still cooling down: remembered

@@ -107,7 +107,7 @@ class AskCog(commands.Cog):
         if per <= 0 or interaction.command is None or interaction.command.name != "ask":
             return True
         if len(self._cooldowns) > 10_000:  # forget users whose cooldown has long passed
-            self._cooldowns = {u: b for u, b in self._cooldowns.items() if b.get_tokens()}
+            self._cooldowns = {u: b for u, b in self._cooldowns.items() if not b.get_tokens()}
         bucket = self._cooldowns.setdefault(interaction.user.id, app_commands.Cooldown(1, per))
         retry_after = bucket.update_rate_limit()
         if retry_after:

@@ -1,4 +1,5 @@
-# Byline: `make ask Q="..."` sets everything up and answers; `make test` runs the tests.
+# Byline: `make ask Q="..."` sets everything up and answers; `make test` runs the tests
+# (`make faults` the fault suite's slow rounds).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ INDEX := .byline/index
 Q ?= why was the trip cancelled
 export BYLINE_INDEX_DIR ?= $(INDEX)
 
-.PHONY: setup ask index sources bot eval bench test lint fmt clean
+.PHONY: setup ask index sources bot eval bench test faults lint fmt clean
 
 setup: $(STAMP)
 
@@ -51,6 +52,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The fault suite's many-round cases (tests/test_faults.py, marked `faults`; `make test` runs
+# the rest of it): concurrent writers, kill -9, damaged files, a full disk at each file,
+# readers racing re-indexes. About a minute on 2 cores.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -400,8 +400,11 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
               f"{m.passages:,} passages ({m.model}, {m.encoder}, {m.ann})")
         size = sum(f.size for f in health.files)
         bad = [f for f in health.files if f.status != "ok"]
-        print(f"Files: {len(health.files)} checked, {size / 1e6:,.1f} MB, "
-              f"{len(bad) or 'none'} damaged")
+        unreadable = sum(f.status == "unreadable" for f in bad)
+        counts = [f"{len(bad) - unreadable or 'none'} damaged"] if len(bad) > unreadable \
+            or not unreadable else []
+        counts += [f"{unreadable} unreadable"] if unreadable else []
+        print(f"Files: {len(health.files)} checked, {size / 1e6:,.1f} MB, {', '.join(counts)}")
         for f in bad:
             print(f"  {f.status}: {f.path}")
         bg = ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.background.items()))
@@ -413,8 +416,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for problem in health.problems:
         print(f"byline: {problem}", file=sys.stderr)
-    print("byline: the index is damaged; run `byline index --full` to rebuild it.",
-          file=sys.stderr)
+    if health.damaged:  # not when it is only missing, elsewhere or unreadable
+        print("byline: the index is damaged; run `byline index --full` to rebuild it.",
+              file=sys.stderr)
     return 1
 
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from retrieval.errors import BylineError
+from retrieval.errors import BylineError, describe_os_error
 
 VERDICTS = ("up", "down")
 
@@ -50,20 +50,31 @@ class FeedbackStore:
     """Remembers answers shown and the verdicts readers give them; thread-safe."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the store; FeedbackError in one line when the file is damaged,
+        unreadable or cannot be written."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        # WAL with NORMAL sync: a commit no longer waits for an fsync (18 ms each, which
-        # serialised a burst of answers); a power cut can lose the last commits, never
-        # corrupt the file.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._lock, self._db:
-            self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)",
-                             (secrets.token_hex(16),))
-        self._salt = self._db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
+        db = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False)
+            # WAL with NORMAL sync: a commit no longer waits for an fsync (18 ms each, which
+            # serialised a burst of answers); a power cut can lose the last commits, never
+            # corrupt the file.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            with db:
+                db.executescript(_SCHEMA)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)",
+                           (secrets.token_hex(16),))
+            self._salt = db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            raise FeedbackError(f"The feedback store {self.path} cannot be opened for "
+                                f"writing ({reason}).") from None
+        self._db = db
 
     def remember(self, question: str, passage_ids: list[str]) -> str:
         """Store an answer that was shown; returns a short key to vote on it later."""

@@ -48,9 +48,11 @@ class Postings:
 
     def save(self, folder: Path) -> None:
         """Write the arrays, vocabulary and parameters into the new folder `folder`."""
+        from retrieval.store.files import save_array  # not at the top: the store imports this
+
         folder.mkdir()
         for attr, name in _ARRAYS.items():
-            np.save(folder / name, getattr(self, attr), allow_pickle=False)
+            save_array(folder / name, getattr(self, attr))
         (folder / _VOCAB).write_text(json.dumps(self.vocab, ensure_ascii=False),
                                      encoding="utf-8")
         params = {"k1": 1.5, "b": 0.75, "method": "lucene", "num_docs": self.passages}

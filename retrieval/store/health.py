@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.errors import BylineError
+from retrieval.errors import BylineError, IndexMissing, StoreError, describe_os_error
 from retrieval.store import generations
 from retrieval.store.files import digest
 from retrieval.store.index import Index
@@ -25,7 +25,7 @@ class FileHealth:
 
     path: str
     size: int
-    status: str  # "ok", "missing", "wrong size", "wrong checksum"
+    status: str  # "ok", "missing", "wrong size", "wrong checksum", "unreadable"
 
 
 @dataclass
@@ -37,14 +37,26 @@ class Health:
     files: list[FileHealth] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Those of `problems` that are not damage: no index there, not a folder, no permission
+    # (a rebuild would not mend them).
+    access: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def damaged(self) -> bool:
+        return len(self.problems) > len(self.access)
+
+    def cannot_read(self, problem: str) -> None:
+        self.problems.append(problem)
+        self.access.append(problem)
+
     def to_dict(self) -> dict:
         m = self.manifest
-        return {"index_dir": str(self.root), "ok": self.ok, "problems": self.problems,
+        return {"index_dir": str(self.root), "ok": self.ok, "damaged": self.damaged,
+                "problems": self.problems,
                 "notes": self.notes,
                 "generation": m.generation if m else None,
                 "created": m.created if m else None,
@@ -63,6 +75,9 @@ def check_index(root: str | Path) -> Health:
     health = Health(root)
     try:
         health.manifest = manifest = read_manifest(root)
+    except (IndexMissing, StoreError) as exc:
+        health.cannot_read(str(exc))
+        return health
     except BylineError as exc:
         health.problems.append(str(exc))
         return health
@@ -78,7 +93,7 @@ def check_index(root: str | Path) -> Health:
             continue
         except OSError as exc:
             health.files.append(FileHealth(shown, 0, "unreadable"))
-            health.problems.append(f"{shown} cannot be read ({exc.strerror})")
+            health.cannot_read(_unreadable(root, shown, exc))
             continue
         if actual != size:
             status = "wrong size"
@@ -88,17 +103,25 @@ def check_index(root: str | Path) -> Health:
                 status = "ok" if digest(path) == sha else "wrong checksum"
             except OSError as exc:
                 status = "unreadable"
-                health.problems.append(f"{shown} cannot be read ({exc.strerror})")
+                health.cannot_read(_unreadable(root, shown, exc))
             if status == "wrong checksum":
                 health.problems.append(f"{shown} does not match its checksum")
         health.files.append(FileHealth(shown, actual, status))
     if health.ok:
         try:
             _check_values(Index.load(root, verify=False), health)
+        except StoreError as exc:
+            health.cannot_read(str(exc))
         except BylineError as exc:
             health.problems.append(str(exc))
     _notes(root, manifest, health)
     return health
+
+
+def _unreadable(root: Path, shown: str, exc: OSError) -> str:
+    """The same sentence as loading the index gives for a file it cannot read."""
+    reason = describe_os_error(OSError(exc.errno, exc.strerror))
+    return f"Cannot read the index at {root}: {shown}: {reason}."
 
 
 def _check_values(index: Index, health: Health) -> None:

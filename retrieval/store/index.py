@@ -19,6 +19,7 @@ from retrieval.errors import IndexCorrupt, IndexMismatch, StoreError, describe_o
 from retrieval.postings import Postings
 from retrieval.store import generations
 from retrieval.store.ann import EXACT_MAX, build_ann, flat, read_ivf
+from retrieval.store.files import save_array
 from retrieval.store.manifest import FORMAT_VERSION, REBUILD, Manifest, read_manifest
 from retrieval.store.parts import Sentences, Tokens
 from retrieval.store.rows import RowFile, load_rows
@@ -142,12 +143,14 @@ class Index:
 
         vectors = folder / "vectors"
         vectors.mkdir()
-        np.save(vectors / "passages.npy", np.asarray(self.passage_vectors, np.float32),
-                allow_pickle=False)
+        save_array(vectors / "passages.npy", np.asarray(self.passage_vectors, np.float32))
         if self.manifest.ann != "flat":
-            faiss.write_index(self.vectors, str(vectors / "ann.faiss"))
+            # Through Python's writes, so a full disk is an OSError (ENOSPC), not a
+            # RuntimeError from inside FAISS.
+            with (vectors / "ann.faiss").open("wb") as fh:
+                faiss.write_index(self.vectors, faiss.PyCallbackIOWriter(fh.write))
         if self.manifest.probes:
-            np.save(vectors / "probes.npy", self.probe_vectors, allow_pickle=False)
+            save_array(vectors / "probes.npy", self.probe_vectors)
         write_db(self._db, folder / "meta.sqlite")
         self.postings.save(folder / "bm25")
         self.sentences.save(folder / "sentences")

@@ -71,12 +71,12 @@ def read_manifest(root: Path) -> Manifest:
                 # over it unasked (`ask` builds a missing index from the default folder).
                 raise IndexCorrupt(f"The index at {root} has lost its {MANIFEST}; {REBUILD}.")
             raise IndexMissing(f"No index at {root}; run `byline index` to build one.")
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except PermissionError:
         raise StoreError(f"Cannot read the index at {root}: permission denied.") from None
     try:
         try:
-            data = json.loads(text)
+            data = json.loads(raw)  # garbage that is not UTF-8 is a ValueError here too
         except ValueError:
             raise ValueError("not valid JSON") from None
         if not isinstance(data, dict):

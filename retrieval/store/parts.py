@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.store.files import save_array
 from retrieval.store.quantise import quantise
 from retrieval.store.rows import RowFile, check_offsets, load_array, load_rows
 
@@ -39,7 +40,7 @@ class Sentences:
     def save(self, folder: Path) -> None:
         folder.mkdir()
         for name in ("vectors", "spans", "offsets"):
-            np.save(folder / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
+            save_array(folder / f"{name}.npy", getattr(self, name))
 
     @classmethod
     def load(cls, folder: Path, passages: int, dim: int) -> Sentences:
@@ -112,7 +113,7 @@ class Tokens:
     def save(self, folder: Path) -> None:
         folder.mkdir()
         for name in ("vectors", "scales", "offsets", "spans"):
-            np.save(folder / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
+            save_array(folder / f"{name}.npy", getattr(self, name))
 
     @classmethod
     def load(cls, folder: Path, passages: int, dim: int) -> Tokens:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,11 @@ CREATE INDEX passages_article ON passages(article_id);
 CREATE TABLE copies (row INTEGER PRIMARY KEY REFERENCES passages(row), grp INTEGER NOT NULL);
 CREATE INDEX copies_grp ON copies(grp);
 """
+
+
+# SQLite result codes (primary) -> the operating-system error they report.
+_ERRNOS = {sqlite3.SQLITE_FULL: errno.ENOSPC, sqlite3.SQLITE_IOERR: errno.EIO,
+           sqlite3.SQLITE_READONLY: errno.EROFS, sqlite3.SQLITE_PERM: errno.EACCES}
 
 
 @dataclass(frozen=True)
@@ -72,13 +79,19 @@ def memory_db(articles: list[Article], passages: list[Passage],
 
 
 def write_db(db: sqlite3.Connection, path: Path) -> None:
-    """Copy the in-memory tables into a new database file at `path`."""
-    disk = sqlite3.connect(path)
+    """Copy the in-memory tables into a new database file at `path`. SQLite's errors
+    (a full disk is SQLITE_FULL) become the OSError they stand for, so a save reports them
+    like any other write error."""
     try:
-        with disk:
-            db.backup(disk)
-    finally:
-        disk.close()
+        disk = sqlite3.connect(path)
+        try:
+            with disk:
+                db.backup(disk)
+        finally:
+            disk.close()
+    except sqlite3.Error as exc:
+        code = _ERRNOS.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF)
+        raise OSError(code, os.strerror(code) if code else str(exc)) from exc
 
 
 def open_db(path: Path) -> sqlite3.Connection:

@@ -13,7 +13,7 @@ import threading
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from retrieval.corpus import read_article
 from retrieval.embed import Embedder
@@ -23,6 +23,9 @@ from retrieval.follow import Follower, PollReport
 from retrieval.indexer import index_corpus
 from retrieval.store import read_manifest
 from retrieval.store.generations import withdraw
+
+# In a worker process: set when the bot shuts down (bot/worker.py hands it over).
+STOPPING: Any = None
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,11 @@ def remove_source(embedder: Embedder, corpus: Path, index_dir: Path, source: str
 
 
 def poll_feeds(embedder: Embedder, corpus: Path, index_dir: Path, interval: float,
-               settings: FetchSettings, stop: threading.Event | None = None) -> PollReport:
+               settings: FetchSettings, stop: threading.Event | None = None
+               ) -> PollReport:
     """One `Follower.poll_due` round over the corpus folder's feeds.txt; once `stop` is
     set, the round ends between two requests."""
+    stop = stop if stop is not None else STOPPING
     follower = Follower(corpus, index_dir, embedder, interval=interval, settings=settings)
     return follower.poll_due(stop=stop.is_set if stop is not None else lambda: False)
 

@@ -37,12 +37,14 @@ class Worker:
         self.embedder = embedder
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # a thread's jobs see this one
+        self._context = multiprocessing.get_context("spawn")
+        self._child_stopping: Any = None  # and a worker process's, this one
 
     @property
     def stop_event(self) -> threading.Event | None:
         """For a job that can stop early (a feed poll): set when the bot shuts down. None
-        for worker processes, which are stopped instead."""
+        in worker processes, whose jobs see the event they were started with."""
         return self._stopping if self.kind == THREAD else None
 
     async def run(self, job: Job[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -50,26 +52,33 @@ class Worker:
             return await asyncio.to_thread(job, self.embedder, *args, **kwargs)
         if self._pool is None:
             # spawn, not fork: the bot's process has threads (ONNX Runtime's, discord.py's)
-            self._pool = ProcessPoolExecutor(self.processes,
-                                             mp_context=multiprocessing.get_context("spawn"))
+            self._child_stopping = self._context.Event()
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=self._context,
+                                             initializer=_start_child,
+                                             initargs=(self._child_stopping,))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _in_child, job, self.embedder.name,
                                           self.embedder.encoder, args, kwargs)
 
     def close(self) -> None:
-        """On shutdown: a feed poll in a thread ends between two requests; worker processes
-        are stopped (every job writes to temporary names and renames, and an index save is
-        atomic, so a stopped job leaves the old files or the new ones)."""
+        """On shutdown: jobs not started are dropped, a feed poll ends between two requests,
+        an index run finishes (its save is atomic); worker processes exit after their job."""
         self._stopping.set()
+        if self._child_stopping is not None:
+            self._child_stopping.set()
         if self._pool is not None:
-            processes = list(getattr(self._pool, "_processes", {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.terminate()
             self._pool = None
 
 
 _embedders: dict[tuple[str, str], Embedder] = {}  # in a worker process: loaded once
+
+
+def _start_child(stopping: Any) -> None:
+    """A worker process's start: its jobs stop early when the bot shuts down."""
+    from bot import jobs
+
+    jobs.STOPPING = stopping
 
 
 def _in_child(job: Callable[..., T], model: str, encoder: str, args: tuple[Any, ...],

@@ -41,8 +41,8 @@ class BotSettings:
     metrics_host: str = "127.0.0.1"
     coverage: str = SHARED  # one coverage for every server, or one per server
     data_dir: Path = Path(".byline")  # per-server coverages live in <data_dir>/guilds/<id>/
-    max_loaded: int = 8  # per-server indexes kept in memory at once (least recently used go)
-    max_loaded_mb: float = 0.0  # and at most this many MB of them on disk (0: no byte cap)
+    max_loaded: int = 20  # per-server indexes kept in memory at once (least recently used go)
+    max_loaded_mb: float = 1024.0  # and at most this many MB of them on disk (0: no byte cap)
     follow: bool = True  # poll each coverage's feeds.txt in the background
     follow_minutes: float = 15.0  # between two polls of a feed (±10%; failures back off)
     follow_check_seconds: float = 60.0  # how often each coverage's feed task looks for work
@@ -79,8 +79,8 @@ class BotSettings:
             metrics_host=(env.get("BYLINE_METRICS_HOST") or "").strip() or "127.0.0.1",
             coverage=_choice(env, "BYLINE_COVERAGE", (SHARED, PER_SERVER)),
             data_dir=Path((env.get("BYLINE_DATA_DIR") or "").strip() or ".byline"),
-            max_loaded=_count(env, "BYLINE_MAX_LOADED", 8),
-            max_loaded_mb=_float(env, "BYLINE_MAX_LOADED_MB", 0.0, "a number of MB"),
+            max_loaded=_count(env, "BYLINE_MAX_LOADED", 20),
+            max_loaded_mb=_float(env, "BYLINE_MAX_LOADED_MB", 1024.0, "a number of MB"),
             follow=_flag(env, "BYLINE_FOLLOW", True),
             follow_minutes=_minutes(env, "BYLINE_FOLLOW_MINUTES", 15.0),
             worker=_choice(env, "BYLINE_WORKER", (THREAD, PROCESS)),

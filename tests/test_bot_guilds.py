@@ -400,10 +400,13 @@ def test_remove_takes_whole_files_only_and_can_empty_a_coverage(embedder, tmp_pa
     assert not (guilds / str(OTHER_GUILD) / "index" / "manifest.json").exists()
 
 
-def test_least_recently_used_coverage_is_unloaded_never_one_answering(embedder, tmp_path):
-    """BYLINE_MAX_LOADED=1 across two guilds: each question loads its guild's coverage and
-    unloads the other, answers stay each guild's own; two questions held in flight keep
-    both loaded until they are answered."""
+@pytest.mark.parametrize("cap", [{"max_loaded": 1}, {"max_loaded_mb": 0.01}],
+                         ids=["count", "bytes"])
+def test_least_recently_used_coverage_is_unloaded_never_one_answering(embedder, tmp_path,
+                                                                      cap):
+    """BYLINE_MAX_LOADED=1 (or a BYLINE_MAX_LOADED_MB under two indexes' size) across two
+    guilds: each question loads its guild's coverage and unloads the other, answers stay
+    each guild's own; two questions held in flight keep both loaded until answered."""
     guilds = tmp_path / "data" / GUILDS
     for guild, article in ((GUILD_ID, FERRY), (OTHER_GUILD, LIBRARY)):
         corpus = guilds / str(guild) / "corpus"
@@ -441,7 +444,7 @@ def test_least_recently_used_coverage_is_unloaded_never_one_answering(embedder, 
         assert samples(bot, "byline_coverage_evictions_total") == 3
         assert samples(bot, "byline_coverages_loaded") == 1
 
-    run_guilds(embedder, tmp_path, scenario, max_loaded=1)
+    run_guilds(embedder, tmp_path, scenario, **cap)
 
 
 def test_settings_for_coverage_per_server():
@@ -455,8 +458,8 @@ def test_settings_for_coverage_per_server():
             s.follow_minutes, s.worker) == ("per-server", Path("/srv/b"), 3, 512.0, False,
                                             30.0, "process")
     d = BotSettings.from_env({"DISCORD_TOKEN": "t"})
-    assert (d.coverage, d.data_dir, d.max_loaded, d.follow, d.worker) == \
-        ("shared", Path(".byline"), 8, True, "thread")
+    assert (d.coverage, d.data_dir, d.max_loaded, d.max_loaded_mb, d.follow, d.worker) == \
+        ("shared", Path(".byline"), 20, 1024.0, True, "thread")
     for name, value, message in (
             ("BYLINE_COVERAGE", "guild", "BYLINE_COVERAGE must be shared or per-server"),
             ("BYLINE_MAX_LOADED", "0", "BYLINE_MAX_LOADED must be at least 1"),
@@ -480,3 +483,17 @@ def test_article_choice_values_fit_discord(tmp_path):
     assert find_article(articles, value) is articles[0]
     assert find_article(articles, "short one") is articles[1]
     assert find_article(articles, "nope") is None
+
+
+def test_a_worker_process_fetches_and_indexes(embedder, site, tmp_path):
+    """BYLINE_WORKER=process: /coverage add runs in a spawned worker process (with its own
+    copy of the model); the bot loads what it published and answers from it."""
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        assert bot.worker.kind == "process"
+        reply = await admin(fake, "coverage add", {"url": site.url("/news/ferry.html")},
+                            timeout=120)
+        assert reply.startswith("Added “Eastport ferry resumes crossings”")
+        assert first_source(await ask(fake, FERRY_Q)) == FERRY[0]
+        assert bot.worker._pool is not None  # the job really went to a worker process
+
+    run_guilds(embedder, tmp_path, scenario, worker="process")

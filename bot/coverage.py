@@ -242,7 +242,7 @@ class CoverageSet:
             if cov.loaded:
                 return
             if not cov.has_index():
-                if not jobs.has_files(cov.corpus_dir):
+                if not await asyncio.to_thread(jobs.has_files, cov.corpus_dir):
                     raise no_coverage(cov.guild_id)
                 async with cov.writing:
                     if not cov.has_index():

@@ -4,4 +4,5 @@ import sys
 
 from bot.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not in a worker process (BYLINE_WORKER=process spawns them)
+    sys.exit(main())

@@ -1,18 +1,19 @@
-"""The Byline Discord bot: a commands.Bot that answers from a LiveRetriever loaded at start-up,
-picks up new index generations while it runs, and shuts down gracefully."""
+"""The Byline Discord bot: a commands.Bot that answers from its coverages (bot/coverage.py: one
+shared, or one per server), picks up new index generations while it runs, follows feeds,
+and shuts down gracefully."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 
 import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
+from bot.admin import NOT_ADMIN, AdminCog, NotAdmin
 from bot.batching import MAX_BATCH, AskBatcher
 from bot.commands import (
     NO_PINGS,
@@ -22,21 +23,24 @@ from bot.commands import (
     ShuttingDown,
     send_ephemeral,
 )
+from bot.coverage import TIMELINE_STORIES, Catalogue, Coverage, CoverageSet  # noqa: F401
+from bot.feeds import FeedTasks
 from bot.lifecycle import Drain, on_signals
 from bot.menu import AskByline
 from bot.metrics import COMMANDS, Health, Metrics, MetricsServer
 from bot.pages import SourcesPageButton
 from bot.settings import BotConfigError, BotSettings
+from bot.worker import Worker
+from retrieval.embed import Embedder
 from retrieval.errors import BylineError
 from retrieval.feedback import FeedbackStore, default_path
-from retrieval.live import LiveRetriever, Reload
+from retrieval.live import LiveRetriever
 from retrieval.search import Answer, Retriever
 from retrieval.store import ArticleInfo
 from retrieval.timefilter import Filters
-from retrieval.timeline import Timeline, timeline
+from retrieval.timeline import Timeline
 
 log = logging.getLogger("byline.bot")
-TIMELINE_STORIES = 15  # stories per /timeline (one embed)
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 MISSING_ACCESS = 50001  # Discord's error code for 403 Missing Access
 
@@ -54,6 +58,8 @@ class BylineTree(app_commands.CommandTree):
             reason = "cooldown"
         elif isinstance(error, ShuttingDown):
             text, reason = RESTARTING, "shutting_down"
+        elif isinstance(error, NotAdmin):
+            text, reason = NOT_ADMIN, None
         else:
             original = getattr(error, "original", error)
             if isinstance(original, BylineError):  # a damaged index, say: its one line
@@ -68,26 +74,15 @@ class BylineTree(app_commands.CommandTree):
         await send_ephemeral(interaction, text)
 
 
-@dataclass(frozen=True)
-class Catalogue:
-    """The articles and outlets of one index generation (for /sources, /help, autocomplete)."""
-
-    articles: list[ArticleInfo]
-    outlets: list[str]
-
-    @classmethod
-    def of(cls, retriever: Retriever) -> Catalogue:
-        articles = retriever.index.articles()
-        return cls(articles, sorted({a.outlet for a in articles if a.outlet}, key=str.casefold))
-
-
 class BylineBot(commands.Bot):
-    """Holds the LiveRetriever, the feedback store and the metrics; the cog does the talking."""
+    """Holds the coverages, the worker, the feedback store and the metrics; the cogs do the
+    talking."""
 
-    def __init__(self, settings: BotSettings, retriever: Retriever | LiveRetriever,
-                 feedback: FeedbackStore | None = None, *, max_batch: int = MAX_BATCH,
-                 **options: object) -> None:
-        """`retriever`: a LiveRetriever, or a Retriever (then its index folder is watched);
+    def __init__(self, settings: BotSettings, retriever: Retriever | LiveRetriever | None = None,
+                 feedback: FeedbackStore | None = None, *, embedder: Embedder | None = None,
+                 max_batch: int = MAX_BATCH, **options: object) -> None:
+        """`retriever`: the shared coverage's index (BYLINE_COVERAGE=shared; a Retriever's
+        index folder is watched), or None per server, where `embedder` is the model;
         `max_batch`: most questions answered in one retrieval call (1: no batching);
         `options` go to discord.py's Bot (e.g. guild_ready_timeout)."""
         super().__init__(command_prefix=commands.when_mentioned,
@@ -95,38 +90,71 @@ class BylineBot(commands.Bot):
                          allowed_mentions=NO_PINGS, tree_cls=BylineTree, help_command=None,
                          **options)
         self.settings = settings
-        self.live = retriever if isinstance(retriever, LiveRetriever) else LiveRetriever(
-            retriever)
-        self.catalogue = Catalogue.of(self.live.current)
+        live = retriever if isinstance(retriever, LiveRetriever) or retriever is None \
+            else LiveRetriever(retriever)
+        if embedder is None:
+            if live is None:
+                raise ValueError("BylineBot needs a retriever or an embedder")
+            embedder = live.current.embedder
         self.feedback = feedback or FeedbackStore(
             settings.feedback_db or default_path(settings.index_dir))
         self.metrics = Metrics()
-        self.metrics.index_in_use(self.live.current.index.manifest)
         self.metrics.watch(self.health)
         self.metrics_server: MetricsServer | None = None
         self.drain = Drain()
-        # Concurrent asks share one retrieval call, one at a time: 2 cores, no thrashing.
-        # Each batch takes the Retriever current when it starts (hot reload between batches).
-        self.batcher = AskBatcher(lambda: self.live.current, max_batch,
-                                  on_batch=self.metrics.batch_size.observe)
-        self._reloading = asyncio.Lock()
+        self.worker = Worker(settings.worker, embedder)
+        # Concurrent asks share one retrieval call per coverage, one call at a time across
+        # coverages: 2 cores, no thrashing.
+        self.coverages = CoverageSet(settings, self.worker, self.metrics,
+                                     shared=live if settings.coverage == "shared" else None,
+                                     max_batch=max_batch)
+        self.feeds = FeedTasks(settings, self.coverages, self.metrics)
         self._watch: tasks.Loop | None = None
-        if settings.reload_seconds > 0 and self.live.index_dir is not None:
+        if settings.reload_seconds > 0:
             self._watch = tasks.loop(seconds=settings.reload_seconds)(self.reload_index)
         self._stopping: set[asyncio.Task[None]] = set()
 
+    # The shared coverage, as the single-coverage bot had it (RuntimeError per server).
+
+    @property
+    def shared(self) -> Coverage:
+        if self.coverages.shared is None:
+            raise RuntimeError("per-server coverage: use bot.coverages.use(guild_id)")
+        return self.coverages.shared
+
+    @property
+    def live(self) -> LiveRetriever:
+        live = self.shared.live
+        if live is None:
+            raise RuntimeError("the shared coverage has no index")
+        return live
+
     @property
     def retriever(self) -> Retriever:
-        """The Retriever answering now."""
-        return self.live.current
+        """The Retriever answering now (shared coverage)."""
+        return self.shared.retriever
+
+    @property
+    def batcher(self) -> AskBatcher:
+        return self.shared.batcher
+
+    @property
+    def catalogue(self) -> Catalogue | None:
+        return self.shared.catalogue
 
     @property
     def articles(self) -> list[ArticleInfo]:
-        return self.catalogue.articles
+        return self.shared.articles
 
     @property
     def outlets(self) -> list[str]:
-        return self.catalogue.outlets
+        return self.shared.outlets
+
+    async def articles_in(self, guild_id: int | None) -> list[ArticleInfo]:
+        """The articles of the coverage answering in this guild (loaded if need be);
+        NoCoverage when it has none."""
+        async with self.coverages.use(guild_id) as cov:
+            return cov.articles
 
     async def setup_hook(self) -> None:
         if self.settings.metrics_port is not None:
@@ -135,12 +163,14 @@ class BylineBot(commands.Bot):
                                                 self.settings.metrics_port)
             await self.metrics_server.start()
         await self.add_cog(AskCog(self))
+        await self.add_cog(AdminCog(self))
         await self.add_cog(AskByline(self))  # the message context menu
         # Buttons known by their custom_id alone: they still work after a restart.
         self.add_dynamic_items(FeedbackButton, SourcesPageButton)
         await self._sync_commands()
         if self._watch is not None:
             self._watch.start()
+        self.feeds.start_all()
 
     async def _sync_commands(self) -> None:
         """Sync here, once per start, not in on_ready (which fires on every reconnect)."""
@@ -168,62 +198,48 @@ class BylineBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s, in %d servers", self.user, len(self.guilds))
 
-    async def ask(self, question: str, k: int, filters: Filters | None = None) -> Answer:
+    async def ask(self, question: str, k: int, filters: Filters | None = None, *,
+                  guild_id: int | None = None) -> Answer:
         """Retrieval in a worker thread (the gateway must not wait), batched with the asks
-        that arrive meanwhile; BadQuestion concerns this question (or its filters) only."""
-        return await self.batcher.ask(question, k, filters)
+        that arrive meanwhile, from the coverage answering in `guild_id`; BadQuestion
+        concerns this question (or its filters) only; NoCoverage (a BadQuestion) when the
+        guild has no coverage."""
+        async with self.coverages.use(guild_id) as cov:
+            return await cov.ask(question, k, filters)
 
-    async def timeline(self, topic: str, filters: Filters | None = None) -> Timeline:
+    async def timeline(self, topic: str, filters: Filters | None = None, *,
+                       guild_id: int | None = None) -> Timeline:
         """`retrieval.timeline` in a worker thread, between /ask batches."""
-        return await self.batcher.exclusive(
-            lambda: timeline(self.live.current, topic, TIMELINE_STORIES, filters))
+        async with self.coverages.use(guild_id) as cov:
+            return await cov.timeline(topic, filters)
 
     # -- hot reload -----------------------------------------------------------------------
 
     async def reload_index(self) -> bool:
-        """Swap in the index folder's new generation, if one was published: loaded in a
-        worker thread beside the current one, then made current between two batches.
-        Whether it was swapped in; a generation that fails to load is logged once."""
-        async with self._reloading:
-            try:
-                found = await asyncio.to_thread(self._load_generation)
-            except Exception:  # never let the watch loop die
-                log.exception("checking the index folder for a new generation failed")
-                return False
-            if found is None:
-                return False
-            reload, catalogue = found
-            if catalogue is None:
-                self.metrics.reloads.labels("failed").inc()
-                return False
-            self.live.swap(reload)  # both on the loop, no await between: one moment
-            self.catalogue = catalogue
-            manifest = self.live.current.index.manifest
-            self.metrics.index_in_use(manifest)
-            self.metrics.reloads.labels("ok").inc()
-            log.info("now answering from index generation %s (%d articles, %d passages)",
-                     manifest.generation, manifest.articles, manifest.passages)
-            return True
-
-    def _load_generation(self) -> tuple[Reload, Catalogue | None] | None:
-        if not self.live.stale():
-            return None
-        reload = self.live.load()
-        if reload is None:
-            return None
-        return reload, Catalogue.of(reload.retriever) if reload.retriever else None
+        """Swap in each loaded coverage's new generation, if one was published (loaded in a
+        worker thread beside the current one, made current between two batches). Whether
+        any was swapped in; a generation that fails to load is logged once."""
+        return await self.coverages.reload_all()
 
     # -- health, shutdown -----------------------------------------------------------------
 
     def health(self) -> Health:
+        """Shared: the index's generation and counts. Per server: no single generation
+        (""), passages and articles summed over the loaded coverages."""
         ws = self.ws
         connected = (ws is not None and ws.socket is not None and ws.open
                      and self.is_ready() and not self.is_closed())
-        manifest = self.live.current.index.manifest
-        return Health(gateway_connected=connected, index_loaded=True,
-                      generation=manifest.generation, passages=manifest.passages,
-                      articles=manifest.articles, shutting_down=self.drain.closing,
-                      answers_in_flight=self.drain.active, reload_error=self.live.last_error)
+        loaded = [c.live for c in self.coverages.loaded() if c.live is not None]
+        shared = self.coverages.shared
+        errors = [live.last_error for live in loaded if live.last_error]
+        return Health(gateway_connected=connected,
+                      index_loaded=shared is None or shared.loaded,
+                      generation=shared.live.generation if shared and shared.live else "",
+                      passages=sum(live.current.index.manifest.passages for live in loaded),
+                      articles=sum(live.current.index.manifest.articles for live in loaded),
+                      shutting_down=self.drain.closing, answers_in_flight=self.drain.active,
+                      reload_error=errors[0] if errors else None,
+                      coverage=self.coverages.mode, coverages_loaded=len(loaded))
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Take no new questions (they are told to come back in a minute), let those in
@@ -252,19 +268,26 @@ class BylineBot(commands.Bot):
         self.drain.closing = True
         if self._watch is not None:
             self._watch.cancel()
+        self.feeds.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         await super().close()
+        self.worker.close()
         self.feedback.close()
 
 
-async def serve(settings: BotSettings, retriever: Retriever | LiveRetriever, *,
-                handle_signals: bool = False, **options: object) -> None:
+async def serve(settings: BotSettings, retriever: Retriever | LiveRetriever | None = None, *,
+                embedder: Embedder | None = None, handle_signals: bool = False,
+                **options: object) -> None:
     """Connect and serve until closed (with `handle_signals`: until SIGTERM or SIGINT, then
-    gracefully); the model and index are already loaded."""
-    bot = BylineBot(settings, retriever, **options)
-    log.info("loaded %d articles (%d passages, index generation %s); connecting to Discord",
-             len(bot.articles), len(bot.retriever.index), bot.live.generation)
+    gracefully); the model (and in shared mode the index) are already loaded."""
+    bot = BylineBot(settings, retriever, embedder=embedder, **options)
+    if bot.coverages.shared is not None:
+        log.info("loaded %d articles (%d passages, index generation %s); connecting to "
+                 "Discord", len(bot.articles), len(bot.retriever.index), bot.live.generation)
+    else:
+        log.info("coverage per server, in %s (up to %d loaded at once); connecting to "
+                 "Discord", bot.coverages.guilds_dir, settings.max_loaded)
     signals = on_signals(bot.request_shutdown) if handle_signals else contextlib.nullcontext()
     async with bot:
         with signals:
@@ -278,7 +301,8 @@ async def serve(settings: BotSettings, retriever: Retriever | LiveRetriever, *,
                                      "the network and try again.") from None
 
 
-def run(settings: BotSettings, retriever: Retriever | LiveRetriever) -> None:
+def run(settings: BotSettings, retriever: Retriever | LiveRetriever | None = None, *,
+        embedder: Embedder | None = None) -> None:
     """`serve` in a fresh event loop until SIGTERM or SIGINT (graceful), or a fatal error."""
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers are in place
-        asyncio.run(serve(settings, retriever, handle_signals=True))
+        asyncio.run(serve(settings, retriever, embedder=embedder, handle_signals=True))

@@ -35,9 +35,11 @@ class AskBatcher:
     takes effect at the next batch."""
 
     def __init__(self, source: Retriever | Callable[[], Retriever], max_batch: int = MAX_BATCH,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None,
+                 lock: threading.Lock | None = None) -> None:
         """`source`: the Retriever, or a function giving the current one; `on_batch` is told
-        each batch's size (on the event loop)."""
+        each batch's size (on the event loop); `lock`, held while a batch runs, may be
+        shared with other batchers (one retrieval at a time across coverages)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._source = source if callable(source) else (lambda: source)
@@ -48,7 +50,7 @@ class AskBatcher:
         self._pending: deque[_Pending] = deque()
         self._worker: asyncio.Task[None] | None = None
         # Held while a batch runs: one at a time even if a cancelled batch's thread runs on.
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
 
     async def ask(self, question: str, k: int, filters: Filters | None = None) -> Answer:
         """`Retriever.ask(question, k, filters)`, batched; BadQuestion is raised here, for this

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bot.settings import BotSettings
+    from bot.settings import PER_SERVER, BotSettings
 
     core = settings_from(args)  # reads .env once
     settings = BotSettings.from_env(core=core)  # fails fast, before the model loads
@@ -53,7 +53,14 @@ def _run(args: argparse.Namespace) -> int:
                           "installed; reinstall Byline (pip install byline) to get its "
                           "dependencies.") from None
     _logging()
-    run(settings, open_retriever(core))
+    if settings.coverage == PER_SERVER:  # each server's index is loaded on its first question
+        from retrieval.embed import Embedder
+
+        embedder = Embedder(core.model, encoder=core.encoder)
+        embedder.model  # loaded (and hash-checked) once, before connecting  # noqa: B018
+        run(settings, embedder=embedder)
+    else:
+        run(settings, open_retriever(core))
     log.info("stopped")
     return 0
 

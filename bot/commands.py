@@ -1,4 +1,5 @@
-"""Slash commands (/ask, /sources, /help) and the buttons under their replies."""
+"""Slash commands (/ask, /timeline, /sources, /help) and the buttons under their replies; each
+answers from the coverage of the server it is used in (bot/coverage.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.coverage import Coverage, NoCoverage
 from bot.pages import sources_page
 from bot.render import (
     render_answer,
@@ -21,6 +23,7 @@ from bot.render import (
     render_timeline,
 )
 from retrieval.errors import BadQuestion
+from retrieval.store import ArticleInfo
 from retrieval.timefilter import Filters, complete_outlets
 
 if TYPE_CHECKING:
@@ -139,8 +142,10 @@ class AskCog(commands.Cog):
                 return
             await interaction.response.defer(ephemeral=private, thinking=True)
             try:
-                answer = await self.bot.ask(question, results, filters)
+                answer = await self.bot.ask(question, results, filters,
+                                            guild_id=interaction.guild_id)
             except BadQuestion as exc:  # private, even when the "thinking…" was public
+                # (NoCoverage too: this server has none yet, and how to add some)
                 await send_ephemeral(interaction, str(exc))
                 return
             if not answer.answered:
@@ -174,7 +179,7 @@ class AskCog(commands.Cog):
                 return
             await interaction.response.defer(thinking=True)
             try:
-                result = await self.bot.timeline(topic, filters)
+                result = await self.bot.timeline(topic, filters, guild_id=interaction.guild_id)
             except BadQuestion as exc:
                 await send_ephemeral(interaction, str(exc))
                 return
@@ -201,19 +206,61 @@ class AskCog(commands.Cog):
     @timeline.autocomplete("outlet")
     async def outlet_choices(self, interaction: discord.Interaction, current: str
                              ) -> list[app_commands.Choice[str]]:
-        """The coverage's outlets that match what has been typed."""
+        """The coverage's outlets that match what has been typed (none for a coverage not
+        loaded yet: autocomplete never waits for an index to load)."""
+        try:
+            outlets = self.bot.coverages.get(interaction.guild_id).outlets
+        except NoCoverage:
+            outlets = []
         return [app_commands.Choice(name=o[:100], value=o[:100])
-                for o in complete_outlets(self.bot.outlets, current)]
+                for o in complete_outlets(outlets, current)]
 
     @app_commands.command(name="sources")
     async def sources(self, interaction: discord.Interaction) -> None:
         """List the articles in the coverage."""
-        embed, view = sources_page(self.bot.articles, 0, interaction.user.id)
+        articles = await self._articles(interaction)
+        if articles is None:
+            return
+        embed, view = sources_page(articles, 0, interaction.user.id)
+        if interaction.response.is_done():  # deferred while the coverage loaded
+            await interaction.followup.send(embed=embed, view=view or discord.utils.MISSING,
+                                            allowed_mentions=NO_PINGS)
+            return
         await interaction.response.send_message(embed=embed, view=view or discord.utils.MISSING,
                                                 allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="help")
     async def help(self, interaction: discord.Interaction) -> None:
         """What Byline knows and how to ask it."""
-        await interaction.response.send_message(embed=render_help(self.bot.articles),
-                                                ephemeral=True, allowed_mentions=NO_PINGS)
+        cov = self._coverage(interaction)
+        if cov is not None and not cov.loaded:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            embed = render_help(await self.bot.articles_in(interaction.guild_id))
+        except NoCoverage as exc:
+            embed = render_help([], no_coverage=str(exc))
+        if interaction.response.is_done():
+            await interaction.followup.send(embed=embed, ephemeral=True,
+                                            allowed_mentions=NO_PINGS)
+            return
+        await interaction.response.send_message(embed=embed, ephemeral=True,
+                                                allowed_mentions=NO_PINGS)
+
+    def _coverage(self, interaction: discord.Interaction) -> Coverage | None:
+        try:
+            return self.bot.coverages.get(interaction.guild_id)
+        except NoCoverage:
+            return None
+
+    async def _articles(self, interaction: discord.Interaction) -> list[ArticleInfo] | None:
+        """The articles of this server's coverage, loading it if need be (the reply is then
+        deferred first: loading may take seconds); None when it has none (and the user
+        was told so, privately)."""
+        cov = self._coverage(interaction)
+        if cov is not None and not cov.loaded:
+            await interaction.response.defer(thinking=True)
+        try:
+            return await self.bot.articles_in(interaction.guild_id)
+        except NoCoverage as exc:
+            await send_ephemeral(interaction, str(exc))
+            return None

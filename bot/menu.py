@@ -112,7 +112,7 @@ class AskByline(commands.Cog):
             started = time.perf_counter()
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:
-                answer = await bot.ask(asked.text, RESULTS)
+                answer = await bot.ask(asked.text, RESULTS, guild_id=interaction.guild_id)
             except BadQuestion as exc:
                 await send_ephemeral(interaction, str(exc))
                 return

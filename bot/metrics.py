@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
@@ -41,6 +41,8 @@ class Health:
     shutting_down: bool
     answers_in_flight: int
     reload_error: str | None = None  # the last new generation that failed to load, if any
+    coverage: str = "shared"  # BYLINE_COVERAGE
+    coverages_loaded: int = 1
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,12 @@ class Metrics:
                                   registry=r)
         self.feed_errors = Counter("byline_feed_errors", "Failed feed polls or fetches",
                                    registry=r)
+        self.coverages = Gauge("byline_coverages_loaded",
+                               "Coverages whose index is loaded (per-server: at most "
+                               "BYLINE_MAX_LOADED)", registry=r)
+        self.evictions = Counter("byline_coverage_evictions",
+                                 "Coverages unloaded, least recently used first, to stay "
+                                 "within BYLINE_MAX_LOADED / BYLINE_MAX_LOADED_MB", registry=r)
         self.gateway_connected = Gauge("byline_gateway_connected",
                                        "1 while the Discord gateway is connected", registry=r)
         self.in_flight = Gauge("byline_answers_in_flight", "Questions being answered now",
@@ -106,10 +114,18 @@ class Metrics:
         self.in_flight.set_function(lambda: float(health().answers_in_flight))
 
     def index_in_use(self, manifest: Manifest) -> None:
-        self.index.info({"generation": manifest.generation, "model": manifest.model,
-                         "encoder": manifest.encoder, "created": manifest.created})
-        self.index_passages.set(manifest.passages)
-        self.index_articles.set(manifest.articles)
+        self.coverages_loaded([manifest], manifest)
+
+    def coverages_loaded(self, manifests: Sequence[Manifest],
+                         latest: Manifest | None = None) -> None:
+        """Passages and articles summed over the loaded coverages (shared mode: the one);
+        `byline_index_info` names `latest`, the generation loaded last, when given."""
+        if latest is not None:
+            self.index.info({"generation": latest.generation, "model": latest.model,
+                             "encoder": latest.encoder, "created": latest.created})
+        self.index_passages.set(sum(m.passages for m in manifests))
+        self.index_articles.set(sum(m.articles for m in manifests))
+        self.coverages.set(len(manifests))
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

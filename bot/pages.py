@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.coverage import NoCoverage
 from bot.render import render_sources_page, sources_pages
 from retrieval.store import ArticleInfo
 
@@ -56,7 +57,20 @@ class SourcesPageButton(discord.ui.DynamicItem[discord.ui.Button],
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: BylineBot = interaction.client  # type: ignore[assignment]
-        embed, view = sources_page(bot.articles, self.page, self.owner_id)
+        try:  # this server's coverage now (it may have been unloaded, or emptied)
+            if not bot.coverages.get(interaction.guild_id).loaded:
+                await interaction.response.defer()  # loading may take longer than 3 s
+            articles = await bot.articles_in(interaction.guild_id)
+        except NoCoverage as exc:
+            from bot.commands import send_ephemeral  # commands imports this module
+
+            await send_ephemeral(interaction, str(exc))
+            return
+        embed, view = sources_page(articles, self.page, self.owner_id)
+        if interaction.response.is_done():
+            await interaction.edit_original_response(embed=embed, view=view,
+                                                     allowed_mentions=_NO_PINGS)
+            return
         await interaction.response.edit_message(embed=embed, view=view,
                                                 allowed_mentions=_NO_PINGS)
 

@@ -195,11 +195,15 @@ def render_sources_page(articles: Sequence[ArticleInfo], page: int,
     return fit(embed)
 
 
-def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
+def render_help(articles: Sequence[ArticleInfo], no_coverage: str | None = None
+                ) -> discord.Embed:
+    """`no_coverage`: why this server has no coverage yet, and how to add some."""
     latest = max((a.date for a in articles if a.date), key=date_key, default=None)
     latest = day(latest)
     known = (f"I know **{len(articles)}** articles ({sum(a.passages for a in articles)} "
              f"paragraphs){f', the latest dated {safe(latest)}' if latest else ''}.")
+    if no_coverage is not None:
+        known = no_coverage
     embed = discord.Embed(title="Byline", colour=ANSWER_COLOUR, description=(
         f"{known}\n\nAsk about them with `/ask question:...` — for example "
         "`/ask question:why was the trip cancelled`. I answer with the paragraphs that say "
@@ -214,7 +218,9 @@ def render_help(articles: Sequence[ArticleInfo]) -> discord.Embed:
     embed.add_field(name="Other commands", value="`/timeline topic:` a topic's stories in "
                     "date order\n`/sources` the articles I know\n`/help` this message\n"
                     "Right-click a message → **Apps** → **Ask Byline**: the coverage on what "
-                    "it says, only for you", inline=False)
+                    "it says, only for you\n"
+                    "`/coverage` (members with Manage Server) add articles and feeds, "
+                    "remove articles, see the coverage's status", inline=False)
     return fit(embed)
 
 

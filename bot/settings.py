@@ -9,6 +9,10 @@ from pathlib import Path
 
 from retrieval.config import Settings
 from retrieval.errors import BylineError
+from retrieval.fetch import FetchSettings
+
+SHARED, PER_SERVER = "shared", "per-server"  # BYLINE_COVERAGE
+THREAD, PROCESS = "thread", "process"  # BYLINE_WORKER
 
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set: create an application at "
@@ -35,6 +39,15 @@ class BotSettings:
     shutdown_seconds: float = 20.0  # on SIGTERM, how long answers in flight may still take
     metrics_port: int | None = None  # /healthz and /metrics (None: not served; 0: any port)
     metrics_host: str = "127.0.0.1"
+    coverage: str = SHARED  # one coverage for every server, or one per server
+    data_dir: Path = Path(".byline")  # per-server coverages live in <data_dir>/guilds/<id>/
+    max_loaded: int = 20  # per-server indexes kept in memory at once (least recently used go)
+    max_loaded_mb: float = 1024.0  # and at most this many MB of them on disk (0: no byte cap)
+    follow: bool = True  # poll each coverage's feeds.txt in the background
+    follow_minutes: float = 15.0  # between two polls of a feed (±10%; failures back off)
+    follow_check_seconds: float = 60.0  # how often each coverage's feed task looks for work
+    worker: str = THREAD  # where indexing and fetching run: a thread, or a worker process
+    fetch: FetchSettings = field(default_factory=FetchSettings)  # limits for /coverage add
 
     @property
     def index_dir(self) -> Path:
@@ -64,6 +77,13 @@ class BotSettings:
             shutdown_seconds=_float(env, "BYLINE_SHUTDOWN_SECONDS", 20.0),
             metrics_port=_port(env, "BYLINE_METRICS_PORT"),
             metrics_host=(env.get("BYLINE_METRICS_HOST") or "").strip() or "127.0.0.1",
+            coverage=_choice(env, "BYLINE_COVERAGE", (SHARED, PER_SERVER)),
+            data_dir=Path((env.get("BYLINE_DATA_DIR") or "").strip() or ".byline"),
+            max_loaded=_count(env, "BYLINE_MAX_LOADED", 20),
+            max_loaded_mb=_float(env, "BYLINE_MAX_LOADED_MB", 1024.0, "a number of MB"),
+            follow=_flag(env, "BYLINE_FOLLOW", True),
+            follow_minutes=_minutes(env, "BYLINE_FOLLOW_MINUTES", 15.0),
+            worker=_choice(env, "BYLINE_WORKER", (THREAD, PROCESS)),
         )
 
 
@@ -83,7 +103,8 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
     return port
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float,
+           what: str = "a number of seconds") -> float:
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
@@ -91,6 +112,43 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value < 0:
-        raise BotConfigError(f"{name} must be a number of seconds >= 0, got {raw[:30]!r}.")
+    if not value >= 0 or value == float("inf"):
+        raise BotConfigError(f"{name} must be {what} >= 0, got {raw[:30]!r}.")
     return value
+
+
+def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default, "a number of minutes")
+    if value <= 0:
+        raise BotConfigError(f"{name} must be a number of minutes > 0, got {value:g}.")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, "a whole number")
+    if value is None:
+        return default
+    if value < 1:
+        raise BotConfigError(f"{name} must be at least 1, got {value}.")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first is the default), case-insensitive."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise BotConfigError(f"{name} must be {' or '.join(choices)}, got {raw[:30]!r}.")
+    return raw
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise BotConfigError(f"{name} must be 1 or 0, got {raw[:30]!r}.")

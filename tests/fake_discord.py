@@ -24,7 +24,10 @@ awaited from the test's loop; its attributes may be read (not mutated) from ther
             ...
             assert max(fake.heartbeat_rtts) < 0.5
 
-One fake serves one bot (one gateway session at a time).
+One fake serves one bot (one gateway session at a time), in one guild or several
+(`extra_guilds`: each has its own text channel; `send_command(..., guild_id=)` picks one).
+Members get the channel's ordinary permissions unless a command is sent with others
+(`permissions=ADMIN_PERMISSIONS` adds Manage Server); "group sub" names a subcommand.
 """
 
 from __future__ import annotations
@@ -75,7 +78,11 @@ CHANNEL_PERMISSIONS = discord.Permissions(
     read_message_history=True, use_application_commands=True, add_reactions=True,
 ).value
 
+# ... and a server admin's: the same, with Manage Server.
+ADMIN_PERMISSIONS = CHANNEL_PERMISSIONS | discord.Permissions(manage_guild=True).value
+
 # Application command option types (Discord's ApplicationCommandOptionType).
+OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP = 1, 2
 OPTION_STRING, OPTION_INTEGER, OPTION_BOOLEAN, OPTION_NUMBER = 3, 4, 5, 10
 # Application command types: slash commands, and the user and message context menus.
 COMMAND_CHAT_INPUT, COMMAND_USER, COMMAND_MESSAGE = 1, 2, 3
@@ -148,6 +155,8 @@ class _InteractionState:
     type: int
     user_id: int  # who interacted
     message_id: int | None  # the message a component was clicked on
+    guild_id: int = 0  # where
+    channel_id: int = 0
     callback_type: int | None = None
     original_id: int | None = None  # the message "@original" refers to
 
@@ -208,11 +217,14 @@ class FakeDiscord:
         channel_id: int = 1_300_000_000_000_000_003,
         user_id: int = 1_400_000_000_000_000_004,  # who runs commands unless told otherwise
         bot_name: str = "Byline",
+        extra_guilds: tuple[int, ...] = (),  # more guilds the bot is in, each with a channel
     ) -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.token = token
         self.app_id = self.bot_user_id = app_id  # a bot's user id is its application id
         self.guild_id, self.channel_id, self.user_id = guild_id, channel_id, user_id
+        self.guild_ids = [guild_id, *extra_guilds]
+        self.channel_ids = {g: channel_id + i for i, g in enumerate(self.guild_ids)}
         self.bot_name = bot_name
 
         self.requests: list[Request] = []
@@ -526,8 +538,8 @@ class FakeDiscord:
         *, flags: int,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
-            "id": str(snowflake()), "channel_id": str(self.channel_id),
-            "guild_id": str(self.guild_id), "author": self.bot_user(),
+            "id": str(snowflake()), "channel_id": str(state.channel_id or self.channel_id),
+            "guild_id": str(state.guild_id or self.guild_id), "author": self.bot_user(),
             # 20: CHAT_INPUT_COMMAND reply; 0: DEFAULT (component responses)
             "type": 20 if state.type == APPLICATION_COMMAND else 0,
             "content": "", "embeds": [], "components": [], "attachments": [],
@@ -580,7 +592,8 @@ class FakeDiscord:
             self.identify_count += 1
             self._session_id, self._seq = uuid.uuid4().hex, 0
             await self._dispatch(ws, "READY", self._ready_payload())
-            await self._dispatch(ws, "GUILD_CREATE", self.guild_payload())
+            for guild_id in self.guild_ids:
+                await self._dispatch(ws, "GUILD_CREATE", self.guild_payload(guild_id))
         elif op == 6:  # RESUME: we keep no backlog to replay, so just confirm
             if data.get("session_id") != self._session_id:
                 await self._send(ws, {"op": 9, "d": False})  # invalid session, not resumable
@@ -675,13 +688,18 @@ class FakeDiscord:
         *,
         user_id: int | None = None,
         locale: str = "en-US",
+        guild_id: int | None = None,
+        permissions: int | None = None,
     ) -> SentInteraction:
-        """Dispatch INTERACTION_CREATE for a slash command as a member of the fake guild.
+        """Dispatch INTERACTION_CREATE for a slash command as a member of a fake guild (the
+        first unless `guild_id`), with `permissions` (default: CHANNEL_PERMISSIONS).
 
         Uses the id of the synced command (a guild command wins over a global one, as in
-        Discord); option types follow the Python type of each value."""
-        data = self._command_data(name, options)
-        return await self._interact(APPLICATION_COMMAND, data, None, user_id, locale)
+        Discord); option types follow the Python type of each value. `name` may name a
+        subcommand: "coverage add", "coverage feed list"; the options are then its own."""
+        data = self._command_data(name, options, guild_id)
+        return await self._interact(APPLICATION_COMMAND, data, None, user_id, locale,
+                                    guild_id, permissions)
 
     @_on_fake_loop
     async def send_autocomplete(
@@ -692,15 +710,22 @@ class FakeDiscord:
         *,
         user_id: int | None = None,
         locale: str = "en-US",
+        guild_id: int | None = None,
+        permissions: int | None = None,
     ) -> SentInteraction:
         """Dispatch APPLICATION_COMMAND_AUTOCOMPLETE (type 4) while the user types option
         `focused` of command `name` (its partial value in `options`); the bot answers with
         callback type 8 and `data.choices`."""
-        data = self._command_data(name, options)
-        for option in data["options"]:
+        data = self._command_data(name, options, guild_id)
+        leaf = data
+        while leaf.get("options") and leaf["options"][0]["type"] in (
+                OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP):
+            leaf = leaf["options"][0]
+        for option in leaf.get("options", []):
             if option["name"] == focused:
                 option["focused"] = True
-        return await self._interact(AUTOCOMPLETE, data, None, user_id, locale)
+        return await self._interact(AUTOCOMPLETE, data, None, user_id, locale, guild_id,
+                                    permissions)
 
     @_on_fake_loop
     async def send_message_command(
@@ -711,7 +736,7 @@ class FakeDiscord:
         post_message): type 2 with data.type 3, target_id and the message in resolved.messages,
         as Discord sends it (with its content, even to a bot without the Message Content
         intent)."""
-        data = self._command_data(name, None, COMMAND_MESSAGE)
+        data = self._command_data(name, None, kind=COMMAND_MESSAGE)
         message = copy.deepcopy(self.messages[message_id])
         data |= {"target_id": str(message_id),
                  "resolved": {"messages": {str(message_id): message}}}
@@ -737,19 +762,31 @@ class FakeDiscord:
         return int(message["id"])
 
     def _command_data(self, name: str, options: Mapping[str, Any] | None,
-                      kind: int = COMMAND_CHAT_INPUT) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": str(snowflake()), "name": name, "type": kind}
-        for guild_id in (self.guild_id, None):
-            synced = [c for c in self.commands.get(guild_id, [])
-                      if c["name"] == name and c.get("type", COMMAND_CHAT_INPUT) == kind]
+                      guild_id: int | None = None, kind: int = COMMAND_CHAT_INPUT
+                      ) -> dict[str, Any]:
+        """`name` is a command, or (slash commands) a command then its subcommand group and
+        subcommand, space-separated: their options nest as Discord nests them. A context
+        menu's name is taken whole ("Ask Byline")."""
+        command, *path = name.split() if kind == COMMAND_CHAT_INPUT else (name,)
+        data: dict[str, Any] = {"id": str(snowflake()), "name": command, "type": kind}
+        for where in (guild_id or self.guild_id, None):
+            synced = [c for c in self.commands.get(where, [])
+                      if c["name"] == command and c.get("type", COMMAND_CHAT_INPUT) == kind]
             if synced:
                 data["id"] = synced[0]["id"]
-                if guild_id is not None:
-                    data["guild_id"] = str(guild_id)  # tells discord.py to look in guild commands
+                if where is not None:
+                    data["guild_id"] = str(where)  # tells discord.py to look in guild commands
                 break
+        leaf = data
+        for depth, part in enumerate(path):
+            kind = OPTION_SUB_COMMAND if depth == len(path) - 1 else OPTION_SUB_COMMAND_GROUP
+            leaf["options"] = [{"name": part, "type": kind}]
+            leaf = leaf["options"][0]
         if options:
-            data["options"] = [{"name": k, "type": _option_type(v), "value": v}
+            leaf["options"] = [{"name": k, "type": _option_type(v), "value": v}
                                for k, v in options.items()]
+        elif path:
+            leaf["options"] = []
         return data
 
     @_on_fake_loop
@@ -773,31 +810,40 @@ class FakeDiscord:
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = values
-        return await self._interact(MESSAGE_COMPONENT, data, message_id, user_id, locale)
+        guild_id = int(self.messages[message_id]["guild_id"])
+        return await self._interact(MESSAGE_COMPONENT, data, message_id, user_id, locale,
+                                    guild_id)
 
     async def _interact(
         self, kind: int, data: dict[str, Any], message_id: int | None, user_id: int | None,
-        locale: str,
+        locale: str, guild_id: int | None = None, permissions: int | None = None,
     ) -> SentInteraction:
         interaction_id, token = snowflake(), f"fake-token-{uuid.uuid4().hex}"
         user_id = user_id or self.user_id
+        guild_id = guild_id or self.guild_id
+        if guild_id not in self.channel_ids:
+            raise LookupError(f"the bot is in no fake guild {guild_id}")
+        channel_id = self.channel_ids[guild_id]
         member = self.member_payload(user_id)
+        # Discord sends the member's and the app's resolved permissions as strings of bits.
+        allowed = CHANNEL_PERMISSIONS if permissions is None else permissions
         payload: dict[str, Any] = {
             "id": str(interaction_id), "application_id": str(self.app_id), "type": kind,
             "data": data, "token": token, "version": 1,
-            "guild_id": str(self.guild_id),
-            "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
-            "channel_id": str(self.channel_id), "channel": self.channel_payload(),
-            "member": member | {"permissions": str(CHANNEL_PERMISSIONS)},
+            "guild_id": str(guild_id),
+            "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
+            "channel_id": str(channel_id), "channel": self.channel_payload(guild_id),
+            "member": member | {"permissions": str(allowed)},
             "app_permissions": str(CHANNEL_PERMISSIONS),
             "locale": locale, "guild_locale": "en-US", "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0,  # GUILD
             "attachment_size_limit": 10 * 1024 * 1024,  # discord.py requires this key
         }
         if message_id is not None:
             payload["message"] = copy.deepcopy(self.messages[message_id])
-        self._interactions[token] = _InteractionState(interaction_id, kind, user_id, message_id)
+        self._interactions[token] = _InteractionState(interaction_id, kind, user_id, message_id,
+                                                      guild_id=guild_id, channel_id=channel_id)
         dispatched_at = time.monotonic()
         await self.dispatch("INTERACTION_CREATE", payload)
         return SentInteraction(self, payload, dispatched_at)
@@ -820,28 +866,30 @@ class FakeDiscord:
             "communication_disabled_until": None,
         }
 
-    def channel_payload(self) -> dict[str, Any]:
+    def channel_payload(self, guild_id: int | None = None) -> dict[str, Any]:
+        guild_id = guild_id or self.guild_id
         return {
-            "id": str(self.channel_id), "type": 0, "guild_id": str(self.guild_id),
+            "id": str(self.channel_ids[guild_id]), "type": 0, "guild_id": str(guild_id),
             "name": "general", "position": 0, "permission_overwrites": [], "nsfw": False,
             "topic": None, "last_message_id": None, "rate_limit_per_user": 0, "parent_id": None,
         }
 
-    def guild_payload(self) -> dict[str, Any]:
+    def guild_payload(self, guild_id: int | None = None) -> dict[str, Any]:
         """GUILD_CREATE: a guild object plus the gateway-only fields, for one text channel."""
+        guild_id = guild_id or self.guild_id
         everyone = {
-            "id": str(self.guild_id), "name": "@everyone", "color": 0, "hoist": False,
+            "id": str(guild_id), "name": "@everyone", "color": 0, "hoist": False,
             "icon": None, "unicode_emoji": None, "position": 0,
             "permissions": str(CHANNEL_PERMISSIONS), "managed": False, "mentionable": False,
             "flags": 0,
         }
         return {
-            "id": str(self.guild_id), "name": "Fake Newsroom", "icon": None, "splash": None,
+            "id": str(guild_id), "name": "Fake Newsroom", "icon": None, "splash": None,
             "discovery_splash": None, "owner_id": str(self.user_id), "afk_channel_id": None,
             "afk_timeout": 300, "verification_level": 0, "default_message_notifications": 1,
             "explicit_content_filter": 0, "roles": [everyone], "emojis": [], "stickers": [],
             "features": [], "mfa_level": 0, "application_id": None,
-            "system_channel_id": str(self.channel_id), "system_channel_flags": 0,
+            "system_channel_id": str(self.channel_ids[guild_id]), "system_channel_flags": 0,
             "rules_channel_id": None, "vanity_url_code": None, "description": None,
             "banner": None, "premium_tier": 0, "premium_subscription_count": 0,
             "preferred_locale": "en-US", "public_updates_channel_id": None, "nsfw_level": 0,
@@ -849,7 +897,7 @@ class FakeDiscord:
             # gateway-only GUILD_CREATE fields
             "joined_at": _now(), "large": False, "unavailable": False, "member_count": 2,
             "members": [self.member_payload(self.bot_user_id)],
-            "channels": [self.channel_payload()], "threads": [], "voice_states": [],
+            "channels": [self.channel_payload(guild_id)], "threads": [], "voice_states": [],
             "presences": [], "stage_instances": [], "guild_scheduled_events": [],
             "soundboard_sounds": [],
         }
@@ -857,7 +905,7 @@ class FakeDiscord:
     def _ready_payload(self) -> dict[str, Any]:
         return {
             "v": 10, "user": self.bot_user(), "private_channels": [], "relationships": [],
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guild_ids],
             "session_id": self._session_id, "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.app_id), "flags": 0},

@@ -131,10 +131,12 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
         puts = requests(fake, "PUT")
         assert [r.path for r in puts] == [f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands"]
         commands = {c["name"]: c for c in puts[0].json if c["type"] == 1}
-        assert set(commands) == {"ask", "timeline", "sources", "help"}
+        assert set(commands) == {"ask", "timeline", "sources", "help", "coverage"}
         assert [c["name"] for c in puts[0].json if c["type"] != 1] == ["Ask Byline"]
         for c in commands.values():
             assert 1 <= len(c["description"]) <= 100 and c["type"] == 1
+            if c["name"] != "coverage":  # everyone's; /coverage: Manage Server (test_bot_guilds)
+                assert c["default_member_permissions"] is None
         opts = {o["name"]: o for o in commands["ask"]["options"]}
         assert opts["question"] == {**opts["question"], "type": 3, "required": True,
                                     "min_length": 1, "max_length": 1000}
@@ -146,7 +148,7 @@ def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):
         assert identify(fake)["token"] == TOKEN
 
     run_bot(retriever, tmp_path, scenario)
-    assert any("synced 5 commands" in r.getMessage() for r in caplog.records)
+    assert any("synced 6 commands" in r.getMessage() for r in caplog.records)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
 
 

@@ -64,6 +64,24 @@ def publish(root: Path, manifest: Manifest, write: Callable[[Path], None]) -> Ma
         return manifest
 
 
+def withdraw(root: Path) -> bool:
+    """Take the index at `root` out of use: its manifest.json first (a reader then finds no
+    index, never half of one), then its generations. Whether there was one. For a corpus
+    that no longer holds any article: an index cannot be empty."""
+    if not (root / MANIFEST).exists():
+        return False
+    with WriterLock(root):
+        try:
+            (root / MANIFEST).unlink(missing_ok=True)
+            fsync_dir(root)
+        except OSError as exc:
+            raise StoreError(f"Cannot remove the index at {root}: "
+                             f"{describe_os_error(exc)}.") from None
+        remove_leftovers(root)
+        remove_stale(root, keep=set())
+    return True
+
+
 def _current_folder(root: Path) -> str:
     """The generation folder the manifest names now ("" if none can be read)."""
     try:

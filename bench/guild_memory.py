@@ -101,6 +101,45 @@ async def measure(data_dir: Path, guilds: int, cap: int) -> dict[str, Any]:
             "evictions": evictions, "loaded_on_disk_mb": round(held / 1024 / 1024, 2)}
 
 
+def run(guilds: int = 20, articles: int = 20, caps: tuple[int, ...] = (20, 5)) -> dict:
+    """RSS with `guilds` per-server coverages loaded, under each BYLINE_MAX_LOADED in `caps`
+    (each in a fresh child process), with a summary and a table."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="byline-guild-memory-") as tmp:
+        data_dir = Path(tmp) / "data"
+        on_disk = prepare(data_dir, guilds, articles)
+        for cap in caps:
+            child = subprocess.run(
+                [sys.executable, __file__, "--measure", str(data_dir), "--guilds",
+                 str(guilds), "--cap", str(cap)], capture_output=True, text=True,
+                env=os.environ | {"PYTHONPATH": str(ROOT)}, check=False)
+            if child.returncode:
+                raise RuntimeError(f"the measuring child failed: {child.stderr[-2000:]}")
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    summary = {"guilds": guilds, "articles_per_guild": articles,
+               "indexes_on_disk_mb": round(on_disk / 1024 / 1024, 2),
+               "load_before": os.getloadavg()[0], "results": results}
+    first = results[0]
+    return {**summary, "rss_after_all_mb": first["rss_after_all_mb"],
+            "rss_start_mb": first["rss_start_mb"], "markdown": markdown(summary)}
+
+
+def markdown(summary: dict) -> str:
+    """The results as a Markdown table for docs/performance.md."""
+    rows = ["| BYLINE_MAX_LOADED | RSS at start | after every guild's first question | peak | "
+            "per coverage loaded | loaded at the end | unloaded |", "|---|---|---|---|---|---|---|"]
+    for r in summary["results"]:
+        rows.append(f"| {r['max_loaded']} | {r['rss_start_mb']} MB | {r['rss_after_all_mb']} MB "
+                    f"| {r['rss_peak_mb']} MB | {r['per_coverage_mb']} MB | "
+                    f"{r['loaded_at_end']} | {r['evictions']} |")
+    return (f"{summary['guilds']} servers in `BYLINE_COVERAGE=per-server`, "
+            f"{summary['articles_per_guild']} generated articles each "
+            f"({summary['indexes_on_disk_mb']} MB of indexes on disk in all), one question "
+            "per server through the bot (`bench/guild_memory.py`).\n\n" + "\n".join(rows))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guilds", type=int, default=20)
@@ -113,27 +152,11 @@ def main() -> int:
     if args.measure:
         print(json.dumps(asyncio.run(measure(args.measure, args.guilds, args.cap))))
         return 0
-    results = []
-    with tempfile.TemporaryDirectory(prefix="byline-guild-memory-") as tmp:
-        data_dir = Path(tmp) / "data"
-        on_disk = prepare(data_dir, args.guilds, args.articles)
-        for cap in (int(c) for c in args.caps.split(",")):
-            child = subprocess.run(
-                [sys.executable, __file__, "--measure", str(data_dir), "--guilds",
-                 str(args.guilds), "--cap", str(cap)], capture_output=True, text=True,
-                env=os.environ | {"PYTHONPATH": str(ROOT)}, check=False)
-            if child.returncode:
-                print(child.stderr[-3000:], file=sys.stderr)
-                return 1
-            result = json.loads(child.stdout.strip().splitlines()[-1])
-            results.append(result)
-            print(json.dumps(result), flush=True)
-    summary = {"guilds": args.guilds, "articles_per_guild": args.articles,
-               "indexes_on_disk_mb": round(on_disk / 1024 / 1024, 2),
-               "load_before": os.getloadavg()[0], "results": results}
+    summary = run(args.guilds, args.articles, tuple(int(c) for c in args.caps.split(",")))
     if args.out:
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    for r in results:
+        args.out.write_text(json.dumps({k: v for k, v in summary.items() if k != "markdown"},
+                                       indent=2) + "\n")
+    for r in summary["results"]:
         print(f"BYLINE_MAX_LOADED={r['max_loaded']}: RSS {r['rss_start_mb']} MB at start, "
               f"{r['rss_after_all_mb']} MB after {r['guilds']} guilds' first questions "
               f"(peak {r['rss_peak_mb']} MB; {r['per_coverage_mb']} MB per coverage "

@@ -300,6 +300,8 @@ def main() -> None:
     for row in figures["encoders"]:
         print(_fmt("encoder", row), flush=True)
     figures["concurrency"] = _optional("concurrency", _concurrency)
+    figures["heartbeat"] = _optional("heartbeat", lambda m: m.run())
+    figures["guild_memory"] = _optional("guild_memory", lambda m: m.run())
     figures["extraction"] = _optional("extraction", lambda m: m.run(args.data))
     if args.scale:
         figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))

@@ -51,6 +51,7 @@ def render(f: Figures) -> str:
         f"{cold['python_numpy_s']:.2f} s (`python -c 'import numpy'`) | | report | |",
     ]
     out += _concurrency_rows(f.get("concurrency"))
+    out += _running_rows(f.get("heartbeat"), f.get("guild_memory"))
     out += _extraction_rows(f.get("extraction"))
     out += _scale_rows(f.get("scale"))
     out += [
@@ -76,11 +77,29 @@ def render(f: Figures) -> str:
     out += _spinning(f.get("spinning"))
     out += _section("Concurrency: 50 simultaneous `/ask` through the fake Discord",
                     f.get("concurrency"), "bench/concurrency.py")
+    out += _section("Heartbeat while re-indexing 1,000 articles", f.get("heartbeat"),
+                    "bench/heartbeat.py")
+    out += _section("Memory with 20 per-server coverages", f.get("guild_memory"),
+                    "bench/guild_memory.py")
     out += _section("Ingestion: saved web pages", f.get("extraction"), "bench/extraction.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
     out += _section("Near-duplicate detection (wire copies)", f.get("dedup"), "bench/dedup.py")
     out += _STATIC.splitlines()
     return "\n".join(out) + "\n"
+
+
+def _running_rows(h: dict | None, g: dict | None) -> list[str]:
+    """The bot-for-months rows: heartbeat during a big re-index, memory of many servers."""
+    rows = []
+    if h and "error" not in h:
+        rows.append(f"| heartbeat ACK max while `/coverage add` re-indexes {h['articles']:,} "
+                    f"articles ({h['reindex_s']} s) | {h['heartbeat_max_s'] * 1e3:.0f} ms | | | "
+                    f"< 1 s | {_ok(h['pass'])} |")
+    if g and "error" not in g:
+        rows.append(f"| RSS with {g['guilds']} per-server coverages loaded | "
+                    f"{g['rss_after_all_mb']} MB | {g['rss_start_mb']} MB (bot, model, no "
+                    "coverage) | | report | |")
+    return rows
 
 
 def _concurrency_rows(c: dict | None) -> list[str]:

@@ -32,3 +32,16 @@ def seed_index_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
 @pytest.fixture(scope="session")
 def retriever(seed_index_dir: Path, embedder: Embedder) -> Retriever:
     return Retriever(Index.load(seed_index_dir, model=embedder.name), embedder)
+
+
+@pytest.fixture(scope="session")
+def many_retriever(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Retriever:
+    """A coverage of 25 dated articles: three /sources pages."""
+    corpus = tmp_path_factory.mktemp("many")
+    for i in range(25):
+        (corpus / f"story{i:02d}.txt").write_text(
+            f"Date: 2024-03-{i + 1:02d}\n\nCouncil story number {i}\n\n"
+            f"The council met on day {i} and approved budget line {i} after a long debate.\n",
+            "utf-8")
+    index_dir = tmp_path_factory.mktemp("many-index")
+    return Retriever(index_corpus(corpus, index_dir, embedder, progress=False), embedder)

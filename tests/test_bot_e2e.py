@@ -109,19 +109,6 @@ def long_retriever(tmp_path_factory, embedder: Embedder) -> Retriever:
     return Retriever(index_corpus(corpus, index_dir, embedder, progress=False), embedder)
 
 
-@pytest.fixture(scope="module")
-def many_retriever(tmp_path_factory, embedder: Embedder) -> Retriever:
-    """A coverage of 25 articles: more than one /sources page."""
-    corpus = tmp_path_factory.mktemp("many")
-    for i in range(25):
-        (corpus / f"story{i:02d}.txt").write_text(
-            f"Date: 2024-03-{i + 1:02d}\n\nCouncil story number {i}\n\n"
-            f"The council met on day {i} and approved budget line {i} after a long debate.\n",
-            "utf-8")
-    index_dir = tmp_path_factory.mktemp("many-index")
-    return Retriever(index_corpus(corpus, index_dir, embedder, progress=False), embedder)
-
-
 # -- tests ------------------------------------------------------------------------------
 
 def test_commands_are_synced_to_the_guild(retriever, tmp_path, caplog):

@@ -9,10 +9,9 @@ import hashlib
 import json
 import logging
 import shutil
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from retrieval.store import Index
 
 from .conftest import SEEDS
 from .fake_discord import ADMIN_PERMISSIONS, EPHEMERAL, FakeDiscord, Request, running
+from .local_http import base_url, http_server
 from .test_bot_e2e import GUILD_ID, TOKEN, USER_ID, bot_settings, embed_of
 from .test_bot_live import until
 from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
@@ -110,13 +110,9 @@ def site() -> Iterator[Site]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    s.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield s
-    server.shutdown()
-    server.server_close()
+    with http_server(Handler) as server:
+        s.base = base_url(server)
+        yield s
 
 
 Scenario = Callable[[FakeDiscord, BylineBot], Awaitable[None]]

@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import discord
-import pytest
 
 from bot.app import BylineBot
 from bot.pages import NOT_YOURS, SourcesPageButton
-from retrieval.embed import Embedder
 from retrieval.feedback import FeedbackStore
-from retrieval.indexer import index_corpus
 from retrieval.search import Retriever
 
 from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
@@ -46,19 +43,6 @@ def with_restarts(tmp_path: Path, scenario: Callable[[FakeDiscord, Start], Await
             await scenario(fake, start)
 
     asyncio.run(main())
-
-
-@pytest.fixture(scope="module")
-def many_retriever(tmp_path_factory, embedder: Embedder) -> Retriever:
-    """A coverage of 25 articles: three /sources pages."""
-    corpus = tmp_path_factory.mktemp("many")
-    for i in range(25):
-        (corpus / f"story{i:02d}.txt").write_text(
-            f"Date: 2024-03-{i + 1:02d}\n\nCouncil story number {i}\n\n"
-            f"The council met on day {i} and approved budget line {i} after a long debate.\n",
-            "utf-8")
-    return Retriever(index_corpus(corpus, tmp_path_factory.mktemp("many-index"), embedder,
-                                  progress=False), embedder)
 
 
 def page_of(r: Request) -> tuple[discord.Embed, list[dict]]:

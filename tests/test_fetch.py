@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,8 @@ from retrieval.fetch import (
     recorded_urls,
     slug,
 )
+
+from .local_http import base_url, http_server
 
 FAST = FetchSettings(rate=1000.0, timeout=0.5)  # tests stay quick; one test checks the rate
 PAGE_A = (b"<html><head><title>Bridge reopens</title></head><body><article><h1>Bridge reopens"
@@ -166,14 +168,10 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    s = Site(base=f"http://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = _handler(s)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield s
-    server.shutdown()
-    server.server_close()
+    with http_server() as server:
+        s = Site(base=base_url(server))
+        server.RequestHandlerClass = _handler(s)
+        yield s
 
 
 def _fetch(folder: Path, urls=(), feeds=(), settings=FAST, **kw):

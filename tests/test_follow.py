@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from retrieval.follow import INDEX_RETRY, MAX_BACKOFF, STATE_FILE, FeedState, Fo
 from retrieval.search import Retriever
 from retrieval.store import Index, WriterLock, read_manifest
 
+from .local_http import base_url, http_server
 from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
 
 FAST = FetchSettings(rate=1000.0, timeout=2.0)
@@ -129,14 +130,10 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    s = Site(base=f"http://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = _handler(s)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield s
-    server.shutdown()
-    server.server_close()
+    with http_server() as server:
+        s = Site(base=base_url(server))
+        server.RequestHandlerClass = _handler(s)
+        yield s
 
 
 @pytest.fixture

@@ -300,7 +300,7 @@ def main() -> None:
     for row in figures["encoders"]:
         print(_fmt("encoder", row), flush=True)
     figures["concurrency"] = _optional("concurrency", _concurrency)
-    figures["heartbeat"] = _optional("heartbeat", lambda m: m.run())
+    figures["heartbeat"] = _optional("heartbeat", lambda m: m.run_alone())
     figures["guild_memory"] = _optional("guild_memory", lambda m: m.run())
     figures["extraction"] = _optional("extraction", lambda m: m.run(args.data))
     if args.scale:

@@ -76,10 +76,7 @@ class Tokens:
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The token vectors (float32) of all `rows`, one after another, and how many each
         row has: one batched read (late interaction scores 20 candidates a question)."""
-        rows = np.asarray(rows, np.int64)
-        starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        counts = ends - starts
-        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        take, counts = runs(self.offsets, rows)
         vecs = np.asarray(self.vectors[take]).astype(np.float32)
         vecs *= self.scales[take][:, None]
         return vecs, counts
@@ -137,3 +134,13 @@ def _stored(item: np.ndarray | tuple[np.ndarray, ...], dim: int
     if len(item) == 3:
         return item
     return (*quantise(item[0], dim), item[1])
+
+
+def runs(offsets: np.ndarray, rows: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The item indices of every row's run `offsets[r]:offsets[r + 1]`, one row after
+    another, and each row's count."""
+    rows = np.asarray(rows, np.int64)
+    starts, ends = offsets[rows], offsets[rows + 1]
+    counts = ends - starts
+    take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    return take, counts

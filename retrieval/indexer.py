@@ -19,8 +19,10 @@ from retrieval.dedup import copy_groups
 from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
 from retrieval.search import check_question, measure_background
-from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens, WriterLock
+from retrieval.store import TOKENS_MAX, Index, Sentences, WriterLock
 from retrieval.store.ann import EXACT_MAX
+from retrieval.store.parts import PendingTokens
+from retrieval.store.quantise import quantise
 from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
@@ -101,15 +103,14 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
 
 def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder,
            previous: Index | None, keep_tokens: bool, progress: bool
-           ) -> tuple[np.ndarray, Sentences, Tokens | None]:
+           ) -> tuple[np.ndarray, Sentences, PendingTokens | None]:
     """Passage, sentence and token vectors: new for `before[i] is None`, else taken from
     row `before[i]` of `previous`."""
     fresh = [i for i, row in enumerate(before) if row is None]
     dim = embedder.dimension
     vecs = np.empty((len(passages), dim), dtype=np.float32)
     per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
-    no_tokens = (np.empty((0, dim), np.float32), np.empty((0, 2), np.int32))
-    token_vecs: list[tuple[np.ndarray, ...]] = [no_tokens] * len(passages)
+    token_items: list[tuple[np.ndarray, ...] | int] = [0] * len(passages)
     spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
     new_spans = [sentence_spans(passages[i].text) for i in fresh]
     for i, sp in zip(fresh, new_spans, strict=True):
@@ -125,20 +126,20 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
         counts = np.cumsum([0] + [len(spans[i]) for i in fresh])
         for j, i in enumerate(fresh):
             per_passage[i] = new_sents[counts[j]:counts[j + 1]]
-            if new_tokens is not None:  # with each token's characters, for quotes
-                token_vecs[i] = (new_tokens[j], _token_chars(embedder, passages[i].text,
-                                                             len(new_tokens[j])))
+            if new_tokens is not None:  # int8, with each token's characters, for quotes
+                token_items[i] = (*quantise(new_tokens[j], dim),
+                                  _token_chars(embedder, passages[i].text, len(new_tokens[j])))
     for i, row in enumerate(before):  # the same text: the same vectors and sentences
         if row is not None:
             own = previous.sentences.of(row)
             vecs[i] = previous.passage_vectors[row]
             per_passage[i] = np.asarray(previous.sentences.vectors[own], dtype=np.float32)
             spans[i] = np.asarray(previous.sentences.spans[own])
-            if keep_tokens:
-                token_vecs[i] = previous.tokens.raw(row)
+            token_items[i] = row  # its tokens: the previous index's, copied on save
     sentence_vecs = (np.concatenate(per_passage) if passages
                      else np.empty((0, dim), np.float32))
-    tokens = Tokens.pack(token_vecs, dim) if keep_tokens else None
+    tokens = (PendingTokens(token_items, previous.tokens if previous else None, dim)
+              if keep_tokens else None)
     return vecs, Sentences.pack(spans, sentence_vecs), tokens
 
 

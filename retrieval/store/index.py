@@ -62,7 +62,10 @@ class Index:
         self.tokens = tokens if tokens is not None and len(tokens) else None
         self._db = db
         # Indexes assembled without near-duplicate groups have an empty `copies` table.
-        self.has_copies = db.execute("SELECT 1 FROM copies LIMIT 1").fetchone() is not None
+        # (An index saved before copy_lists existed lists no copies until it is re-indexed.)
+        self.has_copies = (db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                      "AND name = 'copy_lists'").fetchone() is not None
+                           and db.execute("SELECT 1 FROM copies LIMIT 1").fetchone() is not None)
         if passage_vectors is None:
             passage_vectors = vectors.reconstruct_n(0, vectors.ntotal)
         self.passage_vectors = passage_vectors
@@ -264,16 +267,15 @@ class Index:
 
     def copies(self, groups: list[int]) -> dict[int, list[Copy]]:
         """group -> the articles holding its passages, one entry per article, by date
-        (undated last) then source."""
+        (undated last) then source: the first MAX_COPIES of them (tables.copy_lists)."""
         if not self.has_copies or not groups:
             return {}
         marks = ",".join("?" * len(groups))
         found: dict[int, list[Copy]] = {}
         for grp, *fields in self._db.execute(
-                f"SELECT DISTINCT c.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
-                f"FROM copies c JOIN passages p ON p.row = c.row "
-                f"JOIN articles a ON a.id = p.article_id WHERE c.grp IN ({marks}) "
-                f"ORDER BY c.grp, a.date IS NULL, a.date, a.source", [int(g) for g in groups]):
+                f"SELECT l.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
+                f"FROM copy_lists l JOIN articles a ON a.id = l.article_id "
+                f"WHERE l.grp IN ({marks}) ORDER BY l.grp, l.n", [int(g) for g in groups]):
             found.setdefault(grp, []).append(Copy(*fields))
         return found
 

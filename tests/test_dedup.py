@@ -180,6 +180,6 @@ def test_a_story_copied_into_many_articles_lists_its_first_copies_only(tmp_path:
     index = index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
     groups = index.groups_of(range(len(index)))
     assert len(set(groups.values())) == 1 and len(groups) == MAX_COPIES + 5
-    [(grp, copies)] = index.copies(sorted(set(groups.values()))).items()
+    [(_, copies)] = index.copies(sorted(set(groups.values()))).items()
     # The first MAX_COPIES articles by date, in order: a bounded answer, whatever the group.
     assert [c.outlet for c in copies] == [f"Paper {i:02d}" for i in range(MAX_COPIES)]

@@ -130,10 +130,10 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
                                                              len(new_tokens[j])))
     for i, row in enumerate(before):  # the same text: the same vectors and sentences
         if row is not None:
-            own = previous.sentences.of(row)
+            own_vecs, own_spans = previous.sentences.passage(row)
             vecs[i] = previous.passage_vectors[row]
-            per_passage[i] = np.asarray(previous.sentences.vectors[own], dtype=np.float32)
-            spans[i] = np.asarray(previous.sentences.spans[own])
+            per_passage[i] = np.asarray(own_vecs, dtype=np.float32)
+            spans[i] = np.asarray(own_spans)
             if keep_tokens:
                 token_vecs[i] = previous.tokens.raw(row)
     sentence_vecs = (np.concatenate(per_passage) if passages

@@ -14,7 +14,7 @@ from retrieval.background import PROBES
 from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
-from retrieval.filtered import dense_candidates, search_one
+from retrieval.filtered import search_one
 from retrieval.late import late_interaction
 from retrieval.store import ANN_DEPTH, Copy, Index
 from retrieval.text import analyze
@@ -192,13 +192,11 @@ class Retriever:
     def _setup(self, index: Index, settings: SearchSettings | None) -> None:
         """Read what searching `index` needs (everything but the question encoder)."""
         self.settings = settings or SearchSettings()
-        # Plain views of the (memory-mapped) postings: column t of BM25's matrix holds the
-        # passages containing term t, sorted, with the term's score in each.
+        # BM25's postings: term t's passages (sorted) with its score in each, read per term
+        # (memory-mapped arrays in a folder; rows of a table in PostgreSQL).
         postings = index.postings
-        self._indptr = postings.indptr
-        self._docs = postings.docs
-        self._weights = postings.weights
-        self._df = np.diff(self._indptr)
+        self._lexicon = postings
+        self._df = postings.df
         self._vocab: dict[str, int] = postings.vocab
         self.index = index
         self._titles: dict[str, frozenset[str]] = {}  # headline -> its analysed terms
@@ -375,7 +373,7 @@ class Retriever:
         s = self.settings
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
-        dense_rows = dense_candidates(self.index, qvec, n, allowed)
+        dense_rows = self.index.dense_search(qvec, n, allowed)
         ids = self._term_ids(terms)
         bm25 = self._bm25(ids)
         if allowed is not None:
@@ -473,11 +471,8 @@ class Retriever:
 
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""
-        sent = self.index.sentences
-        starts, ends = sent.offsets[rows], sent.offsets[rows + 1]
-        counts = ends - starts
-        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        sims = sent.vectors[take].astype(np.float32) @ qvec
+        vecs, counts = self.index.sentences.many(rows)
+        sims = vecs.astype(np.float32) @ qvec
         if not np.isfinite(sims).all():
             raise self.index.damaged("sentences/vectors.npy")
         return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
@@ -511,8 +506,7 @@ class Retriever:
 
     def _postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
         """(sorted passages containing `term`, the term's BM25 score in each)."""
-        a, b = self._indptr[term], self._indptr[term + 1]
-        return self._docs[a:b], self._weights[a:b]
+        return self._lexicon.term(term)
 
     def _holds(self, term: int, rows: np.ndarray) -> np.ndarray:
         """Which of `rows` contain `term`: a binary search per row in the term's sorted
@@ -586,17 +580,16 @@ class Retriever:
         baselines for `byline eval`."""
         if mode not in QUOTE_MODES:
             raise ValueError(f"mode must be one of {QUOTE_MODES}")
-        sent = self.index.sentences
-        sl = sent.of(row)
-        texts = [passage.text[a:b] for a, b in sent.spans[sl]]
+        vecs, spans = self.index.sentences.passage(row)
+        texts = [passage.text[a:b] for a, b in spans]
         if len(texts) == 1 or mode == "lead":
             return texts[0]
-        sims = sent.vectors[sl].astype(np.float32) @ qvec
+        sims = vecs.astype(np.float32) @ qvec
         if mode == "best" and terms:
             sims = sims + self.settings.quote_lexical * self._sentence_coverage(terms, texts)
         if mode == "best" and qtokens is not None and self.index.tokens is not None:
             sims = sims + self.settings.quote_tokens * self._sentence_maxsim(
-                qtokens, passage.text, row, sent.spans[sl])
+                qtokens, passage.text, row, spans)
         return texts[int(np.argmax(sims))]
 
     def _headline_answers(self, qvec: np.ndarray, terms: list[str], hit: Hit) -> bool:
@@ -608,11 +601,10 @@ class Retriever:
         if (margin is None or p.title == p.article_id
                 or len(p.title.split()) < HEADLINE_MIN_WORDS):
             return False
-        sent = self.index.sentences
-        sl = sent.of(hit.row)
-        texts = [p.text[a:b] for a, b in sent.spans[sl]]
+        vecs, spans = self.index.sentences.passage(hit.row)
+        texts = [p.text[a:b] for a, b in spans]
         coverage = self._sentence_coverage(terms, [*texts, p.title]) if terms else None
-        scores = np.concatenate([sent.vectors[sl].astype(np.float32) @ qvec,
+        scores = np.concatenate([vecs.astype(np.float32) @ qvec,
                                  [float(self._title_vector(p.title) @ qvec)]])
         if coverage is not None:
             scores = scores + self.settings.quote_lexical * coverage

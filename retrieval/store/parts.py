@@ -26,6 +26,20 @@ class Sentences:
     def of(self, row: int) -> slice:
         return slice(int(self.offsets[row]), int(self.offsets[row + 1]))
 
+    def passage(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Passage `row`'s sentence vectors (float16, as stored) and (start, end) spans."""
+        sl = self.of(row)
+        return np.asarray(self.vectors[sl]), np.asarray(self.spans[sl])
+
+    def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sentence vectors (as stored) of all `rows`, one after another, and how many
+        each row has: one batched read."""
+        rows = np.asarray(rows, np.int64)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        counts = ends - starts
+        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        return np.asarray(self.vectors[take]), counts
+
     @classmethod
     def pack(cls, spans: list[np.ndarray], vectors: np.ndarray) -> Sentences:
         """Every passage's (n, 2) spans and the sentence vectors, in passage order."""

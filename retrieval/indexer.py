@@ -19,8 +19,9 @@ from retrieval.dedup import copy_groups
 from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
 from retrieval.search import check_question, measure_background
-from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens, WriterLock
+from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens
 from retrieval.store.ann import EXACT_MAX
+from retrieval.store.base import Store, open_store, publish, writer_lock
 from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
@@ -43,7 +44,7 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
     `on_report` as soon as the folder is read, and kept as the index's `report`); with
     `strict`, any skip is a CorpusError instead.
     """
-    with WriterLock(index_dir, wait=wait, on_wait=on_wait):
+    with writer_lock(index_dir, wait=wait, on_wait=on_wait):
         previous = _previous(index_dir, embedder) if incremental else None
         # Unchanged files keep the articles the previous index parsed from them.
         report = scan_corpus(corpus_dir, known=previous.parsed_articles() if previous else None,
@@ -54,15 +55,15 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
         index = calibrated(build_index(report.articles, embedder, str(corpus_dir), progress,
                                        previous), embedder)
         index.report = report
-        index.save(index_dir)
+        publish(index, index_dir)
     return index
 
 
-def _previous(index_dir: str | Path, embedder: Embedder) -> Index | None:
-    """The index already in `index_dir`, if one is there and every file of it checks out
-    (a re-index never reuses vectors from a damaged file)."""
+def _previous(index_dir: str | Path, embedder: Embedder) -> Store | None:
+    """The index already in `index_dir` (a folder or a store URL), if one is there and every
+    file of it checks out (a re-index never reuses vectors from a damaged file)."""
     try:
-        return Index.load(index_dir, model=embedder.name, verify=True)
+        return open_store(index_dir, model=embedder.name, verify=True)
     except IndexMissing:
         return None
     except (IndexCorrupt, IndexMismatch) as exc:
@@ -72,7 +73,7 @@ def _previous(index_dir: str | Path, embedder: Embedder) -> Index | None:
 
 
 def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
-                progress: bool = True, previous: Index | None = None,
+                progress: bool = True, previous: Store | None = None,
                 exact_max: int = EXACT_MAX, tokens_max: int = TOKENS_MAX) -> Index:
     """Embed every passage of `articles` and assemble the (unsaved, uncalibrated) index.
 
@@ -100,7 +101,7 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
 
 
 def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder,
-           previous: Index | None, keep_tokens: bool, progress: bool
+           previous: Store | None, keep_tokens: bool, progress: bool
            ) -> tuple[np.ndarray, Sentences, Tokens | None]:
     """Passage, sentence and token vectors: new for `before[i] is None`, else taken from
     row `before[i]` of `previous`."""

@@ -16,7 +16,8 @@ from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
 from retrieval.filtered import search_one
 from retrieval.late import late_interaction
-from retrieval.store import ANN_DEPTH, Copy, Index
+from retrieval.store import ANN_DEPTH, Copy
+from retrieval.store.base import Store, open_store
 from retrieval.text import analyze
 from retrieval.timefilter import Coverage, Filters, prefer_recent, wants_recent
 
@@ -165,7 +166,7 @@ def check_question(question: str) -> str:
 class Retriever:
     """Hybrid retrieval (dense FAISS + BM25, score-normalised fusion) with answer quotes."""
 
-    def __init__(self, index: Index, embedder: Embedder,
+    def __init__(self, index: Store, embedder: Embedder,
                  settings: SearchSettings | None = None) -> None:
         if embedder.name != index.manifest.model:
             raise IndexMismatch(
@@ -189,7 +190,7 @@ class Retriever:
             probes = self.embedder.encode([check_question(q) for q in PROBES])
             self._setup(index.with_background(self._background_of(probes), probes), settings)
 
-    def _setup(self, index: Index, settings: SearchSettings | None) -> None:
+    def _setup(self, index: Store, settings: SearchSettings | None) -> None:
         """Read what searching `index` needs (everything but the question encoder)."""
         self.settings = settings or SearchSettings()
         # BM25's postings: term t's passages (sorted) with its score in each, read per term
@@ -209,9 +210,10 @@ class Retriever:
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
              settings: SearchSettings | None = None, encoder: str | None = None) -> Retriever:
-        """Load the index at `index_dir` and the model it was built with."""
+        """Load the index at `index_dir` (a folder or a store URL) and the model it was
+        built with."""
         embedder = Embedder(model, encoder=encoder)
-        return cls(Index.load(index_dir, model=embedder.name), embedder, settings)
+        return cls(open_store(index_dir, model=embedder.name), embedder, settings)
 
     def ask(self, question: str, k: int = 5, filters: Filters | None = None) -> Answer:
         """Rank passages for `question`; `answered` is False when the coverage lacks it.
@@ -673,7 +675,7 @@ def _minmax(x: np.ndarray) -> np.ndarray:
 
 
 
-def measure_background(index: Index, probe_vectors: np.ndarray,
+def measure_background(index: Store, probe_vectors: np.ndarray,
                        settings: SearchSettings | None = None) -> dict[str, float]:
     """Mean evidence of generic, unrelated questions (the PROBES, already encoded as
     `probe_vectors`) against `index`: what "not covered" compares a question with. A plain

@@ -45,12 +45,14 @@ def failure(url: str, exc: BaseException) -> StoreError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     for prefix in ("connection failed: ", "FATAL:  "):
         text = text.removeprefix(prefix)
-    if "password" in url:  # never echo a password libpq may have quoted
+    try:  # never echo a password libpq may have quoted
         from psycopg.conninfo import conninfo_to_dict
 
         secret = str(conninfo_to_dict(url).get("password") or "")
-        if secret:
-            text = text.replace(secret, "***")
+    except Exception:
+        secret = ""
+    if secret:
+        text = text.replace(secret, "***")
     return StoreError(f"Cannot use the store at {redact(url)}: {text}.")
 
 

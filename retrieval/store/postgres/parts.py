@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 POSTINGS_CACHE = 4_000_000  # postings entries (rows) kept in memory, per store
 
 
-def _rows(key: Any) -> tuple[list[int], bool]:
+def _rows(key: Any, size: int) -> tuple[list[int], bool]:
     """The rows an array index asks for, and whether it was a single row."""
     if isinstance(key, (int, np.integer)):
         return [int(key)], True
     if isinstance(key, slice):
-        return list(range(key.start or 0, key.stop, key.step or 1)), False
+        return list(range(*key.indices(size))), False
     return [int(r) for r in np.asarray(key).reshape(-1)], False
 
 
@@ -53,7 +53,7 @@ class PgVectors(_Rows):
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        rows, single = _rows(key)
+        rows, single = _rows(key, self.shape[0])
         found = self._fetch("SELECT rowno, embedding FROM {s}.passages WHERE rowno = ANY(%s)",
                             rows, binary=True)
         out = (np.stack([found[r][0] for r in rows]) if rows

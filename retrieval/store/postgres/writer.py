@@ -10,6 +10,7 @@ previous one stays for readers still answering from it, as in a folder).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from retrieval.store.index import Index
     from retrieval.store.manifest import Manifest
 
+log = logging.getLogger("byline.store")
 KEEP = 2  # generations kept: the current one and the one before it
 CHUNK = 2_000  # passages per progress step
 
@@ -58,7 +60,11 @@ def publish_postgres(index: Index, url: str, progress: bool = False) -> Manifest
             conn.execute("INSERT INTO byline_generations (generation, layout, passages) "
                          "VALUES (%s, %s, %s)", (m.generation, schema.LAYOUT, m.passages))
             conn.execute("SELECT pg_notify(%s, %s)", (schema.CHANNEL, m.generation))
-        retire(conn)
+        try:
+            retire(conn)
+        except psycopg.Error as exc:  # published all the same; the next publish tries again
+            log.warning("could not drop old generations at %s yet: %s", redact(url),
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return m
     except psycopg.Error as exc:
         raise failure(url, exc) from None
@@ -74,6 +80,8 @@ def retire(conn: psycopg.Connection, keep: int = KEEP) -> list[str]:
         (keep - 1,))]
     for generation in old:
         with conn.transaction():
+            # a reader's long transaction on it makes this wait at most so long
+            conn.execute("SET LOCAL lock_timeout = '5s'")
             conn.execute(f"DROP SCHEMA IF EXISTS {schema.schema_of(generation)} CASCADE")
             conn.execute("DELETE FROM byline_generations WHERE generation = %s", (generation,))
     return old

@@ -25,6 +25,7 @@ from retrieval.store.base import Store, open_store, publish, writer_lock
 from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
+REUSE_BATCH = 2_000  # passages whose vectors are read from the previous index at a time
 
 
 def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
@@ -129,14 +130,20 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
             if new_tokens is not None:  # with each token's characters, for quotes
                 token_vecs[i] = (new_tokens[j], _token_chars(embedder, passages[i].text,
                                                              len(new_tokens[j])))
-    for i, row in enumerate(before):  # the same text: the same vectors and sentences
-        if row is not None:
-            own_vecs, own_spans = previous.sentences.passage(row)
-            vecs[i] = previous.passage_vectors[row]
-            per_passage[i] = np.asarray(own_vecs, dtype=np.float32)
-            spans[i] = np.asarray(own_spans)
-            if keep_tokens:
-                token_vecs[i] = previous.tokens.raw(row)
+    # The same text: the same vectors and sentences, read in batches (a database store
+    # answers each batch in a few queries).
+    reused = [(i, row) for i, row in enumerate(before) if row is not None]
+    for a in range(0, len(reused), REUSE_BATCH):
+        chunk = reused[a:a + REUSE_BATCH]
+        rows = np.array([row for _, row in chunk], np.int64)
+        vecs[[i for i, _ in chunk]] = np.asarray(previous.passage_vectors[rows], np.float32)
+        own = previous.sentences.passages(rows)
+        toks = previous.tokens.raws(rows) if keep_tokens else None
+        for j, (i, _) in enumerate(chunk):
+            per_passage[i] = np.asarray(own[j][0], dtype=np.float32)
+            spans[i] = np.asarray(own[j][1])
+            if toks is not None:
+                token_vecs[i] = toks[j]
     sentence_vecs = (np.concatenate(per_passage) if passages
                      else np.empty((0, dim), np.float32))
     tokens = Tokens.pack(token_vecs, dim) if keep_tokens else None

@@ -31,6 +31,10 @@ class Sentences:
         sl = self.of(row)
         return np.asarray(self.vectors[sl]), np.asarray(self.spans[sl])
 
+    def passages(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`passage(row)` for each of `rows` (a store reads them in one go)."""
+        return [self.passage(int(r)) for r in rows]
+
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sentence vectors (as stored) of all `rows`, one after another, and how many
         each row has: one batched read."""
@@ -103,6 +107,10 @@ class Tokens:
         a, b = int(self.offsets[row]), int(self.offsets[row + 1])
         return (np.asarray(self.vectors[a:b]), np.asarray(self.scales[a:b], np.float32),
                 np.asarray(self.spans[a:b]))
+
+    def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`raw(row)` for each of `rows` (a store reads them in one go)."""
+        return [self.raw(int(r)) for r in rows]
 
     @classmethod
     def pack(cls, per_passage: list[np.ndarray | tuple[np.ndarray, ...]], dim: int) -> Tokens:

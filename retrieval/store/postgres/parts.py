@@ -77,6 +77,11 @@ class PgSentences(_Rows):
     def passage(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         return self._read([int(row)])[int(row)]
 
+    def passages(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        asked = [int(r) for r in rows]
+        found = self._read(asked)
+        return [found[r] for r in asked]
+
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         asked = [int(r) for r in rows]
         found = self._read(asked)
@@ -107,6 +112,11 @@ class PgTokens(_Rows):
     def raw(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes, scales, spans = self._read([int(row)])[int(row)]
         return codes, scales.astype(np.float32), spans
+
+    def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        asked = [int(r) for r in rows]
+        found = self._read(asked)
+        return [(c, s.astype(np.float32), sp) for c, s, sp in (found[r] for r in asked)]
 
     def of(self, row: int) -> np.ndarray:
         codes, scales, _ = self.raw(row)

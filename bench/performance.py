@@ -264,6 +264,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1_000_000,
                         help="passages for the scale run (0 skips it)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the build, warm query and re-index figures, printed (a "
+                        "re-measure after a change; docs/performance.md is not written)")
     args = parser.parse_args()
     missing = [h for h in HALVES if not (args.data / h).is_file()]
     if missing:
@@ -285,6 +288,8 @@ def main() -> None:
         print(_fmt("query", figures["query"]), flush=True)
         figures["incremental"] = measure_incremental(embedder, articles, tmp / "inc")
         print(_fmt("incremental", figures["incremental"]), flush=True)
+        if args.quick:
+            return
         figures["cold"] = measure_cold(tmp / "build")
         print(_fmt("cold", figures["cold"]), flush=True)
     finally:
@@ -300,7 +305,7 @@ def main() -> None:
     for row in figures["encoders"]:
         print(_fmt("encoder", row), flush=True)
     figures["concurrency"] = _optional("concurrency", _concurrency)
-    figures["heartbeat"] = _optional("heartbeat", lambda m: m.run())
+    figures["heartbeat"] = _optional("heartbeat", lambda m: m.run_alone())
     figures["guild_memory"] = _optional("guild_memory", lambda m: m.run())
     figures["extraction"] = _optional("extraction", lambda m: m.run(args.data))
     if args.scale:

@@ -604,7 +604,7 @@ def _bm25_floor(index_dir: Path, questions: list[str], n: int) -> float:
 
     from retrieval.text import analyze
 
-    folder = index_dir / read_manifest(index_dir).files()["bm25"]
+    folder = index_dir / read_manifest(index_dir).folder / "bm25"
     bm25 = bm25s.BM25.load(str(folder), mmap=True)
     times = []
     for q in questions:
@@ -634,17 +634,17 @@ def _hybrid_agreement(index: Index, flat: faiss.Index, embedder: Embedder,
 
 def disk_mb(index_dir: Path) -> dict[str, float]:
     """Megabytes on disk per component of the saved index."""
-    files = Index.load(index_dir).manifest.files()
+    folder = index_dir / Index.load(index_dir).manifest.folder
 
     def size(path: Path) -> float:
         paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         return sum(p.stat().st_size for p in paths) / 2**20
 
-    vectors = index_dir / files["vectors"]
+    vectors = folder / "vectors"
     out = {"vectors": size(vectors / "passages.npy"),
            "ann": size(vectors / "ann.faiss") if (vectors / "ann.faiss").exists() else 0.0,
-           "sentences": size(index_dir / files["sentences"]),
-           "bm25": size(index_dir / files["bm25"]), "sqlite": size(index_dir / files["meta"])}
+           "sentences": size(folder / "sentences"), "tokens": size(folder / "tokens"),
+           "bm25": size(folder / "bm25"), "sqlite": size(folder / "meta.sqlite")}
     out["total"] = sum(out.values())
     return out
 

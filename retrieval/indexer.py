@@ -22,6 +22,8 @@ from retrieval.search import check_question, measure_background
 from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens
 from retrieval.store.ann import EXACT_MAX
 from retrieval.store.base import Store, open_store, publish, writer_lock
+from retrieval.store.parts import PendingTokens
+from retrieval.store.quantise import quantise
 from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
@@ -103,15 +105,14 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
 
 def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder,
            previous: Store | None, keep_tokens: bool, progress: bool
-           ) -> tuple[np.ndarray, Sentences, Tokens | None]:
+           ) -> tuple[np.ndarray, Sentences, PendingTokens | None]:
     """Passage, sentence and token vectors: new for `before[i] is None`, else taken from
     row `before[i]` of `previous`."""
     fresh = [i for i, row in enumerate(before) if row is None]
     dim = embedder.dimension
     vecs = np.empty((len(passages), dim), dtype=np.float32)
     per_passage: list[np.ndarray] = [np.empty((0, dim), np.float32)] * len(passages)
-    no_tokens = (np.empty((0, dim), np.float32), np.empty((0, 2), np.int32))
-    token_vecs: list[tuple[np.ndarray, ...]] = [no_tokens] * len(passages)
+    token_items: list[tuple[np.ndarray, ...] | int] = [0] * len(passages)
     spans: list[np.ndarray] = [np.empty((0, 2), np.int32)] * len(passages)
     new_spans = [sentence_spans(passages[i].text) for i in fresh]
     for i, sp in zip(fresh, new_spans, strict=True):
@@ -127,26 +128,29 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
         counts = np.cumsum([0] + [len(spans[i]) for i in fresh])
         for j, i in enumerate(fresh):
             per_passage[i] = new_sents[counts[j]:counts[j + 1]]
-            if new_tokens is not None:  # with each token's characters, for quotes
-                token_vecs[i] = (new_tokens[j], _token_chars(embedder, passages[i].text,
-                                                             len(new_tokens[j])))
+            if new_tokens is not None:  # int8, with each token's characters, for quotes
+                token_items[i] = (*quantise(new_tokens[j], dim),
+                                  _token_chars(embedder, passages[i].text, len(new_tokens[j])))
     # The same text: the same vectors and sentences, read in batches (a database store
-    # answers each batch in a few queries).
+    # answers each batch in a few queries). A folder's token vectors are copied on save,
+    # file to file; a database's are read here.
+    by_row = previous is not None and isinstance(previous.tokens, (Tokens, PendingTokens))
     reused = [(i, row) for i, row in enumerate(before) if row is not None]
     for a in range(0, len(reused), REUSE_BATCH):
         chunk = reused[a:a + REUSE_BATCH]
         rows = np.array([row for _, row in chunk], np.int64)
         vecs[[i for i, _ in chunk]] = np.asarray(previous.passage_vectors[rows], np.float32)
         own = previous.sentences.passages(rows)
-        toks = previous.tokens.raws(rows) if keep_tokens else None
-        for j, (i, _) in enumerate(chunk):
+        toks = previous.tokens.raws(rows) if keep_tokens and not by_row else None
+        for j, (i, row) in enumerate(chunk):
             per_passage[i] = np.asarray(own[j][0], dtype=np.float32)
             spans[i] = np.asarray(own[j][1])
-            if toks is not None:
-                token_vecs[i] = toks[j]
+            if keep_tokens:
+                token_items[i] = int(row) if by_row else toks[j]
     sentence_vecs = (np.concatenate(per_passage) if passages
                      else np.empty((0, dim), np.float32))
-    tokens = Tokens.pack(token_vecs, dim) if keep_tokens else None
+    tokens = (PendingTokens(token_items, previous.tokens if by_row else None, dim)
+              if keep_tokens else None)
     return vecs, Sentences.pack(spans, sentence_vecs), tokens
 
 

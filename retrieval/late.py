@@ -30,26 +30,28 @@ def late_interaction(qtokens: np.ndarray, tokens: Tokens, rows: np.ndarray,
     if not len(rows) or not len(qtokens):
         return out
     vecs, counts = tokens.many(rows)
+    if not len(vecs):
+        return out
     # (question tokens, all rows' tokens); the tall product is the fast one for BLAS
     sims = (vecs @ qtokens.T).T
-    windows, owner, start = [], [], 0
-    for i, n in enumerate(counts.tolist()):
-        if n:
-            blocks = -(-n // block)
-            padded = np.full((len(qtokens), blocks * block), -np.inf, np.float32)
-            padded[:, :n] = sims[:, start:start + n]
-            best = padded.reshape(len(qtokens), blocks, block).max(axis=2)
-            if blocks > 1:  # a window: two adjacent blocks
-                best = np.maximum(best[:, :-1], best[:, 1:])
-            windows.append(best)
-            owner += [i] * best.shape[1]
-        start += n
-    if not windows:
-        return out
-    every = np.concatenate(windows, axis=1)  # (question tokens, windows)
+    # Blocks of `block` tokens, never across two rows: each row's tokens are consecutive.
+    have = np.flatnonzero(counts)
+    blocks = -(-counts[have] // block)
+    first = np.concatenate([[0], np.cumsum(blocks)[:-1]])  # each row's first block
+    row_start = np.concatenate([[0], np.cumsum(counts)[:-1]])[have]
+    starts = (np.repeat(row_start - first * block, blocks)
+              + np.arange(blocks.sum()) * block)  # first token of each block
+    best = np.maximum.reduceat(sims, starts, axis=1)  # (question tokens, blocks)
+    # A window is two adjacent blocks of one row; a one-block row is one window.
+    windows = np.maximum(blocks - 1, 1)
+    left = np.repeat(first, windows) + np.arange(windows.sum()) - np.repeat(
+        np.cumsum(windows) - windows, windows)
+    right = np.where(np.repeat(blocks, windows) > 1, left + 1, left)
+    every = np.maximum(best[:, left], best[:, right])  # (question tokens, windows)
+    owner = np.repeat(have, windows)
     z = (every - every.mean(axis=1, keepdims=True)) / (every.std(axis=1, keepdims=True) + 1e-3)
     score = z.mean(axis=0)
     out[:] = -np.inf
-    np.maximum.at(out, np.array(owner), score)
+    np.maximum.at(out, owner, score)
     out[np.isinf(out)] = score.min()  # a row without tokens: as its worst candidate
     return out

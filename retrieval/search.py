@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -294,10 +295,12 @@ class Retriever:
         copies = self.index.copies(sorted({groups[rows[i]] for i in picked if rows[i] in groups}))
         hits = [Hit(rank=n + 1, score=self._display_score(float(scores[i])), passage=p,
                     row=rows[i],
-                    quote=self.quote(qvec, terms, p, rows[i], qtokens=qtokens),
+                    quote=quote,
                     also_in=tuple(c for c in copies.get(groups.get(rows[i], -1), ())
                                   if c.article_id != p.article_id))
-                for n, (i, p) in enumerate(zip(picked, top, strict=True))]
+                for n, (i, p, quote) in enumerate(zip(
+                    picked, top, self.quotes(qvec, terms, top, [rows[i] for i in picked],
+                                             qtokens), strict=True))]
         if hits and self._headline_answers(qvec, terms, hits[0]):
             hits[0] = replace(hits[0], quote=hits[0].passage.title, quote_from="headline")
         return Answer(q, answered, hits, confidence, evidence)
@@ -582,17 +585,42 @@ class Retriever:
         baselines for `byline eval`."""
         if mode not in QUOTE_MODES:
             raise ValueError(f"mode must be one of {QUOTE_MODES}")
+        if mode == "best":
+            return self.quotes(qvec, terms, [passage], [row], qtokens)[0]
         vecs, spans = self.index.sentences.passage(row)
         texts = [passage.text[a:b] for a, b in spans]
         if len(texts) == 1 or mode == "lead":
             return texts[0]
-        sims = vecs.astype(np.float32) @ qvec
-        if mode == "best" and terms:
-            sims = sims + self.settings.quote_lexical * self._sentence_coverage(terms, texts)
-        if mode == "best" and qtokens is not None and self.index.tokens is not None:
-            sims = sims + self.settings.quote_tokens * self._sentence_maxsim(
-                qtokens, passage.text, row, spans)
-        return texts[int(np.argmax(sims))]
+        return texts[int(np.argmax(vecs.astype(np.float32) @ qvec))]
+
+    def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
+               rows: Sequence[int], qtokens: np.ndarray | None = None) -> list[str]:
+        """`quote` ("best") of each of `passages` (at `rows`), their sentence and token
+        vectors read in one go."""
+        own = self.index.sentences.passages(np.asarray(rows, np.int64))
+        tokens = self.index.tokens if qtokens is not None else None
+        several = [r for r, (_, sp) in zip(rows, own, strict=True) if len(sp) > 1]
+        by_token: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if tokens is not None and several:
+            for r, (codes, scales, chars) in zip(
+                    several, tokens.raws(np.asarray(several, np.int64)), strict=True):
+                sims = (qtokens @ np.asarray(codes).T.astype(np.float32)) * scales
+                by_token[int(r)] = (sims, np.asarray(chars))
+        out = []
+        for p, row, (vecs, spans) in zip(passages, rows, own, strict=True):
+            texts = [p.text[x:y] for x, y in spans]
+            if len(texts) == 1:
+                out.append(texts[0])
+                continue
+            score = np.asarray(vecs).astype(np.float32) @ qvec
+            if terms:
+                score = score + self.settings.quote_lexical * self._sentence_coverage(terms,
+                                                                                       texts)
+            if int(row) in by_token:
+                score = score + self.settings.quote_tokens * _sentence_maxsim(
+                    *by_token[int(row)], spans)
+            out.append(texts[int(np.argmax(score))])
+        return out
 
     def _headline_answers(self, qvec: np.ndarray, terms: list[str], hit: Hit) -> bool:
         """Whether the hit's article headline answers the question better than any sentence
@@ -621,18 +649,11 @@ class Retriever:
             vec = self._title_vecs[title] = self.embedder.encode([title])[0]
         return vec
 
-    def _sentence_maxsim(self, qtokens: np.ndarray, text: str, row: int,
-                         spans: np.ndarray) -> np.ndarray:
-        """Per sentence, the mean over the question's tokens of the best cosine with one of
-        the sentence's tokens (0 for a sentence past the model's truncation)."""
-        codes, scales, offsets = self.index.tokens.raw(row)
-        sims = (qtokens @ codes.T.astype(np.float32)) * scales
-        out = np.zeros(len(spans), dtype=np.float32)
-        for i, (a, b) in enumerate(spans):
-            take = (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)
-            if take.any():
-                out[i] = sims[:, take].max(axis=1).mean()
-        return out
+    def sentence_token_scores(self, qtokens: np.ndarray, row: int, spans: np.ndarray
+                              ) -> np.ndarray:
+        """`_sentence_maxsim` of one passage's sentences (`spans`), for a look at one."""
+        vecs, _ = self.index.tokens.many([row])
+        return _sentence_maxsim(qtokens @ vecs.T, self.index.tokens.raw(row)[2], spans)
 
     def _sentence_coverage(self, terms: list[str], texts: list[str]) -> np.ndarray:
         """Per sentence, the share of the question's term weight it holds, a term weighing
@@ -646,6 +667,18 @@ class Retriever:
         total = sum(weights.values()) or 1.0
         return np.array([sum(w for t, w in weights.items() if t in bag) / total
                          for bag in bags], dtype=np.float32)
+
+
+def _sentence_maxsim(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Per sentence (character `spans`), the mean over the question's tokens of the best
+    cosine (`sims`: question tokens x the passage's tokens, at character `offsets`) with one
+    of the sentence's tokens (0 for a sentence past the model's truncation)."""
+    out = np.zeros(len(spans), dtype=np.float32)
+    for i, (a, b) in enumerate(spans):
+        take = (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)
+        if take.any():
+            out[i] = sims[:, take].max(axis=1).mean()
+    return out
 
 
 _search_one = search_one  # the name benches and tests use

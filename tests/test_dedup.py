@@ -163,3 +163,23 @@ def test_ask_json_carries_also_in_for_every_result(wire_index: Path, tmp_path: P
     assert len(top["also_in"]) == 2
     assert {c["outlet"] for c in top["also_in"]} | {top["outlet"]} == set(OUTLETS)
     assert all(set(c) == {"source", "title", "outlet", "date", "url"} for c in top["also_in"])
+
+
+def test_a_story_copied_into_many_articles_lists_its_first_copies_only(tmp_path: Path,
+                                                                      embedder):
+    from retrieval.store.tables import MAX_COPIES
+
+    text = ("The regional council approved a new ferry timetable on Monday after months of "
+            "complaints from island residents about cancelled crossings.")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(MAX_COPIES + 5):
+        (corpus / f"copy{i:02d}.txt").write_text(
+            f"Outlet: Paper {i:02d}\nDate: 2024-05-{i + 1:02d}\n\nFerry timetable {i}\n\n"
+            f"{text}\n", "utf-8")
+    index = index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
+    groups = index.groups_of(range(len(index)))
+    assert len(set(groups.values())) == 1 and len(groups) == MAX_COPIES + 5
+    [(_, copies)] = index.copies(sorted(set(groups.values()))).items()
+    # The first MAX_COPIES articles by date, in order: a bounded answer, whatever the group.
+    assert [c.outlet for c in copies] == [f"Paper {i:02d}" for i in range(MAX_COPIES)]

@@ -112,12 +112,11 @@ def test_quote_token_similarity_favours_the_sentence_the_question_is_about(
     # ¶5 of the trip story: the summit, the White House's claim, then the vague statement.
     row = next(i for i, p in enumerate(retriever.index.all_passages())
                if p.id == "000_94a4140cf05cdf3f#5")
-    passage = retriever.index.passages([row])[0]
     spans = retriever.index.sentences.spans[retriever.index.sentences.of(row)]
     _, tokens = embedder.encode_questions(["Was the joint statement vague about disarmament?",
                                            "When did the leaders meet in Singapore?"])
-    vague = retriever._sentence_maxsim(tokens[0], passage.text, row, spans)
-    met = retriever._sentence_maxsim(tokens[1], passage.text, row, spans)
+    vague = retriever.sentence_token_scores(tokens[0], row, spans)
+    met = retriever.sentence_token_scores(tokens[1], row, spans)
     assert len(spans) == 3 and ((vague > 0) & (vague <= 1)).all()
     assert int(np.argmax(vague)) == 2 and int(np.argmax(met)) == 0
 

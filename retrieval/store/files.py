@@ -9,6 +9,9 @@ import secrets
 from pathlib import Path
 
 import numpy as np
+import xxhash
+
+CHECKSUM = "xxh3_128"  # the checksum's name, written before each file's value
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -71,13 +74,15 @@ def fsync_dir(path: Path) -> None:
 
 
 def digest(path: Path) -> str:
-    """The sha256 of a file's bytes, hex (about 1.7 GB/s here)."""
+    """A checksum of a file's bytes: "xxh3_128:<hex>". xxHash's XXH3 runs at about 18 GB/s
+    here, ten times sha256, so checking a 130 MB index costs 7 ms; it detects damage (a
+    checksum, not a defence against someone who can also rewrite the manifest)."""
     with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        return f"{CHECKSUM}:{hashlib.file_digest(fh, xxhash.xxh3_128).hexdigest()}"
 
 
 def listing(folder: Path) -> dict[str, tuple[int, str]]:
-    """relative path -> (size, sha256) of every file under `folder`, sorted by path."""
+    """relative path -> (size, checksum) of every file under `folder`, sorted by path."""
     out = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         out[path.relative_to(folder).as_posix()] = (path.stat().st_size, digest(path))

@@ -2,7 +2,7 @@
 
 A save writes the new generation into `.tmp-<gen>/`, fsyncs it, renames it to `gen-<gen>/`
 and then atomically replaces manifest.json, which names the generation in use and every
-file's size and sha256. A crash at any point leaves the old index or the new one, never a
+file's size and checksum. A crash at any point leaves the old index or the new one, never a
 mix. Saves hold the folder's writer lock; each removes what killed runs left behind and the
 generations older than the one it replaced (readers that loaded that one keep working).
 """
@@ -28,9 +28,9 @@ from retrieval.store.manifest import (
 )
 
 TMP_PREFIX = ".tmp-"
-# Up to this many bytes, loading an index also checks every file's sha256 (about 0.15 s at
+# Up to this many bytes, loading an index also checks every file's checksum (about 0.1 s at
 # the limit); above, only sizes, and `byline check` and re-indexing check the content.
-VERIFY_MAX = 256 * 1024 * 1024
+VERIFY_MAX = 1024 * 1024 * 1024
 
 
 def publish(root: Path, manifest: Manifest, write: Callable[[Path], None]) -> Manifest:

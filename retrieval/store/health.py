@@ -69,7 +69,7 @@ class Health:
 
 
 def check_index(root: str | Path) -> Health:
-    """Check the index at `root` fully: manifest, every file's size and sha256, the arrays'
+    """Check the index at `root` fully: manifest, every file's size and checksum, the arrays'
     shapes and values, the background; leftovers and old generations are noted."""
     root = Path(root)
     health = Health(root)

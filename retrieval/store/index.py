@@ -21,7 +21,7 @@ from retrieval.store import generations
 from retrieval.store.ann import EXACT_MAX, build_ann, flat, read_ivf
 from retrieval.store.files import save_array
 from retrieval.store.manifest import FORMAT_VERSION, REBUILD, Manifest, read_manifest
-from retrieval.store.parts import Sentences, Tokens
+from retrieval.store.parts import PendingTokens, Sentences, Tokens
 from retrieval.store.rows import RowFile, load_rows
 from retrieval.store.tables import ArticleInfo, Copy, memory_db, open_db, write_db
 from retrieval.text import analyze
@@ -51,7 +51,7 @@ class Index:
     def __init__(self, manifest: Manifest, vectors: faiss.Index, postings: Postings,
                  db: sqlite3.Connection, sentences: Sentences,
                  passage_vectors: np.ndarray | RowFile | None = None,
-                 tokens: Tokens | None = None) -> None:
+                 tokens: Tokens | PendingTokens | None = None) -> None:
         """`vectors` searches; `passage_vectors` (row -> float32 vector, read from disk by row
         when loaded) re-scores candidates exactly and lets a re-index reuse unchanged
         passages; `tokens` (None above TOKENS_MAX) help pick each passage's quote."""
@@ -62,7 +62,10 @@ class Index:
         self.tokens = tokens if tokens is not None and len(tokens) else None
         self._db = db
         # Indexes assembled without near-duplicate groups have an empty `copies` table.
-        self.has_copies = db.execute("SELECT 1 FROM copies LIMIT 1").fetchone() is not None
+        # (An index saved before copy_lists existed lists no copies until it is re-indexed.)
+        self.has_copies = (db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                      "AND name = 'copy_lists'").fetchone() is not None
+                           and db.execute("SELECT 1 FROM copies LIMIT 1").fetchone() is not None)
         if passage_vectors is None:
             passage_vectors = vectors.reconstruct_n(0, vectors.ntotal)
         self.passage_vectors = passage_vectors
@@ -99,7 +102,7 @@ class Index:
     @classmethod
     def from_vectors(cls, articles: list[Article], passages: list[Passage], vecs: np.ndarray,
                      sentences: Sentences, model: str, encoder: str, corpus: str = "",
-                     exact_max: int = EXACT_MAX, tokens: Tokens | None = None,
+                     exact_max: int = EXACT_MAX, tokens: Tokens | PendingTokens | None = None,
                      groups: np.ndarray | None = None) -> Index:
         """The index of already-embedded passages: their ANN and BM25 structures and tables.
         `groups[row]` is each passage's near-duplicate group (-1: none; see retrieval.dedup)."""
@@ -136,6 +139,9 @@ class Index:
         """Publish this index as the new generation in `index_dir` (see store.generations);
         the manifest it was published with, file checksums included, becomes its own."""
         self.manifest = generations.publish(Path(index_dir), self.manifest, self._write)
+        if isinstance(self.tokens, PendingTokens):  # read back as saved, not packed in memory
+            self.tokens = Tokens.load(Path(index_dir) / self.manifest.folder / "tokens",
+                                      len(self), self.manifest.dimension)
 
     def _write(self, folder: Path) -> None:
         """Every file of this generation, into `folder`."""
@@ -268,16 +274,15 @@ class Index:
 
     def copies(self, groups: list[int]) -> dict[int, list[Copy]]:
         """group -> the articles holding its passages, one entry per article, by date
-        (undated last) then source."""
+        (undated last) then source: the first MAX_COPIES of them (tables.copy_lists)."""
         if not self.has_copies or not groups:
             return {}
         marks = ",".join("?" * len(groups))
         found: dict[int, list[Copy]] = {}
         for grp, *fields in self._db.execute(
-                f"SELECT DISTINCT c.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
-                f"FROM copies c JOIN passages p ON p.row = c.row "
-                f"JOIN articles a ON a.id = p.article_id WHERE c.grp IN ({marks}) "
-                f"ORDER BY c.grp, a.date IS NULL, a.date, a.source", [int(g) for g in groups]):
+                f"SELECT l.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
+                f"FROM copy_lists l JOIN articles a ON a.id = l.article_id "
+                f"WHERE l.grp IN ({marks}) ORDER BY l.grp, l.n", [int(g) for g in groups]):
             found.setdefault(grp, []).append(Copy(*fields))
         return found
 

@@ -11,7 +11,7 @@ from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, StoreErr
 from retrieval.store.files import write_atomic
 
 # 2: sentence vectors for quotes; 3: memory-mapped folders, IVF, encoder;
-# 4: one folder per generation, with every file's size and sha256 in the manifest.
+# 4: one folder per generation, with every file's size and checksum in the manifest.
 FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 GENERATION_PREFIX = "gen-"
@@ -40,7 +40,7 @@ class Manifest:
     background: dict[str, float] = field(default_factory=dict)
     probes: str = ""  # probes_key() of the probe vectors saved with the index ("" if none)
     parser: str = ""  # parser_fingerprint() of the code that cleaned the articles
-    # Every file of the generation's folder: relative path -> [size in bytes, sha256 hex].
+    # Every file of the generation's folder: relative path -> [size in bytes, "xxh3_128:<hex>"].
     files: dict[str, list] = field(default_factory=dict)
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,10 +96,7 @@ class Tokens:
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The token vectors (float32) of all `rows`, one after another, and how many each
         row has: one batched read (late interaction scores 20 candidates a question)."""
-        rows = np.asarray(rows, np.int64)
-        starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        counts = ends - starts
-        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        take, counts = runs(self.offsets, rows)
         vecs = np.asarray(self.vectors[take]).astype(np.float32)
         vecs *= self.scales[take][:, None]
         return vecs, counts
@@ -159,3 +158,121 @@ def _stored(item: np.ndarray | tuple[np.ndarray, ...], dim: int
     if len(item) == 3:
         return item
     return (*quantise(item[0], dim), item[1])
+
+
+def runs(offsets: np.ndarray, rows: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The item indices of every row's run `offsets[r]:offsets[r + 1]`, one row after
+    another, and each row's count."""
+    rows = np.asarray(rows, np.int64)
+    starts, ends = offsets[rows], offsets[rows + 1]
+    counts = ends - starts
+    take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    return take, counts
+
+
+class PendingTokens:
+    """A new generation's token vectors before they are packed: each row's are either new
+    (int8 codes, scales, character spans) or row `r` of the `previous` index's tokens.
+
+    Saving writes the new rows and copies the previous file's runs of rows kernel-side
+    (os.copy_file_range), so a re-index that changes a few paragraphs of a 125 MB token file
+    neither reads it through Python nor packs it in memory. Reading (an index built but not
+    loaded from disk) packs everything once, on first use."""
+
+    def __init__(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray] | int],
+                 previous: Tokens | None, dim: int) -> None:
+        self.items, self.previous, self.dim = items, previous, dim
+        counts = np.array([len(it[1]) if isinstance(it, tuple)
+                           else int(previous.offsets[it + 1] - previous.offsets[it])
+                           for it in items], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._packed: Tokens | None = None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def packed(self) -> Tokens:
+        """These tokens as one in-memory Tokens."""
+        if self._packed is None:
+            self._packed = Tokens.pack([it if isinstance(it, tuple) else self.previous.raw(it)
+                                        for it in self.items], self.dim)
+        return self._packed
+
+    vectors = property(lambda self: self.packed().vectors)
+    scales = property(lambda self: self.packed().scales)
+    spans = property(lambda self: self.packed().spans)
+
+    def of(self, row: int) -> np.ndarray:
+        return self.packed().of(row)
+
+    def raw(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.packed().raw(row)
+
+    def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.packed().many(rows)
+
+    def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return self.packed().raws(rows)
+
+    def _runs(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[int, int]]:
+        """The items with consecutive previous rows merged: (first, end) row ranges."""
+        runs: list = []
+        for it in self.items:
+            if isinstance(it, tuple):
+                runs.append(it)
+            elif runs and isinstance(runs[-1], list) and runs[-1][1] == it:
+                runs[-1][1] = it + 1
+            else:
+                runs.append([it, it + 1])
+        return [tuple(r) if isinstance(r, list) else r for r in runs]
+
+    def save(self, folder: Path) -> None:
+        if self._packed is not None:
+            self._packed.save(folder)
+            return
+        folder.mkdir()
+        runs = self._runs()
+        prev = self.previous
+        source = prev.vectors if prev is not None and isinstance(prev.vectors, RowFile) else None
+        n = len(self)
+        fd = os.open(folder / "vectors.npy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)),
+                "fortran_order": False, "shape": (n, self.dim)})
+            at = _write_all(fd, header.getvalue(), 0)
+            for run in runs:
+                if len(run) == 3:
+                    at = _write_all(fd, np.ascontiguousarray(run[0], np.int8).tobytes(), at)
+                    continue
+                a, b = int(prev.offsets[run[0]]), int(prev.offsets[run[1]])
+                if source is not None:
+                    at = source.copy_rows(a, b - a, fd, at)
+                else:
+                    at = _write_all(fd, np.asarray(prev.vectors[a:b], np.int8).tobytes(), at)
+        finally:
+            os.close(fd)
+        parts = {"scales": [], "spans": []}
+        for run in runs:
+            if len(run) == 3:
+                parts["scales"].append(np.asarray(run[1], np.float32))
+                parts["spans"].append(np.asarray(run[2]).reshape(-1, 2))
+            else:
+                a, b = int(prev.offsets[run[0]]), int(prev.offsets[run[1]])
+                parts["scales"].append(np.asarray(prev.scales[a:b], np.float32))
+                parts["spans"].append(np.asarray(prev.spans[a:b]).reshape(-1, 2))
+        save_array(folder / "scales.npy", np.concatenate(parts["scales"]) if runs
+                   else np.empty(0, np.float32))
+        save_array(folder / "spans.npy", (np.concatenate(parts["spans"]) if runs
+                                          else np.empty((0, 2))).astype(np.int32))
+        save_array(folder / "offsets.npy", self.offsets)
+
+
+def _write_all(fd: int, data: bytes, at: int) -> int:
+    """Write all of `data` at offset `at` of `fd`; the offset after it."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, at)
+        view, at = view[done:], at + done
+    return at

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import weakref
 from pathlib import Path
 
 import numpy as np
 
+_NO_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
                 (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -68,6 +70,22 @@ class RowFile:
         for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
             out[a:b] = self._read(int(rows[a]), int(b - a))
         return out
+
+    def copy_rows(self, row: int, count: int, fd: int, at: int) -> int:
+        """Copy rows `row:row + count` into file `fd` at offset `at`, kernel-side where the
+        platform can (os.copy_file_range), else by reads and writes; the offset after them."""
+        start, left = self._start + row * self._row, count * self._row
+        while left:
+            try:
+                done = os.copy_file_range(self._fd, fd, left, start, at)
+            except (AttributeError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in _NO_COPY:
+                    raise  # a full disk, say: the caller reports it
+                done = os.pwrite(fd, os.pread(self._fd, min(left, 1 << 24), start), at)
+            if not done:
+                raise OSError(f"short read: the rows end {left} bytes early")
+            start, at, left = start + done, at + done, left - done
+        return at
 
     def _read(self, row: int, count: int) -> np.ndarray:
         out = np.empty((count, self.shape[1]), self.dtype)

@@ -21,7 +21,19 @@ CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL,
 CREATE INDEX passages_article ON passages(article_id);
 CREATE TABLE copies (row INTEGER PRIMARY KEY REFERENCES passages(row), grp INTEGER NOT NULL);
 CREATE INDEX copies_grp ON copies(grp);
+CREATE TABLE copy_lists (grp INTEGER NOT NULL, n INTEGER NOT NULL, article_id TEXT NOT NULL,
+    PRIMARY KEY (grp, n));
 """
+# The articles of each near-duplicate group that an answer lists, in order, worked out once
+# at index time: a story copied into thousands of pages costs an answer one indexed lookup.
+MAX_COPIES = 25
+_COPY_LISTS_SELECT = """SELECT grp, n, id AS article_id FROM (
+    SELECT grp, id, row_number() OVER (
+        PARTITION BY grp ORDER BY date IS NULL, date, source, id) AS n
+    FROM (SELECT DISTINCT c.grp, a.id, a.date, a.source FROM copies c
+          JOIN passages p ON p.row = c.row JOIN articles a ON a.id = p.article_id))
+WHERE n <= ?"""
+_COPY_LISTS = f"INSERT INTO copy_lists {_COPY_LISTS_SELECT}"
 
 
 # SQLite result codes (primary) -> the operating-system error they report.
@@ -75,6 +87,7 @@ def memory_db(articles: list[Article], passages: list[Passage],
             grouped = np.flatnonzero(groups >= 0)
             db.executemany("INSERT INTO copies VALUES (?,?)",
                            zip(grouped.tolist(), groups[grouped].tolist(), strict=True))
+            db.execute(_COPY_LISTS, (MAX_COPIES,))
     return db
 
 

@@ -21,6 +21,7 @@ from retrieval.corpus import LoadReport, Passage
 from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing, describe_os_error
 from retrieval.search import METHODS, Answer, Hit, Retriever, check_question
+from retrieval.store.base import describe_location, is_url, open_store
 from retrieval.timefilter import Filters
 
 if TYPE_CHECKING:
@@ -140,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_feedback)
 
+    p = sub.add_parser("migrate", help="copy an index folder into a PostgreSQL store (no "
+                       "re-embedding), or bring a store's tables up to date")
+    p.add_argument("--from", dest="source", type=Path, metavar="FOLDER",
+                   help="the index folder to copy (default: only upgrade the store's tables)")
+    p.add_argument("--to", dest="target", metavar="URL",
+                   help="the store: postgresql://user@host/db?sslmode=... (default: "
+                   "$BYLINE_STORE); the password from PGPASSWORD or ~/.pgpass")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_migrate)
+
     p = sub.add_parser("bot", help="run the Discord bot: the same as `byline-bot`")
     p.set_defaults(func=cmd_bot)
     return parser
@@ -149,6 +160,11 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """--index-dir, --model, --encoder: the options over Settings (`byline`, `byline-bot`)."""
     parser.add_argument(
         "--index-dir", type=Path, help="index folder (default: $BYLINE_INDEX_DIR or .byline/index)"
+    )
+    parser.add_argument(
+        "--store", metavar="URL",
+        help="where the index lives: a postgresql:// URL or a folder (default: $BYLINE_STORE, "
+        "else the index folder)",
     )
     parser.add_argument(
         "--model",
@@ -171,6 +187,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         model=args.model or env.model,
         corpus_dir=env.corpus_dir,
         encoder=args.encoder or env.encoder,
+        store=getattr(args, "store", None) or env.store,
     )
 
 
@@ -223,7 +240,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     index = index_corpus(
         corpus,
-        settings.index_dir,
+        settings.location,
         Embedder(settings.model, encoder=settings.encoder),
         incremental=not args.full,
         strict=args.strict,
@@ -237,7 +254,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(
             {
-                "index_dir": str(settings.index_dir),
+                "index_dir": describe_location(settings.location),
                 "corpus": str(corpus),
                 "files": report.files,
                 "articles": m.articles,
@@ -254,7 +271,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         summary = report.summary()
         print(
             f"{summary[0].upper()}{summary[1:]}. {m.passages:,} passages from {corpus} -> "
-            f"{settings.index_dir} ({seconds:.1f} s; embedded {m.passages - index.reused:,}, "
+            f"{describe_location(settings.location)} ({seconds:.1f} s; "
+            f"embedded {m.passages - index.reused:,}, "
             f"reused {index.reused:,} unchanged)"
         )
     return 0
@@ -326,18 +344,18 @@ def open_retriever(settings: Settings) -> Retriever:
     from retrieval.embed import Embedder
     from retrieval.indexer import index_corpus
     from retrieval.search import Retriever
-    from retrieval.store import Index
 
     embedder = Embedder(settings.model, encoder=settings.encoder)
     try:
-        index = Index.load(settings.index_dir, model=embedder.name)
+        index = open_store(settings.location, model=embedder.name)
     except IndexMissing:
         corpus = settings.default_corpus()
         print(
-            f"No index at {settings.index_dir} yet; building one from {corpus} first.",
+            f"No index at {describe_location(settings.location)} yet; building one from "
+            f"{corpus} first.",
             file=sys.stderr,
         )
-        index = index_corpus(corpus, settings.index_dir, embedder)
+        index = index_corpus(corpus, settings.location, embedder)
     return Retriever(index, embedder)
 
 
@@ -389,6 +407,11 @@ def timeline_line(story: Story) -> str:
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.store.health import check_index
 
+    if is_url(settings.location):
+        from retrieval.store.postgres.health import check_postgres
+
+        return check_postgres(str(settings.location), args.json)
+
     health = check_index(settings.index_dir)
     if args.json:
         _print_json(health.to_dict())
@@ -423,9 +446,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.store import Index
-
-    articles = Index.load(settings.index_dir, model=settings.model).articles()
+    articles = open_store(settings.location, model=settings.model).articles()
     if args.sort == "date":  # newest first; undated last
         from retrieval.corpus.meta import date_key
 
@@ -561,5 +582,23 @@ def _print_answer(answer: Answer) -> None:
             console.print(f"    {escape(also_in(hit))}", style="green", highlight=False)
 
 
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """`byline migrate [--from FOLDER] --to URL`: the store's tables brought up to date, then
+    the folder's current generation copied in as the store's (vectors as they are; nothing
+    is embedded). Copying a generation the store already serves does nothing."""
+    from retrieval.store.postgres.copy import migrate_store
+
+    target = args.target or (settings.store if is_url(settings.store) else None)
+    if not target or not is_url(target):
+        raise BylineError("migrate needs --to postgresql://... (or BYLINE_STORE set to one).")
+    result = migrate_store(target, args.source, progress=not args.json)
+    if args.json:
+        _print_json(result)
+    else:
+        print(result["message"])
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+

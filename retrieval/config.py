@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.embed import DEFAULT_MODEL
+from retrieval.store.base import is_url
 
 DEFAULT_INDEX_DIR = Path(".byline/index")
 # The seed coverage, shipped in the package (in a checkout, a link to the project's seeds/):
@@ -35,6 +36,16 @@ class Settings:
     model: str = DEFAULT_MODEL
     corpus_dir: Path | None = None
     encoder: str | None = None  # None: onnx-int8 for the bundled model, torch otherwise
+    # BYLINE_STORE / --store: a postgresql:// URL (the shared store) or a folder; unset: the
+    # index folder (BYLINE_INDEX_DIR). Its password is best left to PGPASSWORD or ~/.pgpass.
+    store: str | None = None
+
+    @property
+    def location(self) -> str | Path:
+        """Where the index is read and published: the store URL, or a folder."""
+        if self.store and is_url(self.store):
+            return self.store
+        return Path(self.store) if self.store else self.index_dir
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -45,6 +56,7 @@ class Settings:
             model=env.get("BYLINE_MODEL") or DEFAULT_MODEL,
             corpus_dir=Path(corpus) if corpus else None,
             encoder=env.get("BYLINE_ENCODER") or None,
+            store=env.get("BYLINE_STORE") or None,
         )
 
     def default_corpus(self) -> Path:

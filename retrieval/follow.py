@@ -26,6 +26,7 @@ from retrieval.embed import Embedder
 from retrieval.errors import BylineError, CorpusError, IndexBusy
 from retrieval.feedlist import FeedList, add_feed, read_feeds, remove_feed
 from retrieval.fetch import Fetcher, FetchResult, FetchSettings, recorded_feeds
+from retrieval.store.base import is_url
 
 STATE_FILE = ".byline-follow.sqlite"
 LOCK_FILE = ".byline-follow.lock"
@@ -156,7 +157,8 @@ class Follower:
             raise CorpusError(f"Corpus folder {self.corpus_dir} does not exist.")
         if not interval > 0:
             raise FollowError("The poll interval must be a positive number of minutes.")
-        self.index_dir = Path(index_dir)
+        # a folder, or a store URL (retrieval.store.base), where each new generation goes
+        self.index_dir: str | Path = index_dir if is_url(index_dir) else Path(index_dir)
         self.embedder = embedder
         self.interval = interval
         self.jitter = jitter

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     corpus = args.corpus or settings.default_corpus()
     embedder = Embedder(settings.model, encoder=settings.encoder)  # loaded only to index
-    follower = Follower(corpus, settings.index_dir, embedder, interval=args.interval * 60)
+    follower = Follower(corpus, settings.location, embedder, interval=args.interval * 60)
     if args.list:
         return _list(follower, args.json)
     feeds = follower.feeds()

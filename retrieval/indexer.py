@@ -19,13 +19,15 @@ from retrieval.dedup import copy_groups
 from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
 from retrieval.search import check_question, measure_background
-from retrieval.store import TOKENS_MAX, Index, Sentences, WriterLock
+from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens
 from retrieval.store.ann import EXACT_MAX
+from retrieval.store.base import Store, open_store, publish, writer_lock
 from retrieval.store.parts import PendingTokens
 from retrieval.store.quantise import quantise
 from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
+REUSE_BATCH = 2_000  # passages whose vectors are read from the previous index at a time
 
 
 def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
@@ -45,7 +47,7 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
     `on_report` as soon as the folder is read, and kept as the index's `report`); with
     `strict`, any skip is a CorpusError instead.
     """
-    with WriterLock(index_dir, wait=wait, on_wait=on_wait):
+    with writer_lock(index_dir, wait=wait, on_wait=on_wait):
         previous = _previous(index_dir, embedder) if incremental else None
         # Unchanged files keep the articles the previous index parsed from them.
         report = scan_corpus(corpus_dir, known=previous.parsed_articles() if previous else None,
@@ -56,15 +58,15 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
         index = calibrated(build_index(report.articles, embedder, str(corpus_dir), progress,
                                        previous), embedder)
         index.report = report
-        index.save(index_dir)
+        publish(index, index_dir)
     return index
 
 
-def _previous(index_dir: str | Path, embedder: Embedder) -> Index | None:
-    """The index already in `index_dir`, if one is there and every file of it checks out
-    (a re-index never reuses vectors from a damaged file)."""
+def _previous(index_dir: str | Path, embedder: Embedder) -> Store | None:
+    """The index already in `index_dir` (a folder or a store URL), if one is there and every
+    file of it checks out (a re-index never reuses vectors from a damaged file)."""
     try:
-        return Index.load(index_dir, model=embedder.name, verify=True)
+        return open_store(index_dir, model=embedder.name, verify=True)
     except IndexMissing:
         return None
     except (IndexCorrupt, IndexMismatch) as exc:
@@ -74,7 +76,7 @@ def _previous(index_dir: str | Path, embedder: Embedder) -> Index | None:
 
 
 def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
-                progress: bool = True, previous: Index | None = None,
+                progress: bool = True, previous: Store | None = None,
                 exact_max: int = EXACT_MAX, tokens_max: int = TOKENS_MAX) -> Index:
     """Embed every passage of `articles` and assemble the (unsaved, uncalibrated) index.
 
@@ -102,7 +104,7 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
 
 
 def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder,
-           previous: Index | None, keep_tokens: bool, progress: bool
+           previous: Store | None, keep_tokens: bool, progress: bool
            ) -> tuple[np.ndarray, Sentences, PendingTokens | None]:
     """Passage, sentence and token vectors: new for `before[i] is None`, else taken from
     row `before[i]` of `previous`."""
@@ -129,16 +131,25 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
             if new_tokens is not None:  # int8, with each token's characters, for quotes
                 token_items[i] = (*quantise(new_tokens[j], dim),
                                   _token_chars(embedder, passages[i].text, len(new_tokens[j])))
-    for i, row in enumerate(before):  # the same text: the same vectors and sentences
-        if row is not None:
-            own = previous.sentences.of(row)
-            vecs[i] = previous.passage_vectors[row]
-            per_passage[i] = np.asarray(previous.sentences.vectors[own], dtype=np.float32)
-            spans[i] = np.asarray(previous.sentences.spans[own])
-            token_items[i] = row  # its tokens: the previous index's, copied on save
+    # The same text: the same vectors and sentences, read in batches (a database store
+    # answers each batch in a few queries). A folder's token vectors are copied on save,
+    # file to file; a database's are read here.
+    by_row = previous is not None and isinstance(previous.tokens, (Tokens, PendingTokens))
+    reused = [(i, row) for i, row in enumerate(before) if row is not None]
+    for a in range(0, len(reused), REUSE_BATCH):
+        chunk = reused[a:a + REUSE_BATCH]
+        rows = np.array([row for _, row in chunk], np.int64)
+        vecs[[i for i, _ in chunk]] = np.asarray(previous.passage_vectors[rows], np.float32)
+        own = previous.sentences.passages(rows)
+        toks = previous.tokens.raws(rows) if keep_tokens and not by_row else None
+        for j, (i, row) in enumerate(chunk):
+            per_passage[i] = np.asarray(own[j][0], dtype=np.float32)
+            spans[i] = np.asarray(own[j][1])
+            if keep_tokens:
+                token_items[i] = int(row) if by_row else toks[j]
     sentence_vecs = (np.concatenate(per_passage) if passages
                      else np.empty((0, dim), np.float32))
-    tokens = (PendingTokens(token_items, previous.tokens if previous else None, dim)
+    tokens = (PendingTokens(token_items, previous.tokens if by_row else None, dim)
               if keep_tokens else None)
     return vecs, Sentences.pack(spans, sentence_vecs), tokens
 

@@ -1,4 +1,4 @@
-"""Hot reload: the Retriever over an index folder, replaced when a new generation is published.
+"""Hot reload: the Retriever over an index, replaced when a new generation is published.
 
 A save (`byline index`, a feed follower) publishes a generation atomically and points
 manifest.json at it (see retrieval.store.generations). A long-running process keeps a
@@ -7,6 +7,10 @@ thread) opens the new generation beside the current one; `swap()` makes it curre
 took `current` before the swap keeps a working Retriever: the generation it reads stays on
 disk until the next save, and its open files stay readable after that. A generation that
 cannot be loaded (damaged, another model) is logged once and the current one keeps serving.
+
+Over a PostgreSQL store the same holds, with a notification for the stat: a publish sends
+NOTIFY byline_generation, a listener thread hears it (retrieval.store.postgres.listen), and
+`stale()` compares the generation last heard with the current one (no query per check).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from retrieval.errors import BylineError, describe_os_error
 from retrieval.search import Retriever
 from retrieval.store import MANIFEST, Index, read_manifest
+from retrieval.store.base import Store
 
 log = logging.getLogger("byline.live")
 
@@ -40,7 +45,7 @@ class Reload:
     generation: str  # the generation the manifest names ("" when it cannot be read)
     retriever: Retriever | None = None
     error: str | None = None
-    stamp: Stamp | None = field(default=None, repr=False)
+    stamp: Stamp | str | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -55,14 +60,22 @@ class LiveRetriever:
 
     def __init__(self, retriever: Retriever, index_dir: str | Path | None = None) -> None:
         """`index_dir`: the folder to watch (default: the one `retriever`'s index was loaded
-        from; an index that was never saved has none, and then nothing is watched)."""
+        from, or the PostgreSQL store it was read from; an index that was never saved has
+        none, and then nothing is watched)."""
         self._current = retriever
         root = index_dir if index_dir is not None else retriever.index.root
         self.index_dir: Path | None = Path(root) if root is not None else None
-        self._stamp = self._stat()  # the manifest as it stood for the current generation
+        self.store_url: str | None = None
+        self._listener = None
+        if self.index_dir is None and getattr(retriever.index, "url", None):
+            from retrieval.store.postgres.listen import GenerationListener
+
+            self.store_url = retriever.index.url  # type: ignore[attr-defined]
+            self._listener = GenerationListener(self.store_url)
+        self._stamp: Stamp | str | None = self._stat()  # as it stood for the current generation
         if self._stamp is not None and self._named() != self.generation:
             self._stamp = None  # saved again since `retriever` was loaded: load that one
-        self._failed: Stamp | None = None  # a manifest whose generation failed to load
+        self._failed: Stamp | str | None = None  # a manifest whose generation failed to load
         self._loading = threading.Lock()
         self.reloads = 0  # generations swapped in
         self.failures = 0  # generations that could not be loaded
@@ -95,11 +108,11 @@ class LiveRetriever:
             current = self._current
             generation = ""
             try:
-                generation = read_manifest(self.index_dir).generation  # type: ignore[arg-type]
+                generation = self._named_or_fail()
                 if generation == self.generation:
                     self._stamp = stamp  # rewritten, same generation: nothing to load
                     return None
-                index = Index.load(self.index_dir, model=current.embedder.name)  # type: ignore[arg-type]
+                index = self._open(current.embedder.name)
                 fresh = Retriever(index, current.embedder, current.settings)
                 fresh.rows_meta()  # what filters need, read now rather than by a question
             except (BylineError, OSError) as exc:
@@ -131,23 +144,50 @@ class LiveRetriever:
                  len(self._current.index))
         return True
 
-    def _failure(self, stamp: Stamp, generation: str, reason: str) -> Reload:
+    def _failure(self, stamp: Stamp | str, generation: str, reason: str) -> Reload:
         self._failed = stamp
         self.failures += 1
         self.last_error = reason
         log.error("the index at %s changed but its new generation %scannot be loaded; still "
-                  "answering from generation %s: %s", self.index_dir,
+                  "answering from generation %s: %s", self._where(),
                   f"{generation} " if generation else "", self.generation, reason)
         return Reload(generation, error=reason, stamp=stamp)
 
+    def close(self) -> None:
+        """Stop listening (a PostgreSQL store); a folder needs nothing."""
+        if self._listener is not None:
+            self._listener.close()
+
+    def _where(self) -> str:
+        from retrieval.store.base import describe_location
+
+        return describe_location(self.store_url or str(self.index_dir))
+
+    def _named_or_fail(self) -> str:
+        """The generation the store names now (BylineError when it cannot be read)."""
+        if self._listener is not None:
+            return self._listener.latest
+        return read_manifest(self.index_dir).generation  # type: ignore[arg-type]
+
+    def _open(self, model: str) -> Store:
+        if self.store_url is not None:
+            from retrieval.store.base import open_store
+
+            return open_store(self.store_url, model=model)
+        return Index.load(self.index_dir, model=model)  # type: ignore[arg-type]
+
     def _named(self) -> str:
-        """The generation manifest.json names ("" when it cannot be read)."""
+        """The generation the store names now ("" when it cannot be read)."""
         try:
-            return read_manifest(self.index_dir).generation  # type: ignore[arg-type]
+            return self._named_or_fail()
         except BylineError:
             return ""
 
-    def _stat(self) -> Stamp | None:
+    def _stat(self) -> Stamp | str | None:
+        """What changes when a generation is published: manifest.json's stat, or the
+        generation last heard from the database."""
+        if self._listener is not None:
+            return self._listener.latest or None
         if self.index_dir is None:
             return None
         try:

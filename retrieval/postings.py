@@ -32,6 +32,16 @@ class Postings:
     vocab: dict[str, int]
     passages: int
 
+    @property
+    def df(self) -> np.ndarray:
+        """How many passages hold each term id."""
+        return np.diff(self.indptr)
+
+    def term(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted rows holding term id `term`, the term's BM25 score in each)."""
+        a, b = self.indptr[term], self.indptr[term + 1]
+        return self.docs[a:b], self.weights[a:b]
+
     @classmethod
     def build(cls, corpus: list[list[str]]) -> Postings:
         """Score every (term, passage) pair of `corpus` (one analysed token list per passage)

@@ -15,10 +15,10 @@ from retrieval.background import PROBES
 from retrieval.corpus import Passage
 from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
-from retrieval.filtered import dense_candidates, search_one
+from retrieval.filtered import search_one
 from retrieval.late import late_interaction
-from retrieval.store import ANN_DEPTH, Copy, Index
-from retrieval.store.parts import runs
+from retrieval.store import ANN_DEPTH, Copy
+from retrieval.store.base import Store, open_store
 from retrieval.text import analyze
 from retrieval.timefilter import Coverage, Filters, prefer_recent, wants_recent
 
@@ -167,7 +167,7 @@ def check_question(question: str) -> str:
 class Retriever:
     """Hybrid retrieval (dense FAISS + BM25, score-normalised fusion) with answer quotes."""
 
-    def __init__(self, index: Index, embedder: Embedder,
+    def __init__(self, index: Store, embedder: Embedder,
                  settings: SearchSettings | None = None) -> None:
         if embedder.name != index.manifest.model:
             raise IndexMismatch(
@@ -191,16 +191,14 @@ class Retriever:
             probes = self.embedder.encode([check_question(q) for q in PROBES])
             self._setup(index.with_background(self._background_of(probes), probes), settings)
 
-    def _setup(self, index: Index, settings: SearchSettings | None) -> None:
+    def _setup(self, index: Store, settings: SearchSettings | None) -> None:
         """Read what searching `index` needs (everything but the question encoder)."""
         self.settings = settings or SearchSettings()
-        # Plain views of the (memory-mapped) postings: column t of BM25's matrix holds the
-        # passages containing term t, sorted, with the term's score in each.
+        # BM25's postings: term t's passages (sorted) with its score in each, read per term
+        # (memory-mapped arrays in a folder; rows of a table in PostgreSQL).
         postings = index.postings
-        self._indptr = postings.indptr
-        self._docs = postings.docs
-        self._weights = postings.weights
-        self._df = np.diff(self._indptr)
+        self._lexicon = postings
+        self._df = postings.df
         self._vocab: dict[str, int] = postings.vocab
         self.index = index
         self._titles: dict[str, frozenset[str]] = {}  # headline -> its analysed terms
@@ -213,9 +211,10 @@ class Retriever:
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
              settings: SearchSettings | None = None, encoder: str | None = None) -> Retriever:
-        """Load the index at `index_dir` and the model it was built with."""
+        """Load the index at `index_dir` (a folder or a store URL) and the model it was
+        built with."""
         embedder = Embedder(model, encoder=encoder)
-        return cls(Index.load(index_dir, model=embedder.name), embedder, settings)
+        return cls(open_store(index_dir, model=embedder.name), embedder, settings)
 
     def ask(self, question: str, k: int = 5, filters: Filters | None = None) -> Answer:
         """Rank passages for `question`; `answered` is False when the coverage lacks it.
@@ -379,7 +378,7 @@ class Retriever:
         s = self.settings
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
-        dense_rows = dense_candidates(self.index, qvec, n, allowed)
+        dense_rows = self.index.dense_search(qvec, n, allowed)
         ids = self._term_ids(terms)
         bm25 = self._bm25(ids)
         if allowed is not None:
@@ -477,11 +476,8 @@ class Retriever:
 
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""
-        sent = self.index.sentences
-        starts, ends = sent.offsets[rows], sent.offsets[rows + 1]
-        counts = ends - starts
-        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        sims = sent.vectors[take].astype(np.float32) @ qvec
+        vecs, counts = self.index.sentences.many(rows)
+        sims = vecs.astype(np.float32) @ qvec
         if not np.isfinite(sims).all():
             raise self.index.damaged("sentences/vectors.npy")
         return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
@@ -515,8 +511,7 @@ class Retriever:
 
     def _postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
         """(sorted passages containing `term`, the term's BM25 score in each)."""
-        a, b = self._indptr[term], self._indptr[term + 1]
-        return self._docs[a:b], self._weights[a:b]
+        return self._lexicon.term(term)
 
     def _holds(self, term: int, rows: np.ndarray) -> np.ndarray:
         """Which of `rows` contain `term`: a binary search per row in the term's sorted
@@ -592,39 +587,32 @@ class Retriever:
             raise ValueError(f"mode must be one of {QUOTE_MODES}")
         if mode == "best":
             return self.quotes(qvec, terms, [passage], [row], qtokens)[0]
-        sent = self.index.sentences
-        sl = sent.of(row)
-        texts = [passage.text[a:b] for a, b in sent.spans[sl]]
+        vecs, spans = self.index.sentences.passage(row)
+        texts = [passage.text[a:b] for a, b in spans]
         if len(texts) == 1 or mode == "lead":
             return texts[0]
-        return texts[int(np.argmax(sent.vectors[sl].astype(np.float32) @ qvec))]
+        return texts[int(np.argmax(vecs.astype(np.float32) @ qvec))]
 
     def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
                rows: Sequence[int], qtokens: np.ndarray | None = None) -> list[str]:
         """`quote` ("best") of each of `passages` (at `rows`), their sentence and token
         vectors read in one go."""
-        sent = self.index.sentences
-        take, counts = runs(sent.offsets, rows)
-        sims = sent.vectors[take].astype(np.float32) @ qvec
-        ends = np.cumsum(counts)
+        own = self.index.sentences.passages(np.asarray(rows, np.int64))
         tokens = self.index.tokens if qtokens is not None else None
+        several = [r for r, (_, sp) in zip(rows, own, strict=True) if len(sp) > 1]
         by_token: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if tokens is not None and (counts > 1).any():
-            several = [r for r, c in zip(rows, counts, strict=True) if c > 1]
-            vecs, tcounts = tokens.many(several)
-            tsims = qtokens @ vecs.T  # (question tokens, all their tokens)
-            tspans = tokens.spans[runs(tokens.offsets, several)[0]]
-            tends = np.cumsum(tcounts)
-            for r, a, b in zip(several, tends - tcounts, tends, strict=True):
-                by_token[int(r)] = (tsims[:, a:b], tspans[a:b])
+        if tokens is not None and several:
+            for r, (codes, scales, chars) in zip(
+                    several, tokens.raws(np.asarray(several, np.int64)), strict=True):
+                sims = (qtokens @ np.asarray(codes).T.astype(np.float32)) * scales
+                by_token[int(r)] = (sims, np.asarray(chars))
         out = []
-        for p, row, a, b in zip(passages, rows, ends - counts, ends, strict=True):
-            spans = sent.spans[int(sent.offsets[row]):int(sent.offsets[row + 1])]
+        for p, row, (vecs, spans) in zip(passages, rows, own, strict=True):
             texts = [p.text[x:y] for x, y in spans]
             if len(texts) == 1:
                 out.append(texts[0])
                 continue
-            score = sims[a:b]
+            score = np.asarray(vecs).astype(np.float32) @ qvec
             if terms:
                 score = score + self.settings.quote_lexical * self._sentence_coverage(terms,
                                                                                        texts)
@@ -643,11 +631,10 @@ class Retriever:
         if (margin is None or p.title == p.article_id
                 or len(p.title.split()) < HEADLINE_MIN_WORDS):
             return False
-        sent = self.index.sentences
-        sl = sent.of(hit.row)
-        texts = [p.text[a:b] for a, b in sent.spans[sl]]
+        vecs, spans = self.index.sentences.passage(hit.row)
+        texts = [p.text[a:b] for a, b in spans]
         coverage = self._sentence_coverage(terms, [*texts, p.title]) if terms else None
-        scores = np.concatenate([sent.vectors[sl].astype(np.float32) @ qvec,
+        scores = np.concatenate([vecs.astype(np.float32) @ qvec,
                                  [float(self._title_vector(p.title) @ qvec)]])
         if coverage is not None:
             scores = scores + self.settings.quote_lexical * coverage
@@ -721,7 +708,7 @@ def _minmax(x: np.ndarray) -> np.ndarray:
 
 
 
-def measure_background(index: Index, probe_vectors: np.ndarray,
+def measure_background(index: Store, probe_vectors: np.ndarray,
                        settings: SearchSettings | None = None) -> dict[str, float]:
     """Mean evidence of generic, unrelated questions (the PROBES, already encoded as
     `probe_vectors`) against `index`: what "not covered" compares a question with. A plain

@@ -15,7 +15,7 @@ from retrieval.corpus.meta import date_key, parse_date
 from retrieval.errors import BadQuestion
 
 if TYPE_CHECKING:
-    from retrieval.store import Index
+    from retrieval.store.base import Store
 
 UNDATED = np.iinfo(np.int64).min  # a row's date (UTC seconds) when its article has none
 DAY = 86_400
@@ -151,7 +151,7 @@ class Coverage:
     """Each passage row's article date and outlet as arrays (built once per index from
     SQLite), so a filter becomes a boolean mask over a million rows in milliseconds."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Store) -> None:
         row_article, articles = index.row_articles()
         self.row_article = row_article  # (rows,) int32: the row's article number
         self.article_seconds = np.array(

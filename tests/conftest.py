@@ -45,3 +45,42 @@ def many_retriever(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
             "utf-8")
     index_dir = tmp_path_factory.mktemp("many-index")
     return Retriever(index_corpus(corpus, index_dir, embedder, progress=False), embedder)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 16 with pgvector on 127.0.0.1, in a temporary folder, for the whole
+    session (tests/pg_server.py); stopped at the end. A server that cannot start fails the
+    tests that need it, with the reason: they are never skipped."""
+    from . import pg_server as server
+
+    try:
+        running = server.start()
+    except server.ServerFailed as exc:
+        pytest.fail(f"the test PostgreSQL could not be started: {exc}", pytrace=False)
+    yield running
+    from retrieval.store.postgres.connect import close_pools
+
+    close_pools()
+    running.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the test server (with the vector extension), its URL."""
+    import secrets
+
+    import psycopg
+
+    from retrieval.store.postgres.connect import close_pools
+
+    name = f"t_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = pg_server.url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    yield url
+    close_pools()
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -473,3 +473,15 @@ def test_follow_process_stops_cleanly_on_sigterm(tmp_path: Path, refused: str):
     with sqlite3.connect(corpus / STATE_FILE) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert db.execute("SELECT failures FROM feeds").fetchall() == [(1,)]
+
+
+def test_follow_publishes_into_a_postgresql_store(site: Site, tmp_path: Path, monkeypatch,
+                                                  capsys, pg_url):
+    corpus, _ = _folders(tmp_path, site.url("/feed.xml"))
+    monkeypatch.setenv("BYLINE_STORE", pg_url)
+    monkeypatch.setenv("BYLINE_INDEX_DIR", str(tmp_path / "unused"))
+    assert main(["follow", str(corpus), "--once"]) == 0
+    assert "2 new articles; published generation " in capsys.readouterr().out
+    assert main(["ask", "--json", "When did the Eastport ferry resume its crossings?"]) == 0
+    assert json.loads(capsys.readouterr().out)["answered"]
+    assert not (tmp_path / "unused").exists()

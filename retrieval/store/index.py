@@ -232,6 +232,13 @@ class Index:
 
     # -- reading --------------------------------------------------------------------------
 
+    def dense_search(self, qvec: np.ndarray, n: int,
+                     allowed: np.ndarray | None = None) -> np.ndarray:
+        """The (1, n) rows FAISS proposes for `qvec` among the `allowed` rows (-1 pads)."""
+        from retrieval.filtered import dense_candidates
+
+        return dense_candidates(self, qvec, n, allowed)
+
     def passages(self, rows: list[int] | np.ndarray) -> list[Passage]:
         """The passages stored at these FAISS rows, in the same order."""
         rows = [int(r) for r in rows]

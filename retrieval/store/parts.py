@@ -28,6 +28,24 @@ class Sentences:
     def of(self, row: int) -> slice:
         return slice(int(self.offsets[row]), int(self.offsets[row + 1]))
 
+    def passage(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Passage `row`'s sentence vectors (float16, as stored) and (start, end) spans."""
+        sl = self.of(row)
+        return np.asarray(self.vectors[sl]), np.asarray(self.spans[sl])
+
+    def passages(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`passage(row)` for each of `rows` (a store reads them in one go)."""
+        return [self.passage(int(r)) for r in rows]
+
+    def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sentence vectors (as stored) of all `rows`, one after another, and how many
+        each row has: one batched read."""
+        rows = np.asarray(rows, np.int64)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        counts = ends - starts
+        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        return np.asarray(self.vectors[take]), counts
+
     @classmethod
     def pack(cls, spans: list[np.ndarray], vectors: np.ndarray) -> Sentences:
         """Every passage's (n, 2) spans and the sentence vectors, in passage order."""
@@ -88,6 +106,10 @@ class Tokens:
         a, b = int(self.offsets[row]), int(self.offsets[row + 1])
         return (np.asarray(self.vectors[a:b]), np.asarray(self.scales[a:b], np.float32),
                 np.asarray(self.spans[a:b]))
+
+    def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`raw(row)` for each of `rows` (a store reads them in one go)."""
+        return [self.raw(int(r)) for r in rows]
 
     @classmethod
     def pack(cls, per_passage: list[np.ndarray | tuple[np.ndarray, ...]], dim: int) -> Tokens:
@@ -188,6 +210,9 @@ class PendingTokens:
 
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.packed().many(rows)
+
+    def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return self.packed().raws(rows)
 
     def _runs(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[int, int]]:
         """The items with consecutive previous rows merged: (first, end) row ranges."""

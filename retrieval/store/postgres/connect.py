@@ -1,0 +1,144 @@
+"""Connections to the PostgreSQL store: one pool per database URL per process, the `vector`
+type read as numpy, and connection failures as one-line errors (never showing a password).
+
+The URL is libpq's own: TLS (`sslmode=verify-full&sslrootcert=...`), timeouts and the rest
+pass through untouched, and a password left out of it is taken from PGPASSWORD or
+~/.pgpass by libpq. The pool's size is BYLINE_PG_POOL (default 4) connections.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from retrieval.errors import StoreError
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
+_pools: dict[str, ConnectionPool] = {}
+_guard = threading.Lock()
+
+
+def redact(url: str) -> str:
+    """`url` as it may be shown: host, port and database, never the password."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(url)
+    except Exception:
+        return "postgresql://(an unreadable URL)"
+    host = info.get("host") or "localhost"
+    port = f":{info['port']}" if info.get("port") else ""
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{host}{port}/{info.get('dbname') or ''}"
+
+
+def failure(url: str, exc: BaseException) -> StoreError:
+    """One line for a failure to reach or use the database at `url`."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for prefix in ("connection failed: ", "FATAL:  "):
+        text = text.removeprefix(prefix)
+    try:  # never echo a password libpq may have quoted
+        from psycopg.conninfo import conninfo_to_dict
+
+        secret = str(conninfo_to_dict(url).get("password") or "")
+    except Exception:
+        secret = ""
+    if secret:
+        text = text.replace(secret, "***")
+    return StoreError(f"Cannot use the store at {redact(url)}: {text}.")
+
+
+def _kwargs(url: str) -> dict[str, Any]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except Exception as exc:
+        raise StoreError(f"The store URL is not a valid PostgreSQL URL ({redact(url)}): "
+                         f"{str(exc).splitlines()[0]}.") from None
+    extra: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in info:
+        extra["connect_timeout"] = CONNECT_TIMEOUT
+    return extra
+
+
+def connect(url: str) -> psycopg.Connection:
+    """A connection of its own (LISTEN, the writer's lock, migrations), autocommit."""
+    import psycopg
+
+    kwargs = _kwargs(url)
+    try:
+        conn = psycopg.connect(url, **kwargs)
+    except psycopg.Error as exc:
+        raise failure(url, exc) from None
+    _register_vector(conn)
+    return conn
+
+
+def pool(url: str) -> ConnectionPool:
+    """The process's pool for `url` (opened on first use; a failure to connect is raised
+    here, as one line, rather than as a pool timeout later)."""
+    with _guard:
+        found = _pools.get(url)
+        if found is not None and not found.closed:
+            return found
+        connect(url).close()  # the real reason, if the database cannot be reached
+        from psycopg_pool import ConnectionPool
+
+        size = max(1, int(os.environ.get("BYLINE_PG_POOL") or 4))
+        made = ConnectionPool(url, min_size=1, max_size=size, kwargs=_kwargs(url),
+                              configure=_register_vector, open=True, name="byline")
+        _pools[url] = made
+        return made
+
+
+def close_pools() -> None:
+    """Close every pool (tests; a process that is done with the store)."""
+    with _guard:
+        for p in _pools.values():
+            p.close()
+        _pools.clear()
+
+
+class _VectorLoader:
+    """pgvector's binary `vector`: int16 dimension, int16 unused, big-endian float4s."""
+
+    @staticmethod
+    def load(data: Any) -> np.ndarray:
+        dim = struct.unpack_from(">H", data, 0)[0]
+        return np.frombuffer(bytes(data), ">f4", count=dim, offset=4).astype(np.float32)
+
+
+def _register_vector(conn: psycopg.Connection) -> None:
+    from psycopg.adapt import Loader
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "vector")
+    if info is None:
+        return  # no extension yet: migrations create it
+
+    class VectorBinary(Loader):
+        format = 1  # binary
+
+        def load(self, data: Any) -> np.ndarray:
+            return _VectorLoader.load(data)
+
+    class VectorText(Loader):
+        def load(self, data: Any) -> np.ndarray:
+            return np.array(bytes(data).decode()[1:-1].split(","), dtype=np.float32)
+
+    conn.adapters.register_loader(info.oid, VectorBinary)
+    conn.adapters.register_loader(info.oid, VectorText)
+
+
+def vector_text(vec: np.ndarray) -> str:
+    """A vector as pgvector's text input ('[0.1,0.2,...]'), exact for float32."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(vec, np.float32)) + "]"

@@ -1,0 +1,166 @@
+"""Array-shaped views of one generation's rows, read from PostgreSQL as a question needs them:
+BM25 postings by term, passage vectors, sentence and token vectors by passage row. Each read
+is one query; postings are kept in a small cache (a question's terms are read several times).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+POSTINGS_CACHE = 4_000_000  # postings entries (rows) kept in memory, per store
+
+
+def _rows(key: Any, size: int) -> tuple[list[int], bool]:
+    """The rows an array index asks for, and whether it was a single row."""
+    if isinstance(key, (int, np.integer)):
+        return [int(key)], True
+    if isinstance(key, slice):
+        return list(range(*key.indices(size))), False
+    return [int(r) for r in np.asarray(key).reshape(-1)], False
+
+
+class _Rows:
+    """Shared by the parts: a pool and the generation's schema."""
+
+    def __init__(self, pool: ConnectionPool, schema: str) -> None:
+        self._pool, self._schema = pool, schema
+
+    def _fetch(self, sql: str, rows: list[int], binary: bool = False) -> dict[int, tuple]:
+        """row -> the other columns, for the distinct `rows` asked."""
+        if not rows:
+            return {}
+        with self._pool.connection() as conn:
+            cur = conn.cursor(binary=binary)
+            found = cur.execute(sql.format(s=self._schema), (sorted(set(rows)),)).fetchall()
+        return {int(r[0]): tuple(r[1:]) for r in found}
+
+
+class PgVectors(_Rows):
+    """passage_vectors[rows]: exact float32 vectors from the pgvector column."""
+
+    def __init__(self, pool: ConnectionPool, schema: str, n: int, dim: int) -> None:
+        super().__init__(pool, schema)
+        self.shape = (n, dim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows, single = _rows(key, self.shape[0])
+        found = self._fetch("SELECT rowno, embedding FROM {s}.passages WHERE rowno = ANY(%s)",
+                            rows, binary=True)
+        out = (np.stack([found[r][0] for r in rows]) if rows
+               else np.empty((0, self.shape[1]), np.float32))
+        return out[0] if single else out
+
+
+class PgSentences(_Rows):
+    """Each passage's sentence vectors (float16) and spans, one row per passage."""
+
+    def __init__(self, pool: ConnectionPool, schema: str, dim: int) -> None:
+        super().__init__(pool, schema)
+        self.dim = dim
+
+    def _read(self, rows: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        found = self._fetch("SELECT rowno, vectors, spans FROM {s}.sentences "
+                            "WHERE rowno = ANY(%s)", rows)
+        return {r: (np.frombuffer(v, "<f2").reshape(-1, self.dim),
+                    np.frombuffer(sp, "<i4").reshape(-1, 2)) for r, (v, sp) in found.items()}
+
+    def passage(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._read([int(row)])[int(row)]
+
+    def passages(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        asked = [int(r) for r in rows]
+        found = self._read(asked)
+        return [found[r] for r in asked]
+
+    def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        asked = [int(r) for r in rows]
+        found = self._read(asked)
+        parts = [found[r][0] for r in asked]
+        vecs = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float16)
+        return vecs, np.array([len(p) for p in parts], np.int64)
+
+
+class PgTokens(_Rows):
+    """Each passage's int8 token vectors, scales and spans, one row per passage."""
+
+    def __init__(self, pool: ConnectionPool, schema: str, dim: int, total: int) -> None:
+        super().__init__(pool, schema)
+        self.dim, self._total = dim, total
+
+    def __len__(self) -> int:
+        return self._total
+
+    def _read(self, rows: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        found = self._fetch("SELECT rowno, codes, scales, spans FROM {s}.tokens "
+                            "WHERE rowno = ANY(%s)", rows)
+        out = {r: (np.frombuffer(c, np.int8).reshape(-1, self.dim), np.frombuffer(sc, "<f4"),
+                   np.frombuffer(sp, "<i4").reshape(-1, 2)) for r, (c, sc, sp) in found.items()}
+        empty = (np.empty((0, self.dim), np.int8), np.empty(0, np.float32),
+                 np.empty((0, 2), np.int32))
+        return {r: out.get(r, empty) for r in rows}
+
+    def raw(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes, scales, spans = self._read([int(row)])[int(row)]
+        return codes, scales.astype(np.float32), spans
+
+    def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        asked = [int(r) for r in rows]
+        found = self._read(asked)
+        return [(c, s.astype(np.float32), sp) for c, s, sp in (found[r] for r in asked)]
+
+    def of(self, row: int) -> np.ndarray:
+        codes, scales, _ = self.raw(row)
+        return codes.astype(np.float32) * scales[:, None]
+
+    def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        asked = [int(r) for r in rows]
+        found = self._read(asked)
+        parts = [found[r][0].astype(np.float32) * found[r][1][:, None] for r in asked]
+        vecs = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
+        return vecs, np.array([len(p) for p in parts], np.int64)
+
+
+class PgPostings(_Rows):
+    """BM25's postings: the vocabulary and document frequencies read at open, each term's
+    rows and scores read when a question holds it (and cached)."""
+
+    def __init__(self, pool: ConnectionPool, schema: str, vocab: dict[str, int],
+                 df: np.ndarray, passages: int) -> None:
+        super().__init__(pool, schema)
+        self.vocab, self._df, self.passages = vocab, df, passages
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cached = 0
+        self._lock = threading.Lock()
+
+    @property
+    def df(self) -> np.ndarray:
+        return self._df
+
+    def term(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            found = self._cache.get(term)
+            if found is not None:
+                self._cache.move_to_end(term)
+                return found
+        row = self._fetch("SELECT term_id, docs, weights FROM {s}.postings "
+                          "WHERE term_id = ANY(%s)", [term]).get(term)
+        found = ((np.frombuffer(row[0], "<i4").astype(np.int32),
+                  np.frombuffer(row[1], "<f4").astype(np.float32)) if row
+                 else (np.empty(0, np.int32), np.empty(0, np.float32)))
+        with self._lock:
+            self._cache[term] = found
+            self._cached += len(found[0])
+            while self._cached > POSTINGS_CACHE and len(self._cache) > 1:
+                _, (docs, _) = self._cache.popitem(last=False)
+                self._cached -= len(docs)
+        return found

@@ -1,0 +1,287 @@
+"""The PostgreSQL store's read side: one published generation, as the Retriever reads it.
+
+Dense candidates come from pgvector (HNSW, cosine) in SQL; exact scores, sentences, tokens
+and postings are read by row and term, one query each, and the ranking itself stays the
+Retriever's (Python, the same code as for a folder). See docs/postgres.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retrieval.corpus import Article, Passage, parser_fingerprint
+from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from retrieval.filtered import EXACT_SUBSET_MAX
+from retrieval.store.manifest import FORMAT_VERSION, Manifest
+from retrieval.store.postgres import schema
+from retrieval.store.postgres.connect import failure, pool, redact, vector_text
+from retrieval.store.postgres.parts import PgPostings, PgSentences, PgTokens, PgVectors
+from retrieval.store.tables import ArticleInfo, Copy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from psycopg_pool import ConnectionPool
+
+    from retrieval.embed import Embedder
+
+EF_SEARCH_MAX = 1000  # pgvector's upper limit on hnsw.ef_search
+REPUBLISH = "publish it again (`byline migrate --from FOLDER --to URL`, or `byline index`)"
+
+
+def open_postgres(url: str, model: str | None = None) -> PgIndex:
+    """The generation the store at `url` serves now."""
+    import psycopg
+
+    where = redact(url)
+    p = pool(url)
+    try:
+        with p.connection() as conn:
+            if schema.version(conn) == 0:
+                raise IndexMissing(f"No index in the store at {where}; run `byline index "
+                                   "--store URL` or `byline migrate --from FOLDER --to URL`.")
+            schema.check_version(conn, where)
+            row = conn.execute("SELECT manifest, probe_vectors FROM byline_manifest").fetchone()
+            if row is None:
+                raise IndexMissing(f"No index in the store at {where} yet; run `byline index "
+                                   "--store URL` or `byline migrate --from FOLDER --to URL`.")
+            manifest = _manifest(row[0], where)
+            if model is not None and manifest.model != model:
+                raise IndexMismatch(
+                    f"The index at {where} was built with model {manifest.model!r} but Byline "
+                    f"is set to use {model!r}; {REPUBLISH} (or set BYLINE_MODEL="
+                    f"{manifest.model}).")
+            s = schema.schema_of(manifest.generation)
+            vocab: dict[str, int] = {}
+            df = np.zeros(0, np.int64)
+            terms = conn.execute(f"SELECT term_id, term, df FROM {s}.postings").fetchall()
+            if terms:
+                df = np.zeros(max(t for t, _, _ in terms) + 1, np.int64)
+                for t, term, n in terms:
+                    vocab[term] = t
+                    df[t] = n
+            tokens = int(conn.execute(f"SELECT coalesce(sum(length(scales)) / 4, 0) "
+                                      f"FROM {s}.tokens").fetchone()[0])
+            has_copies = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {s}.passages WHERE grp IS NOT NULL)").fetchone()[0]
+    except psycopg.Error as exc:
+        raise failure(url, exc) from None
+    index = PgIndex(url, p, manifest, PgPostings(p, s, vocab, df, manifest.passages),
+                    tokens, bool(has_copies))
+    if row[1] is not None and manifest.probes:
+        index.probe_vectors = np.frombuffer(row[1], np.float32).reshape(-1, manifest.dimension)
+    return index
+
+
+def _manifest(data: object, where: str) -> Manifest:
+    try:
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, dict):
+            raise TypeError
+        if data.get("format") != FORMAT_VERSION:
+            raise IndexMismatch(f"The index at {where} has format {data.get('format')!r}, this "
+                                f"Byline reads format {FORMAT_VERSION}; {REPUBLISH}.")
+        return Manifest(**data)
+    except (TypeError, ValueError):
+        raise IndexCorrupt(f"The manifest row of the store at {where} is damaged; "
+                           f"{REPUBLISH}.") from None
+
+
+class PgIndex:
+    """One generation in PostgreSQL, read through the store interface (retrieval.store.base)."""
+
+    root: Path | None = None  # not a folder
+    probe_vectors: np.ndarray | None = None
+    reused = 0
+    report = None
+
+    def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, postings: PgPostings,
+                 tokens: int, has_copies: bool) -> None:
+        self.url, self._pool, self.manifest = url, pool, manifest
+        self.schema = schema.schema_of(manifest.generation)
+        s, n, dim = self.schema, manifest.passages, manifest.dimension
+        self.postings = postings
+        self.passage_vectors = PgVectors(pool, s, n, dim)
+        self.sentences = PgSentences(pool, s, dim)
+        self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
+        self.has_copies = has_copies
+
+    def __len__(self) -> int:
+        return self.manifest.passages
+
+    @property
+    def where(self) -> str:
+        return redact(self.url)
+
+    def damaged(self, part: str) -> IndexCorrupt:
+        return IndexCorrupt(f"The index at {self.where} is damaged: {self.schema}.{part} "
+                            f"holds values that are not numbers; {REPUBLISH}.")
+
+    def with_background(self, background: dict[str, float],
+                        probe_vectors: np.ndarray | None = None) -> PgIndex:
+        """This generation with its background set in memory (a store's published manifest
+        already holds one: the indexer measures it before publishing)."""
+        from retrieval.store.index import probes_key
+
+        if probe_vectors is None:
+            probe_vectors = self.probe_vectors
+        m = self.manifest
+        probes = probes_key(m.model, m.encoder) if probe_vectors is not None else ""
+        other = PgIndex.__new__(PgIndex)
+        other.__dict__.update(self.__dict__)
+        other.manifest = replace(m, background=dict(background), probes=probes)
+        other.probe_vectors = probe_vectors
+        return other
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        import psycopg
+
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(sql.format(s=self.schema), params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            raise IndexMissing(f"Generation {self.manifest.generation} of the store at "
+                               f"{self.where} was dropped (two newer ones were published); "
+                               "open the store again.") from None
+        except psycopg.Error as exc:
+            raise failure(self.url, exc) from None
+
+    # -- dense ----------------------------------------------------------------------------
+
+    def dense_search(self, qvec: np.ndarray, n: int,
+                     allowed: np.ndarray | None = None) -> np.ndarray:
+        """The (1, n) rows nearest `qvec` by cosine (-1 pads). Up to EXACT_MAX passages (a
+        folder's flat index) or EXACT_SUBSET_MAX allowed rows, an exact scan; above, the
+        HNSW index with ef_search raised to n (filters: over-fetched, then kept)."""
+        q = vector_text(qvec)
+        exact = self.manifest.ann == "flat"
+        if allowed is not None:
+            keep = np.flatnonzero(allowed)
+            if exact or len(keep) <= EXACT_SUBSET_MAX:
+                found = self._query(
+                    "SELECT rowno FROM {s}.passages WHERE rowno = ANY(%s) "
+                    "ORDER BY (embedding <=> %s::vector) + 0, rowno LIMIT %s",
+                    (keep.tolist(), q, n))
+                return _padded([r for (r,) in found], n)
+            want = min(len(self), math.ceil(n * len(allowed) / max(len(keep), 1)))
+            found = [r for r in self._hnsw(q, want) if allowed[r]]
+            return _padded(found[:n], n)
+        if exact:
+            found = self._query("SELECT rowno FROM {s}.passages "
+                                "ORDER BY (embedding <=> %s::vector) + 0, rowno LIMIT %s", (q, n))
+            return _padded([r for (r,) in found], n)
+        return _padded(self._hnsw(q, n), n)
+
+    def _hnsw(self, q: str, n: int) -> list[int]:
+        import psycopg
+
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
+                             (str(min(EF_SEARCH_MAX, max(40, n))),))
+                return [r for (r,) in conn.execute(
+                    f"SELECT rowno FROM {self.schema}.passages "
+                    "ORDER BY embedding <=> %s::vector LIMIT %s", (q, n))]
+        except psycopg.Error as exc:
+            raise failure(self.url, exc) from None
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def passages(self, rows: list[int] | np.ndarray) -> list[Passage]:
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        found = {r[0]: Passage(*r[1:]) for r in self._query(
+            "SELECT p.rowno, p.id, p.article_id, a.title, a.source, p.paragraph, p.text, "
+            "a.outlet, a.date, a.url FROM {s}.passages p JOIN {s}.articles a "
+            "ON a.id = p.article_id WHERE p.rowno = ANY(%s)", (rows,))}
+        return [found[r] for r in rows]
+
+    def all_passages(self) -> list[Passage]:
+        return self.passages(range(len(self)))
+
+    def row_context(self, rows: Sequence[int]) -> list[tuple[int, int, str]]:
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        found = {r: (code, n, title) for r, code, n, title in self._query(
+            "SELECT p.rowno, a.code, p.paragraph, a.title FROM {s}.passages p "
+            "JOIN {s}.articles a ON a.id = p.article_id WHERE p.rowno = ANY(%s)", (rows,))}
+        return [found[r] for r in rows]
+
+    def groups_of(self, rows: Sequence[int]) -> dict[int, int]:
+        rows = [int(r) for r in rows]
+        if not self.has_copies or not rows:
+            return {}
+        return dict(self._query("SELECT rowno, grp FROM {s}.passages "
+                                "WHERE rowno = ANY(%s) AND grp IS NOT NULL", (rows,)))
+
+    def copies(self, groups: list[int]) -> dict[int, list[Copy]]:
+        if not self.has_copies or not groups:
+            return {}
+        found: dict[int, list[Copy]] = {}
+        # The order of a folder's SQLite (bytewise text, undated last), whatever the
+        # database's collation.
+        for grp, *fields in self._query(
+                "SELECT DISTINCT p.grp, a.id COLLATE \"C\", a.source COLLATE \"C\", a.title, "
+                "a.outlet, a.date COLLATE \"C\", a.url, a.date IS NULL "
+                "FROM {s}.passages p JOIN {s}.articles a ON a.id = p.article_id "
+                "WHERE p.grp = ANY(%s) ORDER BY p.grp, a.date IS NULL, "
+                "a.date COLLATE \"C\", a.source COLLATE \"C\"", ([int(g) for g in groups],)):
+            found.setdefault(grp, []).append(Copy(*fields[:6]))
+        return found
+
+    def row_articles(self) -> tuple[np.ndarray, list[tuple[str | None, str | None]]]:
+        articles: list[tuple[str | None, str | None]] = []
+        number: dict[str, int] = {}
+        for article_id, date, outlet in self._query(
+                "SELECT id, date, outlet FROM {s}.articles ORDER BY code"):
+            number[article_id] = len(articles)
+            articles.append((date, outlet))
+        found = self._query("SELECT article_id FROM {s}.passages ORDER BY rowno")
+        rows = np.fromiter((number[a] for (a,) in found), np.int32, count=len(self))
+        return rows, articles
+
+    def articles(self) -> list[ArticleInfo]:
+        return [ArticleInfo(*r) for r in self._query(
+            "SELECT a.id, a.title, a.source, a.outlet, a.date, a.url, count(p.rowno)::int "
+            "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.article_id = a.id "
+            "GROUP BY a.id, a.title, a.source, a.outlet, a.date, a.url "
+            "ORDER BY a.id COLLATE \"C\"")]
+
+    def parsed_articles(self) -> dict[str, list[Article]]:
+        if self.manifest.parser != parser_fingerprint():
+            return {}
+        paragraphs: dict[str, list[str]] = {}
+        for article_id, text in self._query(
+                "SELECT article_id, text FROM {s}.passages ORDER BY rowno"):
+            paragraphs.setdefault(article_id, []).append(text)
+        out: dict[str, list[Article]] = {}
+        for r in self._query("SELECT id, title, source, outlet, date, url, author, sha256 "
+                             "FROM {s}.articles ORDER BY code"):
+            out.setdefault(r[2], []).append(
+                Article(*r, paragraphs=tuple(paragraphs.get(r[0], ()))))
+        return out
+
+    def made_by(self, embedder: Embedder) -> bool:
+        m = self.manifest
+        return (m.model, m.encoder, m.dimension) == (embedder.name, embedder.encoder,
+                                                     embedder.dimension)
+
+    def reusable(self, embedder: Embedder) -> dict[str, int]:
+        if not self.made_by(embedder):
+            return {}
+        return {h: row for row, h in self._query("SELECT rowno, hash FROM {s}.passages")}
+
+
+def _padded(rows: list[int], n: int) -> np.ndarray:
+    out = np.full((1, n), -1, np.int64)
+    out[0, :len(rows)] = rows
+    return out

@@ -1,0 +1,129 @@
+"""The PostgreSQL store's tables: versioned migrations of the shared tables (recorded in
+`byline_migrations`, applied in order, once, under an advisory lock) and the layout of one
+generation (a schema of its own, `byline_g_<generation>`, created by each publish).
+
+Shared tables: `byline_manifest` (one row: the generation readers use, its manifest as
+JSON, the background probes' vectors) and `byline_generations` (every generation published
+and not yet dropped). A generation's schema holds its articles, passages (with the pgvector
+column and its HNSW index), sentence and token vectors, and BM25 postings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from retrieval.errors import IndexMismatch, StoreError
+
+if TYPE_CHECKING:
+    import psycopg
+
+# (version, name, SQL): append only; a released migration is never edited.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "vector extension, manifest and generations", """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE byline_manifest (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    generation text NOT NULL,
+    manifest jsonb NOT NULL,
+    probe_vectors bytea,
+    published timestamptz NOT NULL DEFAULT now());
+CREATE TABLE byline_generations (
+    generation text PRIMARY KEY,
+    layout integer NOT NULL,
+    passages integer NOT NULL,
+    published timestamptz NOT NULL DEFAULT now());
+"""),
+]
+LATEST = MIGRATIONS[-1][0]
+LAYOUT = 1  # the layout of a generation's schema (GENERATION_DDL)
+CHANNEL = "byline_generation"  # NOTIFY'd with the new generation's name on each publish
+MIGRATE_LOCK = 0x6279_6C69_6E65_01  # advisory lock keys ("byline" + n)
+PUBLISH_LOCK = 0x6279_6C69_6E65_02
+WRITER_LOCK = 0x6279_6C69_6E65_03
+
+GENERATION_DDL = """
+CREATE SCHEMA {s};
+CREATE TABLE {s}.articles (code integer PRIMARY KEY, id text UNIQUE NOT NULL,
+    title text NOT NULL, source text NOT NULL, outlet text, date text, url text,
+    author text, sha256 text NOT NULL);
+CREATE TABLE {s}.passages (rowno integer PRIMARY KEY, id text UNIQUE NOT NULL,
+    article_id text NOT NULL, paragraph integer NOT NULL, text text NOT NULL,
+    hash text NOT NULL, grp integer, embedding vector({dim}) NOT NULL);
+CREATE TABLE {s}.sentences (rowno integer PRIMARY KEY, vectors bytea NOT NULL,
+    spans bytea NOT NULL);
+CREATE TABLE {s}.tokens (rowno integer PRIMARY KEY, codes bytea NOT NULL,
+    scales bytea NOT NULL, spans bytea NOT NULL);
+CREATE TABLE {s}.postings (term_id integer PRIMARY KEY, term text NOT NULL, df integer NOT NULL,
+    docs bytea NOT NULL, weights bytea NOT NULL);
+"""
+# Created after the rows are in (faster than keeping them up to date row by row).
+GENERATION_INDEXES = """
+ALTER TABLE {s}.passages ADD FOREIGN KEY (article_id) REFERENCES {s}.articles(id);
+CREATE INDEX ON {s}.passages (article_id);
+CREATE INDEX ON {s}.passages (grp) WHERE grp IS NOT NULL;
+CREATE INDEX ON {s}.passages USING hnsw (embedding vector_cosine_ops)
+    WITH (m = {m}, ef_construction = {ef});
+ANALYZE {s}.articles; ANALYZE {s}.passages;
+"""
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+
+
+def schema_of(generation: str) -> str:
+    """The schema holding `generation` (generation names are short alphanumerics)."""
+    if not re.fullmatch(r"[0-9A-Za-z]{1,40}", generation):
+        raise ValueError(f"bad generation name {generation!r}")
+    return f"byline_g_{generation.lower()}"
+
+
+def version(conn: psycopg.Connection) -> int:
+    """The latest migration applied (0: none, or no store here)."""
+    found = conn.execute("SELECT to_regclass('byline_migrations') IS NOT NULL").fetchone()
+    if not found or not found[0]:
+        return 0
+    row = conn.execute("SELECT max(version) FROM byline_migrations").fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def migrate(conn: psycopg.Connection) -> list[int]:
+    """Apply the migrations not applied yet, each in its own transaction, one migrating
+    process at a time; the versions applied now."""
+    import psycopg
+
+    applied: list[int] = []
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS byline_migrations ("
+                         "version integer PRIMARY KEY, name text NOT NULL, "
+                         "applied timestamptz NOT NULL DEFAULT now())")
+            done = {r[0] for r in conn.execute("SELECT version FROM byline_migrations")}
+            if done and max(done) > LATEST:
+                raise IndexMismatch(f"The store's schema is at version {max(done)}; this Byline "
+                                    f"knows up to {LATEST}: upgrade Byline.")
+            for number, name, sql in MIGRATIONS:
+                if number in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql)
+                    conn.execute("INSERT INTO byline_migrations (version, name) VALUES (%s, %s)",
+                                 (number, name))
+                applied.append(number)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreError("The store's tables cannot be created: permission denied "
+                         f"({str(exc).splitlines()[0]}); a database owner must run "
+                         "`byline migrate --to URL` (and CREATE EXTENSION vector).") from None
+    return applied
+
+
+def check_version(conn: psycopg.Connection, where: str) -> None:
+    """IndexMismatch unless the store's schema is the one this Byline reads."""
+    found = version(conn)
+    if found == LATEST:
+        return
+    if found > LATEST:
+        raise IndexMismatch(f"The store at {where} has schema version {found}; this Byline "
+                            f"reads {LATEST}: upgrade Byline.")
+    raise IndexMismatch(f"The store at {where} has schema version {found}, this Byline reads "
+                        f"{LATEST}: run `byline migrate --to URL` to upgrade it.")

@@ -52,6 +52,16 @@ async def until(condition, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def assert_the_library_article_answers(fake: FakeDiscord) -> None:
+    """/ask answers from the article indexed while the bot ran, and /sources lists it."""
+    after = await fake.send_command("ask", {"question": LIBRARY_Q, "results": 1})
+    embed = embed_of(await after.followup(timeout=30))
+    assert embed.fields[0].name == "[1] Riverside library reopens after the flood"
+    sources = await fake.send_command("sources")
+    listed = discord.Embed.from_dict((await sources.callback()).json["data"]["embeds"][0])
+    assert "Riverside library reopens after the flood" in listed.description
+
+
 def test_a_reindexed_index_is_picked_up_between_questions(seed_index_dir, embedder, tmp_path):
     """The bot runs; an article is indexed into its index folder (as `byline index` would,
     from another thread); the next /ask answers from it, /sources lists it, and asks sent
@@ -80,12 +90,7 @@ def test_a_reindexed_index_is_picked_up_between_questions(seed_index_dir, embedd
             embed = embed_of(await handle.followup(timeout=30))
             assert embed.fields[0].name == "[1] Trump Calls Off Pompeo's North Korea Trip"
 
-        after = await fake.send_command("ask", {"question": LIBRARY_Q, "results": 1})
-        embed = embed_of(await after.followup(timeout=30))
-        assert embed.fields[0].name == "[1] Riverside library reopens after the flood"
-        sources = await fake.send_command("sources")
-        listed = discord.Embed.from_dict((await sources.callback()).json["data"]["embeds"][0])
-        assert "Riverside library reopens after the flood" in listed.description
+        await assert_the_library_article_answers(fake)
         assert "Riverside Courier" in bot.outlets
 
         status, body = await get(bot, "/healthz")

@@ -23,6 +23,7 @@ from retrieval.store.base import open_store
 from .conftest import ROOT, SEEDS
 from .fake_discord import FakeDiscord
 from .test_bot_e2e import embed_of, run_bot
+from .test_bot_live import assert_the_library_article_answers
 from .test_live import LIBRARY, LIBRARY_Q, TRIP_Q
 
 
@@ -47,12 +48,7 @@ def test_the_bot_answers_from_the_store_and_picks_up_a_reindex(
                 break
             await asyncio.sleep(0.05)
         assert bot.live.generation != first, "the new generation was never picked up"
-        after = await fake.send_command("ask", {"question": LIBRARY_Q, "results": 1})
-        embed = embed_of(await after.followup(timeout=30))
-        assert embed.fields[0].name == "[1] Riverside library reopens after the flood"
-        sources = await fake.send_command("sources")
-        listed = discord.Embed.from_dict((await sources.callback()).json["data"]["embeds"][0])
-        assert "Riverside library reopens after the flood" in listed.description
+        await assert_the_library_article_answers(fake)
 
     try:
         run_bot(live, tmp_path, scenario, reload_seconds=0.1)

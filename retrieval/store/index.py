@@ -123,9 +123,7 @@ class Index:
 
     def made_by(self, embedder: Embedder) -> bool:
         """Whether `embedder` (model and encoder) made this index's vectors."""
-        m = self.manifest
-        return (m.model, m.encoder, m.dimension) == (embedder.name, embedder.encoder,
-                                                     embedder.dimension)
+        return self.manifest.made_by(embedder.name, embedder.encoder, embedder.dimension)
 
     def reusable(self, embedder: Embedder) -> dict[str, int]:
         """content hash -> row of passages whose vectors `embedder` would reproduce."""

@@ -48,6 +48,10 @@ class Manifest:
         """The generation's folder, beside manifest.json."""
         return f"{GENERATION_PREFIX}{self.generation}"
 
+    def made_by(self, name: str, encoder: str, dimension: int) -> bool:
+        """Whether a model `name` run by `encoder` at `dimension` made these vectors."""
+        return (self.model, self.encoder, self.dimension) == (name, encoder, dimension)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 

@@ -271,9 +271,7 @@ class PgIndex:
         return out
 
     def made_by(self, embedder: Embedder) -> bool:
-        m = self.manifest
-        return (m.model, m.encoder, m.dimension) == (embedder.name, embedder.encoder,
-                                                     embedder.dimension)
+        return self.manifest.made_by(embedder.name, embedder.encoder, embedder.dimension)
 
     def reusable(self, embedder: Embedder) -> dict[str, int]:
         if not self.made_by(embedder):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
+
+S = TypeVar("S")
 
 
 @contextmanager
@@ -26,3 +29,13 @@ def http_server(handler: type[BaseHTTPRequestHandler] = BaseHTTPRequestHandler
 def base_url(server: ThreadingHTTPServer) -> str:
     """http://127.0.0.1:<port> of `server`."""
     return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@contextmanager
+def site_server(make_site: Callable[[str], S],
+                handler_for: Callable[[S], type[BaseHTTPRequestHandler]]) -> Iterator[S]:
+    """A test site (made from its base URL) served by the handler made for it."""
+    with http_server() as server:
+        site = make_site(base_url(server))
+        server.RequestHandlerClass = handler_for(site)
+        yield site

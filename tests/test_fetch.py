@@ -27,7 +27,7 @@ from retrieval.fetch import (
     slug,
 )
 
-from .local_http import base_url, http_server
+from .local_http import site_server
 
 FAST = FetchSettings(rate=1000.0, timeout=0.5)  # tests stay quick; one test checks the rate
 PAGE_A = (b"<html><head><title>Bridge reopens</title></head><body><article><h1>Bridge reopens"
@@ -168,9 +168,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    with http_server() as server:
-        s = Site(base=base_url(server))
-        server.RequestHandlerClass = _handler(s)
+    with site_server(lambda base: Site(base=base), _handler) as s:
         yield s
 
 

@@ -28,7 +28,7 @@ from retrieval.follow import INDEX_RETRY, MAX_BACKOFF, STATE_FILE, FeedState, Fo
 from retrieval.search import Retriever
 from retrieval.store import Index, WriterLock, read_manifest
 
-from .local_http import base_url, http_server
+from .local_http import site_server
 from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
 
 FAST = FetchSettings(rate=1000.0, timeout=2.0)
@@ -130,9 +130,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    with http_server() as server:
-        s = Site(base=base_url(server))
-        server.RequestHandlerClass = _handler(s)
+    with site_server(lambda base: Site(base=base), _handler) as s:
         yield s
 
 

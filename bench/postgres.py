@@ -82,12 +82,12 @@ def load(where: str, model: str, asks: list[str], processes: int = PROCESSES) ->
     """`asks` split over `processes` workers, each firing its share at once from as many
     threads, all workers starting together; latencies, errors, wall time, questions/s."""
     share = -(-len(asks) // processes)
-    workers = [subprocess.Popen([sys.executable, __file__, "--worker", where, model],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-               for _ in range(processes)]
+    workers = [subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     try:
-        for i, w in enumerate(workers):
-            w.stdin.write(json.dumps(asks[i * share:(i + 1) * share]) + "\n")
+        for i, w in enumerate(workers):  # the URL on stdin, not in the process list
+            w.stdin.write(json.dumps({"where": where, "model": model,
+                                      "asks": asks[i * share:(i + 1) * share]}) + "\n")
             w.stdin.flush()
         for w in workers:  # each says "ready" once its model is loaded and warm
             if w.stdout.readline().strip() != "ready":
@@ -111,9 +111,11 @@ def load(where: str, model: str, asks: list[str], processes: int = PROCESSES) ->
             "questions_per_s": len(latencies) / wall}
 
 
-def _worker(where: str, model: str) -> None:
-    """One load worker: read its questions, load, say ready, wait for go, ask them all at once."""
-    asks = json.loads(sys.stdin.readline())
+def _worker() -> None:
+    """One load worker: read its store and questions, load, say ready, wait for go, ask them
+    all at once."""
+    job = json.loads(sys.stdin.readline())
+    where, model, asks = job["where"], job["model"], job["asks"]
     out, sys.stdout = sys.stdout, sys.stderr  # stdout is the line protocol with the parent
     embedder = Embedder()
     retriever = Retriever(open_store(where, model=model), embedder)
@@ -172,7 +174,7 @@ def load_markdown(r: dict) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        _worker(sys.argv[2], sys.argv[3])
+        _worker()
         sys.exit()
     data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     print(markdown(run(data)))

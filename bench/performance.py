@@ -308,6 +308,7 @@ def main() -> None:
     figures["heartbeat"] = _optional("heartbeat", lambda m: m.run_alone())
     figures["guild_memory"] = _optional("guild_memory", lambda m: m.run())
     figures["extraction"] = _optional("extraction", lambda m: m.run(args.data))
+    figures["postgres"] = _optional("postgres", lambda m: m.run(args.data))
     if args.scale:
         figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))
         figures["dedup"] = _optional("dedup", lambda m: _with_table(m, m.run(passages=args.scale)))

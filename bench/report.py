@@ -53,6 +53,7 @@ def render(f: Figures) -> str:
     out += _concurrency_rows(f.get("concurrency"))
     out += _running_rows(f.get("heartbeat"), f.get("guild_memory"))
     out += _extraction_rows(f.get("extraction"))
+    out += _postgres_rows(f.get("postgres"))
     out += _scale_rows(f.get("scale"))
     out += [
         "",
@@ -82,6 +83,7 @@ def render(f: Figures) -> str:
     out += _section("Memory with 20 per-server coverages", f.get("guild_memory"),
                     "bench/guild_memory.py")
     out += _section("Ingestion: saved web pages", f.get("extraction"), "bench/extraction.py")
+    out += _section("PostgreSQL store", f.get("postgres"), "bench/postgres.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
     out += _section("Near-duplicate detection (wire copies)", f.get("dedup"), "bench/dedup.py")
     out += _STATIC.splitlines()
@@ -116,6 +118,26 @@ def _concurrency_rows(c: dict | None) -> list[str]:
     if rtt is not None:
         rows.append(f"| … heartbeat ACK round trip, max | {rtt * 1e3:.0f} ms | | | < 1 s | "
                     f"{_ok(rtt < 1)} |")
+    return rows
+
+
+def _postgres_rows(p: dict | None) -> list[str]:
+    """The shared store beside the folder: same answers, and many readers at once."""
+    if not p or "error" in p:
+        return []
+    folder, pg = p["folder"], p["postgresql"]
+    gap = abs(folder["recall@1"] - pg["recall@1"])
+    rows = [f"| SQuAD dev B R@1, PostgreSQL store ({p['passages']:,} passages) | "
+            f"{pg['recall@1']:.3f} | {folder['recall@1']:.3f} (folder store) | "
+            f"{gap * 100:.1f} points apart | within 0.5 points | {_ok(gap <= 0.005)} |"]
+    load = p.get("load_postgresql")
+    if load:
+        folder_load = p.get("load_folder")
+        beside = (f"{folder_load['p95_s']:.2f} s (folder store)" if folder_load else "")
+        rows.append(f"| {load['processes']} processes × {load['concurrent']} concurrent "
+                    f"questions, one PostgreSQL: p95 latency ({load['errors']} errors) | "
+                    f"{load['p95_s']:.2f} s | {beside} | | no error | "
+                    f"{_ok(load['errors'] == 0 and load['answered'] == load['questions'])} |")
     return rows
 
 

@@ -1,5 +1,5 @@
 """The bot over the PostgreSQL store, end to end through the fake Discord: answers from the
-database, and a re-index published into it (by `byline index --store`) picked up by
+database, and a re-index published into it (by `byline --store URL index`) picked up by
 LISTEN/NOTIFY between questions."""
 
 from __future__ import annotations

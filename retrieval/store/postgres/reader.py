@@ -44,13 +44,13 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
     try:
         with p.connection() as conn:
             if schema.version(conn) == 0:
-                raise IndexMissing(f"No index in the store at {where}; run `byline index "
-                                   "--store URL` or `byline migrate --from FOLDER --to URL`.")
+                raise IndexMissing(f"No index in the store at {where}; run `byline --store URL "
+                                   "index` or `byline migrate --from FOLDER --to URL`.")
             schema.check_version(conn, where)
             row = conn.execute("SELECT manifest, probe_vectors FROM byline_manifest").fetchone()
             if row is None:
-                raise IndexMissing(f"No index in the store at {where} yet; run `byline index "
-                                   "--store URL` or `byline migrate --from FOLDER --to URL`.")
+                raise IndexMissing(f"No index in the store at {where} yet; run `byline --store URL "
+                                   "index` or `byline migrate --from FOLDER --to URL`.")
             manifest = _manifest(row[0], where)
             if model is not None and manifest.model != model:
                 raise IndexMismatch(

@@ -39,3 +39,11 @@ def site_server(make_site: Callable[[str], S],
         site = make_site(base_url(server))
         server.RequestHandlerClass = handler_for(site)
         yield site
+
+
+def rss(base: str, items: list[tuple[str, str]], title: str = "Test feed") -> bytes:
+    """An RSS 2.0 feed of `items` ((title, path on `base`)), as a site serves it."""
+    entries = "".join(f"<item><title>{t}</title><link>{base}{p}</link></item>"
+                      for t, p in items)
+    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>{title}</title>'
+            f"<link>{base}/</link>{entries}</channel></rss>").encode()

@@ -27,7 +27,7 @@ from retrieval.fetch import (
     slug,
 )
 
-from .local_http import site_server
+from .local_http import rss, site_server
 
 FAST = FetchSettings(rate=1000.0, timeout=0.5)  # tests stay quick; one test checks the rate
 PAGE_A = (b"<html><head><title>Bridge reopens</title></head><body><article><h1>Bridge reopens"
@@ -72,13 +72,8 @@ class Site:
 
 
 def _feed(site_base: str) -> bytes:
-    items = "".join(
-        f"<item><title>{t}</title><link>{site_base}{p}</link></item>"
-        for t, p in (("A", "/a.html"), ("C", "/c.html"), ("Gone", "/missing"), ("A again",
-                                                                                 "/a.html"))
-    )
-    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Test feed</title>'
-            f"<link>{site_base}/</link>{items}</channel></rss>").encode()
+    return rss(site_base, [("A", "/a.html"), ("C", "/c.html"), ("Gone", "/missing"),
+                           ("A again", "/a.html")])
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:

@@ -28,7 +28,7 @@ from retrieval.follow import INDEX_RETRY, MAX_BACKOFF, STATE_FILE, FeedState, Fo
 from retrieval.search import Retriever
 from retrieval.store import Index, WriterLock, read_manifest
 
-from .local_http import site_server
+from .local_http import rss, site_server
 from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
 
 FAST = FetchSettings(rate=1000.0, timeout=2.0)
@@ -82,10 +82,7 @@ class Site:
         return [p for p, _ in self.requests]
 
     def feed(self, paths: list[str]) -> bytes:
-        items = "".join(f"<item><title>{p}</title><link>{self.base}{p}</link></item>"
-                        for p in paths)
-        return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Test News</title>'
-                f"<link>{self.base}/</link>{items}</channel></rss>").encode()
+        return rss(self.base, [(p, p) for p in paths], "Test News")
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:

@@ -11,6 +11,24 @@ from typing import TypeVar
 S = TypeVar("S")
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing and sends whole responses with `_send`."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str = "text/html; charset=utf-8",
+              **headers: str) -> None:
+        """Status, Content-Type, Content-Length, `headers` (a_b -> a-b), then `body`."""
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
 @contextmanager
 def http_server(handler: type[BaseHTTPRequestHandler] = BaseHTTPRequestHandler
                 ) -> Iterator[ThreadingHTTPServer]:

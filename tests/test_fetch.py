@@ -27,7 +27,7 @@ from retrieval.fetch import (
     slug,
 )
 
-from .local_http import rss, site_server
+from .local_http import QuietHandler, rss, site_server
 
 FAST = FetchSettings(rate=1000.0, timeout=0.5)  # tests stay quick; one test checks the rate
 PAGE_A = (b"<html><head><title>Bridge reopens</title></head><body><article><h1>Bridge reopens"
@@ -77,19 +77,7 @@ def _feed(site_base: str) -> bytes:
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, status: int, body: bytes, ctype: str = "text/html; charset=utf-8",
-                  **headers: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name.replace("_", "-"), value)
-            self.end_headers()
-            self.wfile.write(body)
+    class Handler(QuietHandler):
 
         def _redirect(self, to: str) -> None:
             self.send_response(302)

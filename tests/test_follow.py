@@ -28,7 +28,7 @@ from retrieval.follow import INDEX_RETRY, MAX_BACKOFF, STATE_FILE, FeedState, Fo
 from retrieval.search import Retriever
 from retrieval.store import Index, WriterLock, read_manifest
 
-from .local_http import rss, site_server
+from .local_http import QuietHandler, rss, site_server
 from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
 
 FAST = FetchSettings(rate=1000.0, timeout=2.0)
@@ -86,18 +86,7 @@ class Site:
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, status: int, body: bytes, ctype: str, **headers: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name.replace("_", "-"), value)
-            self.end_headers()
-            self.wfile.write(body)
+    class Handler(QuietHandler):
 
         def do_GET(self) -> None:
             site.requests.append((self.path, dict(self.headers)))

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -335,12 +336,25 @@ def test_concurrent_writers_one_frozen_mid_save(tmp_path: Path, clean, corpora):
     assert byline(index, "check").returncode == 0
 
 
+def _stop_when(proc: subprocess.Popen, seen: Callable[[], object]) -> bool:
+    """Freeze `proc` (SIGSTOP) the moment `seen()` holds; True also once `proc` has ended."""
+    if proc.poll() is not None:
+        return True
+    if seen():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGSTOP)
+        return True
+    return False
+
+
 @pytest.mark.faults
 def test_kill_9_at_random_points(tmp_path: Path, clean, corpora):
     """`kill -9` of `index`, 10 rounds: the first kills a first build (an empty folder), the
     others re-indexes from one corpus version to the other. Rounds take turns killing at a
-    random time in the run, 0-30 ms after the save's temp folder appears (files being
-    written) and as it is renamed to gen-* (the manifest about to be replaced). After each
+    random time in the run, the moment the save's temp folder appears (files being written)
+    and the moment it is renamed to gen-* (the manifest about to be replaced): the writer is
+    frozen with SIGSTOP as soon as the folder is seen, so a fast machine cannot finish the save
+    between the sighting and the kill. After each
     kill the folder holds the old index or the new one, whole, never a mix, and `check`
     passes; the next save to finish removes everything the killed ones left."""
     rng = random.Random(9)
@@ -364,11 +378,9 @@ def test_kill_9_at_random_points(tmp_path: Path, clean, corpora):
                 time.sleep(rng.uniform(0, full_run))
             else:
                 prefix = (".tmp-", "gen-")[round_ % 3 - 1]
-                wait_for(lambda proc=proc, before=before, prefix=prefix: {
-                    n for n in appeared(index, before) if n.startswith(prefix)}
-                    or proc.poll() is not None, 60, what="the save")
-                if prefix == ".tmp-":
-                    time.sleep(rng.uniform(0, 0.03))
+                wait_for(lambda proc=proc, before=before, prefix=prefix: _stop_when(
+                    proc, lambda: {n for n in appeared(index, before) if n.startswith(prefix)}),
+                    60, what="the save")
             if proc.poll() is None:
                 proc.kill()
                 killed += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import numpy as np
 from retrieval.errors import IndexBusy
 from retrieval.progress import progress_bar
 from retrieval.store.postgres import schema
-from retrieval.store.postgres.connect import connect, failure, redact, vector_text
+from retrieval.store.postgres.connect import connect, failure, redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -121,16 +122,23 @@ def _write_passages(conn: psycopg.Connection, s: str, index: Index, db: Any,
                       "WHERE row >= ? AND row < ? ORDER BY row", (a, b)).fetchall()
     sent, tokens = index.sentences, index.tokens
     with conn.cursor() as cur:
+        # Binary COPY: the vectors go as pgvector's binary format, exact and without
+        # formatting 384 floats as text per row (that was 90% of the copy's time).
         with cur.copy(f"COPY {s}.passages (rowno, id, article_id, paragraph, text, hash, grp, "
-                      "embedding) FROM STDIN") as cp:
+                      "embedding) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "text", "text", "int4", "text", "text", "int4", "bytea"])
             for (row, *fields), vec in zip(rows, vecs, strict=True):
-                cp.write_row((row, *fields, groups.get(row), vector_text(vec)))
-        with cur.copy(f"COPY {s}.sentences (rowno, vectors, spans) FROM STDIN") as cp:
+                cp.write_row((row, *fields, groups.get(row), _vector_binary(vec)))
+        with cur.copy(f"COPY {s}.sentences (rowno, vectors, spans) FROM STDIN "
+                      "(FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "bytea", "bytea"])
             for row in range(a, b):
                 v, sp = sent.passage(row)
                 cp.write_row((row, _bytes(v, np.float16), _bytes(sp, np.int32)))
         if tokens is not None:
-            with cur.copy(f"COPY {s}.tokens (rowno, codes, scales, spans) FROM STDIN") as cp:
+            with cur.copy(f"COPY {s}.tokens (rowno, codes, scales, spans) FROM STDIN "
+                          "(FORMAT BINARY)") as cp:
+                cp.set_types(["int4", "bytea", "bytea", "bytea"])
                 for row in range(a, b):
                     codes, scales, spans = tokens.raw(row)
                     cp.write_row((row, _bytes(codes, np.int8), _bytes(scales, np.float32),
@@ -141,13 +149,22 @@ def _write_postings(conn: psycopg.Connection, s: str, index: Index) -> None:
     p = index.postings
     terms = {t: term for term, t in p.vocab.items()}
     with conn.cursor() as cur, cur.copy(
-            f"COPY {s}.postings (term_id, term, df, docs, weights) FROM STDIN") as cp:
+            f"COPY {s}.postings (term_id, term, df, docs, weights) FROM STDIN "
+            "(FORMAT BINARY)") as cp:
+        cp.set_types(["int4", "text", "int4", "bytea", "bytea"])
         for t in range(len(p.indptr) - 1):
             if t not in terms:
                 continue
             docs, weights = p.term(t)
             cp.write_row((t, terms[t], len(docs), _bytes(docs, np.int32),
                           _bytes(weights, np.float32)))
+
+
+def _vector_binary(vec: np.ndarray) -> bytes:
+    """pgvector's binary `vector`: int16 dimension, int16 unused, big-endian float4s (sent
+    as the column's raw bytes: binary COPY does not check the type a field was made as)."""
+    v = np.asarray(vec, ">f4")
+    return struct.pack(">HH", len(v), 0) + v.tobytes()
 
 
 def _bytes(a: Any, dtype: Any) -> bytes:

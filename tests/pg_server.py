@@ -70,8 +70,9 @@ class TestServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start() -> TestServer:
-    """initdb, start on 127.0.0.1, create DATABASE with the vector extension."""
+def start(settings: dict[str, str] | None = None) -> TestServer:
+    """initdb, start on 127.0.0.1, create DATABASE with the vector extension; `settings`
+    are extra server settings (`-c name=value`: a benchmark's memory, say)."""
     bin_dir = _bin()
     folder = Path(tempfile.mkdtemp(prefix="byline-pg-"))
     run_as: dict[str, Any] = {}
@@ -99,6 +100,7 @@ def start() -> TestServer:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--auth=scram-sha-256",
             f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync", "--locale=C")
         opts = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off"
+        opts += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
             "-o", opts, "start")
     except (OSError, subprocess.SubprocessError, ServerFailed) as exc:

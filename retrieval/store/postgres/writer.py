@@ -153,7 +153,9 @@ def _write_postings(conn: psycopg.Connection, s: str, index: Index) -> None:
             "(FORMAT BINARY)") as cp:
         cp.set_types(["int4", "text", "int4", "bytea", "bytea"])
         for t in range(len(p.indptr) - 1):
-            if t not in terms:
+            # PostgreSQL's text holds no NUL; bm25s keeps a "\x00" entry for passages with
+            # no terms, which no question's terms can ever match
+            if t not in terms or "\x00" in terms[t]:
                 continue
             docs, weights = p.term(t)
             cp.write_row((t, terms[t], len(docs), _bytes(docs, np.int32),

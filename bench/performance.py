@@ -312,6 +312,8 @@ def main() -> None:
     if args.scale:
         figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))
         figures["dedup"] = _optional("dedup", lambda m: _with_table(m, m.run(passages=args.scale)))
+        figures["pg_scale"] = _optional("pg_scale", lambda m: _pg_scale(m, args.scale,
+                                                                        figures["scale"]))
     from bench.report import render  # the Markdown page, kept apart from the measuring
 
     args.out.write_text(render(figures), encoding="utf-8")
@@ -327,6 +329,12 @@ def _concurrency(module: ModuleType) -> dict:
 def _with_table(module: ModuleType, result: dict) -> dict:
     """The scale figures for the summary, and the module's own table for its section."""
     return {**result, "markdown": module.markdown(result)}
+
+
+def _pg_scale(module: ModuleType, passages: int, local: dict) -> dict:
+    """The scale run's index in PostgreSQL, with its table beside this run's folder figures."""
+    result = module.run(passages=passages)
+    return {**result, "markdown": module.markdown(result, None if "error" in local else local)}
 
 
 def _optional(name: str, call: Callable[[ModuleType], dict]) -> dict:

@@ -55,6 +55,7 @@ def render(f: Figures) -> str:
     out += _extraction_rows(f.get("extraction"))
     out += _postgres_rows(f.get("postgres"))
     out += _scale_rows(f.get("scale"))
+    out += _pg_scale_rows(f.get("pg_scale"))
     out += [
         "",
         "Warm query: p95 Byline {:.2f} ms, floor {:.2f} ms, over {} SQuAD questions; Byline's "
@@ -85,6 +86,8 @@ def render(f: Figures) -> str:
     out += _section("Ingestion: saved web pages", f.get("extraction"), "bench/extraction.py")
     out += _section("PostgreSQL store", f.get("postgres"), "bench/postgres.py")
     out += _section("Scale", f.get("scale"), "bench/scale.py")
+    out += _section("Scale in PostgreSQL, beside the folder", f.get("pg_scale"),
+                    "bench/pg_scale.py")
     out += _section("Near-duplicate detection (wire copies)", f.get("dedup"), "bench/dedup.py")
     out += _STATIC.splitlines()
     return "\n".join(out) + "\n"
@@ -171,6 +174,22 @@ def _scale_rows(s: dict | None) -> list[str]:
         rows.append(f"| {n:,} passages: {label} | {v:.3g} {unit} | | | {op} {target} {unit} | "
                     f"{_ok(met)} |")
     return rows
+
+
+def _pg_scale_rows(p: dict | None) -> list[str]:
+    """The scale run's index in PostgreSQL: the issue asks for figures, not targets."""
+    if not p or "error" in p:
+        return []
+    n = p["passages"]
+    return [
+        f"| {n:,} passages in PostgreSQL: query p50 / p99 | {p['query_p50_ms']:.1f} / "
+        f"{p['query_p99_ms']:.1f} ms | | | report | |",
+        f"| {n:,} passages in PostgreSQL: HNSW recall@10 vs exact | {p['recall_at_10']:.3f} "
+        f"| | | report | |",
+        f"| {n:,} passages in PostgreSQL: load (`byline migrate`) / database size | "
+        f"{p['load_passages_per_s']:,.0f} passages/s / {p['database_mb']:,.0f} MB | | | "
+        "report | |",
+    ]
 
 
 def _spinning(rows: list[dict] | None) -> list[str]:

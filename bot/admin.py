@@ -257,7 +257,8 @@ class AdminCog(commands.Cog):
                 f"**Index size** {size / 1024 / 1024:.1f} MB "
                 + ("in the database" if is_url(cov.location) else "on disk")])
         if is_url(cov.location):
-            embed.add_field(name="Store", value=safe(cov.where), inline=False)
+            embed.add_field(name="Store", value=f"`{cov.where.replace('`', '')}`",
+                            inline=False)
         failing = [s for s in states if s.failures]
         if not self.bot.feeds.enabled:
             following = "not followed by this bot (BYLINE_FOLLOW=0)"

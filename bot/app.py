@@ -273,6 +273,7 @@ class BylineBot(commands.Bot):
             await self.metrics_server.stop()
         await super().close()
         self.worker.close()
+        self.coverages.close()
         self.feedback.close()
 
 

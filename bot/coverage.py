@@ -356,6 +356,12 @@ class CoverageSet:
         self._changed(manifest)
         return True
 
+    def close(self) -> None:
+        """On shutdown: stop listening to the databases of the loaded coverages."""
+        for cov in self.loaded():
+            if cov.live is not None:
+                cov.live.close()
+
     async def reload_all(self) -> bool:
         """`reload` every loaded coverage; whether any new generation was swapped in."""
         swapped = False

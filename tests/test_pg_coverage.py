@@ -106,7 +106,7 @@ def test_coverage_add_remove_and_status_publish_into_the_store(
         shown = await status(fake)
         assert "**Articles** 3 (" in shown["description"]
         assert " MB in the database" in shown["description"]
-        assert {"name": "Store", "value": redact(pg_url), "inline": False} in shown["fields"]
+        assert {"name": "Store", "value": f"`{redact(pg_url)}`", "inline": False} in shown["fields"]
         assert password not in json.dumps(shown)
 
         reply = await admin(fake, "coverage remove", {"article": FERRY[0]})
@@ -163,10 +163,10 @@ def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_
         assert first_source(await ask(fake, FERRY_Q, OTHER_GUILD)) == FERRY[0]
         assert first_source(await ask(fake, BRIDGE_Q, OTHER_GUILD)) != BRIDGE[0]
         assert first_source(await ask(fake, BRIDGE_Q)) == BRIDGE[0]
-        for q in (LIBRARY_Q, FERRY_Q):
-            assert first_source(await ask(fake, q)) == "Not covered"
+        for q in (LIBRARY_Q, FERRY_Q):  # (its one article may come closest, never theirs)
+            assert first_source(await ask(fake, q)) not in (LIBRARY[0], FERRY[0])
         shown = await status(fake, OTHER_GUILD)
-        assert {"name": "Store", "value": redact(other), "inline": False} in shown["fields"]
+        assert {"name": "Store", "value": f"`{redact(other)}`", "inline": False} in shown["fields"]
 
     run_guilds(embedder, tmp_path, scenario,
                core=Settings(index_dir=tmp_path / "index", store=guild_store))

@@ -42,7 +42,13 @@ from retrieval.errors import BadQuestion, IndexMissing
 from retrieval.live import LiveRetriever, Reload
 from retrieval.search import Answer, Retriever
 from retrieval.store import ArticleInfo, Manifest
-from retrieval.store.base import describe_location, open_store, published, stored_bytes
+from retrieval.store.base import (
+    describe_location,
+    open_store,
+    published,
+    release,
+    stored_bytes,
+)
 from retrieval.timefilter import Filters
 from retrieval.timeline import Timeline, timeline
 
@@ -146,6 +152,8 @@ class Coverage:
         """Unload: the Retriever goes (batches running keep theirs to the end)."""
         if self.live is not None:
             self.live.close()  # a database's listener
+            if self.guild_id is not None:  # per server: its database's pool too
+                release(self.location)
         self.live = self.catalogue = None
         self.loaded_bytes = 0
 
@@ -294,7 +302,8 @@ class CoverageSet:
         count = len(loaded)
         size = sum(c.loaded_bytes for c in loaded)
         cap = self.settings.max_loaded_mb * 1024 * 1024
-        idle = sorted((c for c in loaded if c.users == 0 and not c.loading.locked()),
+        idle = sorted((c for c in loaded if c.users == 0 and not c.loading.locked()
+                       and not c.writing.locked()),
                       key=lambda c: c.last_used)
         evicted = False
         for cov in idle:

@@ -139,7 +139,8 @@ def guild_store(pg_server):
 def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_path):  # noqa: F811
     """Per server on PostgreSQL: a question creates nothing; a guild's first /coverage add
     creates its database; the other guild's feed task publishes into its own; neither
-    answers from the other's articles."""
+    answers from the other's articles (one coverage loaded at a time: each question in the
+    other guild unloads one, its pool closed, and loads the other again)."""
     one = guild_store.replace("{guild}", str(GUILD_ID))
     other = guild_store.replace("{guild}", str(OTHER_GUILD))
 
@@ -168,7 +169,9 @@ def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_
         shown = await status(fake, OTHER_GUILD)
         assert {"name": "Store", "value": f"`{redact(other)}`", "inline": False} in shown["fields"]
 
-    run_guilds(embedder, tmp_path, scenario,
+        assert bot.coverages.evictions >= 3  # one loaded at a time: pools closed, reopened
+
+    run_guilds(embedder, tmp_path, scenario, max_loaded=1,
                core=Settings(index_dir=tmp_path / "index", store=guild_store))
     assert [a.title for a in open_store(one).articles()] == [BRIDGE[0]]
     assert sorted(a.title for a in open_store(other).articles()) == sorted(

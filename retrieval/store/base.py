@@ -216,3 +216,12 @@ def prepare(location: str | Path) -> None:
         from retrieval.store.postgres.manage import create_database
 
         create_database(str(location))
+
+
+def release(location: str | Path) -> None:
+    """Close what this process holds open for `location` (a database's connection pool, not
+    the connections in use); a folder holds nothing. The next open reconnects."""
+    if is_url(location):
+        from retrieval.store.postgres.connect import forget_pool
+
+        forget_pool(str(location))

@@ -101,8 +101,9 @@ def pool(url: str) -> ConnectionPool:
 
 
 def forget_pool(url: str) -> None:
-    """Close the pool for `url`: its connections were opened before the vector type existed
-    (a database with no store yet), so the next use opens ones that read vectors."""
+    """Close the pool for `url` (connections in use close when given back); the next use
+    opens a new one: after a coverage is unloaded, or when its connections were opened
+    before the vector type existed (a database with no store yet)."""
     with _guard:
         found = _pools.pop(url, None)
     if found is not None:

@@ -3,7 +3,9 @@ store holds it, and the factory that opens one.
 
 Two stores implement it: the on-disk `Index` (a folder of generations; retrieval.store.index)
 and the PostgreSQL store (retrieval.store.postgres, for `postgresql://` locations). Callers
-use `open_store(location)` and `publish(index, location)` and never ask which they got.
+use `open_store(location)` and `publish(index, location)` and never ask which they got; a
+writer such as the bot's /coverage jobs also uses `published`, `indexed_sources`,
+`stored_bytes`, `withdraw`, `prepare` and `release`, each dispatching on the location.
 
 The interface is the Retriever's own reads, no wider: dense candidates (`dense_search`),
 BM25 postings by term (`postings`), each candidate's exact vector (`passage_vectors[rows]`),

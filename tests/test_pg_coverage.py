@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from bot.app import BylineBot
+from bot.coverage import GUILDS
 from bot.settings import BotConfigError, BotSettings
 from retrieval.cli import main
 from retrieval.config import Settings
@@ -47,10 +48,15 @@ from .test_bot_guilds import (
     first_source,
     run_guilds,
     site,  # noqa: F401 (fixture)
+    text_file,
 )
 from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
 
 BRIDGE_Q = "When did the Old Mill bridge reopen to traffic?"
+DREDGING = ("Harbour channel to be dredged",
+            "The harbour authority approved a plan on Monday to dredge the shipping channel "
+            "so that larger container ships can reach the eastern quays.")
+DREDGING_Q = "Why will the harbour channel be dredged?"
 
 
 async def status(fake: FakeDiscord, guild: int = GUILD_ID) -> dict:
@@ -138,11 +144,15 @@ def guild_store(pg_server):
 
 def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_path):  # noqa: F811
     """Per server on PostgreSQL: a question creates nothing; a guild's first /coverage add
-    creates its database; the other guild's feed task publishes into its own; neither
+    creates its database; the other guild's first question indexes the file dropped into its
+    folder into a database of its own, and its feed task publishes there; neither
     answers from the other's articles (one coverage loaded at a time: each question in the
     other guild unloads one, its pool closed, and loads the other again)."""
     one = guild_store.replace("{guild}", str(GUILD_ID))
     other = guild_store.replace("{guild}", str(OTHER_GUILD))
+    dropped = tmp_path / "data" / GUILDS / str(OTHER_GUILD) / "corpus"
+    dropped.mkdir(parents=True)
+    (dropped / "dredging.txt").write_text(text_file(*DREDGING), "utf-8")
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         refused = await ask(fake, BRIDGE_Q)
@@ -151,21 +161,23 @@ def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_
         assert (await admin(fake, "coverage add", {"url": site.url("/news/bridge.html")})
                 ).startswith("Added “Old Mill bridge reopens”: it answers questions now "
                              "(1 article in the coverage)")
+        assert first_source(await ask(fake, DREDGING_Q, OTHER_GUILD)) == DREDGING[0]
+        assert published(other).articles == 1  # type: ignore[union-attr]
         assert (await admin(fake, "coverage feed add", {"url": site.url("/feed.xml")},
                             guild=OTHER_GUILD)).startswith("Following")
 
         for _ in range(600):  # the feed task's first poll, fetched and indexed
             found = await asyncio.to_thread(published, other)
-            if found is not None and found.articles == 2:
+            if found is not None and found.articles == 3:
                 break
             await asyncio.sleep(0.1)
-        assert found is not None and found.articles == 2, "the feed task never published"
+        assert found is not None and found.articles == 3, "the feed task never published"
         assert first_source(await ask(fake, LIBRARY_Q, OTHER_GUILD)) == LIBRARY[0]
         assert first_source(await ask(fake, FERRY_Q, OTHER_GUILD)) == FERRY[0]
         assert first_source(await ask(fake, BRIDGE_Q, OTHER_GUILD)) != BRIDGE[0]
         assert first_source(await ask(fake, BRIDGE_Q)) == BRIDGE[0]
-        for q in (LIBRARY_Q, FERRY_Q):  # (its one article may come closest, never theirs)
-            assert first_source(await ask(fake, q)) not in (LIBRARY[0], FERRY[0])
+        for q in (LIBRARY_Q, FERRY_Q, DREDGING_Q):  # (its one article may come closest)
+            assert first_source(await ask(fake, q)) not in (LIBRARY[0], FERRY[0], DREDGING[0])
         shown = await status(fake, OTHER_GUILD)
         assert {"name": "Store", "value": f"`{redact(other)}`", "inline": False} in shown["fields"]
 
@@ -175,7 +187,7 @@ def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_
                core=Settings(index_dir=tmp_path / "index", store=guild_store))
     assert [a.title for a in open_store(one).articles()] == [BRIDGE[0]]
     assert sorted(a.title for a in open_store(other).articles()) == sorted(
-        [FERRY[0], LIBRARY[0]])
+        [FERRY[0], LIBRARY[0], DREDGING[0]])
     assert not (tmp_path / "index").exists()
     assert not list((tmp_path / "data").rglob("manifest.json"))  # no index folders
 

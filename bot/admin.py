@@ -2,7 +2,7 @@
 
     /coverage add url:          fetch one article into the coverage and index it
     /coverage remove article:   remove an article's file and index again
-    /coverage status            articles, newest date, last update, feeds, index size
+    /coverage status            articles, newest date, last update, index size and store, feeds
     /coverage feed add url:     follow a feed (feeds.txt); /coverage feed remove url:
     /coverage feed list         each feed's last poll, failures, last error, next poll
 
@@ -29,13 +29,14 @@ from discord.ext import commands
 
 from bot import jobs
 from bot.commands import NO_PINGS, ShuttingDown
-from bot.coverage import Coverage, NoCoverage, current_manifest, size_on_disk
+from bot.coverage import Coverage, NoCoverage, current_manifest
 from bot.render import ANSWER_COLOUR, fit, safe
 from retrieval.citation import day
 from retrieval.corpus.meta import date_key
 from retrieval.errors import FetchError
 from retrieval.follow import FeedState, stamp
 from retrieval.store import ArticleInfo
+from retrieval.store.base import is_url
 from retrieval.text import truncate
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class AdminCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with cov.writing, self._audited(interaction, "add", url):
             # after a feed poll or another admin's change, not during
-            added = await self.bot.worker.run(jobs.add_page, cov.corpus_dir, cov.index_dir,
+            added = await self.bot.worker.run(jobs.add_page, cov.corpus_dir, cov.location,
                                               url, self.bot.settings.fetch)
         if added.status == "failed":
             text = f"Could not add {show_url(url)}: {added.reason.rstrip('.')}."
@@ -187,7 +188,7 @@ class AdminCog(commands.Cog):
             return
         async with cov.writing, self._audited(interaction, "remove", found.id):
             indexed = await self.bot.worker.run(jobs.remove_source, cov.corpus_dir,
-                                                cov.index_dir, found.source)
+                                                cov.location, found.source)
         if indexed.generation is None:
             await self.bot.coverages.unload(cov)
             text = f"Removed {show_title(found.title)}. The coverage has no article left."
@@ -234,7 +235,7 @@ class AdminCog(commands.Cog):
                 articles = cov.articles
         except NoCoverage:
             pass
-        manifest = await asyncio.to_thread(current_manifest, cov)
+        current = await asyncio.to_thread(current_manifest, cov)
         states, problems = [], []
         if cov.feeds_path.is_file():
             follower = await asyncio.to_thread(self.bot.feeds.follower, cov)
@@ -243,16 +244,21 @@ class AdminCog(commands.Cog):
         embed = discord.Embed(colour=ANSWER_COLOUR, title=(
             "Shared coverage" if cov is self.bot.coverages.shared else
             "This server's coverage"))
-        if manifest is None:
+        if current is None:
             embed.description = "No articles yet: add one with `/coverage add url:`."
         else:
+            manifest, size = current
             newest = max((a.date for a in articles if a.date), key=date_key, default=None)
             embed.description = "\n".join([
                 f"**Articles** {manifest.articles:,} ({manifest.passages:,} passages)"
                 + (f", the newest dated {day(newest)}" if newest else ""),
                 f"**Last update** {manifest.created.replace('T', ' ')} (index generation "
                 f"{manifest.generation})",
-                f"**Index size** {size_on_disk(manifest) / 1024 / 1024:.1f} MB on disk"])
+                f"**Index size** {size / 1024 / 1024:.1f} MB "
+                + ("in the database" if is_url(cov.location) else "on disk")])
+        if is_url(cov.location):
+            embed.add_field(name="Store", value=f"`{cov.where.replace('`', '')}`",
+                            inline=False)
         failing = [s for s in states if s.failures]
         if not self.bot.feeds.enabled:
             following = "not followed by this bot (BYLINE_FOLLOW=0)"
@@ -382,7 +388,7 @@ class AdminCog(commands.Cog):
         """Once this returns, questions are answered from the coverage's newest index;
         `12 articles in the coverage`."""
         async with self.bot.coverages.use(guild_id) as cov:  # loads it if it was not
-            await self.bot.coverages.reload(cov)
+            await self.bot.coverages.reload(cov, now=True)
             n = len(cov.articles)
         return f"{n:,} article{'s' * (n != 1)} in the coverage"
 

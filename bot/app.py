@@ -37,6 +37,7 @@ from retrieval.feedback import FeedbackStore, default_path
 from retrieval.live import LiveRetriever
 from retrieval.search import Answer, Retriever
 from retrieval.store import ArticleInfo
+from retrieval.store.base import describe_location
 from retrieval.timefilter import Filters
 from retrieval.timeline import Timeline
 
@@ -273,6 +274,7 @@ class BylineBot(commands.Bot):
             await self.metrics_server.stop()
         await super().close()
         self.worker.close()
+        self.coverages.close()
         self.feedback.close()
 
 
@@ -286,8 +288,10 @@ async def serve(settings: BotSettings, retriever: Retriever | LiveRetriever | No
         log.info("loaded %d articles (%d passages, index generation %s); connecting to "
                  "Discord", len(bot.articles), len(bot.retriever.index), bot.live.generation)
     else:
-        log.info("coverage per server, in %s (up to %d loaded at once); connecting to "
-                 "Discord", bot.coverages.guilds_dir, settings.max_loaded)
+        indexes = (f", indexes in the databases {describe_location(settings.store_url)}"
+                   if settings.store_url else "")
+        log.info("coverage per server, in %s%s (up to %d loaded at once); connecting to "
+                 "Discord", bot.coverages.guilds_dir, indexes, settings.max_loaded)
     signals = on_signals(bot.request_shutdown) if handle_signals else contextlib.nullcontext()
     async with bot:
         with signals:

@@ -1,13 +1,17 @@
 """What the bot answers from: coverages, one shared by every server or one per server.
 
-A Coverage is a corpus folder, its index folder, the LiveRetriever over that index while it
-is loaded, the batcher its questions go through, and (bot/feeds.py) the feed follower that
-writes into it. BYLINE_COVERAGE=shared (the default) is one coverage: the index the bot was
-started with and the default corpus folder. BYLINE_COVERAGE=per-server gives each server
-(guild) its own, under BYLINE_DATA_DIR:
+A Coverage is a corpus folder, the location of its index (a folder, or a PostgreSQL
+database: retrieval.store.base), the LiveRetriever over that index while it is loaded, the
+batcher its questions go through, and (bot/feeds.py) the feed follower that writes into it.
+BYLINE_COVERAGE=shared (the default) is one coverage: the index the bot was started with
+(BYLINE_STORE or the index folder) and the default corpus folder. BYLINE_COVERAGE=per-server
+gives each server (guild) its own, under BYLINE_DATA_DIR:
 
     <data_dir>/guilds/<guild id>/corpus/    articles (/coverage add, feeds.txt, dropped files)
     <data_dir>/guilds/<guild id>/index/     its index (generations, manifest.json, .lock)
+
+or, with BYLINE_STORE=postgresql://host/byline_{guild}, its index in a database of its own
+(the guild's id in place of {guild}), created on the coverage's first write.
 
 A guild's coverage is loaded on its first question (indexed first if files were dropped
 into its corpus folder but never indexed) and, beyond BYLINE_MAX_LOADED loaded coverages
@@ -37,7 +41,14 @@ from retrieval.corpus.folder import FEEDS_LIST
 from retrieval.errors import BadQuestion, IndexMissing
 from retrieval.live import LiveRetriever, Reload
 from retrieval.search import Answer, Retriever
-from retrieval.store import MANIFEST, ArticleInfo, Index, Manifest, read_manifest
+from retrieval.store import ArticleInfo, Manifest
+from retrieval.store.base import (
+    describe_location,
+    open_store,
+    published,
+    release,
+    stored_bytes,
+)
 from retrieval.timefilter import Filters
 from retrieval.timeline import Timeline, timeline
 
@@ -75,21 +86,21 @@ class Catalogue:
 
 
 def size_on_disk(manifest: Manifest) -> int:
-    """Bytes of the generation's files, as its manifest lists them."""
+    """Bytes of the generation's files, as its manifest lists them (0 in a database)."""
     return sum(int(size) for size, *_ in manifest.files.values())
 
 
 class Coverage:
-    """One coverage: corpus folder, index folder, the LiveRetriever while loaded, a batcher."""
+    """One coverage: corpus folder, index location, the LiveRetriever while loaded, a batcher."""
 
-    def __init__(self, key: str, corpus_dir: Path, index_dir: Path, *,
+    def __init__(self, key: str, corpus_dir: Path, location: str | Path, *,
                  guild_id: int | None = None, lock: threading.Lock | None = None,
                  max_batch: int = MAX_BATCH, on_batch: Callable[[int], None] | None = None,
                  read_only: str | None = None) -> None:
         self.key = key  # "shared", or the guild id
         self.guild_id = guild_id
         self.corpus_dir = corpus_dir
-        self.index_dir = index_dir
+        self.location = location  # its index: a folder, or a postgresql:// URL
         self.read_only = read_only  # why articles cannot be added here (None: they can)
         self.live: LiveRetriever | None = None
         self.catalogue: Catalogue | None = None
@@ -124,8 +135,14 @@ class Coverage:
     def feeds_path(self) -> Path:
         return self.corpus_dir / FEEDS_LIST
 
+    @property
+    def where(self) -> str:
+        """Its index's location as it may be shown (never a password)."""
+        return describe_location(self.location)
+
     def has_index(self) -> bool:
-        return (self.index_dir / MANIFEST).is_file()
+        """Whether an index is published at its location (blocking: a database query)."""
+        return published(self.location) is not None
 
     def attach(self, live: LiveRetriever, catalogue: Catalogue) -> None:
         self.live, self.catalogue, self.outlets = live, catalogue, catalogue.outlets
@@ -133,6 +150,10 @@ class Coverage:
 
     def detach(self) -> None:
         """Unload: the Retriever goes (batches running keep theirs to the end)."""
+        if self.live is not None:
+            self.live.close()  # a database's listener
+            if self.guild_id is not None:  # per server: its database's pool too
+                release(self.location)
         self.live = self.catalogue = None
         self.loaded_bytes = 0
 
@@ -152,6 +173,7 @@ class CoverageSet:
     def __init__(self, settings: BotSettings, worker: Worker, metrics: Metrics, *,
                  shared: LiveRetriever | None = None, max_batch: int = MAX_BATCH) -> None:
         """`shared`: the loaded index of shared mode (required there)."""
+        settings.check_store()
         self.settings = settings
         self.mode = settings.coverage
         self.worker = worker
@@ -171,7 +193,7 @@ class CoverageSet:
                 read_only = ("The shared coverage is the seed articles shipped with Byline; "
                              "its operator must set BYLINE_CORPUS to a folder of its own "
                              "before articles can be added.")
-            self.shared = self._new(SHARED, corpus, shared.index_dir or settings.index_dir,
+            self.shared = self._new(SHARED, corpus, shared.location or settings.core.location,
                                     None, read_only)
             self.shared.attach(shared, Catalogue.of(shared.current))
             self._changed(shared.current.index.manifest)
@@ -182,7 +204,7 @@ class CoverageSet:
     def guilds_dir(self) -> Path:
         return self.settings.data_dir / GUILDS
 
-    def _new(self, key: str, corpus: Path, index: Path, guild_id: int | None,
+    def _new(self, key: str, corpus: Path, index: str | Path, guild_id: int | None,
              read_only: str | None = None) -> Coverage:
         cov = Coverage(key, corpus, index, guild_id=guild_id, lock=self.lock,
                        max_batch=self.max_batch, on_batch=self.metrics.batch_size.observe,
@@ -200,7 +222,9 @@ class CoverageSet:
         cov = self._coverages.get(key)
         if cov is None:
             root = self.guilds_dir / key
-            cov = self._new(key, root / CORPUS, root / INDEX, int(guild_id))
+            cov = self._new(key, root / CORPUS,
+                            self.settings.guild_store(int(guild_id)) or root / INDEX,
+                            int(guild_id))
         return cov
 
     def all(self) -> list[Coverage]:
@@ -241,18 +265,18 @@ class CoverageSet:
         async with cov.loading:
             if cov.loaded:
                 return
-            if not cov.has_index():
+            if not await asyncio.to_thread(cov.has_index):
                 if not await asyncio.to_thread(jobs.has_files, cov.corpus_dir):
                     raise no_coverage(cov.guild_id)
                 async with cov.writing:
-                    if not cov.has_index():
+                    if not await asyncio.to_thread(cov.has_index):
                         log.info("coverage %s: indexing its corpus folder (first question)",
                                  cov.key)
                         if (await self.worker.run(jobs.reindex, cov.corpus_dir,
-                                                  cov.index_dir)).generation is None:
+                                                  cov.location)).generation is None:
                             raise no_coverage(cov.guild_id)
             try:
-                retriever, catalogue = await asyncio.to_thread(self._open, cov.index_dir)
+                retriever, catalogue = await asyncio.to_thread(self._open, cov.location)
             except IndexMissing:  # withdrawn meanwhile
                 raise no_coverage(cov.guild_id) from None
             cov.attach(LiveRetriever(retriever), catalogue)
@@ -263,8 +287,8 @@ class CoverageSet:
         self._changed(manifest)
         self.evict()
 
-    def _open(self, index_dir: Path) -> tuple[Retriever, Catalogue]:
-        retriever = Retriever(Index.load(index_dir, model=self.embedder.name), self.embedder)
+    def _open(self, location: str | Path) -> tuple[Retriever, Catalogue]:
+        retriever = Retriever(open_store(location, model=self.embedder.name), self.embedder)
         retriever.rows_meta()  # what filters need, read now rather than by a question
         return retriever, Catalogue.of(retriever)
 
@@ -278,7 +302,8 @@ class CoverageSet:
         count = len(loaded)
         size = sum(c.loaded_bytes for c in loaded)
         cap = self.settings.max_loaded_mb * 1024 * 1024
-        idle = sorted((c for c in loaded if c.users == 0 and not c.loading.locked()),
+        idle = sorted((c for c in loaded if c.users == 0 and not c.loading.locked()
+                       and not c.writing.locked()),
                       key=lambda c: c.last_used)
         evicted = False
         for cov in idle:
@@ -307,20 +332,21 @@ class CoverageSet:
 
     # -- hot reload -----------------------------------------------------------------------
 
-    async def reload(self, cov: Coverage) -> bool:
+    async def reload(self, cov: Coverage, now: bool = False) -> bool:
         """Swap in the coverage's new index generation if one was published: loaded in a
         worker thread beside the current one, then made current between two batches.
         Whether it was swapped in; one that fails to load is logged once. An unloaded
-        coverage loads its newest generation when next used."""
+        coverage loads its newest generation when next used. `now`: after this process
+        published, ask the store itself (a database's notification may be on its way)."""
         async with cov.loading:
             live = cov.live
             if live is None:
                 return False
             try:
-                found = await asyncio.to_thread(_load_generation, live)
+                found = await asyncio.to_thread(_load_generation, live, now)
             except Exception:  # never let the watch loop die
-                log.exception("checking the index folder %s for a new generation failed",
-                              cov.index_dir)
+                log.exception("checking the index at %s for a new generation failed",
+                              cov.where)
                 return False
             if found is None or cov.live is not live:
                 return False
@@ -339,6 +365,12 @@ class CoverageSet:
         self._changed(manifest)
         return True
 
+    def close(self) -> None:
+        """On shutdown: stop listening to the databases of the loaded coverages."""
+        for cov in self.loaded():
+            if cov.live is not None:
+                cov.live.close()
+
     async def reload_all(self) -> bool:
         """`reload` every loaded coverage; whether any new generation was swapped in."""
         swapped = False
@@ -353,7 +385,10 @@ class CoverageSet:
             latest)
 
 
-def _load_generation(live: LiveRetriever) -> tuple[Reload, Catalogue | None] | None:
+def _load_generation(live: LiveRetriever, now: bool = False
+                     ) -> tuple[Reload, Catalogue | None] | None:
+    if now:
+        live.catch_up()
     if not live.stale():
         return None
     reload = live.load()
@@ -362,9 +397,8 @@ def _load_generation(live: LiveRetriever) -> tuple[Reload, Catalogue | None] | N
     return reload, Catalogue.of(reload.retriever) if reload.retriever else None
 
 
-def current_manifest(cov: Coverage) -> Manifest | None:
-    """The manifest of the coverage's index on disk (None when it has none)."""
-    try:
-        return read_manifest(cov.index_dir)
-    except IndexMissing:
-        return None
+def current_manifest(cov: Coverage) -> tuple[Manifest, int] | None:
+    """The manifest of the coverage's published index and its size in bytes (None when it
+    has none; blocking)."""
+    manifest = published(cov.location)
+    return None if manifest is None else (manifest, stored_bytes(cov.location, manifest))

@@ -46,7 +46,7 @@ class FeedTasks:
     def follower(self, cov: Coverage) -> Follower:
         """The coverage's Follower, for its feed list and state (creates the corpus folder)."""
         cov.corpus_dir.mkdir(parents=True, exist_ok=True)
-        return Follower(cov.corpus_dir, cov.index_dir, self.coverages.embedder,
+        return Follower(cov.corpus_dir, cov.location, self.coverages.embedder,
                         interval=self.interval(), settings=self.settings.fetch)
 
     def start_all(self) -> None:
@@ -107,7 +107,7 @@ class FeedTasks:
         generation is swapped in at once (when the coverage is loaded)."""
         async with cov.writing:
             report = await self.coverages.worker.run(
-                jobs.poll_feeds, cov.corpus_dir, cov.index_dir, self.interval(),
+                jobs.poll_feeds, cov.corpus_dir, cov.location, self.interval(),
                 self.settings.fetch, self.coverages.worker.stop_event)
         polled = len(report.polled) + len(report.failures)
         self.metrics.feed_polls.inc(polled)
@@ -124,5 +124,5 @@ class FeedTasks:
         if report.eventful:
             log.info("coverage %s: %s", cov.key, report.line())
         if report.published:
-            await self.coverages.reload(cov)
+            await self.coverages.reload(cov, now=True)
         return report

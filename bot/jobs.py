@@ -1,28 +1,27 @@
 """The work that must not run on the bot's event loop: fetching pages, polling feeds, indexing.
 
-Each job is a plain function of an Embedder and paths, so it runs the same in a thread of
+Each job is a plain function of an Embedder, a corpus folder and an index location (a
+folder, or a postgresql:// URL: retrieval.store.base), so it runs the same in a thread of
 the bot's process or in a worker process (bot/worker.py); what it returns is picklable.
-Jobs write a coverage's corpus and index folders; the bot runs one job per coverage at a
-time, and the index's writer lock keeps out any other process (a `byline index`).
+Jobs write a coverage's corpus folder and publish into its index; the bot runs one job per
+coverage at a time, and the index's writer lock keeps out any other process (a `byline
+index`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from retrieval.corpus import read_article
 from retrieval.embed import Embedder
-from retrieval.errors import BylineError, CorpusError, FetchError
+from retrieval.errors import CorpusError, FetchError
 from retrieval.fetch import Fetcher, FetchSettings, check_url
 from retrieval.follow import Follower, PollReport
 from retrieval.indexer import index_corpus
-from retrieval.store import read_manifest
-from retrieval.store.generations import withdraw
+from retrieval.store.base import indexed_sources, prepare, published, withdraw
 
 # In a worker process: set when the bot shuts down (bot/worker.py hands it over).
 STOPPING: Any = None
@@ -48,10 +47,11 @@ class Indexed:
     articles: int = 0
 
 
-def add_page(embedder: Embedder, corpus: Path, index_dir: Path, url: str,
+def add_page(embedder: Embedder, corpus: Path, location: str | Path, url: str,
              settings: FetchSettings) -> Added:
-    """Fetch one page into the corpus folder and index the folder (incrementally); the
-    page must give an article. A page stored before is not fetched again."""
+    """Fetch one page into the corpus folder and index the folder into `location`
+    (incrementally); the page must give an article. A page stored before is not fetched
+    again."""
     try:
         url = check_url(url)
     except FetchError as exc:
@@ -69,60 +69,51 @@ def add_page(embedder: Embedder, corpus: Path, index_dir: Path, url: str,
             path.unlink(missing_ok=True)
         reason = str(exc).split(": ", 1)[-1].rstrip(".")
         return Added("failed", url, reason=f"nothing to index on that page ({reason})")
-    if result.status == "skipped" and result.path in indexed_sources(index_dir):
+    if result.status == "skipped" and result.path in indexed_sources(location):
+        manifest = published(location)
         return Added("already", url, article.title, result.path,
-                     read_manifest(index_dir).generation)
-    index = index_corpus(corpus, index_dir, embedder, progress=False, wait=True)
+                     manifest.generation if manifest is not None else "")
+    prepare(location)
+    index = index_corpus(corpus, location, embedder, progress=False, wait=True)
     return Added("added", url, article.title, result.path, index.manifest.generation)
 
 
-def reindex(embedder: Embedder, corpus: Path, index_dir: Path) -> Indexed:
-    """Index the corpus folder (incrementally, waiting for any other writer); when it holds
-    no article any more, the index is withdrawn (Indexed(None))."""
+def reindex(embedder: Embedder, corpus: Path, location: str | Path) -> Indexed:
+    """Index the corpus folder into `location` (incrementally, waiting for any other
+    writer); when it holds no article any more, the index is withdrawn (Indexed(None))."""
     if not has_files(corpus):
-        withdraw(index_dir)
+        withdraw(location)
         return Indexed(None)
+    prepare(location)
     try:
-        index = index_corpus(corpus, index_dir, embedder, progress=False, wait=True)
+        index = index_corpus(corpus, location, embedder, progress=False, wait=True)
     except CorpusError:
         if scan_is_empty(corpus):
-            withdraw(index_dir)
+            withdraw(location)
             return Indexed(None)
         raise
     return Indexed(index.manifest.generation, index.manifest.articles)
 
 
-def remove_source(embedder: Embedder, corpus: Path, index_dir: Path, source: str) -> Indexed:
+def remove_source(embedder: Embedder, corpus: Path, location: str | Path,
+                  source: str) -> Indexed:
     """Delete one file of the corpus folder and index the folder again."""
     path = (corpus / source).resolve()
     if not path.is_relative_to(corpus.resolve()) or not path.is_file():
         raise CorpusError(f"{source} is not a file of this coverage any more.")
     path.unlink()
-    return reindex(embedder, corpus, index_dir)
+    return reindex(embedder, corpus, location)
 
 
-def poll_feeds(embedder: Embedder, corpus: Path, index_dir: Path, interval: float,
+def poll_feeds(embedder: Embedder, corpus: Path, location: str | Path, interval: float,
                settings: FetchSettings, stop: threading.Event | None = None
                ) -> PollReport:
-    """One `Follower.poll_due` round over the corpus folder's feeds.txt; once `stop` is
-    set, the round ends between two requests."""
+    """One `Follower.poll_due` round over the corpus folder's feeds.txt, new articles
+    indexed into `location`; once `stop` is set, the round ends between two requests."""
     stop = stop if stop is not None else STOPPING
-    follower = Follower(corpus, index_dir, embedder, interval=interval, settings=settings)
+    prepare(location)
+    follower = Follower(corpus, location, embedder, interval=interval, settings=settings)
     return follower.poll_due(stop=stop.is_set if stop is not None else lambda: False)
-
-
-def indexed_sources(index_dir: Path) -> set[str]:
-    """The files the index's current generation holds articles from (none without one)."""
-    try:
-        manifest = read_manifest(index_dir)
-    except BylineError:
-        return set()
-    db = index_dir / manifest.folder / "meta.sqlite"
-    try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-            return {row[0] for row in conn.execute("SELECT DISTINCT source FROM articles")}
-    except sqlite3.Error:
-        return set()
 
 
 def scan_is_empty(corpus: Path) -> bool:

@@ -10,8 +10,10 @@ from pathlib import Path
 from retrieval.config import Settings
 from retrieval.errors import BylineError
 from retrieval.fetch import FetchSettings
+from retrieval.store.base import is_url
 
 SHARED, PER_SERVER = "shared", "per-server"  # BYLINE_COVERAGE
+GUILD = "{guild}"  # in BYLINE_STORE's database name, per server: the guild's id
 THREAD, PROCESS = "thread", "process"  # BYLINE_WORKER
 
 TOKEN_HELP = (
@@ -57,6 +59,35 @@ class BotSettings:
     def model(self) -> str:
         return self.core.model
 
+    @property
+    def store_url(self) -> str | None:
+        """BYLINE_STORE when it is a PostgreSQL URL (per server: a template, GUILD in it)."""
+        return self.core.store if is_url(self.core.store) else None
+
+    def guild_store(self, guild_id: int) -> str | None:
+        """The PostgreSQL database of one guild's coverage (None: per-server folders)."""
+        url = self.store_url
+        return url.replace(GUILD, str(int(guild_id))) if url and self.coverage == PER_SERVER \
+            else None
+
+    def check_store(self) -> None:
+        """BotConfigError unless BYLINE_STORE fits the coverage mode: per server, a URL must
+        give each guild a database of its own; shared, it must name one."""
+        url = self.store_url
+        if url is None:
+            return
+        if self.coverage != PER_SERVER:
+            if GUILD in url:
+                raise BotConfigError(f"BYLINE_STORE holds {GUILD}, which only "
+                                     "BYLINE_COVERAGE=per-server fills in; name one database "
+                                     "for the shared coverage.")
+            return
+        if _dbname(url.replace(GUILD, "1")) == _dbname(url.replace(GUILD, "2")):
+            raise BotConfigError(
+                f"BYLINE_COVERAGE=per-server needs {GUILD} in the database name of "
+                f"BYLINE_STORE (like postgresql://host/byline_{GUILD}), so that no two "
+                "servers share one index.")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
                  core: Settings | None = None) -> BotSettings:
@@ -67,7 +98,7 @@ class BotSettings:
         token = (env.get("DISCORD_TOKEN") or "").strip()
         if not token:
             raise BotConfigError(TOKEN_HELP)
-        return cls(
+        settings = cls(
             token=token,
             core=core if core is not None else Settings.from_env(env),
             guild_id=_int(env, "DISCORD_GUILD_ID", "a Discord id"),
@@ -85,6 +116,18 @@ class BotSettings:
             follow_minutes=_minutes(env, "BYLINE_FOLLOW_MINUTES", 15.0),
             worker=_choice(env, "BYLINE_WORKER", (THREAD, PROCESS)),
         )
+        settings.check_store()
+        return settings
+
+
+def _dbname(url: str) -> str:
+    """The database a PostgreSQL URL names ("" when it cannot be read)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return str(conninfo_to_dict(url).get("dbname") or "")
+    except Exception:
+        return ""
 
 
 def _int(env: Mapping[str, str], name: str, what: str) -> int | None:

@@ -90,6 +90,17 @@ class LiveRetriever:
     def generation(self) -> str:
         return self._current.index.manifest.generation
 
+    @property
+    def location(self) -> str | Path | None:
+        """Where the index is watched: the store's URL, or the folder (None: nowhere)."""
+        return self.store_url or self.index_dir
+
+    def catch_up(self) -> None:
+        """Ask a database which generation it serves now, rather than wait for the
+        notification (after this process published, say); a folder needs nothing."""
+        if self._listener is not None:
+            self._listener.check()
+
     def stale(self) -> bool:
         """Whether manifest.json changed since the current generation was loaded (one stat;
         a manifest whose generation already failed to load does not count again)."""

@@ -3,7 +3,9 @@ store holds it, and the factory that opens one.
 
 Two stores implement it: the on-disk `Index` (a folder of generations; retrieval.store.index)
 and the PostgreSQL store (retrieval.store.postgres, for `postgresql://` locations). Callers
-use `open_store(location)` and `publish(index, location)` and never ask which they got.
+use `open_store(location)` and `publish(index, location)` and never ask which they got; a
+writer such as the bot's /coverage jobs also uses `published`, `indexed_sources`,
+`stored_bytes`, `withdraw`, `prepare` and `release`, each dispatching on the location.
 
 The interface is the Retriever's own reads, no wider: dense candidates (`dense_search`),
 BM25 postings by term (`postings`), each candidate's exact vector (`passage_vectors[rows]`),
@@ -152,3 +154,76 @@ def describe_location(location: str | Path) -> str:
 
         return redact(str(location))
     return str(location)
+
+
+# -- what a writer needs besides publishing (the bot's /coverage jobs) --------------------
+
+def published(location: str | Path) -> Manifest | None:
+    """The manifest of the generation `location` serves now, read without opening the
+    index (None: no index there)."""
+    if is_url(location):
+        from retrieval.store.postgres.manage import published as pg_published
+
+        return pg_published(str(location))
+    from retrieval.errors import IndexMissing
+    from retrieval.store.manifest import read_manifest
+
+    try:
+        return read_manifest(Path(location))
+    except IndexMissing:
+        return None
+
+
+def indexed_sources(location: str | Path) -> set[str]:
+    """The corpus files (relative paths) the current generation holds articles from."""
+    if is_url(location):
+        from retrieval.store.postgres.manage import sources
+
+        return sources(str(location))
+    from retrieval.errors import BylineError
+    from retrieval.store.tables import sources_in
+
+    try:
+        manifest = published(location)
+    except BylineError:
+        return set()
+    return sources_in(Path(location) / manifest.folder) if manifest is not None else set()
+
+
+def stored_bytes(location: str | Path, manifest: Manifest) -> int:
+    """What `manifest`'s generation takes: its files on disk, or its tables in the database."""
+    if is_url(location):
+        from retrieval.store.postgres.manage import size
+
+        return size(str(location))
+    return sum(int(n) for n, *_ in manifest.files.values())
+
+
+def withdraw(location: str | Path) -> bool:
+    """Take the index at `location` out of use, for a corpus with no article left (an
+    index cannot be empty); whether there was one."""
+    if is_url(location):
+        from retrieval.store.postgres.manage import withdraw as pg_withdraw
+
+        return pg_withdraw(str(location))
+    from retrieval.store.generations import withdraw as folder_withdraw
+
+    return folder_withdraw(Path(location))
+
+
+def prepare(location: str | Path) -> None:
+    """Make `location` ready for its first publish: a store's database is created if it
+    does not exist (a folder is created by the publish itself)."""
+    if is_url(location):
+        from retrieval.store.postgres.manage import create_database
+
+        create_database(str(location))
+
+
+def release(location: str | Path) -> None:
+    """Close what this process holds open for `location` (a database's connection pool, not
+    the connections in use); a folder holds nothing. The next open reconnects."""
+    if is_url(location):
+        from retrieval.store.postgres.connect import forget_pool
+
+        forget_pool(str(location))

@@ -115,3 +115,14 @@ def open_db(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     db.execute("SELECT 1 FROM articles LIMIT 1")
     return db
+
+
+def sources_in(folder: Path) -> set[str]:
+    """The corpus files a generation folder's articles came from (none if unreadable)."""
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(f"file:{folder / 'meta.sqlite'}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT DISTINCT source FROM articles")}
+    except sqlite3.Error:
+        return set()

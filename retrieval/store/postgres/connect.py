@@ -100,6 +100,16 @@ def pool(url: str) -> ConnectionPool:
         return made
 
 
+def forget_pool(url: str) -> None:
+    """Close the pool for `url` (connections in use close when given back); the next use
+    opens a new one: after a coverage is unloaded, or when its connections were opened
+    before the vector type existed (a database with no store yet)."""
+    with _guard:
+        found = _pools.pop(url, None)
+    if found is not None:
+        found.close()
+
+
 def close_pools() -> None:
     """Close every pool (tests; a process that is done with the store)."""
     with _guard:

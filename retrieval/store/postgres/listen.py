@@ -29,6 +29,16 @@ class GenerationListener:
         self._thread.start()
         self._ready.wait(10)
 
+    def check(self) -> None:
+        """Read the generation the store serves now (a notification may be on its way);
+        a failure is left to the listening thread to report."""
+        try:
+            with connect(self.url) as conn:
+                row = conn.execute("SELECT generation FROM byline_manifest").fetchone()
+        except Exception:  # the listening thread reports a failure to connect
+            return
+        self._set(row[0] if row else "")
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)

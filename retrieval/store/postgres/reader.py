@@ -20,7 +20,7 @@ from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.filtered import EXACT_SUBSET_MAX
 from retrieval.store.manifest import FORMAT_VERSION, Manifest
 from retrieval.store.postgres import schema
-from retrieval.store.postgres.connect import failure, pool, redact, vector_text
+from retrieval.store.postgres.connect import failure, forget_pool, pool, redact, vector_text
 from retrieval.store.postgres.parts import PgPostings, PgSentences, PgTokens, PgVectors
 from retrieval.store.tables import ArticleInfo, Copy
 
@@ -41,9 +41,11 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
 
     where = redact(url)
     p = pool(url)
+    empty = False
     try:
         with p.connection() as conn:
             if schema.version(conn) == 0:
+                empty = True
                 raise IndexMissing(f"No index in the store at {where}; run `byline --store URL "
                                    "index` or `byline migrate --from FOLDER --to URL`.")
             schema.check_version(conn, where)
@@ -72,6 +74,10 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
                 f"SELECT EXISTS (SELECT 1 FROM {s}.passages WHERE grp IS NOT NULL)").fetchone()[0]
     except psycopg.Error as exc:
         raise failure(url, exc) from None
+    except IndexMissing:
+        if empty:  # its connections were opened before the vector type: not for the next open
+            forget_pool(url)
+        raise
     index = PgIndex(url, p, manifest, PgPostings(p, s, vocab, df, manifest.passages),
                     tokens, bool(has_copies))
     if row[1] is not None and manifest.probes:

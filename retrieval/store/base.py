@@ -6,8 +6,9 @@ and the PostgreSQL store (retrieval.store.postgres, for `postgresql://` location
 use `open_store(location)` and `publish(index, location)` and never ask which they got.
 
 The interface is the Retriever's own reads, no wider: dense candidates (`dense_search`),
-BM25 postings by term (`postings`), each candidate's exact vector (`passage_vectors[rows]`),
-its sentences (`sentences`) and token vectors (`tokens`), and the metadata queries.
+BM25 postings by term (`postings`; a question's terms together), each candidate's exact
+vector (`passage_vectors[rows]`), its sentences (`sentences`) and token vectors (`tokens`),
+and the metadata queries.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Lexicon(Protocol):
     def df(self) -> np.ndarray: ...
 
     def term(self, term: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def terms(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
 
 class SentenceStore(Protocol):

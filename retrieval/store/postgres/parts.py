@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from retrieval.store.postgres.rows import PgRows
 
 POSTINGS_CACHE = 4_000_000  # postings entries (rows) kept in memory, per store
-TOKEN_CACHE = 1_024  # passages whose token vectors are kept, per store (about 25 kB each)
+TOKEN_CACHE = 512  # passages whose token vectors are kept, per store (about 25 kB each)
 
 
 def _rows(key: Any, size: int) -> tuple[list[int], bool]:

@@ -20,7 +20,7 @@ import numpy as np
 from retrieval.corpus import Passage
 
 READ_AHEAD_MAX = 2_000  # rows: above this a read is a scan, not a question's candidates
-ROW_CACHE = 8_192  # rows kept per store (about 5 kB each at 384 dimensions)
+ROW_CACHE = 4_096  # rows kept per store (about 5 kB each at 384 dimensions: 20 MB)
 Query = Callable[[str, Sequence[object], bool], list[tuple]]  # (sql, params, binary)
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

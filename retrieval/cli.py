@@ -153,7 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bot", help="run the Discord bot: the same as `byline-bot`")
     p.set_defaults(func=cmd_bot)
+    for name in STORE_COMMANDS:  # `byline ask --store URL ...` as well as `byline --store URL ask`
+        _store_option(sub.choices[name], default=argparse.SUPPRESS)
     return parser
+
+
+# The commands that read or write the index: they take --store after their name too.
+STORE_COMMANDS = ("index", "check", "follow", "ask", "timeline", "sources", "eval", "bot")
+STORE_HELP = ("where the index lives: a postgresql:// URL or a folder (default: $BYLINE_STORE, "
+              "else the index folder)")
+
+
+def _store_option(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """--store URL; after a command's name its default is SUPPRESS, so it never hides a
+    --store given before the name."""
+    parser.add_argument("--store", metavar="URL", default=default, help=STORE_HELP)
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -161,11 +175,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-dir", type=Path, help="index folder (default: $BYLINE_INDEX_DIR or .byline/index)"
     )
-    parser.add_argument(
-        "--store", metavar="URL",
-        help="where the index lives: a postgresql:// URL or a folder (default: $BYLINE_STORE, "
-        "else the index folder)",
-    )
+    _store_option(parser)
     parser.add_argument(
         "--model",
         help="sentence-transformers model (default: $BYLINE_MODEL or the bundled all-MiniLM-L6-v2)",
@@ -527,8 +537,8 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
         raise BylineError("The Discord bot is not installed with this Byline; reinstall it "
                           "(pip install byline) and run byline-bot.")
     argv = [sys.executable, "-m", "bot"]
-    for option, value in (("--index-dir", args.index_dir), ("--model", args.model),
-                          ("--encoder", args.encoder)):
+    for option, value in (("--index-dir", args.index_dir), ("--store", args.store),
+                          ("--model", args.model), ("--encoder", args.encoder)):
         if value is not None:
             argv += [option, str(value)]
     sys.stdout.flush()

@@ -10,7 +10,9 @@ cannot be loaded (damaged, another model) is logged once and the current one kee
 
 Over a PostgreSQL store the same holds, with a notification for the stat: a publish sends
 NOTIFY byline_generation, a listener thread hears it (retrieval.store.postgres.listen), and
-`stale()` compares the generation last heard with the current one (no query per check).
+`stale()` compares the generation last heard with the current one (no query per check). On
+a hot standby (a read replica: LISTEN refused, NOTIFY not replicated) the listener polls the
+manifest row's generation every `poll_seconds` instead (default BYLINE_RELOAD_SECONDS).
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ class LiveRetriever:
     Thread-safe: `current` is one reference, read by whoever asks; `load()` runs in one
     thread at a time; `swap()` is one assignment."""
 
-    def __init__(self, retriever: Retriever, index_dir: str | Path | None = None) -> None:
+    def __init__(self, retriever: Retriever, index_dir: str | Path | None = None,
+                 poll_seconds: float | None = None) -> None:
         """`index_dir`: the folder to watch (default: the one `retriever`'s index was loaded
         from, or the PostgreSQL store it was read from; an index that was never saved has
-        none, and then nothing is watched)."""
+        none, and then nothing is watched). `poll_seconds`: how often a store that refuses
+        LISTEN (a hot standby) is polled (default: BYLINE_RELOAD_SECONDS, else 10)."""
         self._current = retriever
         root = index_dir if index_dir is not None else retriever.index.root
         self.index_dir: Path | None = Path(root) if root is not None else None
@@ -71,7 +75,7 @@ class LiveRetriever:
             from retrieval.store.postgres.listen import GenerationListener
 
             self.store_url = retriever.index.url  # type: ignore[attr-defined]
-            self._listener = GenerationListener(self.store_url)
+            self._listener = GenerationListener(self.store_url, poll_seconds)
         self._stamp: Stamp | str | None = self._stat()  # as it stood for the current generation
         if self._stamp is not None and self._named() != self.generation:
             self._stamp = None  # saved again since `retriever` was loaded: load that one

@@ -42,6 +42,10 @@ class Postings:
         a, b = self.indptr[term], self.indptr[term + 1]
         return self.docs[a:b], self.weights[a:b]
 
+    def terms(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`term` of each of `terms` (a store over a network reads them in one go)."""
+        return [self.term(t) for t in terms]
+
     @classmethod
     def build(cls, corpus: list[list[str]]) -> Postings:
         """Score every (term, passage) pair of `corpus` (one analysed token list per passage)

@@ -526,7 +526,7 @@ class Retriever:
         occurs), added up from the postings of its terms in the question's order (the same
         sums as ever): the cost follows the question's postings, plus one pass over an array
         of the passages (8 MB at a million)."""
-        postings = [self._postings(t) for t in ids]
+        postings = self._lexicon.terms(ids)  # one read for all the terms (a database)
         if not postings:
             return np.zeros(len(self.index), np.float64)
         return np.bincount(np.concatenate([docs for docs, _ in postings]),

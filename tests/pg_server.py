@@ -1,5 +1,6 @@
 """A real, throw-away PostgreSQL 16 with pgvector for the tests: pgserver's bundled binaries,
-run on 127.0.0.1 (a free port) from a temporary folder, with password (SCRAM) login.
+run on 127.0.0.1 (a free port) from a temporary folder, with password (SCRAM) login; and a
+hot standby of one (`start_standby`, a streaming read replica made by pg_basebackup).
 
 PostgreSQL refuses to run as root: under root (CI containers, this machine) the server runs
 as `nobody`, its data folder handed to that user. `python -m tests.pg_server` starts one and
@@ -16,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,16 +72,43 @@ class TestServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start(settings: dict[str, str] | None = None) -> TestServer:
-    """initdb, start on 127.0.0.1, create DATABASE with the vector extension; `settings`
-    are extra server settings (`-c name=value`: a benchmark's memory, say)."""
-    bin_dir = _bin()
+def _folder() -> tuple[Path, dict[str, Any]]:
+    """A temporary folder for one server, and whom to run it as (not root)."""
     folder = Path(tempfile.mkdtemp(prefix="byline-pg-"))
     run_as: dict[str, Any] = {}
     if os.geteuid() == 0:  # PostgreSQL will not run as root
         nobody = pwd.getpwnam("nobody")
         run_as = {"user": nobody.pw_uid, "group": nobody.pw_gid}
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+    return folder, run_as
+
+
+def _runner(folder: Path, run_as: dict[str, Any], env: dict[str, str] | None = None
+            ) -> Callable[..., None]:
+    """Runs a PostgreSQL program in `folder` (ServerFailed with its log when it fails)."""
+    log = folder / "log"
+
+    def run(*args: str) -> None:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False,
+                              cwd=folder, env=env, **run_as)
+        if done.returncode:
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise ServerFailed(f"{Path(args[0]).name} failed ({done.returncode}): "
+                               f"{done.stderr.strip()[-2000:]}\n{tail}")
+
+    return run
+
+
+def _options(folder: Path, port: int, settings: dict[str, str] | None = None) -> str:
+    opts = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off"
+    return opts + "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
+
+
+def start(settings: dict[str, str] | None = None) -> TestServer:
+    """initdb, start on 127.0.0.1, create DATABASE with the vector extension; `settings`
+    are extra server settings (`-c name=value`: a benchmark's memory, say)."""
+    bin_dir = _bin()
+    folder, run_as = _folder()
     password = secrets.token_hex(12)
     pwfile = folder / "pw"
     pwfile.write_text(password + "\n")
@@ -87,22 +116,12 @@ def start(settings: dict[str, str] | None = None) -> TestServer:
         os.chown(pwfile, run_as["user"], run_as["group"])
     data, log = folder / "data", folder / "log"
     port = _free_port()
-
-    def run(*args: str) -> None:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False,
-                              cwd=folder, **run_as)
-        if done.returncode:
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise ServerFailed(f"{Path(args[0]).name} failed ({done.returncode}): "
-                               f"{done.stderr.strip()[-2000:]}\n{tail}")
-
+    run = _runner(folder, run_as)
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--auth=scram-sha-256",
             f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync", "--locale=C")
-        opts = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off"
-        opts += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-            "-o", opts, "start")
+            "-o", _options(folder, port, settings), "start")
     except (OSError, subprocess.SubprocessError, ServerFailed) as exc:
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(exc, ServerFailed):
@@ -121,6 +140,52 @@ def start(settings: dict[str, str] | None = None) -> TestServer:
         server.stop()
         raise ServerFailed(f"PostgreSQL started but could not be set up: {exc}") from None
     return server
+
+
+def start_standby(primary: TestServer) -> TestServer:
+    """A hot standby of `primary` (a read replica, streaming its WAL) on another free port:
+    `pg_basebackup -R` from the primary, then started; ready for connections when this
+    returns (see `caught_up` for its replay)."""
+    bin_dir = _bin()
+    folder, run_as = _folder()
+    data, log = folder / "data", folder / "log"
+    port = _free_port()
+    env = {**os.environ, "PGPASSWORD": primary.password}
+    try:
+        _runner(folder, run_as, env)(
+            str(bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+            "-U", USER, "-D", str(data), "-R", "-X", "stream", "-c", "fast", "--no-sync")
+        _runner(folder, run_as)(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+            "-o", _options(folder, port) + " -c hot_standby=on", "start")
+    except (OSError, subprocess.SubprocessError, ServerFailed) as exc:
+        subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60, check=False, **run_as)
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, ServerFailed):
+            raise
+        raise ServerFailed(f"could not start a standby from {bin_dir}: {exc}") from None
+    return TestServer(folder, port, primary.password, run_as)
+
+
+def caught_up(primary: TestServer, standby: TestServer, seconds: float = 30.0) -> bool:
+    """Whether `standby` replays `primary`'s WAL up to where it stands now, within
+    `seconds` (waiting for it)."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(primary.url, autocommit=True) as conn:
+        lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    end = time.monotonic() + seconds
+    with psycopg.connect(standby.url, autocommit=True) as conn:
+        while time.monotonic() < end:
+            row = conn.execute("SELECT pg_is_in_recovery(), "
+                               "pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()
+            if row[0] and row[1]:
+                return True
+            time.sleep(0.05)
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover - by hand

@@ -117,6 +117,35 @@ def test_migrate_is_idempotent_and_the_cli_reads_the_store(seeded, seed_index_di
     assert json.loads(capsys.readouterr().out)["covered"] in (True, False)
 
 
+def test_store_is_accepted_after_the_command(seeded, capsys, monkeypatch):
+    monkeypatch.delenv("BYLINE_STORE", raising=False)
+    monkeypatch.setenv("BYLINE_INDEX_DIR", "/nonexistent")
+    q = "why was the trip cancelled"
+    assert main(["--store", seeded, "ask", "--json", q]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert main(["ask", "--store", seeded, "--json", q]) == 0
+    assert json.loads(capsys.readouterr().out) == before and before["answered"]
+    assert main(["sources", "--json", "--store", seeded]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert main(["timeline", "--store", seeded, "--json", "summit"]) == 0
+    capsys.readouterr()
+    assert main(["check", "--store", seeded]) == 0 and "OK" in capsys.readouterr().out
+    # after the command it wins over one before it; left out, the one before stands
+    assert main(["--store", "/nonexistent", "sources", "--store", seeded, "--json"]) == 0
+    capsys.readouterr()
+
+
+def test_bot_gets_the_store(monkeypatch):
+    """`byline bot --store URL` (or `byline --store URL bot`) hands the URL to byline-bot."""
+    import os
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: seen.append(argv))
+    url = "postgresql://byline@db.example:5432/news"
+    assert main(["bot", "--store", url]) == 1 and main(["--store", url, "bot"]) == 1
+    assert all(argv[-2:] == ["--store", url] for argv in seen) and len(seen) == 2
+
+
 def test_publishing_is_one_transaction(seeded, many_retriever, retriever, embedder,
                                        monkeypatch):
     """While a new generation is being written, readers opening the store get the old one
@@ -175,7 +204,7 @@ def test_index_into_the_store_reuses_its_vectors(pg_url, embedder, capsys):
     assert main(["--store", pg_url, "index", str(SEEDS), "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["embedded"] == first["passages"] > 0
-    assert main(["--store", pg_url, "index", str(SEEDS), "--json"]) == 0
+    assert main(["index", "--store", pg_url, str(SEEDS), "--json"]) == 0  # after the command
     again = json.loads(capsys.readouterr().out)
     assert again["reused"] == again["passages"] and again["embedded"] == 0
     assert "***" not in again["index_dir"] and "postgresql://" in again["index_dir"]

@@ -8,8 +8,9 @@ writer such as the bot's /coverage jobs also uses `published`, `indexed_sources`
 `stored_bytes`, `withdraw`, `prepare` and `release`, each dispatching on the location.
 
 The interface is the Retriever's own reads, no wider: dense candidates (`dense_search`),
-BM25 postings by term (`postings`), each candidate's exact vector (`passage_vectors[rows]`),
-its sentences (`sentences`) and token vectors (`tokens`), and the metadata queries.
+BM25 postings by term (`postings`; a question's terms together), each candidate's exact
+vector (`passage_vectors[rows]`), its sentences (`sentences`) and token vectors (`tokens`),
+and the metadata queries.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Lexicon(Protocol):
     def df(self) -> np.ndarray: ...
 
     def term(self, term: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def terms(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
 
 class SentenceStore(Protocol):

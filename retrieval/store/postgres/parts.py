@@ -1,6 +1,8 @@
 """Array-shaped views of one generation's rows, read from PostgreSQL as a question needs them:
-BM25 postings by term, passage vectors, sentence and token vectors by passage row. Each read
-is one query; postings are kept in a small cache (a question's terms are read several times).
+BM25 postings by term, passage vectors, sentence and token vectors by passage row. A
+question's terms' postings are read in one query (`terms`) and kept in a cache; vectors and
+sentences come from the whole rows read ahead for a question's candidates (rows.py); token
+vectors are read in one query per call and kept (quotes reuse the late interaction's).
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retrieval.store.postgres.rows import Lru
+
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
+    from retrieval.store.postgres.rows import PgRows
+
 POSTINGS_CACHE = 4_000_000  # postings entries (rows) kept in memory, per store
+TOKEN_CACHE = 512  # passages whose token vectors are kept, per store (about 25 kB each)
 
 
 def _rows(key: Any, size: int) -> tuple[list[int], bool]:
@@ -45,17 +52,20 @@ class _Rows:
 class PgVectors(_Rows):
     """passage_vectors[rows]: exact float32 vectors from the pgvector column."""
 
-    def __init__(self, pool: ConnectionPool, schema: str, n: int, dim: int) -> None:
+    def __init__(self, pool: ConnectionPool, schema: str, n: int, dim: int,
+                 rows: PgRows | None = None) -> None:
         super().__init__(pool, schema)
-        self.shape = (n, dim)
+        self.shape, self._rows = (n, dim), rows
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> np.ndarray:
         rows, single = _rows(key, self.shape[0])
-        found = self._fetch("SELECT rowno, embedding FROM {s}.passages WHERE rowno = ANY(%s)",
-                            rows, binary=True)
+        ahead = self._rows.get(rows) if self._rows is not None else None
+        found = ({r: (row.vector,) for r, row in ahead.items()} if ahead is not None else
+                 self._fetch("SELECT rowno, embedding FROM {s}.passages WHERE rowno = ANY(%s)",
+                             rows, binary=True))
         out = (np.stack([found[r][0] for r in rows]) if rows
                else np.empty((0, self.shape[1]), np.float32))
         return out[0] if single else out
@@ -64,11 +74,15 @@ class PgVectors(_Rows):
 class PgSentences(_Rows):
     """Each passage's sentence vectors (float16) and spans, one row per passage."""
 
-    def __init__(self, pool: ConnectionPool, schema: str, dim: int) -> None:
+    def __init__(self, pool: ConnectionPool, schema: str, dim: int,
+                 rows: PgRows | None = None) -> None:
         super().__init__(pool, schema)
-        self.dim = dim
+        self.dim, self._rows = dim, rows
 
     def _read(self, rows: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        ahead = self._rows.get(rows) if self._rows is not None else None
+        if ahead is not None:
+            return {r: row.sentences for r, row in ahead.items() if row.sentences is not None}
         found = self._fetch("SELECT rowno, vectors, spans FROM {s}.sentences "
                             "WHERE rowno = ANY(%s)", rows)
         return {r: (np.frombuffer(v, "<f2").reshape(-1, self.dim),
@@ -96,18 +110,27 @@ class PgTokens(_Rows):
     def __init__(self, pool: ConnectionPool, schema: str, dim: int, total: int) -> None:
         super().__init__(pool, schema)
         self.dim, self._total = dim, total
+        self._kept: Lru[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = Lru(TOKEN_CACHE)
 
     def __len__(self) -> int:
         return self._total
 
     def _read(self, rows: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        found = self._fetch("SELECT rowno, codes, scales, spans FROM {s}.tokens "
-                            "WHERE rowno = ANY(%s)", rows)
-        out = {r: (np.frombuffer(c, np.int8).reshape(-1, self.dim), np.frombuffer(sc, "<f4"),
-                   np.frombuffer(sp, "<i4").reshape(-1, 2)) for r, (c, sc, sp) in found.items()}
-        empty = (np.empty((0, self.dim), np.int8), np.empty(0, np.float32),
-                 np.empty((0, 2), np.int32))
-        return {r: out.get(r, empty) for r in rows}
+        out = self._kept.found(rows)
+        missing = [r for r in rows if r not in out]
+        if missing:
+            found = self._fetch("SELECT rowno, codes, scales, spans FROM {s}.tokens "
+                                "WHERE rowno = ANY(%s)", missing)
+            empty = (np.empty((0, self.dim), np.int8), np.empty(0, np.float32),
+                     np.empty((0, 2), np.int32))
+            read = {r: (np.frombuffer(c, np.int8).reshape(-1, self.dim),
+                        np.frombuffer(sc, "<f4"), np.frombuffer(sp, "<i4").reshape(-1, 2))
+                    for r, (c, sc, sp) in found.items()}
+            read = {r: read.get(r, empty) for r in missing}
+            if len(read) <= TOKEN_CACHE:
+                self._kept.keep(read)
+            out.update(read)
+        return out
 
     def raw(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes, scales, spans = self._read([int(row)])[int(row)]
@@ -147,20 +170,34 @@ class PgPostings(_Rows):
         return self._df
 
     def term(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.terms([term])[0]
+
+    def terms(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`term` of each of `terms`: those not cached read in one query, then cached."""
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with self._lock:
-            found = self._cache.get(term)
-            if found is not None:
-                self._cache.move_to_end(term)
-                return found
-        row = self._fetch("SELECT term_id, docs, weights FROM {s}.postings "
-                          "WHERE term_id = ANY(%s)", [term]).get(term)
-        found = ((np.frombuffer(row[0], "<i4").astype(np.int32),
-                  np.frombuffer(row[1], "<f4").astype(np.float32)) if row
-                 else (np.empty(0, np.int32), np.empty(0, np.float32)))
+            for t in dict.fromkeys(terms):
+                hit = self._cache.get(t)
+                if hit is not None:
+                    self._cache.move_to_end(t)
+                    found[t] = hit
+        missing = [t for t in dict.fromkeys(terms) if t not in found]
+        if not missing:
+            return [found[t] for t in terms]
+        rows = self._fetch("SELECT term_id, docs, weights FROM {s}.postings "
+                           "WHERE term_id = ANY(%s)", missing)
+        empty = (np.empty(0, np.int32), np.empty(0, np.float32))
+        read = {t: ((np.frombuffer(rows[t][0], "<i4").astype(np.int32),
+                     np.frombuffer(rows[t][1], "<f4").astype(np.float32)) if t in rows
+                    else empty) for t in missing}
         with self._lock:
-            self._cache[term] = found
-            self._cached += len(found[0])
+            for t, got in read.items():
+                before = self._cache.pop(t, None)  # read by another thread meanwhile
+                self._cached -= len(before[0]) if before is not None else 0
+                self._cache[t] = got
+                self._cached += len(got[0])
             while self._cached > POSTINGS_CACHE and len(self._cache) > 1:
                 _, (docs, _) = self._cache.popitem(last=False)
                 self._cached -= len(docs)
-        return found
+        found.update(read)
+        return [found[t] for t in terms]

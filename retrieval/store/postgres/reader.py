@@ -1,8 +1,10 @@
 """The PostgreSQL store's read side: one published generation, as the Retriever reads it.
 
-Dense candidates come from pgvector (HNSW, cosine) in SQL; exact scores, sentences, tokens
-and postings are read by row and term, one query each, and the ranking itself stays the
-Retriever's (Python, the same code as for a folder). See docs/postgres.md.
+Dense candidates come from pgvector (HNSW, cosine) in SQL; a question's terms' postings are
+read in one query, its candidates' whole rows (exact vector, sentences, context, group,
+citation) in one more (rows.py), the late interaction's token vectors in a third; the
+ranking itself stays the Retriever's (Python, the same code as for a folder). See
+docs/postgres.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from retrieval.store.manifest import FORMAT_VERSION, Manifest
 from retrieval.store.postgres import schema
 from retrieval.store.postgres.connect import failure, forget_pool, pool, redact, vector_text
 from retrieval.store.postgres.parts import PgPostings, PgSentences, PgTokens, PgVectors
+from retrieval.store.postgres.rows import PgRows
 from retrieval.store.tables import ArticleInfo, Copy
 
 if TYPE_CHECKING:
@@ -114,8 +117,9 @@ class PgIndex:
         self.schema = schema.schema_of(manifest.generation)
         s, n, dim = self.schema, manifest.passages, manifest.dimension
         self.postings = postings
-        self.passage_vectors = PgVectors(pool, s, n, dim)
-        self.sentences = PgSentences(pool, s, dim)
+        self.rows = PgRows(self._query, dim)
+        self.passage_vectors = PgVectors(pool, s, n, dim, self.rows)
+        self.sentences = PgSentences(pool, s, dim, self.rows)
         self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
         self.has_copies = has_copies
 
@@ -146,12 +150,14 @@ class PgIndex:
         other.probe_vectors = probe_vectors
         return other
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    def _query(self, sql: str, params: Sequence[object] = (), binary: bool = False
+               ) -> list[tuple]:
         import psycopg
 
         try:
             with self._pool.connection() as conn:
-                return conn.execute(sql.format(s=self.schema), params).fetchall()
+                cur = conn.cursor(binary=binary)
+                return cur.execute(sql.format(s=self.schema), params).fetchall()
         except psycopg.errors.UndefinedTable:
             raise IndexMissing(f"Generation {self.manifest.generation} of the store at "
                                f"{self.where} was dropped (two newer ones were published); "
@@ -204,6 +210,9 @@ class PgIndex:
         rows = [int(r) for r in rows]
         if not rows:
             return []
+        ahead = self.rows.get(rows)
+        if ahead is not None:
+            return [ahead[r].passage for r in rows]
         found = {r[0]: Passage(*r[1:]) for r in self._query(
             "SELECT p.rowno, p.id, p.article_id, a.title, a.source, p.paragraph, p.text, "
             "a.outlet, a.date, a.url FROM {s}.passages p JOIN {s}.articles a "
@@ -217,6 +226,9 @@ class PgIndex:
         rows = [int(r) for r in rows]
         if not rows:
             return []
+        ahead = self.rows.get(rows)
+        if ahead is not None:
+            return [ahead[r].context for r in rows]
         found = {r: (code, n, title) for r, code, n, title in self._query(
             "SELECT p.rowno, a.code, p.paragraph, a.title FROM {s}.passages p "
             "JOIN {s}.articles a ON a.id = p.article_id WHERE p.rowno = ANY(%s)", (rows,))}
@@ -226,6 +238,9 @@ class PgIndex:
         rows = [int(r) for r in rows]
         if not self.has_copies or not rows:
             return {}
+        ahead = self.rows.get(rows)
+        if ahead is not None:
+            return {r: row.group for r, row in ahead.items() if row.group is not None}
         return dict(self._query("SELECT rowno, grp FROM {s}.passages "
                                 "WHERE rowno = ANY(%s) AND grp IS NOT NULL", (rows,)))
 
@@ -246,13 +261,13 @@ class PgIndex:
 
     def row_articles(self) -> tuple[np.ndarray, list[tuple[str | None, str | None]]]:
         articles: list[tuple[str | None, str | None]] = []
-        number: dict[str, int] = {}
-        for article_id, date, outlet in self._query(
-                "SELECT id, date, outlet FROM {s}.articles ORDER BY code"):
-            number[article_id] = len(articles)
+        rows = np.zeros(len(self), np.int32)
+        for date, outlet, held in self._query(  # one query: each article with its rows
+                "SELECT a.date, a.outlet, array_remove(array_agg(p.rowno), NULL) "
+                "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.article_id = a.id "
+                "GROUP BY a.code ORDER BY a.code"):
+            rows[np.asarray(held, np.int64)] = len(articles)
             articles.append((date, outlet))
-        found = self._query("SELECT article_id FROM {s}.passages ORDER BY rowno")
-        rows = np.fromiter((number[a] for (a,) in found), np.int32, count=len(self))
         return rows, articles
 
     def articles(self) -> list[ArticleInfo]:

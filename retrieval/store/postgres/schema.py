@@ -110,6 +110,10 @@ def migrate(conn: psycopg.Connection) -> list[int]:
                     conn.execute("INSERT INTO byline_migrations (version, name) VALUES (%s, %s)",
                                  (number, name))
                 applied.append(number)
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise StoreError("The store is read-only, a hot standby (a read replica) "
+                         f"({str(exc).splitlines()[0]}); write to the primary's URL: readers "
+                         "may use a standby, writers may not.") from None
     except psycopg.errors.InsufficientPrivilege as exc:
         raise StoreError("The store's tables cannot be created: permission denied "
                          f"({str(exc).splitlines()[0]}); a database owner must run "

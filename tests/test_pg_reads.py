@@ -1,0 +1,121 @@
+"""Round trips per question on the PostgreSQL read path, counted for real (every statement
+the question's thread executes): a question costs at most QUESTION_QUERIES queries on a
+freshly opened store (dense candidates, the terms' postings, the candidates' whole rows,
+their token vectors; one more for wire copies), with the same answers as the folder."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from retrieval.cli import main
+from retrieval.indexer import index_corpus
+from retrieval.search import Retriever
+from retrieval.store import Index
+from retrieval.store.base import open_store
+
+from .seed_questions import OFF_TOPIC, ON_TOPIC
+from .wire_story import QUESTION, write_corpus
+
+QUESTION_QUERIES = 4  # was 8 to 18 (13.3 on average) before reads were batched
+COPIES_QUERIES = 1  # the other outlets of a wire story's copies
+
+
+class Counter:
+    """Statements executed by one thread through psycopg, with their text."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.sql: list[str] = []
+
+    def reset(self) -> None:
+        self.sql.clear()
+
+    @property
+    def n(self) -> int:
+        return len(self.sql)
+
+
+@pytest.fixture
+def counted(monkeypatch) -> Iterator[Counter]:
+    counter = Counter()
+    execute = psycopg.Cursor.execute
+
+    def counting(self, query, params=None, **kwargs):
+        if threading.get_ident() == counter.thread:
+            counter.sql.append(str(query))
+        return execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    yield counter
+
+
+def _cold(url: str, embedder) -> Retriever:
+    """A freshly opened store (nothing cached), with what filters need read already (as a
+    LiveRetriever does when it loads a generation)."""
+    r = Retriever(open_store(url, model=embedder.name), embedder)
+    r.rows_meta()
+    return r
+
+
+def test_a_question_costs_at_most_four_queries(pg_url, seed_index_dir, retriever, embedder,
+                                               counted):
+    assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
+    costs = {}
+    for q in [q for q, _ in ON_TOPIC] + list(OFF_TOPIC):
+        pg = _cold(pg_url, embedder)
+        counted.reset()
+        answer = pg.ask(q)
+        costs[q] = counted.n
+        assert counted.n <= QUESTION_QUERIES, (q, counted.sql)
+        assert answer.to_dict() == retriever.ask(q).to_dict(), q
+        counted.reset()
+        assert pg.ask(q).to_dict() == answer.to_dict()
+        assert counted.n <= 1, counted.sql  # asked again: only the dense search is not kept
+    assert max(costs.values()) == QUESTION_QUERIES  # counted for real, not zero
+
+
+def test_wire_copies_cost_one_more_query_and_answer_as_the_folder(pg_url, tmp_path, embedder,
+                                                                   counted):
+    folder = tmp_path / "index"
+    local = Retriever(index_corpus(write_corpus(tmp_path / "corpus"), folder, embedder,
+                                   progress=False), embedder)
+    assert main(["migrate", "--from", str(folder), "--to", pg_url]) == 0
+    answers = {}
+    for q in (QUESTION, "Who will pay for the cleanup of the derailment?",
+              "why was the trip cancelled"):
+        pg = _cold(pg_url, embedder)
+        assert pg.index.has_copies
+        counted.reset()
+        answers[q] = pg.ask(q, k=5)
+        assert counted.n <= QUESTION_QUERIES + COPIES_QUERIES, (q, counted.sql)
+        assert answers[q].to_dict() == local.ask(q, k=5).to_dict(), q
+    assert len(answers[QUESTION].hits[0].also_in) == 2  # the copies were read
+    pg = Retriever(open_store(pg_url, model=embedder.name), embedder)
+    rows = list(range(len(pg.index)))
+    assert pg.index.groups_of(rows) == Index.load(folder).groups_of(rows)
+
+
+def test_a_scan_reads_only_its_column(seeded_store, embedder, counted):
+    """Reads of more rows than a question's candidates bypass the read-ahead."""
+    from retrieval.store.postgres import rows as pg_rows
+
+    pg = open_store(seeded_store, model=embedder.name)
+    pg_rows.READ_AHEAD_MAX, before = 5, pg_rows.READ_AHEAD_MAX
+    try:
+        counted.reset()
+        everything = pg.passages(range(len(pg)))
+        assert len(everything) == len(pg) and "embedding" not in counted.sql[-1]
+        assert pg.passages([3, 1]) == [everything[3], everything[1]]
+        assert "embedding" in counted.sql[-1]
+    finally:
+        pg_rows.READ_AHEAD_MAX = before
+
+
+@pytest.fixture
+def seeded_store(pg_url, seed_index_dir) -> str:
+    assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
+    return pg_url

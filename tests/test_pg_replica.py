@@ -1,0 +1,116 @@
+"""Read replicas: a hot standby refuses LISTEN (and NOTIFY is not replicated), so a
+LiveRetriever on one polls the manifest row's generation; a real primary and a real
+streaming standby (tests/pg_server.py, pg_basebackup) show a publish on the primary picked up
+from the standby. And the safety-net poll where LISTEN works but a notification is lost."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from retrieval.cli import main
+from retrieval.live import LiveRetriever
+from retrieval.search import Retriever
+from retrieval.store.base import open_store, publish
+from retrieval.store.postgres import listen, schema
+
+from .test_live import TRIP_Q
+
+
+def _wait(check, seconds: float = 20.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def replica():
+    """A primary and a hot standby streaming from it, each in a temporary folder on
+    127.0.0.1; both stopped at the end."""
+    from retrieval.store.postgres.connect import close_pools
+
+    from . import pg_server as server
+
+    try:
+        primary = server.start()
+    except server.ServerFailed as exc:
+        pytest.fail(f"the test PostgreSQL could not be started: {exc}", pytrace=False)
+    try:
+        standby = server.start_standby(primary)
+    except server.ServerFailed as exc:
+        primary.stop()
+        pytest.fail(f"the standby could not be started: {exc}", pytrace=False)
+    try:
+        yield primary, standby
+    finally:
+        close_pools()
+        standby.stop()
+        primary.stop()
+
+
+def test_a_follower_on_a_standby_polls_and_picks_up_a_publish(
+        replica, seed_index_dir, many_retriever, retriever, embedder, caplog):
+    from . import pg_server as server
+
+    primary, standby = replica
+    assert main(["migrate", "--from", str(seed_index_dir), "--to", primary.url]) == 0
+    assert server.caught_up(primary, standby), "the standby did not replay the publish"
+    on_standby = Retriever(open_store(standby.url, model=embedder.name), embedder)
+    assert on_standby.ask(TRIP_Q).to_dict() == retriever.ask(TRIP_Q).to_dict()
+    first = on_standby.index.manifest.generation
+    with caplog.at_level(logging.INFO, logger="byline.live"):
+        live = LiveRetriever(on_standby, poll_seconds=0.2)
+    try:
+        assert live._listener is not None and live._listener.mode == "poll"
+        said = [r.getMessage() for r in caplog.records if "following" in r.getMessage()]
+        assert len(said) == 1 and "polling" in said[0] and primary.password not in said[0]
+        assert not live.stale()
+        publish(many_retriever.index, primary.url)  # a writer on the primary
+        assert _wait(live.stale), "the standby's follower never saw the new generation"
+        held = live.current
+        assert live.refresh()
+        assert live.generation == many_retriever.index.manifest.generation != first
+        q = "council budget line 7"
+        assert live.current.ask(q).to_dict() == many_retriever.ask(q).to_dict()
+        assert held.ask(TRIP_Q).answered  # the previous generation is kept on the standby too
+        assert not live.stale()
+        assert len([r for r in caplog.records if "following" in r.getMessage()]) == 1
+    finally:
+        live.close()
+
+
+@pytest.mark.parametrize("command", ["migrate", "index"])
+def test_a_writer_on_a_standby_fails_in_one_line(replica, seed_index_dir, command, capsys):
+    from .conftest import SEEDS
+
+    _, standby = replica
+    args = (["migrate", "--from", str(seed_index_dir), "--to", standby.url]
+            if command == "migrate" else ["--store", standby.url, "index", str(SEEDS)])
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("byline: ") and len(err.splitlines()) == 1, err
+    assert "read-only, a hot standby" in err and "primary" in err, err
+    assert standby.password not in err
+
+
+def test_a_lost_notification_is_caught_by_the_safety_poll(
+        pg_url, seed_index_dir, many_retriever, embedder, monkeypatch):
+    """On a primary LISTEN works; a publish whose NOTIFY never arrives (sent on another
+    channel here, as through a pooler that drops it) is still seen by the periodic poll."""
+    assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
+    monkeypatch.setattr(listen, "SAFETY_SECONDS", 0.3)
+    live = LiveRetriever(Retriever(open_store(pg_url, model=embedder.name), embedder))
+    try:
+        assert live._listener is not None and live._listener.mode == "listen"
+        monkeypatch.setattr(schema, "CHANNEL", "byline_nobody_listens")
+        publish(many_retriever.index, pg_url)
+        assert _wait(live.stale, 10), "the safety poll did not see the new generation"
+        assert live.refresh()
+        assert live.generation == many_retriever.index.manifest.generation
+    finally:
+        live.close()

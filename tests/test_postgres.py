@@ -83,6 +83,28 @@ def test_hnsw_candidates_find_the_exact_neighbours(seeded, embedder):
         assert all(allowed[r] for r in kept if r >= 0)
 
 
+def test_an_approximate_index_is_published_with_a_tuned_hnsw(pg_url, embedder):
+    """An index whose folder searches a tuned IVF is published with HNSW and its own tuned
+    ef_search (the smallest reaching the recall target: on 25 short stories, the least
+    tried), and answers as the folder does."""
+    from retrieval.corpus import load_corpus
+    from retrieval.indexer import build_index, calibrated
+    from retrieval.store.ann import ANN_DEPTH
+
+    from .conftest import SEEDS
+
+    index = calibrated(build_index(load_corpus(SEEDS), embedder, progress=False,
+                                   exact_max=5), embedder)
+    assert index.manifest.ann.startswith("ivf")
+    m = publish(index, pg_url)
+    assert (m.ann, m.nprobe) == ("hnsw", ANN_DEPTH)
+    pg = Retriever(open_store(pg_url, model=embedder.name), embedder)
+    assert (pg.index.manifest.ann, pg.index.manifest.nprobe) == ("hnsw", ANN_DEPTH)
+    local = Retriever(index, embedder)
+    for q, _ in ON_TOPIC:
+        assert pg.ask(q).to_dict() == local.ask(q).to_dict(), q
+
+
 def test_migrations_are_recorded_once(pg_url):
     with psycopg.connect(pg_url) as conn:
         assert schema.version(conn) == 0

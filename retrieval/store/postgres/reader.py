@@ -191,13 +191,19 @@ class PgIndex:
             return _padded([r for (r,) in found], n)
         return _padded(self._hnsw(q, n), n)
 
+    def _ef_search(self, n: int) -> int:
+        """HNSW's breadth for `n` rows: the one tuned when published (its recall target, see
+        writer.tune_ef_search), and never below `n` (pgvector returns at most ef_search)."""
+        tuned = self.manifest.nprobe if self.manifest.ann == "hnsw" else 0
+        return min(EF_SEARCH_MAX, max(40, n, tuned))
+
     def _hnsw(self, q: str, n: int) -> list[int]:
         import psycopg
 
         try:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
-                             (str(min(EF_SEARCH_MAX, max(40, n))),))
+                             (str(self._ef_search(n)),))
                 return [r for (r,) in conn.execute(
                     f"SELECT rowno FROM {self.schema}.passages "
                     "ORDER BY embedding <=> %s::vector LIMIT %s", (q, n))]

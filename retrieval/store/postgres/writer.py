@@ -20,8 +20,9 @@ import numpy as np
 
 from retrieval.errors import IndexBusy
 from retrieval.progress import progress_bar
+from retrieval.store.ann import ANN_DEPTH, IVF_RECALL
 from retrieval.store.postgres import schema
-from retrieval.store.postgres.connect import connect, failure, redact
+from retrieval.store.postgres.connect import connect, failure, redact, vector_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,7 +50,7 @@ def publish_postgres(index: Index, url: str, progress: bool = False) -> Manifest
             row = conn.execute("SELECT generation FROM byline_manifest").fetchone()
             if row and row[0] == m.generation:
                 return m
-            _write_generation(conn, index, m, progress)
+            m = _write_generation(conn, index, m, progress)
             probes = (None if index.probe_vectors is None
                       else np.asarray(index.probe_vectors, np.float32).tobytes())
             conn.execute(
@@ -89,7 +90,9 @@ def retire(conn: psycopg.Connection, keep: int = KEEP) -> list[str]:
 
 
 def _write_generation(conn: psycopg.Connection, index: Index, m: Manifest,
-                      progress: bool) -> None:
+                      progress: bool) -> Manifest:
+    """Create and fill the generation's schema; its manifest (with the HNSW's tuned
+    ef_search where dense search is approximate)."""
     s = schema.schema_of(m.generation)
     conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
     conn.execute(schema.GENERATION_DDL.format(s=s, dim=m.dimension))
@@ -108,6 +111,42 @@ def _write_generation(conn: psycopg.Connection, index: Index, m: Manifest,
     _write_postings(conn, s, index)
     conn.execute(schema.GENERATION_INDEXES.format(
         s=s, m=schema.HNSW_M, ef=schema.HNSW_EF_CONSTRUCTION))
+    if m.ann == "flat":  # exact scans, as the folder's flat index
+        return m
+    return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, index))
+
+
+def tune_ef_search(conn: psycopg.Connection, s: str, index: Index, k: int = 10,
+                   depth: int = ANN_DEPTH, queries: int = 200) -> int:
+    """Smallest HNSW ef_search whose top `depth` holds IVF_RECALL of the exact top `k`, for
+    question-like queries (random sentences of the corpus), as a folder tunes IVF's nprobe
+    (retrieval/store/ann.py); at most EF_SEARCH_MAX."""
+    import faiss
+
+    from retrieval.store.postgres.reader import EF_SEARCH_MAX
+
+    sentences = index.sentences.vectors
+    rng = np.random.default_rng(0)
+    picks = np.sort(rng.choice(len(sentences), size=min(queries, len(sentences)),
+                               replace=False))
+    q = np.asarray(sentences[picks], dtype=np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    _, exact = faiss.knn(q, np.ascontiguousarray(index.passage_vectors, dtype=np.float32), k,
+                         metric=faiss.METRIC_INNER_PRODUCT)
+    vectors = [vector_text(v) for v in q]
+    ef = depth
+    while True:
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+        found = []
+        with conn.cursor() as cur:
+            for v in vectors:
+                cur.execute(f"SELECT rowno FROM {s}.passages ORDER BY embedding <=> "
+                            "%s::vector LIMIT %s", (v, depth))
+                found.append({r for (r,) in cur.fetchall()})
+        recall = np.mean([len(set(a) & f) / k for a, f in zip(exact, found, strict=True)])
+        if recall >= IVF_RECALL or ef >= EF_SEARCH_MAX:
+            return ef
+        ef = min(EF_SEARCH_MAX, ef * 2)
 
 
 def _chunks(n: int) -> Iterator[tuple[int, int]]:

@@ -27,13 +27,13 @@ CREATE TABLE copy_lists (grp INTEGER NOT NULL, n INTEGER NOT NULL, article_id TE
 # The articles of each near-duplicate group that an answer lists, in order, worked out once
 # at index time: a story copied into thousands of pages costs an answer one indexed lookup.
 MAX_COPIES = 25
-_COPY_LISTS_SELECT = """SELECT grp, n, id AS article_id FROM (
+COPY_LISTS_SELECT = """SELECT grp, n, id AS article_id FROM (
     SELECT grp, id, row_number() OVER (
         PARTITION BY grp ORDER BY date IS NULL, date, source, id) AS n
     FROM (SELECT DISTINCT c.grp, a.id, a.date, a.source FROM copies c
           JOIN passages p ON p.row = c.row JOIN articles a ON a.id = p.article_id))
 WHERE n <= ?"""
-_COPY_LISTS = f"INSERT INTO copy_lists {_COPY_LISTS_SELECT}"
+_COPY_LISTS = f"INSERT INTO copy_lists {COPY_LISTS_SELECT}"
 
 
 # SQLite result codes (primary) -> the operating-system error they report.

@@ -73,8 +73,9 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
                     df[t] = n
             tokens = int(conn.execute(f"SELECT coalesce(sum(length(scales)) / 4, 0) "
                                       f"FROM {s}.tokens").fetchone()[0])
-            has_copies = conn.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {s}.passages WHERE grp IS NOT NULL)").fetchone()[0]
+            has_copies = conn.execute(  # a layout-1 generation has no copy_lists: none
+                f"SELECT to_regclass('{s}.copy_lists') IS NOT NULL AND EXISTS "
+                f"(SELECT 1 FROM {s}.passages WHERE grp IS NOT NULL)").fetchone()[0]
     except psycopg.Error as exc:
         raise failure(url, exc) from None
     except IndexMissing:
@@ -254,15 +255,13 @@ class PgIndex:
         if not self.has_copies or not groups:
             return {}
         found: dict[int, list[Copy]] = {}
-        # The order of a folder's SQLite (bytewise text, undated last), whatever the
-        # database's collation.
+        # Each group's list was made once, in the folder's order, when published (a story
+        # copied into thousands of pages costs one indexed lookup, as in a folder).
         for grp, *fields in self._query(
-                "SELECT DISTINCT p.grp, a.id COLLATE \"C\", a.source COLLATE \"C\", a.title, "
-                "a.outlet, a.date COLLATE \"C\", a.url, a.date IS NULL "
-                "FROM {s}.passages p JOIN {s}.articles a ON a.id = p.article_id "
-                "WHERE p.grp = ANY(%s) ORDER BY p.grp, a.date IS NULL, "
-                "a.date COLLATE \"C\", a.source COLLATE \"C\"", ([int(g) for g in groups],)):
-            found.setdefault(grp, []).append(Copy(*fields[:6]))
+                "SELECT l.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
+                "FROM {s}.copy_lists l JOIN {s}.articles a ON a.id = l.article_id "
+                "WHERE l.grp = ANY(%s) ORDER BY l.grp, l.n", ([int(g) for g in groups],)):
+            found.setdefault(grp, []).append(Copy(*fields))
         return found
 
     def row_articles(self) -> tuple[np.ndarray, list[tuple[str | None, str | None]]]:

@@ -36,7 +36,10 @@ CREATE TABLE byline_generations (
 """),
 ]
 LATEST = MIGRATIONS[-1][0]
-LAYOUT = 1  # the layout of a generation's schema (GENERATION_DDL)
+# The layout of a generation's schema (GENERATION_DDL). 2: copy_lists, each near-duplicate
+# group's first MAX_COPIES articles in order (a layout-1 generation lists no copies, as a
+# folder saved before its copy_lists table, until it is published again).
+LAYOUT = 2
 CHANNEL = "byline_generation"  # NOTIFY'd with the new generation's name on each publish
 MIGRATE_LOCK = 0x6279_6C69_6E65_01  # advisory lock keys ("byline" + n)
 PUBLISH_LOCK = 0x6279_6C69_6E65_02
@@ -56,6 +59,8 @@ CREATE TABLE {s}.tokens (rowno integer PRIMARY KEY, codes bytea NOT NULL,
     scales bytea NOT NULL, spans bytea NOT NULL);
 CREATE TABLE {s}.postings (term_id integer PRIMARY KEY, term text NOT NULL, df integer NOT NULL,
     docs bytea NOT NULL, weights bytea NOT NULL);
+CREATE TABLE {s}.copy_lists (grp integer NOT NULL, n integer NOT NULL, article_id text NOT NULL,
+    PRIMARY KEY (grp, n));
 """
 # Created after the rows are in (faster than keeping them up to date row by row).
 GENERATION_INDEXES = """

@@ -23,6 +23,7 @@ from retrieval.progress import progress_bar
 from retrieval.store.ann import ANN_DEPTH, IVF_RECALL
 from retrieval.store.postgres import schema
 from retrieval.store.postgres.connect import connect, failure, redact, vector_text
+from retrieval.store.tables import COPY_LISTS_SELECT, MAX_COPIES
 
 if TYPE_CHECKING:
     import psycopg
@@ -109,6 +110,10 @@ def _write_generation(conn: psycopg.Connection, index: Index, m: Manifest,
             _write_passages(conn, s, index, db, groups, a, b)
             step(b - a)
     _write_postings(conn, s, index)
+    with conn.cursor() as cur, cur.copy(
+            f"COPY {s}.copy_lists (grp, n, article_id) FROM STDIN") as cp:
+        for r in db.execute(COPY_LISTS_SELECT, (MAX_COPIES,)):
+            cp.write_row(r)
     conn.execute(schema.GENERATION_INDEXES.format(
         s=s, m=schema.HNSW_M, ef=schema.HNSW_EF_CONSTRUCTION))
     if m.ann == "flat":  # exact scans, as the folder's flat index

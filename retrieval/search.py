@@ -279,15 +279,17 @@ class Retriever:
         k = max(1, min(int(k), size))
         terms = analyze(q)
         recent = wants_recent(q)
-        rows, scores, dense = self._ranked(qvec, terms, None, allowed, recent, qtokens)
+        rows, scores, dense, context = self._ranked(qvec, terms, None, allowed, recent, qtokens)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
-            rows, scores, dense = self._ranked(qvec, terms, depth, allowed, recent, qtokens)
+            rows, scores, dense, context = self._ranked(qvec, terms, depth, allowed, recent,
+                                                        qtokens)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
-        evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense)
+        evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense,
+                                      None if context is None else float(context[picked[0]]))
         confidence = self._confidence(evidence)
         answered = confidence >= self.settings.threshold
         if not answered and not keep_refused:
@@ -341,11 +343,14 @@ class Retriever:
         rows, _, dense = self._rank(qvec, terms)
         return self._top_evidence(qvec, terms, rows[0], dense)
 
-    def _top_evidence(self, qvec: np.ndarray, terms: list[str], top: int, dense: np.ndarray
-                      ) -> Evidence:
+    def _top_evidence(self, qvec: np.ndarray, terms: list[str], top: int, dense: np.ndarray,
+                      lexical: float | None = None) -> Evidence:
+        """The evidence of the `top` row; `lexical`: its context coverage if the ranking
+        measured it (the same number)."""
         row = np.array([top])
-        return Evidence(dense=float(dense.max()),
-                        lexical=float(self._context_coverage(terms, row)[0][0]),
+        if lexical is None:
+            lexical = float(self._context_coverage(terms, row)[0][0])
+        return Evidence(dense=float(dense.max()), lexical=lexical,
                         sentence=float(self._best_sentence(qvec, row)[0]),
                         terms=len(set(terms)))
 
@@ -359,14 +364,15 @@ class Retriever:
 
     def _ranked(self, qvec: np.ndarray, terms: list[str], depth: int | None,
                 allowed: np.ndarray | None, recent: bool, qtokens: np.ndarray | None = None
-                ) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """`_rank` within the `allowed` rows, newer coverage moved up when `recent`."""
-        rows, scores, dense = self._rank(qvec, terms, depth, allowed, qtokens)
+                ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
+        """`_scored` within the `allowed` rows, newer coverage moved up when `recent`."""
+        rows, scores, dense, context = self._scored(qvec, terms, depth, allowed, qtokens)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
-            return rows, scores, dense
+            return rows, scores, dense, context
         scores = prefer_recent(scores, self.rows_meta().seconds[rows])
         order = np.argsort(-scores, kind="stable")
-        return [rows[i] for i in order], scores[order], dense[order]
+        return ([rows[i] for i in order], scores[order], dense[order],
+                None if context is None else context[order])
 
     def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
               allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None
@@ -375,7 +381,15 @@ class Retriever:
         `depth` candidates from each retriever (default: the settings' `candidates`), only
         among the `allowed` rows (a boolean mask; None: all); given the question's content
         tokens, the best candidates re-scored by late interaction (SearchSettings.late_weight)."""
+        return self._scored(qvec, terms, depth, allowed, qtokens)[:3]
+
+    def _scored(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
+                allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None
+                ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
+        """`_rank`, with each row's context coverage (`_context_coverage`) where the
+        ranking measured it (None where not)."""
         s = self.settings
+        context = None
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
         dense_rows = self.index.dense_search(qvec, n, allowed)
@@ -398,11 +412,13 @@ class Retriever:
             if s.coverage_rank_weight:
                 scores = scores + s.coverage_rank_weight * self._coverage_of_rows(terms, rows)
             if s.context_rank_weight or s.article_rank_weight or s.headline_rank_weight:
-                scores = scores + self._article_context(terms, rows, scores)
+                bonus, context = self._article_context(terms, rows, scores)
+                scores = scores + bonus
             if s.late_weight and qtokens is not None and self.index.tokens is not None:
                 scores = self._late(qtokens, rows, scores)
         order = np.argsort(-scores, kind="stable")
-        return [int(r) for r in rows[order]], scores[order], dense[order]
+        return ([int(r) for r in rows[order]], scores[order], dense[order],
+                None if context is None else context[order])
 
     def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """`scores` with the `late_depth` best candidates' late-interaction bonus added (a
@@ -415,11 +431,13 @@ class Retriever:
         return out
 
     def _article_context(self, terms: list[str], rows: np.ndarray, scores: np.ndarray
-                         ) -> np.ndarray:
-        """Each candidate's bonus from its article: see SearchSettings.context_rank_weight."""
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each candidate's bonus from its article (see SearchSettings.context_rank_weight),
+        and its context coverage where that was measured (None where not)."""
         s = self.settings
         info = self.index.row_context(rows)
         out = np.zeros(len(rows), dtype=np.float32)
+        context = None
         if s.article_rank_weight:
             best: dict[int, float] = {}
             for (code, _, _), x in zip(info, scores.tolist(), strict=True):
@@ -428,7 +446,7 @@ class Retriever:
         if s.context_rank_weight or s.headline_rank_weight:
             context, headline = self._context_coverage(terms, rows, info)
             out += s.context_rank_weight * context + s.headline_rank_weight * headline
-        return out
+        return out, context
 
     def _context_coverage(self, terms: list[str], rows: np.ndarray,
                           info: list[tuple[int, int, str]] | None = None
@@ -449,7 +467,8 @@ class Retriever:
             held = in_title.copy()
             if t in self._vocab:
                 tid = self._vocab[t]
-                held |= self._holds(tid, rows) | (has_prev & self._holds(tid, rows - 1))
+                both = self._holds(tid, np.concatenate([rows, rows - 1]))  # one search
+                held |= both[:len(rows)] | (has_prev & both[len(rows):])
             idf = self._idf(t)
             context += held * idf
             headline += in_title * idf

@@ -29,11 +29,12 @@ def late_interaction(qtokens: np.ndarray, tokens: Tokens, rows: np.ndarray,
     out = np.zeros(len(rows), dtype=np.float32)
     if not len(rows) or not len(qtokens):
         return out
-    vecs, counts = tokens.many(rows)
-    if not len(vecs):
+    codes, scales, counts = tokens.codes(rows)
+    if not len(codes):
         return out
-    # (question tokens, all rows' tokens); the tall product is the fast one for BLAS
-    sims = (vecs @ qtokens.T).T
+    # (question tokens, all rows' tokens); the tall product is the fast one for BLAS. The
+    # product of the int8 codes is scaled, not each token vector (a pass over all of them).
+    sims = ((codes.astype(np.float32) @ qtokens.T) * scales[:, None]).T
     # Blocks of `block` tokens, never across two rows: each row's tokens are consecutive.
     have = np.flatnonzero(counts)
     blocks = -(-counts[have] // block)

@@ -207,6 +207,7 @@ class Retriever:
                                     sentence=bg.get("sentence", 0.0))
         self._rows_meta: Coverage | None = None
         self._title_vecs: dict[str, np.ndarray] = {}  # headline -> vector (_title_vector)
+        self._idfs: dict[str, float] = {}  # term -> _idf (a question asks 50 times)
 
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
@@ -586,9 +587,15 @@ class Retriever:
 
     def _idf(self, term: str) -> float:
         """BM25's IDF of a (stemmed) term in this index; unseen terms are the rarest."""
-        n = len(self.index)
-        df = int(self._df[self._vocab[term]]) if term in self._vocab else 0
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+        idf = self._idfs.get(term)
+        if idf is None:
+            n = len(self.index)
+            df = int(self._df[self._vocab[term]]) if term in self._vocab else 0
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            if len(self._idfs) >= 100_000:
+                self._idfs.clear()
+            self._idfs[term] = idf
+        return idf
 
     # -- quotes ---------------------------------------------------------------------------
 

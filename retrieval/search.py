@@ -280,13 +280,15 @@ class Retriever:
         k = max(1, min(int(k), size))
         terms = analyze(q)
         recent = wants_recent(q)
-        rows, scores, dense, context = self._ranked(qvec, terms, None, allowed, recent, qtokens)
+        sims: dict[int, np.ndarray] = {}  # row -> its token cosines, from late interaction
+        rows, scores, dense, context = self._ranked(qvec, terms, None, allowed, recent, qtokens,
+                                                    sims)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
             rows, scores, dense, context = self._ranked(qvec, terms, depth, allowed, recent,
-                                                        qtokens)
+                                                        qtokens, sims)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
         evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense,
@@ -303,7 +305,7 @@ class Retriever:
                                   if c.article_id != p.article_id))
                 for n, (i, p, quote) in enumerate(zip(
                     picked, top, self.quotes(qvec, terms, top, [rows[i] for i in picked],
-                                             qtokens), strict=True))]
+                                             qtokens, sims), strict=True))]
         if hits and self._headline_answers(qvec, terms, hits[0]):
             hits[0] = replace(hits[0], quote=hits[0].passage.title, quote_from="headline")
         return Answer(q, answered, hits, confidence, evidence)
@@ -364,10 +366,11 @@ class Retriever:
     # -- ranking --------------------------------------------------------------------------
 
     def _ranked(self, qvec: np.ndarray, terms: list[str], depth: int | None,
-                allowed: np.ndarray | None, recent: bool, qtokens: np.ndarray | None = None
+                allowed: np.ndarray | None, recent: bool, qtokens: np.ndarray | None = None,
+                sims: dict[int, np.ndarray] | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
         """`_scored` within the `allowed` rows, newer coverage moved up when `recent`."""
-        rows, scores, dense, context = self._scored(qvec, terms, depth, allowed, qtokens)
+        rows, scores, dense, context = self._scored(qvec, terms, depth, allowed, qtokens, sims)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
             return rows, scores, dense, context
         scores = prefer_recent(scores, self.rows_meta().seconds[rows])
@@ -385,10 +388,12 @@ class Retriever:
         return self._scored(qvec, terms, depth, allowed, qtokens)[:3]
 
     def _scored(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
-                allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None
+                allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None,
+                sims: dict[int, np.ndarray] | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
         """`_rank`, with each row's context coverage (`_context_coverage`) where the
-        ranking measured it (None where not)."""
+        ranking measured it (None where not); `sims` gets the token cosines late
+        interaction measured (row -> question tokens x its tokens)."""
         s = self.settings
         context = None
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
@@ -416,19 +421,20 @@ class Retriever:
                 bonus, context = self._article_context(terms, rows, scores)
                 scores = scores + bonus
             if s.late_weight and qtokens is not None and self.index.tokens is not None:
-                scores = self._late(qtokens, rows, scores)
+                scores = self._late(qtokens, rows, scores, sims)
         order = np.argsort(-scores, kind="stable")
         return ([int(r) for r in rows[order]], scores[order], dense[order],
                 None if context is None else context[order])
 
-    def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray,
+              sims: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """`scores` with the `late_depth` best candidates' late-interaction bonus added (a
-        bonus in 0..late_weight, so they stay above the rest)."""
+        bonus in 0..late_weight, so they stay above the rest); `sims` as in `_scored`."""
         s = self.settings
         top = np.argsort(-scores, kind="stable")[:s.late_depth]
         out = np.array(scores, dtype=np.float32, copy=True)
         out[top] += s.late_weight * _minmax(
-            late_interaction(qtokens, self.index.tokens, rows[top]))
+            late_interaction(qtokens, self.index.tokens, rows[top], keep=sims))
         return out
 
     def _article_context(self, terms: list[str], rows: np.ndarray, scores: np.ndarray
@@ -620,9 +626,11 @@ class Retriever:
         return texts[int(np.argmax(vecs.astype(np.float32) @ qvec))]
 
     def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
-               rows: Sequence[int], qtokens: np.ndarray | None = None) -> list[str]:
+               rows: Sequence[int], qtokens: np.ndarray | None = None,
+               sims: dict[int, np.ndarray] | None = None) -> list[str]:
         """`quote` ("best") of each of `passages` (at `rows`), their sentence and token
-        vectors read in one go."""
+        vectors read in one go; `sims`: token cosines late interaction already measured
+        (row -> question tokens x its tokens), not measured again."""
         own = self.index.sentences.passages(np.asarray(rows, np.int64))
         tokens = self.index.tokens if qtokens is not None else None
         several = [r for r, (_, sp) in zip(rows, own, strict=True) if len(sp) > 1]
@@ -630,8 +638,11 @@ class Retriever:
         if tokens is not None and several:
             for r, (codes, scales, chars) in zip(
                     several, tokens.raws(np.asarray(several, np.int64)), strict=True):
-                sims = (qtokens @ np.asarray(codes).T.astype(np.float32)) * scales
-                by_token[int(r)] = (sims, np.asarray(chars))
+                kept = sims.get(int(r)) if sims is not None else None
+                if kept is None:
+                    kept = ((np.asarray(codes).astype(np.float32) @ qtokens.T)
+                            * scales[:, None]).T  # as late interaction measures them
+                by_token[int(r)] = (kept, np.asarray(chars))
         out = []
         for p, row, (vecs, spans) in zip(passages, rows, own, strict=True):
             texts = [p.text[x:y] for x, y in spans]

@@ -73,3 +73,16 @@ def test_sentence_maxsim_by_runs_equals_by_masks():
         sims = rng.standard_normal((5, len(offsets))).astype(np.float32)
         expected = _sentence_maxsim_masked(sims, offsets, spans)
         assert np.array_equal(_sentence_maxsim(sims, offsets, spans), expected)
+
+
+def test_late_interaction_keeps_each_rows_token_cosines():
+    rng = np.random.default_rng(4)
+    passages = [rng.standard_normal((n, DIM)).astype(np.float32) for n in (5, 0, 40, 3)]
+    tokens = Tokens.pack([p / np.linalg.norm(p, axis=1, keepdims=True) if len(p) else p
+                          for p in passages], DIM)
+    question = np.stack([_unit((0, 1.0)), _unit((3, 1.0), (5, 0.5))])
+    kept: dict[int, np.ndarray] = {}
+    late_interaction(question, tokens, np.array([2, 0, 1, 3]), keep=kept)
+    assert sorted(kept) == [0, 1, 2, 3]
+    for row, sims in kept.items():
+        np.testing.assert_allclose(sims, question @ tokens.of(row).T, atol=1e-6)

@@ -503,7 +503,7 @@ class Retriever:
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""
         vecs, counts = self.index.sentences.many(rows)
-        sims = vecs.astype(np.float32) @ qvec
+        sims = _widen(vecs) @ qvec
         if not np.isfinite(sims).all():
             raise self.index.damaged("sentences/vectors.npy")
         return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
@@ -623,7 +623,7 @@ class Retriever:
         texts = [passage.text[a:b] for a, b in spans]
         if len(texts) == 1 or mode == "lead":
             return texts[0]
-        return texts[int(np.argmax(vecs.astype(np.float32) @ qvec))]
+        return texts[int(np.argmax(_widen(vecs) @ qvec))]
 
     def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
                rows: Sequence[int], qtokens: np.ndarray | None = None,
@@ -649,7 +649,7 @@ class Retriever:
             if len(texts) == 1:
                 out.append(texts[0])
                 continue
-            score = np.asarray(vecs).astype(np.float32) @ qvec
+            score = _widen(np.asarray(vecs)) @ qvec
             if terms:
                 score = score + self.settings.quote_lexical * self._sentence_coverage(terms,
                                                                                        texts)
@@ -671,7 +671,7 @@ class Retriever:
         vecs, spans = self.index.sentences.passage(hit.row)
         texts = [p.text[a:b] for a, b in spans]
         coverage = self._sentence_coverage(terms, [*texts, p.title]) if terms else None
-        scores = np.concatenate([vecs.astype(np.float32) @ qvec,
+        scores = np.concatenate([_widen(vecs) @ qvec,
                                  [float(self._title_vector(p.title) @ qvec)]])
         if coverage is not None:
             scores = scores + self.settings.quote_lexical * coverage
@@ -758,6 +758,22 @@ def _sentence_maxsim_masked(sims: np.ndarray, offsets: np.ndarray, spans: np.nda
 
 
 _search_one = search_one  # the name benches and tests use
+
+
+def _widen(vecs: np.ndarray) -> np.ndarray:
+    """Stored (float16) vectors as float32: numpy's own cast of each of the 65,536 float16
+    values, looked up in a table (twice as fast as the cast: the sentence vectors of a
+    question's candidates took 0.18 ms to widen)."""
+    if vecs.dtype != np.float16:
+        return vecs.astype(np.float32)
+    return _float16_table().take(np.ascontiguousarray(vecs).view(np.uint16))
+
+
+@lru_cache(maxsize=1)
+def _float16_table() -> np.ndarray:
+    """Every float16 bit pattern's float32 value, as numpy casts it (256 kB)."""
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
+        np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -58,6 +58,11 @@ def raw(q, tokens, rows):
                     np.float32)
 
 
+def _keeping_none(late: Late) -> Callable[..., np.ndarray]:
+    """`late` as the Retriever calls it (it keeps no token cosines: quotes measure theirs)."""
+    return lambda q, tokens, rows, keep=None: late(q, tokens, rows)
+
+
 def blocks(block: int) -> Late:
     """retrieval.late's windows of 2 x `block` tokens (what SearchSettings.late_weight uses)."""
     return lambda q, tokens, rows: late_interaction(q, tokens, rows, block)
@@ -280,10 +285,10 @@ def main() -> None:
                                   ("A", squad_index)):
                 fn = late or sentences(idx, embedder)
                 if idx_name == "seeds":
-                    search.late_interaction = fn
+                    search.late_interaction = _keeping_none(fn)
                     s = seeds(seed_index, embedder, settings)
                 elif idx_name == "news":
-                    search.late_interaction = fn
+                    search.late_interaction = _keeping_none(fn)
                     nw = news(news_index, embedder, settings, questions, off_topic)
                 else:
                     a = squad.metrics(name, fn, w, d, 20)

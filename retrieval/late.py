@@ -17,7 +17,8 @@ BLOCK = 16  # tokens; a window is two adjacent blocks (32 tokens, moved 16 at a 
 
 
 def late_interaction(qtokens: np.ndarray, tokens: Tokens, rows: np.ndarray,
-                     block: int = BLOCK) -> np.ndarray:
+                     block: int = BLOCK, keep: dict[int, np.ndarray] | None = None
+                     ) -> np.ndarray:
     """Per row, its best window's late-interaction score among the candidate `rows`.
 
     A window is 2 x `block` consecutive tokens (a stride of `block`; a passage of at most
@@ -25,15 +26,20 @@ def late_interaction(qtokens: np.ndarray, tokens: Tokens, rows: np.ndarray,
     cosine with one of the window's tokens; that is standardised per question token over
     every window of every candidate (a token that matches all the candidates, the topic,
     says little about which one answers), and the window scores the mean over the question's
-    tokens."""
+    tokens. `keep`, if given, gets each row's (question tokens x its tokens) cosines."""
     out = np.zeros(len(rows), dtype=np.float32)
     if not len(rows) or not len(qtokens):
         return out
-    vecs, counts = tokens.many(rows)
-    if not len(vecs):
+    codes, scales, counts = tokens.codes(rows)
+    if not len(codes):
         return out
-    # (question tokens, all rows' tokens); the tall product is the fast one for BLAS
-    sims = (vecs @ qtokens.T).T
+    # (question tokens, all rows' tokens); the tall product is the fast one for BLAS. The
+    # product of the int8 codes is scaled, not each token vector (a pass over all of them).
+    sims = ((codes.astype(np.float32) @ qtokens.T) * scales[:, None]).T
+    if keep is not None:
+        ends = np.cumsum(counts).tolist()
+        for row, a, b in zip(np.asarray(rows).tolist(), [0, *ends[:-1]], ends, strict=True):
+            keep[int(row)] = sims[:, a:b]
     # Blocks of `block` tokens, never across two rows: each row's tokens are consecutive.
     have = np.flatnonzero(counts)
     blocks = -(-counts[have] // block)

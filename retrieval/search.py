@@ -207,6 +207,7 @@ class Retriever:
                                     sentence=bg.get("sentence", 0.0))
         self._rows_meta: Coverage | None = None
         self._title_vecs: dict[str, np.ndarray] = {}  # headline -> vector (_title_vector)
+        self._idfs: dict[str, float] = {}  # term -> _idf (a question asks 50 times)
 
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
@@ -279,15 +280,19 @@ class Retriever:
         k = max(1, min(int(k), size))
         terms = analyze(q)
         recent = wants_recent(q)
-        rows, scores, dense = self._ranked(qvec, terms, None, allowed, recent, qtokens)
+        sims: dict[int, np.ndarray] = {}  # row -> its token cosines, from late interaction
+        rows, scores, dense, context = self._ranked(qvec, terms, None, allowed, recent, qtokens,
+                                                    sims)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
-            rows, scores, dense = self._ranked(qvec, terms, depth, allowed, recent, qtokens)
+            rows, scores, dense, context = self._ranked(qvec, terms, depth, allowed, recent,
+                                                        qtokens, sims)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
-        evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense)
+        evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense,
+                                      None if context is None else float(context[picked[0]]))
         confidence = self._confidence(evidence)
         answered = confidence >= self.settings.threshold
         if not answered and not keep_refused:
@@ -300,7 +305,7 @@ class Retriever:
                                   if c.article_id != p.article_id))
                 for n, (i, p, quote) in enumerate(zip(
                     picked, top, self.quotes(qvec, terms, top, [rows[i] for i in picked],
-                                             qtokens), strict=True))]
+                                             qtokens, sims), strict=True))]
         if hits and self._headline_answers(qvec, terms, hits[0]):
             hits[0] = replace(hits[0], quote=hits[0].passage.title, quote_from="headline")
         return Answer(q, answered, hits, confidence, evidence)
@@ -341,11 +346,14 @@ class Retriever:
         rows, _, dense = self._rank(qvec, terms)
         return self._top_evidence(qvec, terms, rows[0], dense)
 
-    def _top_evidence(self, qvec: np.ndarray, terms: list[str], top: int, dense: np.ndarray
-                      ) -> Evidence:
+    def _top_evidence(self, qvec: np.ndarray, terms: list[str], top: int, dense: np.ndarray,
+                      lexical: float | None = None) -> Evidence:
+        """The evidence of the `top` row; `lexical`: its context coverage if the ranking
+        measured it (the same number)."""
         row = np.array([top])
-        return Evidence(dense=float(dense.max()),
-                        lexical=float(self._context_coverage(terms, row)[0][0]),
+        if lexical is None:
+            lexical = float(self._context_coverage(terms, row)[0][0])
+        return Evidence(dense=float(dense.max()), lexical=lexical,
                         sentence=float(self._best_sentence(qvec, row)[0]),
                         terms=len(set(terms)))
 
@@ -358,15 +366,17 @@ class Retriever:
     # -- ranking --------------------------------------------------------------------------
 
     def _ranked(self, qvec: np.ndarray, terms: list[str], depth: int | None,
-                allowed: np.ndarray | None, recent: bool, qtokens: np.ndarray | None = None
-                ) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """`_rank` within the `allowed` rows, newer coverage moved up when `recent`."""
-        rows, scores, dense = self._rank(qvec, terms, depth, allowed, qtokens)
+                allowed: np.ndarray | None, recent: bool, qtokens: np.ndarray | None = None,
+                sims: dict[int, np.ndarray] | None = None
+                ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
+        """`_scored` within the `allowed` rows, newer coverage moved up when `recent`."""
+        rows, scores, dense, context = self._scored(qvec, terms, depth, allowed, qtokens, sims)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
-            return rows, scores, dense
+            return rows, scores, dense, context
         scores = prefer_recent(scores, self.rows_meta().seconds[rows])
         order = np.argsort(-scores, kind="stable")
-        return [rows[i] for i in order], scores[order], dense[order]
+        return ([rows[i] for i in order], scores[order], dense[order],
+                None if context is None else context[order])
 
     def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
               allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None
@@ -375,7 +385,17 @@ class Retriever:
         `depth` candidates from each retriever (default: the settings' `candidates`), only
         among the `allowed` rows (a boolean mask; None: all); given the question's content
         tokens, the best candidates re-scored by late interaction (SearchSettings.late_weight)."""
+        return self._scored(qvec, terms, depth, allowed, qtokens)[:3]
+
+    def _scored(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
+                allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None,
+                sims: dict[int, np.ndarray] | None = None
+                ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
+        """`_rank`, with each row's context coverage (`_context_coverage`) where the
+        ranking measured it (None where not); `sims` gets the token cosines late
+        interaction measured (row -> question tokens x its tokens)."""
         s = self.settings
+        context = None
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
         dense_rows = self.index.dense_search(qvec, n, allowed)
@@ -398,28 +418,33 @@ class Retriever:
             if s.coverage_rank_weight:
                 scores = scores + s.coverage_rank_weight * self._coverage_of_rows(terms, rows)
             if s.context_rank_weight or s.article_rank_weight or s.headline_rank_weight:
-                scores = scores + self._article_context(terms, rows, scores)
+                bonus, context = self._article_context(terms, rows, scores)
+                scores = scores + bonus
             if s.late_weight and qtokens is not None and self.index.tokens is not None:
-                scores = self._late(qtokens, rows, scores)
+                scores = self._late(qtokens, rows, scores, sims)
         order = np.argsort(-scores, kind="stable")
-        return [int(r) for r in rows[order]], scores[order], dense[order]
+        return ([int(r) for r in rows[order]], scores[order], dense[order],
+                None if context is None else context[order])
 
-    def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray,
+              sims: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """`scores` with the `late_depth` best candidates' late-interaction bonus added (a
-        bonus in 0..late_weight, so they stay above the rest)."""
+        bonus in 0..late_weight, so they stay above the rest); `sims` as in `_scored`."""
         s = self.settings
         top = np.argsort(-scores, kind="stable")[:s.late_depth]
         out = np.array(scores, dtype=np.float32, copy=True)
         out[top] += s.late_weight * _minmax(
-            late_interaction(qtokens, self.index.tokens, rows[top]))
+            late_interaction(qtokens, self.index.tokens, rows[top], keep=sims))
         return out
 
     def _article_context(self, terms: list[str], rows: np.ndarray, scores: np.ndarray
-                         ) -> np.ndarray:
-        """Each candidate's bonus from its article: see SearchSettings.context_rank_weight."""
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each candidate's bonus from its article (see SearchSettings.context_rank_weight),
+        and its context coverage where that was measured (None where not)."""
         s = self.settings
         info = self.index.row_context(rows)
         out = np.zeros(len(rows), dtype=np.float32)
+        context = None
         if s.article_rank_weight:
             best: dict[int, float] = {}
             for (code, _, _), x in zip(info, scores.tolist(), strict=True):
@@ -428,7 +453,7 @@ class Retriever:
         if s.context_rank_weight or s.headline_rank_weight:
             context, headline = self._context_coverage(terms, rows, info)
             out += s.context_rank_weight * context + s.headline_rank_weight * headline
-        return out
+        return out, context
 
     def _context_coverage(self, terms: list[str], rows: np.ndarray,
                           info: list[tuple[int, int, str]] | None = None
@@ -449,7 +474,8 @@ class Retriever:
             held = in_title.copy()
             if t in self._vocab:
                 tid = self._vocab[t]
-                held |= self._holds(tid, rows) | (has_prev & self._holds(tid, rows - 1))
+                both = self._holds(tid, np.concatenate([rows, rows - 1]))  # one search
+                held |= both[:len(rows)] | (has_prev & both[len(rows):])
             idf = self._idf(t)
             context += held * idf
             headline += in_title * idf
@@ -477,7 +503,7 @@ class Retriever:
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""
         vecs, counts = self.index.sentences.many(rows)
-        sims = vecs.astype(np.float32) @ qvec
+        sims = _widen(vecs) @ qvec
         if not np.isfinite(sims).all():
             raise self.index.damaged("sentences/vectors.npy")
         return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
@@ -567,9 +593,15 @@ class Retriever:
 
     def _idf(self, term: str) -> float:
         """BM25's IDF of a (stemmed) term in this index; unseen terms are the rarest."""
-        n = len(self.index)
-        df = int(self._df[self._vocab[term]]) if term in self._vocab else 0
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+        idf = self._idfs.get(term)
+        if idf is None:
+            n = len(self.index)
+            df = int(self._df[self._vocab[term]]) if term in self._vocab else 0
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            if len(self._idfs) >= 100_000:
+                self._idfs.clear()
+            self._idfs[term] = idf
+        return idf
 
     # -- quotes ---------------------------------------------------------------------------
 
@@ -591,12 +623,14 @@ class Retriever:
         texts = [passage.text[a:b] for a, b in spans]
         if len(texts) == 1 or mode == "lead":
             return texts[0]
-        return texts[int(np.argmax(vecs.astype(np.float32) @ qvec))]
+        return texts[int(np.argmax(_widen(vecs) @ qvec))]
 
     def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
-               rows: Sequence[int], qtokens: np.ndarray | None = None) -> list[str]:
+               rows: Sequence[int], qtokens: np.ndarray | None = None,
+               sims: dict[int, np.ndarray] | None = None) -> list[str]:
         """`quote` ("best") of each of `passages` (at `rows`), their sentence and token
-        vectors read in one go."""
+        vectors read in one go; `sims`: token cosines late interaction already measured
+        (row -> question tokens x its tokens), not measured again."""
         own = self.index.sentences.passages(np.asarray(rows, np.int64))
         tokens = self.index.tokens if qtokens is not None else None
         several = [r for r, (_, sp) in zip(rows, own, strict=True) if len(sp) > 1]
@@ -604,15 +638,18 @@ class Retriever:
         if tokens is not None and several:
             for r, (codes, scales, chars) in zip(
                     several, tokens.raws(np.asarray(several, np.int64)), strict=True):
-                sims = (qtokens @ np.asarray(codes).T.astype(np.float32)) * scales
-                by_token[int(r)] = (sims, np.asarray(chars))
+                kept = sims.get(int(r)) if sims is not None else None
+                if kept is None:
+                    kept = ((np.asarray(codes).astype(np.float32) @ qtokens.T)
+                            * scales[:, None]).T  # as late interaction measures them
+                by_token[int(r)] = (kept, np.asarray(chars))
         out = []
         for p, row, (vecs, spans) in zip(passages, rows, own, strict=True):
             texts = [p.text[x:y] for x, y in spans]
             if len(texts) == 1:
                 out.append(texts[0])
                 continue
-            score = np.asarray(vecs).astype(np.float32) @ qvec
+            score = _widen(np.asarray(vecs)) @ qvec
             if terms:
                 score = score + self.settings.quote_lexical * self._sentence_coverage(terms,
                                                                                        texts)
@@ -634,7 +671,7 @@ class Retriever:
         vecs, spans = self.index.sentences.passage(hit.row)
         texts = [p.text[a:b] for a, b in spans]
         coverage = self._sentence_coverage(terms, [*texts, p.title]) if terms else None
-        scores = np.concatenate([vecs.astype(np.float32) @ qvec,
+        scores = np.concatenate([_widen(vecs) @ qvec,
                                  [float(self._title_vector(p.title) @ qvec)]])
         if coverage is not None:
             scores = scores + self.settings.quote_lexical * coverage
@@ -673,6 +710,45 @@ def _sentence_maxsim(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray) -
     """Per sentence (character `spans`), the mean over the question's tokens of the best
     cosine (`sims`: question tokens x the passage's tokens, at character `offsets`) with one
     of the sentence's tokens (0 for a sentence past the model's truncation)."""
+    ranges = _token_ranges(offsets, spans)
+    if ranges is None:  # tokens out of order: look at each sentence's tokens one by one
+        return _sentence_maxsim_masked(sims, offsets, spans)
+    lo, hi = ranges
+    out = np.zeros(len(spans), dtype=np.float32)
+    some = np.flatnonzero(hi > lo)
+    if len(some):
+        # The max over each range, the ranges' ends in between (a final end past the last
+        # token is left out: reduceat then runs to the end).
+        bounds = np.stack([lo[some], hi[some]], axis=1).reshape(-1)
+        best = np.maximum.reduceat(sims, bounds[:-1] if bounds[-1] == sims.shape[1]
+                                   else bounds, axis=1)[:, ::2]
+        out[some] = np.ascontiguousarray(best.T).mean(axis=1)  # row by row, as before
+    return out
+
+
+def _token_ranges(offsets: np.ndarray, spans: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per sentence, the first and past-the-last token lying within it (start >= a, end
+    <= b, end > a: a token across a boundary belongs to neither), as index ranges; None
+    unless the tokens' starts and ends both rise (as a tokenizer's do) between any empty
+    ones (special tokens, ending at 0) at either end, so each sentence's tokens are one run."""
+    if len(spans) and int(spans[:, 0].min()) < 0:
+        return None
+    live = np.flatnonzero(offsets[:, 1] > 0)  # the others lie in no sentence (end <= a)
+    if not len(live):
+        return np.zeros(len(spans), np.int64), np.zeros(len(spans), np.int64)
+    first = int(live[0])
+    starts, ends = offsets[first:int(live[-1]) + 1, 0], offsets[first:int(live[-1]) + 1, 1]
+    if (np.diff(starts) < 0).any() or (np.diff(ends) < 0).any():
+        return None
+    a, b = spans[:, 0], spans[:, 1]
+    lo = np.maximum(np.searchsorted(starts, a, "left"), np.searchsorted(ends, a, "right"))
+    return lo + first, np.searchsorted(ends, b, "right") + first
+
+
+def _sentence_maxsim_masked(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray
+                            ) -> np.ndarray:
+    """`_sentence_maxsim` for tokens in any order: each sentence's tokens found by masks."""
     out = np.zeros(len(spans), dtype=np.float32)
     for i, (a, b) in enumerate(spans):
         take = (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)
@@ -682,6 +758,22 @@ def _sentence_maxsim(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray) -
 
 
 _search_one = search_one  # the name benches and tests use
+
+
+def _widen(vecs: np.ndarray) -> np.ndarray:
+    """Stored (float16) vectors as float32: numpy's own cast of each of the 65,536 float16
+    values, looked up in a table (twice as fast as the cast: the sentence vectors of a
+    question's candidates took 0.18 ms to widen)."""
+    if vecs.dtype != np.float16:
+        return vecs.astype(np.float32)
+    return _float16_table().take(np.ascontiguousarray(vecs).view(np.uint16))
+
+
+@lru_cache(maxsize=1)
+def _float16_table() -> np.ndarray:
+    """Every float16 bit pattern's float32 value, as numpy casts it (256 kB)."""
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
+        np.float32)
 
 
 @lru_cache(maxsize=1)

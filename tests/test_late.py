@@ -57,3 +57,32 @@ def test_late_weight_reranks_only_the_best_candidates(retriever: Retriever):
     rows0, _, _ = plain._rank(qvecs[0], terms, qtokens=qtokens[0])
     rows1, _, _ = late._rank(qvecs[0], terms, qtokens=qtokens[0])
     assert set(rows1[:3]) == set(rows0[:3]) and rows1[3:] == rows0[3:]
+
+
+def test_sentence_maxsim_by_runs_equals_by_masks():
+    from retrieval.search import _sentence_maxsim, _sentence_maxsim_masked
+
+    rng = np.random.default_rng(3)
+    spans = np.array([[0, 10], [11, 25], [26, 40], [41, 60]], np.int32)
+    words = np.array([[0, 4], [5, 10], [11, 13], [14, 20], [20, 27], [27, 33], [34, 40]])
+    cases = [words,
+             np.concatenate([[[0, 0]], words, [[0, 0], [0, 0]]]),  # special tokens
+             words[[0, 2, 1, 3, 4, 5, 6]],  # out of order: masks
+             np.zeros((3, 2), np.int64), words[:0]]
+    for offsets in cases:
+        sims = rng.standard_normal((5, len(offsets))).astype(np.float32)
+        expected = _sentence_maxsim_masked(sims, offsets, spans)
+        assert np.array_equal(_sentence_maxsim(sims, offsets, spans), expected)
+
+
+def test_late_interaction_keeps_each_rows_token_cosines():
+    rng = np.random.default_rng(4)
+    passages = [rng.standard_normal((n, DIM)).astype(np.float32) for n in (5, 0, 40, 3)]
+    tokens = Tokens.pack([p / np.linalg.norm(p, axis=1, keepdims=True) if len(p) else p
+                          for p in passages], DIM)
+    question = np.stack([_unit((0, 1.0)), _unit((3, 1.0), (5, 0.5))])
+    kept: dict[int, np.ndarray] = {}
+    late_interaction(question, tokens, np.array([2, 0, 1, 3]), keep=kept)
+    assert sorted(kept) == [0, 1, 2, 3]
+    for row, sims in kept.items():
+        np.testing.assert_allclose(sims, question @ tokens.of(row).T, atol=1e-6)

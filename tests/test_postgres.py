@@ -50,6 +50,10 @@ def test_the_store_answers_as_the_folder_does(seeded, retriever, embedder):
     assert pg.index.row_context(rows) == retriever.index.row_context(rows)
     np.testing.assert_array_equal(pg.index.passage_vectors[rows],
                                   np.asarray(retriever.index.passage_vectors[rows]))
+    picks = np.array([3, 0, 7, 8, 1])  # the token codes late interaction reads, in order
+    for got, expected in zip(pg.index.tokens.codes(picks), retriever.index.tokens.codes(picks),
+                             strict=True):
+        np.testing.assert_array_equal(got, expected)
     a_rows, a_articles = retriever.index.row_articles()
     b_rows, b_articles = pg.index.row_articles()
     np.testing.assert_array_equal(a_rows, b_rows)

@@ -155,3 +155,13 @@ def test_a_headline_that_answers_brings_its_article_first(embedder):
                      keep_refused=True)[0].hits[0]
     assert hit.passage.article_id == "squid" and hit.passage.paragraph == 1
     assert 0 < hit.score <= 1
+
+
+def test_widened_vectors_are_numpys_cast_bit_for_bit():
+    from retrieval.search import _widen
+
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)  # NaN too
+    for vecs in (every.reshape(-1, 64), every.reshape(64, -1)[:, ::3], every[:0], every[5:6]):
+        assert _widen(vecs).view(np.uint32).tolist() == (
+            vecs.astype(np.float32).view(np.uint32).tolist())
+    assert _widen(np.ones((2, 3), np.float32)).dtype == np.float32

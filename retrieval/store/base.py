@@ -67,6 +67,8 @@ class TokenStore(Protocol):
 
     def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
 
+    def codes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -95,11 +95,17 @@ class Tokens:
 
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The token vectors (float32) of all `rows`, one after another, and how many each
-        row has: one batched read (late interaction scores 20 candidates a question)."""
-        take, counts = runs(self.offsets, rows)
-        vecs = np.asarray(self.vectors[take]).astype(np.float32)
-        vecs *= self.scales[take][:, None]
+        row has: one batched read."""
+        codes, scales, counts = self.codes(rows)
+        vecs = codes.astype(np.float32)
+        vecs *= scales[:, None]
         return vecs, counts
+
+    def codes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The int8 codes and scales of all `rows`' tokens, one after another, and how many
+        each row has: one batched read (late interaction scores 20 candidates a question)."""
+        take, counts = runs(self.offsets, rows)
+        return np.asarray(self.vectors[take]), np.asarray(self.scales[take], np.float32), counts
 
     def raw(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Passage `row`'s int8 token codes, their scales and character spans, as stored."""
@@ -213,6 +219,9 @@ class PendingTokens:
 
     def raws(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return self.packed().raws(rows)
+
+    def codes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.packed().codes(rows)
 
     def _runs(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[int, int]]:
         """The items with consecutive previous rows merged: (first, end) row ranges."""

@@ -67,8 +67,8 @@ class RowFile:
         if not len(rows):
             return out
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
-            out[a:b] = self._read(int(rows[a]), int(b - a))
+        for a, b in zip([0, *breaks.tolist()], [*breaks.tolist(), len(rows)], strict=True):
+            self._read_into(out[a:b], int(rows[a]))
         return out
 
     def copy_rows(self, row: int, count: int, fd: int, at: int) -> int:
@@ -90,10 +90,14 @@ class RowFile:
     def _read(self, row: int, count: int) -> np.ndarray:
         out = np.empty((count, self.shape[1]), self.dtype)
         if count:
-            got = os.preadv(self._fd, [memoryview(out).cast("B")], self._start + row * self._row)
-            if got != out.nbytes:
-                raise OSError(f"short read: {got} of {out.nbytes} bytes")
+            self._read_into(out, row)
         return out
+
+    def _read_into(self, out: np.ndarray, row: int) -> None:
+        """Fill `out` (C-contiguous rows) with the rows from `row` on."""
+        got = os.preadv(self._fd, [memoryview(out).cast("B")], self._start + row * self._row)
+        if got != out.nbytes:
+            raise OSError(f"short read: {got} of {out.nbytes} bytes")
 
 
 def load_rows(path: Path) -> RowFile | np.ndarray:

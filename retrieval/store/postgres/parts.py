@@ -152,6 +152,17 @@ class PgTokens(_Rows):
         vecs = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
         return vecs, np.array([len(p) for p in parts], np.int64)
 
+    def codes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The int8 codes and scales of all `rows`' tokens, one after another, and how many
+        each row has."""
+        found = self._read([int(r) for r in rows])
+        parts = [found[int(r)] for r in rows]
+        if not parts:
+            return np.empty((0, self.dim), np.int8), np.empty(0, np.float32), np.zeros(0, np.int64)
+        return (np.concatenate([c for c, _, _ in parts]),
+                np.concatenate([s for _, s, _ in parts]).astype(np.float32),
+                np.array([len(c) for c, _, _ in parts], np.int64))
+
 
 class PgPostings(_Rows):
     """BM25's postings: the vocabulary and document frequencies read at open, each term's

@@ -81,9 +81,15 @@ def digest(path: Path) -> str:
         return f"{CHECKSUM}:{hashlib.file_digest(fh, xxhash.xxh3_128).hexdigest()}"
 
 
-def listing(folder: Path) -> dict[str, tuple[int, str]]:
-    """relative path -> (size, checksum) of every file under `folder`, sorted by path."""
+def listing(folder: Path, known: dict[tuple[int, int], tuple[int, str]] | None = None
+            ) -> dict[str, tuple[int, str]]:
+    """relative path -> (size, checksum) of every file under `folder`, sorted by path; a
+    file whose (device, inode) is in `known` (a hard link to a file already listed) takes
+    the checksum recorded there instead of being read again."""
     out = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        out[path.relative_to(folder).as_posix()] = (path.stat().st_size, digest(path))
+        st = path.stat()
+        size, sha = (known or {}).get((st.st_dev, st.st_ino), (-1, ""))
+        out[path.relative_to(folder).as_posix()] = ((size, sha) if size == st.st_size
+                                                   else (st.st_size, digest(path)))
     return out

@@ -13,6 +13,7 @@ per permutation), so a million passages take seconds, not the hour per-passage o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,9 +38,10 @@ del _rng
 # Word bytes: ASCII letters and digits, and every byte of a non-ASCII character.
 _WORD = np.zeros(256, bool)
 _WORD[[*range(ord("0"), ord("9") + 1), *range(ord("a"), ord("z") + 1), *range(0x80, 256)]] = True
-# Typographic punctuation that outlets spell differently: not part of words.
-_PUNCT = str.maketrans({c: " " for c in "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u00ab\u00bb"
-                        "\u2013\u2014\u2015\u2026\u00a0\u2032\u2033"})
+# Typographic punctuation that outlets spell differently: not part of words. (A regular
+# expression, not str.translate: translate looks up every character, 30 ms for SQuAD dev.)
+_PUNCT = re.compile("[\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u00ab\u00bb"
+                    "\u2013\u2014\u2015\u2026\u00a0\u2032\u2033]")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -53,7 +55,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(shingle hashes uint64, owning text index per shingle (ascending), words per text)."""
-    encoded = [t.lower().translate(_PUNCT).encode("utf-8") for t in texts]
+    encoded = [_PUNCT.sub(" ", t.lower()).encode("utf-8") for t in texts]
     data = np.frombuffer(b" ".join(encoded) + b" ", np.uint8)
     lengths = np.fromiter((len(e) + 1 for e in encoded), np.int64, len(encoded))
     word = _WORD[data]

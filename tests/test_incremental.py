@@ -2,17 +2,20 @@
 out, ids stay stable, and the result equals a full rebuild of the same corpus."""
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from retrieval.background import PROBES
 from retrieval.corpus import load_corpus
+from retrieval.errors import IndexCorrupt
 from retrieval.indexer import index_corpus
 from retrieval.search import Retriever, check_question
-from retrieval.store import MANIFEST, Index
+from retrieval.store import MANIFEST, Index, parts
 
 from .conftest import SEEDS
 
@@ -127,3 +130,50 @@ def test_other_cleaning_rules_or_probes_mean_parsing_and_encoding_again(tmp_path
     assert again.manifest.parser == first.manifest.parser != "0" * 16
     np.testing.assert_array_equal(Index.load(tmp_path / "idx").probe_vectors,
                                   first.probe_vectors)
+
+
+def test_a_reindex_links_the_token_file_and_writes_only_new_rows(tmp_path, embedder, monkeypatch):
+    """Above SPLICE_MIN (0 here), a re-index hard-links the previous token file (base.npy,
+    with the checksum recorded for it) and writes only the other rows, and still equals a
+    full build; a damaged base is never reused, and a mostly unused one is not linked."""
+    monkeypatch.setattr(parts, "SPLICE_MIN", 0)
+    corpus, inc = _corpus(tmp_path / "corpus"), tmp_path / "inc"
+    first = index_corpus(corpus, inc, embedder, progress=False)
+    folder = inc / first.manifest.folder / "tokens"
+    assert not (folder / "base.npy").exists()
+    bus = corpus / "night-bus.txt"
+    for n, vote in enumerate(("6-3", "5-4")):
+        before = json.loads((inc / MANIFEST).read_text())["files"]["tokens/vectors.npy"]
+        bus.write_text(EXTRA.replace("7-2", vote), encoding="utf-8")
+        again = index_corpus(corpus, inc, embedder, progress=False)
+        assert again.reused == len(again) - 1
+        tokens = inc / again.manifest.folder / "tokens"
+        assert (tokens / "base.npy").stat().st_ino == first.tokens.vectors.path.stat().st_ino \
+            if n == 0 else (tokens / "base.npy").stat().st_nlink == 2
+        if n == 0:
+            assert again.manifest.files["tokens/base.npy"] == before  # its checksum, kept
+        assert (tokens / "vectors.npy").stat().st_size < (tokens / "base.npy").stat().st_size
+        index_corpus(corpus, tmp_path / f"full{n}", embedder, progress=False, incremental=False)
+        _same(Index.load(inc, verify=True), Index.load(tmp_path / f"full{n}"))
+
+    # Damage the shared file: the index is damaged, and a re-index rebuilds from scratch.
+    path = inc / Index.load(inc).manifest.folder / "tokens" / "base.npy"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match=r"base\.npy does not match its checksum"):
+        Index.load(inc, verify=True)
+    rebuilt = index_corpus(corpus, inc, embedder, progress=False)
+    assert rebuilt.reused == 0 and not (inc / rebuilt.manifest.folder / "tokens" /
+                                        "base.npy").exists()
+    _same(Index.load(inc, verify=True), Index.load(tmp_path / "full1"))
+
+    # Most articles removed: the token file is written whole again, not linked.
+    index_corpus(corpus, inc, embedder, progress=False)  # spliced once more
+    for f in corpus.iterdir():
+        if f != bus:
+            os.unlink(f)
+    small = index_corpus(corpus, inc, embedder, progress=False)
+    assert not (inc / small.manifest.folder / "tokens" / "base.npy").exists()
+    index_corpus(corpus, tmp_path / "full2", embedder, progress=False, incremental=False)
+    _same(Index.load(inc, verify=True), Index.load(tmp_path / "full2"))

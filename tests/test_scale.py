@@ -11,6 +11,7 @@ import pytest
 from retrieval import search
 from retrieval.corpus import Article
 from retrieval.embed import Embedder
+from retrieval.postings import Postings
 from retrieval.search import Retriever
 from retrieval.store import Index, RowFile, Sentences
 from retrieval.text import analyze, sentence_spans
@@ -88,6 +89,28 @@ def test_bm25_scores_equal_summing_every_posting_and_bm25s(lexical: Retriever):
         assert np.array_equal(scores[docs].astype(np.float32), expected)  # bit for bit
         own = reference.get_scores(terms[:-1])  # float32 sums
         np.testing.assert_allclose(scores, own, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["zipf", "edges"])
+def test_postings_are_bm25s_postings_bit_for_bit(lexical: Retriever, case: str):
+    import bm25s
+
+    corpus = ([analyze(p.text) for p in lexical.index.all_passages()] if case == "zipf"
+              else [[], ["a", "a", "b"], ["b"], [], ["c", "a", "a", "a"]])
+    ours = Postings.build(corpus)
+    theirs = bm25s.BM25()
+    theirs.index([toks or ["\0"] for toks in corpus], show_progress=False)
+    s = theirs.scores
+    assert ours.vocab.keys() == theirs.vocab_dict.keys()
+    assert (ours.indptr.dtype, ours.docs.dtype, ours.weights.dtype) == (
+        s["indptr"].dtype, s["indices"].dtype, s["data"].dtype)
+    for term, t in theirs.vocab_dict.items():
+        if term:
+            a, b, u = s["indptr"][t], s["indptr"][t + 1], ours.vocab[term]
+            docs, weights = ours.term(u)
+            assert np.array_equal(docs, s["indices"][a:b])
+            assert weights.tobytes() == s["data"][a:b].tobytes()  # bit for bit
+    assert ours.vocab[""] == len(ours.vocab) - 1 == len(ours.indptr) - 1
 
 
 def test_bm25_top_is_exactly_the_partition_of_every_posting(lexical: Retriever):

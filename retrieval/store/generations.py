@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from retrieval.errors import IndexCorrupt, StoreError, describe_os_error
+from retrieval.errors import (
+    IndexCorrupt,
+    IndexMismatch,
+    IndexMissing,
+    StoreError,
+    describe_os_error,
+)
 from retrieval.store.files import digest, fsync_dir, fsync_tree, listing
 from retrieval.store.lock import WriterLock
 from retrieval.store.manifest import (
@@ -24,6 +30,7 @@ from retrieval.store.manifest import (
     MANIFEST,
     REBUILD,
     Manifest,
+    read_manifest,
     write_manifest,
 )
 
@@ -48,7 +55,8 @@ def publish(root: Path, manifest: Manifest, write: Callable[[Path], None]) -> Ma
             tmp.mkdir()
             write(tmp)
             fsync_tree(tmp)
-            manifest = replace(manifest, files={k: list(v) for k, v in listing(tmp).items()})
+            files = listing(tmp, _linkable(root, before))
+            manifest = replace(manifest, files={k: list(v) for k, v in files.items()})
             tmp.rename(final)
             fsync_dir(root)
             write_manifest(root, manifest)
@@ -62,6 +70,27 @@ def publish(root: Path, manifest: Manifest, write: Callable[[Path], None]) -> Ma
                 shutil.rmtree(final, ignore_errors=True)
         remove_stale(root, keep={manifest.folder, before})
         return manifest
+
+
+def _linkable(root: Path, folder: str) -> dict[tuple[int, int], tuple[int, str]]:
+    """(device, inode) -> (size, checksum) that the manifest records for each file of the
+    generation `folder` (the one in use) that is hard-linked elsewhere. A new generation's
+    link to such a file (a generation's files are never changed once published) takes that
+    checksum, not one of the bytes as they are now: damage since then stays detectable."""
+    try:
+        manifest = read_manifest(root)
+    except (IndexMissing, IndexCorrupt, IndexMismatch, StoreError):
+        return {}
+    files = manifest.files if manifest.folder == folder else {}
+    out = {}
+    for name, (size, sha) in files.items():
+        try:
+            st = (root / folder / name).stat()
+        except OSError:
+            continue
+        if st.st_nlink > 1:
+            out[(st.st_dev, st.st_ino)] = (size, sha)
+    return out
 
 
 def withdraw(root: Path) -> bool:

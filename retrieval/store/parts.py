@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.store.files import save_array
 from retrieval.store.quantise import quantise
-from retrieval.store.rows import RowFile, check_offsets, load_array, load_rows
+from retrieval.store.rows import RowFile, Spliced, check_offsets, load_array, load_rows
+
+# A re-index links the previous token file instead of copying it from this size up (below,
+# a copy costs little): see PendingTokens.save.
+SPLICE_MIN = 16 * 1024 * 1024
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP,
+            errno.EACCES}
 
 
 @dataclass(frozen=True)
@@ -34,16 +41,19 @@ class Sentences:
         return np.asarray(self.vectors[sl]), np.asarray(self.spans[sl])
 
     def passages(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """`passage(row)` for each of `rows` (a store reads them in one go)."""
-        return [self.passage(int(r)) for r in rows]
+        """`passage(row)` for each of `rows`, read in one go (runs of consecutive rows are
+        one read: a re-index takes thousands)."""
+        take, counts = runs(self.offsets, rows)
+        if not len(counts):
+            return []
+        cut = np.cumsum(counts)[:-1]
+        return list(zip(np.split(np.asarray(self.vectors[take]), cut),
+                        np.split(np.asarray(self.spans[take]), cut), strict=True))
 
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sentence vectors (as stored) of all `rows`, one after another, and how many
         each row has: one batched read."""
-        rows = np.asarray(rows, np.int64)
-        starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        counts = ends - starts
-        take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        take, counts = runs(self.offsets, rows)
         return np.asarray(self.vectors[take]), counts
 
     @classmethod
@@ -144,10 +154,15 @@ class Tokens:
 
     @classmethod
     def load(cls, folder: Path, passages: int, dim: int) -> Tokens:
-        """Vectors read by row; the rest memory-mapped (ValueError when the arrays do not
-        fit together)."""
+        """Vectors read by row (spliced from base.npy and vectors.npy where a re-index left
+        them so); the rest memory-mapped (ValueError when the arrays do not fit together)."""
         tokens = cls(load_rows(folder / "vectors.npy"), load_array(folder / "scales.npy", 1),
                      load_array(folder / "offsets.npy", 1), load_array(folder / "spans.npy", 2))
+        if (folder / "base.npy").exists():
+            check_offsets(tokens.offsets, passages, len(tokens.scales), "tokens/offsets.npy")
+            tokens = replace(tokens, vectors=Spliced(
+                load_rows(folder / "base.npy"), tokens.vectors,
+                load_array(folder / "starts.npy", 1), tokens.offsets))
         n = len(tokens.vectors)
         if (tokens.vectors.shape[1:] != (dim,) or tokens.scales.shape != (n,)
                 or tokens.spans.shape != (n, 2)):
@@ -181,9 +196,10 @@ class PendingTokens:
     (int8 codes, scales, character spans) or row `r` of the `previous` index's tokens.
 
     Saving writes the new rows and copies the previous file's runs of rows kernel-side
-    (os.copy_file_range), so a re-index that changes a few paragraphs of a 125 MB token file
-    neither reads it through Python nor packs it in memory. Reading (an index built but not
-    loaded from disk) packs everything once, on first use."""
+    (os.copy_file_range), or, when most of a large previous file is still in use, hard-links
+    it as base.npy and writes only the other rows, so a re-index that changes a few
+    paragraphs of a 125 MB token file neither copies it nor packs it in memory. Reading (an
+    index built but not loaded from disk) packs everything once, on first use."""
 
     def __init__(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray] | int],
                  previous: Tokens | None, dim: int) -> None:
@@ -236,46 +252,105 @@ class PendingTokens:
         return [tuple(r) if isinstance(r, list) else r for r in runs]
 
     def save(self, folder: Path) -> None:
+        """Write the tokens into the new folder `folder`: spliced (the previous token file
+        hard-linked as base.npy, only the other rows written) when that spares copying most
+        of a large file, else all in vectors.npy."""
         if self._packed is not None:
             self._packed.save(folder)
             return
         folder.mkdir()
-        runs = self._runs()
-        prev = self.previous
-        source = prev.vectors if prev is not None and isinstance(prev.vectors, RowFile) else None
-        n = len(self)
+        places = self._places()
+        base = self._base(places, folder)
+        counts = np.diff(self.offsets)
+        mine = [i for i, pl in enumerate(places) if base is None or pl[0] is not base]
         fd = os.open(folder / "vectors.npy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             header = io.BytesIO()
             np.lib.format.write_array_header_1_0(header, {
                 "descr": np.lib.format.dtype_to_descr(np.dtype(np.int8)),
-                "fortran_order": False, "shape": (n, self.dim)})
+                "fortran_order": False, "shape": (int(counts[mine].sum()), self.dim)})
             at = _write_all(fd, header.getvalue(), 0)
-            for run in runs:
-                if len(run) == 3:
-                    at = _write_all(fd, np.ascontiguousarray(run[0], np.int8).tobytes(), at)
+            run: list = []  # [file or array, first row, count]: consecutive rows, one copy
+            for i in [*mine, None]:
+                pl = places[i] if i is not None else (None,)
+                if run and pl[0] is run[0] and run[1] + run[2] == pl[1]:
+                    run[2] += pl[2]
                     continue
-                a, b = int(prev.offsets[run[0]]), int(prev.offsets[run[1]])
-                if source is not None:
-                    at = source.copy_rows(a, b - a, fd, at)
-                else:
-                    at = _write_all(fd, np.asarray(prev.vectors[a:b], np.int8).tobytes(), at)
+                if run:
+                    at = _copy(run[0], run[1], run[2], fd, at)
+                    run = []
+                if pl[0] is None and i is not None:
+                    at = _write_all(fd, np.ascontiguousarray(pl[1], np.int8).tobytes(), at)
+                elif pl[0] is not None:
+                    run = list(pl)
         finally:
             os.close(fd)
-        parts = {"scales": [], "spans": []}
-        for run in runs:
-            if len(run) == 3:
-                parts["scales"].append(np.asarray(run[1], np.float32))
-                parts["spans"].append(np.asarray(run[2]).reshape(-1, 2))
+        if base is not None:
+            starts = np.array([pl[1] if pl[0] is base else -1 for pl in places], np.int64)
+            own = starts < 0
+            starts[own] = len(base) + np.concatenate([[0], np.cumsum(counts[own])])[:-1]
+            save_array(folder / "starts.npy", starts)
+        prev = self.previous
+        parts: dict[str, list[np.ndarray]] = {"scales": [], "spans": []}
+        for r in self._runs():
+            if len(r) == 3:
+                parts["scales"].append(np.asarray(r[1], np.float32))
+                parts["spans"].append(np.asarray(r[2]).reshape(-1, 2))
             else:
-                a, b = int(prev.offsets[run[0]]), int(prev.offsets[run[1]])
+                a, b = int(prev.offsets[r[0]]), int(prev.offsets[r[1]])
                 parts["scales"].append(np.asarray(prev.scales[a:b], np.float32))
                 parts["spans"].append(np.asarray(prev.spans[a:b]).reshape(-1, 2))
-        save_array(folder / "scales.npy", np.concatenate(parts["scales"]) if runs
+        save_array(folder / "scales.npy", np.concatenate(parts["scales"]) if self.items
                    else np.empty(0, np.float32))
-        save_array(folder / "spans.npy", (np.concatenate(parts["spans"]) if runs
+        save_array(folder / "spans.npy", (np.concatenate(parts["spans"]) if self.items
                                           else np.empty((0, 2))).astype(np.int32))
         save_array(folder / "offsets.npy", self.offsets)
+
+    def _places(self) -> list[tuple]:
+        """Where each item's rows are: (None, int8 codes) when new, else (the previous
+        index's file or array holding them, first row there, count)."""
+        prev = self.previous
+        vectors = prev.vectors if prev is not None else None
+        out: list[tuple] = []
+        for it in self.items:
+            if isinstance(it, tuple):
+                out.append((None, it[0]))
+                continue
+            count = int(prev.offsets[it + 1] - prev.offsets[it])
+            if isinstance(vectors, Spliced):
+                start = int(vectors.starts[it])
+                in_base = start < len(vectors.base)
+                out.append((vectors.base, start, count) if in_base
+                           else (vectors.own, start - len(vectors.base), count))
+            else:
+                out.append((vectors, int(prev.offsets[it]), count))
+        return out
+
+    def _base(self, places: list[tuple], folder: Path) -> RowFile | None:
+        """The previous token file, hard-linked into `folder` as base.npy, when it is large
+        (SPLICE_MIN bytes), at least half of it is still used, and it holds at least three
+        quarters of the new rows; else None (every row is written into vectors.npy)."""
+        prev = self.previous.vectors if self.previous is not None else None
+        base = prev.base if isinstance(prev, Spliced) else prev
+        if not isinstance(base, RowFile) or len(base) * self.dim < SPLICE_MIN:
+            return None
+        used = sum(pl[2] for pl in places if pl[0] is base)
+        if 2 * used < len(base) or 4 * used < 3 * len(self):
+            return None
+        try:
+            os.link(base.path, folder / "base.npy")
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+            return None
+        return base
+
+
+def _copy(source: RowFile | np.ndarray, row: int, count: int, fd: int, at: int) -> int:
+    """Rows `row:row + count` of `source` written into `fd` at `at`; the offset after them."""
+    if isinstance(source, RowFile):
+        return source.copy_rows(row, count, fd, at)
+    return _write_all(fd, np.asarray(source[row:row + count], np.int8).tobytes(), at)
 
 
 def _write_all(fd: int, data: bytes, at: int) -> int:

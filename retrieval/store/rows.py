@@ -38,6 +38,7 @@ class RowFile:
         self._row = self.shape[1] * self.dtype.itemsize
         if path.stat().st_size != self._start + self.shape[0] * self._row:
             raise ValueError(f"{path.name} is truncated")
+        self.path = path
         self._fd = os.open(path, os.O_RDONLY)
         weakref.finalize(self, os.close, self._fd)
 
@@ -98,6 +99,52 @@ class RowFile:
         got = os.preadv(self._fd, [memoryview(out).cast("B")], self._start + row * self._row)
         if got != out.nbytes:
             raise OSError(f"short read: {got} of {out.nbytes} bytes")
+
+
+class Spliced:
+    """Rows grouped by passage read as one array, stored in two files: group `g` owns rows
+    `offsets[g]:offsets[g + 1]`, kept from row `starts[g]` of `base` followed by `own`.
+
+    A re-index hard-links the previous generation's token file as `base` and writes only
+    the rows it does not hold into `own` (see PendingTokens.save)."""
+
+    ndim = 2
+
+    def __init__(self, base: RowFile | np.ndarray, own: RowFile | np.ndarray,
+                 starts: np.ndarray, offsets: np.ndarray) -> None:
+        counts = np.diff(offsets)
+        if (base.shape[1:] != own.shape[1:] or starts.shape != counts.shape
+                or starts.dtype.kind not in "iu"):
+            raise ValueError("tokens/starts.npy does not match its rows")
+        ends, edge = starts + counts, len(base)
+        inside = (starts >= 0) & ((ends <= edge) | ((starts >= edge) & (ends <= edge + len(own))))
+        if not bool((inside | (counts == 0)).all()):
+            raise ValueError("tokens/starts.npy points outside its rows")
+        self.base, self.own, self.starts, self.offsets = base, own, starts, offsets
+        self.shape: tuple[int, int] = (int(offsets[-1]), int(base.shape[1]))
+        self.dtype = np.dtype(base.dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        out = self[0:len(self)]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, key: int | slice | np.ndarray | list[int]) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([int(key)])][0]
+        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, np.int64)
+        rows = np.where(rows < 0, rows + len(self), rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row out of range for {len(self)} rows")
+        group = np.searchsorted(self.offsets, rows, side="right") - 1
+        at = self.starts[group] + (rows - self.offsets[group])
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        in_base = at < len(self.base)
+        out[in_base] = self.base[at[in_base]]
+        out[~in_base] = self.own[at[~in_base] - len(self.base)]
+        return out
 
 
 def load_rows(path: Path) -> RowFile | np.ndarray:

@@ -194,7 +194,8 @@ def markdown(r: dict, local: dict | None = None) -> str:
         ("load into the store", f"{r['load_passages_per_s']:,.0f} passages/s "
          f"({r['load_s']:.0f} s, `byline migrate`, indexes included)",
          (f"{local['passages'] / local['build_total_s']:,.0f} passages/s "
-          f"({local['build_total_s']:.0f} s, build + save, encoding excluded)")
+          f"({local['build_total_s']:.0f} s: build + save when the cached index was made, "
+          "encoding excluded)")
          if local and local.get("build_total_s") else "(cached, not timed)"),
         ("open the store", f"{r['open_s']:.2f} s", beside("load_s", "{:.2f} s")),
         ("size", f"{r['database_mb']:,.0f} MB (database)",

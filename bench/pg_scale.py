@@ -49,7 +49,6 @@ SERVER = {"shared_buffers": "2GB", "maintenance_work_mem": "4GB",
 def _child(questions_path: Path, out_path: Path) -> None:
     """In a fresh process: open the store (its URL in BYLINE_STORE), answer every question,
     report time and memory."""
-    from retrieval.search import Retriever
     from retrieval.store.base import open_store
 
     q = json.loads(questions_path.read_text(encoding="utf-8"))
@@ -57,20 +56,10 @@ def _child(questions_path: Path, out_path: Path) -> None:
     index = open_store(os.environ["BYLINE_STORE"])
     load_s = time.perf_counter() - start
     rss_load = scale._rss_mb()
-    embedder = Embedder(index.manifest.model, encoder=index.manifest.encoder)
-    embedder.model  # noqa: B018 - loaded here, not inside the first question
-    retriever = Retriever(index, embedder)
-    for question in q["warmup"]:
-        retriever.ask(question)
-    latencies = []
-    for _ in range(q["rounds"]):
-        for question in q["timed"]:
-            start = time.perf_counter()
-            retriever.ask(question)
-            latencies.append((time.perf_counter() - start) * 1000)
+    retriever, latencies = scale.asked(index, q)
     dense = []
     n = retriever.settings.candidates
-    for qvec in embedder.encode(q["timed"]):
+    for qvec in retriever.embedder.encode(q["timed"]):
         start = time.perf_counter()
         index.dense_search(qvec, n)
         dense.append((time.perf_counter() - start) * 1000)

@@ -459,7 +459,7 @@ def _questions(data: Path, count: int, warmup: int) -> tuple[list[str], list[str
 
 def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
     """In a fresh process: load the index, answer every question, report time and memory."""
-    from retrieval.search import Retriever, _search_one
+    from retrieval.search import _search_one
     from retrieval.text import analyze
 
     q = json.loads(questions_path.read_text(encoding="utf-8"))
@@ -467,17 +467,8 @@ def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
     index = Index.load(index_dir)
     load_s = time.perf_counter() - start
     rss_load = _rss_mb()
-    embedder = Embedder(index.manifest.model, encoder=index.manifest.encoder)
-    embedder.model  # noqa: B018 - loaded here, not inside the first question
-    retriever = Retriever(index, embedder)
-    for question in q["warmup"]:
-        retriever.ask(question)
-    latencies = []
-    for _ in range(q["rounds"]):  # the machine is shared: more samples, steadier figures
-        for question in q["timed"]:
-            start = time.perf_counter()
-            retriever.ask(question)
-            latencies.append((time.perf_counter() - start) * 1000)
+    retriever, latencies = asked(index, q)
+    embedder = retriever.embedder
     stages: dict[str, list[float]] = {}
     n = retriever.settings.candidates
     for question in q["timed"]:
@@ -492,6 +483,25 @@ def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
               "latencies_ms": latencies,
               "stages_ms": {k: statistics.median(v) for k, v in stages.items()}}
     _write_json(out_path, result)
+
+
+def asked(index: object, q: dict) -> tuple[Retriever, list[float]]:
+    """A Retriever over `index` (either store) with its model loaded, after `q`'s warm-up
+    questions, and the milliseconds of each of `q`'s timed questions, `rounds` times."""
+    from retrieval.search import Retriever
+
+    embedder = Embedder(index.manifest.model, encoder=index.manifest.encoder)
+    embedder.model  # noqa: B018 - loaded here, not inside the first question
+    retriever = Retriever(index, embedder)
+    for question in q["warmup"]:
+        retriever.ask(question)
+    latencies = []
+    for _ in range(q["rounds"]):  # the machine is shared: more samples, steadier figures
+        for question in q["timed"]:
+            start = time.perf_counter()
+            retriever.ask(question)
+            latencies.append((time.perf_counter() - start) * 1000)
+    return retriever, latencies
 
 
 def _bm25_candidates(retriever: Retriever, terms: list[str], n: int) -> np.ndarray:

@@ -6,7 +6,6 @@ from the standby. And the safety-net poll where LISTEN works but a notification 
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
@@ -17,15 +16,7 @@ from retrieval.store.base import open_store, publish
 from retrieval.store.postgres import listen, schema
 
 from .test_live import TRIP_Q
-
-
-def _wait(check, seconds: float = 20.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
+from .test_pg_live import _wait
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +62,7 @@ def test_a_follower_on_a_standby_polls_and_picks_up_a_publish(
         assert len(said) == 1 and "polling" in said[0] and primary.password not in said[0]
         assert not live.stale()
         publish(many_retriever.index, primary.url)  # a writer on the primary
-        assert _wait(live.stale), "the standby's follower never saw the new generation"
+        assert _wait(live.stale, 20), "the standby's follower never saw the new generation"
         held = live.current
         assert live.refresh()
         assert live.generation == many_retriever.index.manifest.generation != first

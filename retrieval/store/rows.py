@@ -14,7 +14,33 @@ _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
                 (2, 0): np.lib.format.read_array_header_2_0}
 
 
-class RowFile:
+class _Rows2D:
+    """What RowFile and Spliced share: a 2-D array's length, conversion and row indexing."""
+
+    ndim = 2
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        out = self[0:len(self)]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, key: int | slice | np.ndarray | list[int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _rows(self, key: slice | np.ndarray | list[int]) -> np.ndarray:
+        """The rows `key` names, negatives counted from the end (IndexError outside)."""
+        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, np.int64)
+        rows = np.where(rows < 0, rows + len(self), rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row out of range for {len(self)} rows")
+        return rows
+
+
+class RowFile(_Rows2D):
     """A 2-D array in a .npy file, read row by row with positional reads.
 
     For the passage and sentence vectors (3.8 GB at a million passages): a query reads only
@@ -42,15 +68,6 @@ class RowFile:
         self._fd = os.open(path, os.O_RDONLY)
         weakref.finalize(self, os.close, self._fd)
 
-    ndim = 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
-        out = self[0:len(self)]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
     def __getitem__(self, key: int | slice | np.ndarray | list[int]) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
             row = int(key) + (len(self) if key < 0 else 0)
@@ -60,10 +77,7 @@ class RowFile:
         if isinstance(key, slice) and key.step in (None, 1):
             start, stop, _ = key.indices(len(self))
             return self._read(start, max(stop - start, 0))
-        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, np.int64)
-        rows = np.where(rows < 0, rows + len(self), rows)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
-            raise IndexError(f"row out of range for {len(self)} rows")
+        rows = self._rows(key)
         out = np.empty((len(rows), self.shape[1]), self.dtype)
         if not len(rows):
             return out
@@ -101,14 +115,12 @@ class RowFile:
             raise OSError(f"short read: {got} of {out.nbytes} bytes")
 
 
-class Spliced:
+class Spliced(_Rows2D):
     """Rows grouped by passage read as one array, stored in two files: group `g` owns rows
     `offsets[g]:offsets[g + 1]`, kept from row `starts[g]` of `base` followed by `own`.
 
     A re-index hard-links the previous generation's token file as `base` and writes only
     the rows it does not hold into `own` (see PendingTokens.save)."""
-
-    ndim = 2
 
     def __init__(self, base: RowFile | np.ndarray, own: RowFile | np.ndarray,
                  starts: np.ndarray, offsets: np.ndarray) -> None:
@@ -124,20 +136,10 @@ class Spliced:
         self.shape: tuple[int, int] = (int(offsets[-1]), int(base.shape[1]))
         self.dtype = np.dtype(base.dtype)
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
-        out = self[0:len(self)]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
     def __getitem__(self, key: int | slice | np.ndarray | list[int]) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
             return self[np.array([int(key)])][0]
-        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, np.int64)
-        rows = np.where(rows < 0, rows + len(self), rows)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
-            raise IndexError(f"row out of range for {len(self)} rows")
+        rows = self._rows(key)
         group = np.searchsorted(self.offsets, rows, side="right") - 1
         at = self.starts[group] + (rows - self.offsets[group])
         out = np.empty((len(rows), self.shape[1]), self.dtype)

@@ -295,14 +295,14 @@ def test_concurrent_writers_one_frozen_mid_save(tmp_path: Path, clean, corpora):
             # Even rounds: as its temp folder appears (A is writing files); odd rounds: as
             # it is renamed to gen-* (A is about to replace the manifest).
             prefix = (".tmp-", "gen-")[round_ % 2]
-            new = wait_for(lambda a=a, before=before, prefix=prefix: {
-                n for n in appeared(index, before) if n.startswith(prefix)}
-                or a.poll() is not None, 60, what="A's new generation")
+            wait_for(lambda a=a, before=before, prefix=prefix: _stop_when(a, lambda: {
+                n for n in appeared(index, before) if n.startswith(prefix)}),
+                60, what="A's new generation")  # frozen the moment it is seen
+            new = {n for n in appeared(index, before) if n.startswith(prefix)}
             if a.poll() is not None:  # A finished between two polls: nothing to freeze
                 assert a.returncode == 0
                 state = a_version
                 continue
-            os.kill(a.pid, signal.SIGSTOP)
             caught += 1
             # Frozen mid-save, the folder still holds a whole index: the old one or A's.
             assert content(index) in (clean[state][1], clean[a_version][1]), new

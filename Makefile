@@ -35,10 +35,14 @@ bot: $(INDEX)/manifest.json
 
 # The whole quality evaluation on SQuAD dev (../shared/data) and the real-news dev set (NEWS,
 # built by ../shared/tools/build_news_dev.py; skipped with a message when absent): minutes.
+# The report names the CPU kernel it ran on. Another CPU's kernels, emulated (docs/quality.md):
+#   make eval RUN="qemu-x86_64 -cpu Haswell" EVAL_ARGS="--subset --out docs/quality-haswell.md"
 DATA ?= ../shared/data
 NEWS ?= ../news-dev
+RUN ?=
+EVAL_ARGS ?=
 eval: $(STAMP)
-	$(BIN)/python bench/quality.py $(DATA) --news $(NEWS)
+	$(RUN) $(BIN)/python bench/quality.py $(DATA) --news $(NEWS) $(EVAL_ARGS)
 
 # Speed and scale against the raw sentence-transformers + FAISS floor; writes
 # docs/performance.md. About 30 minutes (the 1M-passage index is built once and cached in

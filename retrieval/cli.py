@@ -271,6 +271,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
                 "passages": m.passages,
                 "model": m.model,
                 "encoder": m.encoder,
+                "kernel": m.kernel,
                 "embedded": m.passages - index.reused,
                 "reused": index.reused,
                 "seconds": round(seconds, 3),
@@ -431,6 +432,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if m is not None:
         print(f"Generation {m.generation}, built {m.created}: {m.articles:,} articles, "
               f"{m.passages:,} passages ({m.model}, {m.encoder}, {m.ann})")
+        if m.kernel:
+            print(f"Encoded on: {m.kernel}")
         size = sum(f.size for f in health.files)
         bad = [f for f in health.files if f.status != "ok"]
         unreadable = sum(f.status == "unreadable" for f in bad)

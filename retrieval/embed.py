@@ -52,6 +52,18 @@ class Embedder:
         return is_bundled(self.name)
 
     @property
+    def graph(self) -> str:
+        """The ONNX graph's recipe ("onnx-int8-r2"), "" for torch: indexes record it."""
+        return self._backend.graph
+
+    @property
+    def kernel(self) -> str:
+        """The CPU kernel the encoder runs on here ("x86-64 AVX2 int8, onnxruntime 1.32.0")."""
+        from retrieval.kernel import encoder_kernel
+
+        return encoder_kernel(self.encoder)
+
+    @property
     def model(self) -> SentenceTransformer | OnnxEncoder:
         """The loaded model (loaded, and for the bundled one hash-checked, on first use)."""
         return self._backend.model

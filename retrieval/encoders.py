@@ -36,6 +36,7 @@ class Backend(ABC, Generic[M]):
     """Runs one model: batched unit vectors, and sentence and token vectors in context."""
 
     batch: int  # texts per model call (see `encode`)
+    graph = ""  # the ONNX graph's recipe (retrieval.onnx_model.recipe); torch has none
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -109,6 +110,7 @@ class OnnxBackend(Backend["OnnxEncoder"]):
                              "BYLINE_ENCODER=torch to use another model.")
         super().__init__(name)
         self.variant = variant
+        self.graph = _onnx().recipe(variant)
 
     def _load(self) -> OnnxEncoder:
         import json

@@ -96,7 +96,8 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
     groups = copy_groups([p.text for p in passages], [p.article_id for p in passages])
     index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
                                encoder=embedder.encoder, corpus=corpus, exact_max=exact_max,
-                               tokens=tokens, groups=groups)
+                               tokens=tokens, groups=groups, graph=embedder.graph,
+                               kernel=embedder.kernel)
     index.reused = sum(row is not None for row in before)
     if previous is not None and previous.made_by(embedder):
         index.probe_vectors = previous.probe_vectors

@@ -2,7 +2,8 @@
 
 `prepare(source, variant)` exports the sentence-transformers folder `source` to ONNX with
 torch (once), fuses attention / LayerNorm / GELU with ONNX Runtime's transformer optimizer
-and, for the "onnx-int8" variant, quantises the weights to int8 per channel. The result is
+and, for the "onnx-int8" variant, quantises the weights to 7-bit signed integers per channel
+(see `_quantise`: the same integer sums on every CPU). The result is
 cached under the cache folder with a `meta.json` naming the source weights' sha256 and the
 graph's own sha256; a cached graph is used only when both still match. Nothing is
 downloaded. `OnnxEncoder` runs the graph with the model's own fast tokenizer, mean pooling
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 VARIANTS = ("onnx-int8", "onnx")
-_RECIPE = 1  # bump when the export / optimisation / quantisation steps change
+_RECIPE = 2  # bump when the export / optimisation / quantisation steps change
+# The int8 weights' bound: with activations in 0..255, a pair of products sums to at most
+# 2 * 255 * 64 = 32,640, inside the int16 that AVX2's and AVX-512's vpmaddubsw saturates at.
+WEIGHT_LIMIT = 64
 
 
 def default_cache_dir() -> Path:
@@ -83,7 +87,7 @@ def prepare(source: Path, source_sha256: str, variant: str,
     """Path of the cached ONNX graph for `source` (built now if absent or stale)."""
     if variant not in VARIANTS:
         raise ModelError(f"Unknown encoder {variant!r}; use one of {', '.join(VARIANTS)}.")
-    folder = (cache_dir or default_cache_dir()) / f"{source_sha256[:16]}-{variant}-r{_RECIPE}"
+    folder = (cache_dir or default_cache_dir()) / f"{source_sha256[:16]}-{recipe(variant)}"
     graph, meta_path = folder / "model.onnx", folder / "meta.json"
     if meta_path.is_file() and graph.is_file():
         try:
@@ -177,6 +181,13 @@ def _optimise(raw: Path, out: Path, hidden: int, heads: int) -> None:
 
 
 def _quantise(fused: Path, out: Path) -> None:
+    """Dynamic int8 quantisation: uint8 activations (per call), int8 weights per channel in
+    [-64, 64] (`reduce_range`). Full-range weights make x86's u8·s8 kernels disagree: AVX2 and
+    AVX-512 without VNNI add pairs of products in saturating 16-bit lanes, VNNI and AMX do
+    not, so the same text got other vectors (and answers) on another CPU. With 7-bit weights
+    no pair can saturate, so every kernel (SSE4.1, AVX2, AVX-512, VNNI, AMX, ARM64's NEON,
+    dot-product and i8mm) sums exactly; it keeps u8·s8's speed, where u8·u8 (also exact)
+    ran at 0.57x here (AVX-512 VNNI). docs/quality.md measures each kernel against float32."""
     import logging
 
     from onnx import TensorProto
@@ -185,9 +196,15 @@ def _quantise(fused: Path, out: Path) -> None:
     logging.disable(logging.WARNING)  # it advises "pre-processing" on the root logger
     try:
         quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=True,
                          extra_options={"DefaultTensorType": TensorProto.FLOAT})
     finally:
         logging.disable(logging.NOTSET)
+
+
+def recipe(variant: str) -> str:
+    """The graph's name in an index manifest: vectors of two recipes are not mixed."""
+    return f"{variant}-r{_RECIPE}"
 
 
 def session_options(threads: int | None = None, spin: bool = False) -> ort.SessionOptions:

@@ -3,12 +3,17 @@ run on 127.0.0.1 (a free port) from a temporary folder, with password (SCRAM) lo
 hot standby of one (`start_standby`, a streaming read replica made by pg_basebackup).
 
 PostgreSQL refuses to run as root: under root (CI containers, this machine) the server runs
-as `nobody`, its data folder handed to that user. `python -m tests.pg_server` starts one and
-prints its URL until interrupted (for trying `byline --store ...` by hand).
+as `nobody`, its data folder handed to that user, and from a copy of the binaries in a
+folder of its own under the temporary folder: the venv's copy may lie in a folder `nobody`
+cannot enter (a clone in root's home, or in a `mktemp -d` folder). `python -m
+tests.pg_server` starts one and prints its URL until interrupted (for trying `byline
+--store ...` by hand).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.util
 import os
 import pwd
@@ -30,14 +35,38 @@ class ServerFailed(RuntimeError):
     """The test PostgreSQL could not be started (the message says why, with its log)."""
 
 
-def _bin() -> Path:
-    """pgserver's bundled binaries (found without importing pgserver, whose import sets up
+def _installed() -> Path:
+    """pgserver's bundled PostgreSQL (found without importing pgserver, whose import sets up
     per-user runtime folders we do not use)."""
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise ServerFailed("pgserver is not installed: pip install -e '.[dev]' (it bundles "
                            "PostgreSQL 16 with pgvector for the tests)")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+@functools.cache
+def _bin() -> Path:
+    """The binaries the server runs from: pgserver's own when we are not root; as root, a
+    copy `nobody` can reach (made once a process, removed when it exits; PostgreSQL finds
+    its libraries and share/ relative to the binary, so a copy runs as the original)."""
+    installed = _installed()
+    if os.geteuid() != 0:
+        return installed / "bin"
+    copy = Path(tempfile.mkdtemp(prefix="byline-pgbin-"))  # root's, not writable by others
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    try:
+        shutil.copytree(installed, copy / "pginstall", symlinks=True)
+    except OSError as exc:
+        raise ServerFailed(f"could not copy PostgreSQL from {installed}: {exc}") from None
+    for folder, _, files in os.walk(copy):  # a venv made under umask 077 is root's alone
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
+    return copy / "pginstall" / "bin"
 
 
 def _free_port() -> int:

@@ -112,6 +112,31 @@ def test_a_tampered_cached_graph_is_rebuilt(embedder, tmp_path):
     assert onnx_model.file_sha256(rebuilt) == onnx_model.file_sha256(graph)
 
 
+def test_int8_products_cannot_saturate_on_any_kernel():
+    """AVX2's and AVX-512's u8·s8 kernels add pairs of products in 16-bit lanes that saturate
+    at 32,767 (VNNI, AMX and ARM64 sum in 32 bits): so every integer matrix product must
+    take uint8 activations (quantised per call) and int8 weights within ±WEIGHT_LIMIT, for
+    2 · 255 · WEIGHT_LIMIT to fit; then every kernel's integer sums are the same."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_model.prepare(bundled_model_path(), BUNDLED_SHA256,
+                                             "onnx-int8"))).graph
+    weights = {t.name: t for t in graph.initializer}
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    products = [n for n in graph.node if n.op_type in ("MatMulInteger", "QAttention")]
+    assert len(products) >= 6 * 3  # per layer: attention and the two feed-forward products
+    assert not [n.op_type for n in graph.node if n.op_type in (
+        "QGemm", "QLinearMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")]
+    for node in products:
+        assert made_by[node.input[0]] == "DynamicQuantizeLinear"  # uint8 activations
+        w = weights[node.input[1]]
+        assert w.data_type == onnx.TensorProto.INT8
+        assert int(np.abs(numpy_helper.to_array(w).astype(np.int32)).max()) \
+            <= onnx_model.WEIGHT_LIMIT
+    assert 2 * 255 * onnx_model.WEIGHT_LIMIT <= 2**15 - 1
+
+
 def test_weights_are_hashed_once_and_again_after_any_change(tmp_path, monkeypatch):
     monkeypatch.setenv("BYLINE_CACHE_DIR", str(tmp_path / "cache"))
     folder = tmp_path / "model"

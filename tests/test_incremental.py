@@ -99,6 +99,21 @@ def test_reindex_with_another_encoder_embeds_everything(tmp_path, embedder):
     assert other.reused == 0 and other.manifest.encoder == "onnx"
 
 
+def test_vectors_of_another_encoder_graph_are_not_reused(tmp_path, embedder):
+    """The manifest names the graph recipe and the CPU kernel that encoded the vectors; an
+    index from another recipe (an older int8 scheme) is embedded again, not mixed."""
+    corpus, idx = _corpus(tmp_path / "corpus"), tmp_path / "idx"
+    first = index_corpus(corpus, idx, embedder, progress=False)
+    assert first.manifest.graph == embedder.graph != ""
+    assert first.manifest.kernel == embedder.kernel
+    assert json.loads((idx / MANIFEST).read_text())["kernel"] == embedder.kernel
+    data = json.loads((idx / MANIFEST).read_text())
+    (idx / MANIFEST).write_text(json.dumps({**data, "graph": "onnx-int8-r1"}))
+    (corpus / "night-bus.txt").write_text(EXTRA + "\nA late paragraph.\n", encoding="utf-8")
+    again = index_corpus(corpus, idx, embedder, progress=False)
+    assert again.reused == 0 and again.manifest.graph == embedder.graph
+
+
 def test_reindex_takes_unchanged_articles_and_probe_vectors_from_the_index(tmp_path, embedder):
     corpus = _corpus(tmp_path / "corpus")
     index_corpus(corpus, tmp_path / "idx", embedder, progress=False)

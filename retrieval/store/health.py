@@ -62,6 +62,7 @@ class Health:
                 "created": m.created if m else None,
                 "passages": m.passages if m else None, "articles": m.articles if m else None,
                 "model": m.model if m else None, "encoder": m.encoder if m else None,
+                "graph": m.graph if m else None, "kernel": m.kernel if m else None,
                 "background": m.background if m else None,
                 "bytes": sum(f.size for f in self.files),
                 "files": [{"path": f.path, "size": f.size, "status": f.status}

@@ -103,9 +103,11 @@ class Index:
     def from_vectors(cls, articles: list[Article], passages: list[Passage], vecs: np.ndarray,
                      sentences: Sentences, model: str, encoder: str, corpus: str = "",
                      exact_max: int = EXACT_MAX, tokens: Tokens | PendingTokens | None = None,
-                     groups: np.ndarray | None = None) -> Index:
+                     groups: np.ndarray | None = None, graph: str = "", kernel: str = ""
+                     ) -> Index:
         """The index of already-embedded passages: their ANN and BM25 structures and tables.
-        `groups[row]` is each passage's near-duplicate group (-1: none; see retrieval.dedup)."""
+        `groups[row]` is each passage's near-duplicate group (-1: none; see retrieval.dedup);
+        `graph` and `kernel` say how and where the vectors were encoded (Embedder's)."""
         vecs = np.asarray(vecs, np.float32)
         if not np.isfinite(vecs).all():
             raise ValueError("passage vectors must be finite")
@@ -116,6 +118,7 @@ class Index:
             fingerprint=corpus_fingerprint(articles), corpus=corpus,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             generation=secrets.token_hex(4), ann=ann, nprobe=nprobe, parser=parser_fingerprint(),
+            graph=graph, kernel=kernel,
         )
         db = memory_db(articles, passages, groups)
         postings = Postings.build([analyze(p.text) for p in passages])
@@ -123,7 +126,8 @@ class Index:
 
     def made_by(self, embedder: Embedder) -> bool:
         """Whether `embedder` (model and encoder) made this index's vectors."""
-        return self.manifest.made_by(embedder.name, embedder.encoder, embedder.dimension)
+        return self.manifest.made_by(embedder.name, embedder.encoder, embedder.dimension,
+                                     embedder.graph)
 
     def reusable(self, embedder: Embedder) -> dict[str, int]:
         """content hash -> row of passages whose vectors `embedder` would reproduce."""

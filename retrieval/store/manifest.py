@@ -42,15 +42,19 @@ class Manifest:
     parser: str = ""  # parser_fingerprint() of the code that cleaned the articles
     # Every file of the generation's folder: relative path -> [size in bytes, "xxh3_128:<hex>"].
     files: dict[str, list] = field(default_factory=dict)
+    graph: str = ""  # the encoder graph's recipe ("onnx-int8-r2"; "" for torch or older)
+    kernel: str = ""  # where the vectors were encoded (retrieval.kernel.encoder_kernel)
 
     @property
     def folder(self) -> str:
         """The generation's folder, beside manifest.json."""
         return f"{GENERATION_PREFIX}{self.generation}"
 
-    def made_by(self, name: str, encoder: str, dimension: int) -> bool:
-        """Whether a model `name` run by `encoder` at `dimension` made these vectors."""
-        return (self.model, self.encoder, self.dimension) == (name, encoder, dimension)
+    def made_by(self, name: str, encoder: str, dimension: int, graph: str) -> bool:
+        """Whether a model `name` run by `encoder` (its `graph` recipe) at `dimension` made
+        these vectors: a re-index reuses vectors only then."""
+        return ((self.model, self.encoder, self.dimension, self.graph)
+                == (name, encoder, dimension, graph))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

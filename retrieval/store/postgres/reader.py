@@ -297,7 +297,8 @@ class PgIndex:
         return out
 
     def made_by(self, embedder: Embedder) -> bool:
-        return self.manifest.made_by(embedder.name, embedder.encoder, embedder.dimension)
+        return self.manifest.made_by(embedder.name, embedder.encoder, embedder.dimension,
+                                     embedder.graph)
 
     def reusable(self, embedder: Embedder) -> dict[str, int]:
         if not self.made_by(embedder):

@@ -771,9 +771,11 @@ def _widen(vecs: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _float16_table() -> np.ndarray:
-    """Every float16 bit pattern's float32 value, as numpy casts it (256 kB)."""
-    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
-        np.float32)
+    """Every float16 bit pattern's float32 value, as numpy casts it (256 kB). The table holds
+    the signalling NaNs too, whose cast raises the CPU's invalid flag on ARM64: ignored."""
+    with np.errstate(invalid="ignore"):
+        return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
+            np.float32)
 
 
 @lru_cache(maxsize=1)

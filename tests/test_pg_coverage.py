@@ -172,6 +172,11 @@ def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_
                 break
             await asyncio.sleep(0.1)
         assert found is not None and found.articles == 3, "the feed task never published"
+        for _ in range(600):  # and the bot's reload after it (not loaded: loads it anew)
+            live = bot.coverages.get(OTHER_GUILD).live
+            if live is None or live.generation == found.generation:
+                break
+            await asyncio.sleep(0.05)
         assert first_source(await ask(fake, LIBRARY_Q, OTHER_GUILD)) == LIBRARY[0]
         assert first_source(await ask(fake, FERRY_Q, OTHER_GUILD)) == FERRY[0]
         assert first_source(await ask(fake, BRIDGE_Q, OTHER_GUILD)) != BRIDGE[0]

@@ -241,10 +241,12 @@ _STATIC = """## What makes it fast
 
 - **Encoder.** The bundled all-MiniLM-L6-v2 runs on ONNX Runtime: exported locally from the
   hash-checked safetensors with `torch.onnx.export`, fused (attention, LayerNorm, GELU) by ONNX
-  Runtime's transformer optimiser and int8-quantised per channel (`quantize_dynamic`). The graph is
-  built once (about half a minute) into `~/.cache/byline` (or `$BYLINE_CACHE_DIR`) with a
-  `meta.json` naming the source weights' sha256 and the graph's own; a graph whose hashes do not
-  match is rebuilt. Nothing is downloaded. `BYLINE_ENCODER=torch` or `onnx` selects the others.
+  Runtime's transformer optimiser and int8-quantised per channel (`quantize_dynamic`, the
+  weights kept to 7 bits so that every CPU's int8 kernel sums exactly; see
+  [quality.md](quality.md#the-same-answers-on-every-cpu)). The graph is built once (about half
+  a minute) into `~/.cache/byline` (or `$BYLINE_CACHE_DIR`) with a `meta.json` naming the
+  source weights' sha256 and the graph's own; a graph whose hashes do not match is rebuilt.
+  Nothing is downloaded. `BYLINE_ENCODER=torch` or `onnx` selects the others.
 - **One pass for passages and sentences.** Quotes and best-sentence re-scoring need a vector per
   sentence; the ONNX encoder pools each sentence's tokens out of the passage's own forward pass
   instead of encoding every sentence again (half the encoder work of the torch path).

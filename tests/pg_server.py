@@ -55,8 +55,13 @@ def _bin() -> Path:
         return installed / "bin"
     copy = Path(tempfile.mkdtemp(prefix="byline-pgbin-"))  # root's, not writable by others
     atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    # The binaries' libraries (libpq...) lie in pgserver.libs beside the package, found
+    # through an rpath of $ORIGIN/../../../pgserver.libs: the copy keeps that layout.
+    site = installed.parent.parent
     try:
-        shutil.copytree(installed, copy / "pginstall", symlinks=True)
+        shutil.copytree(installed, copy / "pgserver" / "pginstall", symlinks=True)
+        if (site / "pgserver.libs").is_dir():
+            shutil.copytree(site / "pgserver.libs", copy / "pgserver.libs", symlinks=True)
     except OSError as exc:
         raise ServerFailed(f"could not copy PostgreSQL from {installed}: {exc}") from None
     for folder, _, files in os.walk(copy):  # a venv made under umask 077 is root's alone
@@ -66,7 +71,7 @@ def _bin() -> Path:
             if not os.path.islink(path):
                 mode = os.stat(path).st_mode
                 os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
-    return copy / "pginstall" / "bin"
+    return copy / "pgserver" / "pginstall" / "bin"
 
 
 def _free_port() -> int:

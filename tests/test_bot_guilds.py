@@ -429,7 +429,8 @@ def test_least_recently_used_coverage_is_unloaded_never_one_answering(embedder, 
                                                user_id=USER_ID + i)
                        for i, (q, g) in enumerate(((FERRY_Q, GUILD_ID),
                                                    (LIBRARY_Q, OTHER_GUILD)))]
-            await until(lambda: all(c.users for c in bot.coverages.all()))
+            # (a question counts as a user before its coverage is loaded: wait for both)
+            await until(lambda: all(c.users and c.loaded for c in bot.coverages.all()))
             assert loaded() == [str(GUILD_ID), str(OTHER_GUILD)]  # over the cap, in use
             assert samples(bot, "byline_coverages_loaded") == 2
         finally:

@@ -35,10 +35,17 @@ assert SOURCES_PER_PAGE * (SOURCE_LINE_MAX + 1) <= DESCRIPTION_MAX
 FOOTER = "Byline · passages from the coverage, not generated text"
 
 
+_BRACKETS = re.compile(r"(\\\\)|\\?([\[\]])")
+
+
 def safe(text: str) -> str:
-    """Article or user text shown literally: no Markdown, no masked links, one line breaks."""
+    """Article or user text shown literally: no Markdown, no masked links, one line. Every
+    bracket is escaped, so that a title like `x](https://evil) [` cannot close the link it
+    is put in and open one of its own."""
     text = re.sub(r"\s+", " ", text).strip()
-    return escape_markdown(text)
+    # escape_markdown escapes a complete `[..](..)` only; escape each bracket once more
+    # (an escaped backslash `\\` is passed over whole, an already escaped bracket kept).
+    return _BRACKETS.sub(lambda m: m[1] or "\\" + m[2], escape_markdown(text))
 
 
 def markdown_link(text: str, url: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from retrieval.corpus.meta import clean_text
 from retrieval.corpus.records import Passage
 from retrieval.text import truncate
 
@@ -100,7 +101,8 @@ def cite(item: Citable, style: Style = PLAIN, copies: Sequence[Citable] = ()) ->
         outlet=_cut(esc(item.outlet), style.part_max) if item.outlet else "",
         date=_cut(esc(d), style.part_max) if (d := day(item.date)) else "",
         paragraph=item.paragraph if isinstance(item, Passage) else None,
-        source=esc(item.source) if style.source else "",
+        # A file name is the corpus owner's, not cleaned when read: one line, no escapes.
+        source=esc(clean_text(item.source) or "") if style.source else "",
         also_in=copy_names(copies, style),
     )
 

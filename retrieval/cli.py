@@ -18,6 +18,7 @@ from retrieval import __version__
 from retrieval.citation import PLAIN, UNDATED, Style, cite, copy_names, day
 from retrieval.config import Settings, load_env
 from retrieval.corpus import LoadReport, Passage
+from retrieval.corpus.meta import clean_text
 from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing, describe_os_error
 from retrieval.search import METHODS, Answer, Hit, Retriever, check_question
@@ -474,7 +475,8 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 
     table = Table("Article", "Outlet", "Date", "Passages", "Source")
     for a in articles:
-        table.add_row(a.title, a.outlet or "", day(a.date) or "", str(a.passages), a.source)
+        table.add_row(a.title, a.outlet or "", day(a.date) or "", str(a.passages),
+                      clean_text(a.source) or "")  # a file name may hold escapes or newlines
     Console().print(table)
     return 0
 

@@ -22,10 +22,12 @@ PACKAGED_SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
 
 def load_env() -> None:
     """Read the `.env` of the folder Byline runs in into the environment (variables already
-    set win)."""
-    from dotenv import find_dotenv, load_dotenv
+    set win). Only that folder's: a `.env` in a parent (a shared folder, say) is not ours."""
+    from dotenv import load_dotenv
 
-    load_dotenv(find_dotenv(usecwd=True))
+    env = Path.cwd() / ".env"
+    if env.is_file():
+        load_dotenv(env)
 
 
 @dataclass(frozen=True)

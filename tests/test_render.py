@@ -100,7 +100,7 @@ def test_markdown_and_mentions_in_text_are_inert():
     hits = [Hit(rank=1, score=1.0, quote=text, passage=_passage(1, text))]
     embed = render_answer(Answer("Is __this__ *safe*? @here", True, hits))
     assert "\\*\\*Bold\\*\\*" in embed.description
-    assert "\\[link](" in embed.fields[0].value  # an escaped "[" is no masked link
+    assert "\\[link\\](" in embed.fields[0].value  # escaped brackets make no masked link
     assert embed.title == "Is \\_\\_this\\_\\_ \\*safe\\*? @here"
 
 

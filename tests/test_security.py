@@ -1,0 +1,103 @@
+"""What an untrusted page, file or folder can say about itself (issue 21, first items): a
+title cannot make a link of its own, a file name cannot write to the terminal, and a `.env`
+outside the working folder is not read."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bot.render import cite, markdown_link, safe
+from retrieval.corpus import Passage
+
+from .conftest import SEEDS
+from .test_cli import BYLINE
+
+REAL = "https://news.example/budget"
+# Titles an attacker would write: closing the link early, a second link, escaped brackets,
+# nested ones, a link in angle brackets, and a backslash before the bracket.
+HOSTILE_TITLES = [
+    "Council passes budget](https://evil.example/phish) [.",
+    "[Click](https://evil.example) here",
+    "a \\](https://evil.example) b",
+    "a \\\\](https://evil.example) [b",
+    "[[x]](https://evil.example)]",
+    "x ] (https://evil.example) [",
+    "]]]]((https://evil.example))[[[",
+    "<https://evil.example> ](https://evil.example)",
+]
+
+
+def links(markdown: str) -> list[str]:
+    """The URLs of the masked links Discord would render: `[text](url)` whose brackets are
+    not escaped (an odd run of backslashes before a bracket escapes it)."""
+    found, depth, start = [], 0, None
+    i = 0
+    while i < len(markdown):
+        c = markdown[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            depth += 1
+            start = i if depth == 1 else start
+        elif c == "]" and depth:
+            depth -= 1
+            if depth == 0 and markdown.startswith("(", i + 1):
+                end = markdown.find(")", i + 2)
+                if end > 0:
+                    found.append(markdown[i + 2:end])
+                    i = end
+        i += 1
+    return found
+
+
+@pytest.mark.parametrize("title", HOSTILE_TITLES)
+def test_a_title_cannot_link_anywhere_but_its_article(title: str):
+    assert links(markdown_link(safe(title), REAL)) == [REAL]
+    passage = Passage(id="a#1", article_id="a", title=title, text=title, paragraph=1,
+                      url=REAL, source="a.txt")
+    assert links(cite(passage)) == [REAL]
+    assert links(safe(title)) == []  # quoted text links nowhere
+
+
+def test_the_link_parser_sees_the_links_an_attacker_wants():
+    """The check above is worth something only if it finds injected links when unescaped."""
+    from discord.utils import escape_markdown
+
+    evil = ["https://evil.example/phish", REAL]
+    assert links(markdown_link(HOSTILE_TITLES[0], REAL)) == evil
+    assert links(markdown_link(escape_markdown(HOSTILE_TITLES[0]), REAL)) == evil  # before
+    assert links("[a](x) \\[b](y) \\\\[c](z)") == ["x", "z"]
+
+
+def test_a_file_name_cannot_write_to_the_terminal(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    name = "evil\x1b[31mred\x07\nFAKE: all is well\r.txt"
+    shutil.copy(next(SEEDS.glob("*.txt")), corpus / name)
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(tmp_path / "idx"), "COLUMNS": "400"}
+    for args in (["index", str(corpus)], ["sources"], ["ask", "why was the trip cancelled"]):
+        done = subprocess.run([str(BYLINE), *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+        for out in (done.stdout, done.stderr):
+            assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", out), repr(out)
+            assert not re.search(r"^\W*FAKE", out, re.MULTILINE), out
+
+
+def test_a_dotenv_in_a_parent_folder_is_not_read(tmp_path: Path):
+    """A `.env` planted in a shared parent folder would set BYLINE_STORE or DISCORD_TOKEN."""
+    (tmp_path / ".env").write_text(f"BYLINE_INDEX_DIR={tmp_path / 'planted'}\n", "utf-8")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "BYLINE_INDEX_DIR"}
+    done = subprocess.run([str(BYLINE), "sources"], capture_output=True, text=True, env=env,
+                          cwd=work, timeout=300)
+    assert "planted" not in done.stdout + done.stderr
+    assert not (tmp_path / "planted").exists()

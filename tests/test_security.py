@@ -101,3 +101,48 @@ def test_a_dotenv_in_a_parent_folder_is_not_read(tmp_path: Path):
                           cwd=work, timeout=300)
     assert "planted" not in done.stdout + done.stderr
     assert not (tmp_path / "planted").exists()
+
+
+# -- the store's password (item 7) ----------------------------------------------------------
+
+SECRET_URLS = [  # passwords left unescaped, and libpq's key=value form
+    ("postgresql://byline:pa:ss/word@db.internal:5432/byline", ["pa:ss", "word"]),
+    ("postgresql://byline:p@ssw0rd@db.internal/byline", ["p@ss", "ssw0rd"]),
+    ("postgres://byline:s3cr?t#x@db.internal/byline?sslmode=require", ["s3cr", "t#x"]),
+    ("host=db.internal dbname=byline user=byline password=s3cret", ["s3cret"]),
+]
+
+
+@pytest.mark.parametrize(("url", "secrets"), SECRET_URLS)
+def test_a_store_is_shown_by_host_and_database_only(url: str, secrets: list[str]):
+    from retrieval.store.base import describe_location, is_url
+
+    assert is_url(url)
+    shown = describe_location(url)
+    assert shown.startswith("postgresql://db.internal") and shown.endswith("/byline")
+    assert not any(s in shown for s in secrets) and "byline@" not in shown
+
+
+@pytest.mark.parametrize(("url", "secrets"), SECRET_URLS[:3])
+def test_a_store_that_cannot_be_reached_never_echoes_its_password(url: str, secrets):
+    """libpq's own message quotes what it mis-read (a port of "pa:ss", a host of "ss@db")."""
+    from retrieval.errors import StoreError
+    from retrieval.store.postgres.connect import connect
+
+    local = url.replace("db.internal:5432", "127.0.0.1:9").replace("db.internal", "127.0.0.1:9")
+    with pytest.raises(StoreError) as caught:
+        connect(local)
+    assert not any(s in str(caught.value) for s in secrets), caught.value
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("store", ["postgresql+psycopg://byline:s3cret@127.0.0.1:9/byline",
+                                   "host=127.0.0.1 port=9 dbname=byline password=s3cret"])
+def test_another_form_of_store_url_is_never_a_folder(tmp_path: Path, store: str):
+    """Taken for a folder, the URL became part of "No index at ..." and of a folder's name."""
+    done = subprocess.run([str(BYLINE), "sources", "--store", store], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode != 0
+    assert "s3cret" not in done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ and the metadata queries.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from retrieval.store.tables import ArticleInfo, Copy
 
 URL_SCHEMES = ("postgresql://", "postgres://")
+# libpq's other form, `host=db dbname=byline password=...`: a store, never a folder's name.
+_DSN = re.compile(r"\s*(host|hostaddr|dbname|user|password|port|service|sslmode)\s*=", re.I)
+_SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*://", re.I)
 
 
 class Lexicon(Protocol):
@@ -113,8 +117,21 @@ class Store(Protocol):
 
 
 def is_url(location: str | Path | None) -> bool:
-    """Whether `location` names a PostgreSQL database rather than a folder."""
-    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+    """Whether `location` names a PostgreSQL database (a postgresql:// URL or a key=value
+    connection string) rather than a folder."""
+    return isinstance(location, str) and (location.startswith(URL_SCHEMES)
+                                          or bool(_DSN.match(location)))
+
+
+def check_location(location: str) -> None:
+    """StoreError unless `location` is a folder or a PostgreSQL store: another `scheme://`
+    (`postgresql+psycopg://`, say) would otherwise become a folder, its password part of the
+    name and of every message. The location itself is not repeated: it may hold a secret."""
+    from retrieval.errors import StoreError
+
+    if not is_url(location) and _SCHEME.match(location):
+        raise StoreError("The store must be a folder or a postgresql:// URL (or a libpq "
+                         "key=value string); its scheme is not one of these.")
 
 
 def open_store(location: str | Path, model: str | None = None,

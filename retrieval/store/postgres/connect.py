@@ -9,6 +9,7 @@ pass through untouched, and a password left out of it is taken from PGPASSWORD o
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 from typing import TYPE_CHECKING, Any
@@ -27,31 +28,49 @@ _guard = threading.Lock()
 
 
 def redact(url: str) -> str:
-    """`url` as it may be shown: host, port and database, never the password."""
+    """`url` as it may be shown (to any server's admins): its host, port and database, never
+    its user or password. Read by hand, not by libpq: libpq takes an unescaped `@`, `:` or `/`
+    in a password for the end of the host, and would show the rest as one."""
+    pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)", url))
+    if pairs and "://" not in url:  # key=value
+        host = pairs.get("host", "").strip("'") or "localhost"
+        port = f":{pairs['port'].strip(chr(39))}" if pairs.get("port") else ""
+        return _shown(f"{host}{port}", pairs.get("dbname", "").strip("'"))
+    rest = url.split("://", 1)[-1]
+    after = rest[rest.rfind("@") + 1:]  # the last "@": a password may hold one
+    netloc, _, path = after.partition("/")
+    return _shown(netloc.split("?")[0], path.split("?")[0])
+
+
+def _shown(netloc: str, dbname: str) -> str:
+    host = re.sub(r"[^\w.:\[\]{}%-]", "", netloc)[:200] or "localhost"
+    db = re.sub(r"[^\w.{}%-]", "", dbname)[:100]
+    return f"postgresql://{host}/{db}"
+
+
+def _secrets(url: str) -> list[str]:
+    """Whatever of `url` may be a password, longest first: the user-info part and its
+    pieces split where libpq may have split it, and libpq's own reading of the password."""
+    rest = url.split("://", 1)[-1]
+    info = rest[:rest.rfind("@")] if "@" in rest else ""
+    found = {info, info.partition(":")[2], *re.split(r"[:@/?#]", info)[1:]}
+    found |= set(re.findall(r"password\s*=\s*'?([^'\s]+)", url))
     try:
         from psycopg.conninfo import conninfo_to_dict
 
-        info = conninfo_to_dict(url)
+        found.add(str(conninfo_to_dict(url).get("password") or ""))
     except Exception:
-        return "postgresql://(an unreadable URL)"
-    host = info.get("host") or "localhost"
-    port = f":{info['port']}" if info.get("port") else ""
-    user = f"{info['user']}@" if info.get("user") else ""
-    return f"postgresql://{user}{host}{port}/{info.get('dbname') or ''}"
+        pass
+    return sorted((f for f in found if len(f) >= 2), key=len, reverse=True)
 
 
 def failure(url: str, exc: BaseException) -> StoreError:
-    """One line for a failure to reach or use the database at `url`."""
+    """One line for a failure to reach or use the database at `url` (libpq's reason, with
+    anything that may be the password masked)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     for prefix in ("connection failed: ", "FATAL:  "):
         text = text.removeprefix(prefix)
-    try:  # never echo a password libpq may have quoted
-        from psycopg.conninfo import conninfo_to_dict
-
-        secret = str(conninfo_to_dict(url).get("password") or "")
-    except Exception:
-        secret = ""
-    if secret:
+    for secret in _secrets(url):
         text = text.replace(secret, "***")
     return StoreError(f"Cannot use the store at {redact(url)}: {text}.")
 
@@ -61,9 +80,10 @@ def _kwargs(url: str) -> dict[str, Any]:
 
     try:
         info = conninfo_to_dict(url)
-    except Exception as exc:
-        raise StoreError(f"The store URL is not a valid PostgreSQL URL ({redact(url)}): "
-                         f"{str(exc).splitlines()[0]}.") from None
+    except Exception:  # libpq's reason quotes the part it could not read: not shown
+        raise StoreError(f"The store URL for {redact(url)} cannot be read; percent-encode any "
+                         "@ : / ? # % in its password (or leave the password to PGPASSWORD "
+                         "or ~/.pgpass).") from None
     extra: dict[str, Any] = {"autocommit": True}
     if "connect_timeout" not in info:
         extra["connect_timeout"] = CONNECT_TIMEOUT

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from retrieval import __version__
 from retrieval.cli import add_settings_options, open_retriever, settings_from
+from retrieval.config import private_files
 from retrieval.errors import BylineError, describe_os_error
 
 log = logging.getLogger("byline.bot")
@@ -29,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        with private_files():
+            return _run(args)
     except BylineError as exc:
         print(f"byline-bot: {exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from retrieval import __version__
 from retrieval.citation import PLAIN, UNDATED, Style, cite, copy_names, day
-from retrieval.config import Settings, load_env
+from retrieval.config import Settings, load_env, private_files
 from retrieval.corpus import LoadReport, Passage
 from retrieval.corpus.meta import clean_text
 from retrieval.embed import ENCODERS
@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
     try:
-        return args.func(args, settings)
+        with private_files():
+            return args.func(args, settings)
     except BylineError as exc:
         print(f"byline: {exc}", file=sys.stderr)
         return 1

@@ -7,7 +7,8 @@ Each entry point (`byline`, `byline-bot`) calls `load_env()` once, then reads `S
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,17 @@ DEFAULT_INDEX_DIR = Path(".byline/index")
 # The seed coverage, shipped in the package (in a checkout, a link to the project's seeds/):
 # what `byline ask` indexes on a fresh machine when there is no ./seeds nor BYLINE_CORPUS.
 PACKAGED_SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files and folders made inside are the user's alone (umask 077: indexes, feedback,
+    fetched pages, caches), whatever umask Byline was started with; the old one after."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def load_env() -> None:

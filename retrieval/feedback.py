@@ -1,9 +1,15 @@
-"""Reader feedback on answers (👍/👎), kept in a small SQLite file beside the index."""
+"""Reader feedback on answers (👍/👎), kept in a small SQLite file beside the index.
+
+Readers are kept as salted hashes of their Discord ids; the salt lives in a file of its own
+beside the store (`<store>.salt`, the user's alone), never in the store: with both, anyone
+could hash every plausible id and find who rated what. A store from before keeps its hashes:
+its salt moves to that file on opening."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -46,6 +52,32 @@ def default_path(index_dir: str | Path) -> Path:
     return Path(index_dir).resolve().parent / "feedback.sqlite"
 
 
+def salt_path(store: Path) -> Path:
+    """The file beside the store that keeps its readers' salt."""
+    return store.with_name(store.name + ".salt")
+
+
+def _salt(path: Path, db: sqlite3.Connection) -> tuple[str, bool]:
+    """The store's salt: read from `path`; else the one an older store kept inside (moved
+    out, so its hashes stay the same), else a new one; written private to the user. And
+    whether one was taken out of the store."""
+    try:
+        salt = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        salt = ""
+    row = db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()
+    if not salt:
+        salt = row[0] if row else secrets.token_hex(16)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(salt + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    if row:
+        db.execute("DELETE FROM meta WHERE key='salt'")
+    return salt, bool(row)
+
+
 class FeedbackStore:
     """Remembers answers shown and the verdicts readers give them; thread-safe."""
 
@@ -57,6 +89,8 @@ class FeedbackStore:
         db = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():  # private, whatever the umask
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             db = sqlite3.connect(self.path, check_same_thread=False)
             # WAL with NORMAL sync: a commit no longer waits for an fsync (18 ms each, which
             # serialised a burst of answers); a power cut can lose the last commits, never
@@ -65,9 +99,9 @@ class FeedbackStore:
             db.execute("PRAGMA synchronous=NORMAL")
             with db:
                 db.executescript(_SCHEMA)
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)",
-                           (secrets.token_hex(16),))
-            self._salt = db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
+                self._salt, moved = _salt(salt_path(self.path), db)
+            if moved:
+                db.execute("VACUUM")  # no copy of the old salt left in a free page
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()

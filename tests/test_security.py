@@ -146,3 +146,63 @@ def test_another_form_of_store_url_is_never_a_folder(tmp_path: Path, store: str)
     assert "s3cret" not in done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- files at rest (item 9) -----------------------------------------------------------------
+
+def test_the_feedback_store_keeps_no_salt_and_is_private(tmp_path: Path):
+    import sqlite3
+    import stat
+
+    from retrieval.feedback import FeedbackStore, salt_path
+
+    old = os.umask(0o022)  # what a shell usually has
+    try:
+        store = FeedbackStore(tmp_path / "fb.sqlite")
+        store.record(store.remember("q", ["a#1"]), "up", 1234)
+        store.close()
+    finally:
+        os.umask(old)
+    salt = salt_path(tmp_path / "fb.sqlite").read_text().strip()
+    for path in (tmp_path / "fb.sqlite", salt_path(tmp_path / "fb.sqlite")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert salt.encode() not in (tmp_path / "fb.sqlite").read_bytes()
+    with sqlite3.connect(tmp_path / "fb.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM meta WHERE key='salt'").fetchone() == (0,)
+
+
+def test_an_older_feedback_store_keeps_its_hashes_and_loses_its_salt(tmp_path: Path):
+    import sqlite3
+
+    from retrieval.feedback import FeedbackStore, salt_path
+
+    path = tmp_path / "fb.sqlite"
+    store = FeedbackStore(path)
+    store.record(store.remember("q", ["a#1"]), "up", 1234)
+    before = store.hash_user(1234)
+    store.close()
+    salt = salt_path(path).read_text().strip()
+    with sqlite3.connect(path) as db:  # as an older Byline kept it: inside
+        db.execute("INSERT INTO meta VALUES ('salt', ?)", (salt,))
+    db.close()
+    salt_path(path).unlink()
+    again = FeedbackStore(path)
+    assert again.hash_user(1234) == before
+    again.close()
+    assert salt_path(path).read_text().strip() == salt
+    assert salt.encode() not in path.read_bytes()
+
+
+def test_what_byline_writes_is_private_to_its_user(tmp_path: Path):
+    """An index built by `byline index` under a permissive umask: no file or folder that
+    another user could read."""
+    import stat
+
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(tmp_path / "idx")}
+    done = subprocess.run(["sh", "-c", f'umask 022 && exec "{BYLINE}" index "{SEEDS}"'],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    made = [tmp_path / "idx", *(tmp_path / "idx").rglob("*")]
+    assert len(made) > 5
+    for path in made:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path

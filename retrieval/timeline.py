@@ -59,15 +59,30 @@ def timeline(retriever: Retriever, topic: str, n: int = 20,
              filters: Filters | None = None) -> Timeline:
     """The `n` most relevant stories on `topic` (see TIMELINE_FLOOR), in date order."""
     n = max(1, min(int(n), TIMELINE_MAX))
-    found = retriever.candidates(topic, TIMELINE_DEPTH, filters)
+    allowed = retriever.allowed(filters)  # BadQuestion when they keep no article
+    # Relevance is judged over the whole coverage, then the filters remove what they exclude:
+    # ranked among the filtered rows alone, scores are normalised over fewer candidates and
+    # a story the filters keep could fall under the floor that it passes unfiltered.
+    found = retriever.candidates(topic, TIMELINE_DEPTH)
     if not found.answered or not found.rows:
         return Timeline(found.question, False, [])
     floor = TIMELINE_FLOOR * float(found.scores[0])
-    keep = [i for i, s in enumerate(found.scores) if s >= floor]
-    rows = [found.rows[i] for i in keep]
     index = retriever.index
+    # A wire copy is as relevant as its best copy (its own headline may score lower): with
+    # that copy filtered out, it still tells the story.
+    grouped = index.groups_of(found.rows)
+    best: dict[int, float] = {}
+    for row, score in zip(found.rows, found.scores, strict=True):
+        if row in grouped:
+            best[grouped[row]] = max(best.get(grouped[row], score), float(score))
+    keep = [i for i, (row, s) in enumerate(zip(found.rows, found.scores, strict=True))
+            if max(float(s), best.get(grouped.get(row, -1), 0.0)) >= floor
+            and (allowed is None or allowed[row])]
+    if not keep:
+        return Timeline(found.question, False, [])
+    rows = [found.rows[i] for i in keep]
     passages = index.passages(rows)
-    groups = index.groups_of(rows)
+    groups = {row: grouped[row] for row in rows if row in grouped}
     members: list[dict[str, int]] = []  # per story: article id -> its best passage
     story_of_article: dict[str, int] = {}
     story_of_group: dict[int, int] = {}

@@ -226,3 +226,50 @@ def test_ivf_filters_still_give_k_results_from_the_allowed_rows(
     assert len(set(found) & set(exact)) >= 9
     [answer] = ivf.ask_many(["harbor ledgerfield tunnel"], k=10, keep_refused=True, filters=f)
     assert len(answer.hits) == 10 and all(allowed[h.row] for h in answer.hits)
+
+
+# -- a filter only removes what it excludes ------------------------------------------------
+
+FERRY_WIRE = ("Ferry crews on the Northern Line walked out on Wednesday, halting sailings "
+              "between Port Alder and the islands as talks over pay broke down.")
+FERRY = {  # a strike in four articles, one of them a wire story carried by two outlets
+    "ferry-vote.txt": ("Ferry workers vote to strike", "Coastal Times", "2024-03-05",
+                       "Ferry workers voted to strike over pay on Tuesday, the union said, "
+                       "threatening sailings to the islands this spring."),
+    "ferry-wire.txt": ("Ferry strike halts island sailings", "Harbour Daily", "2024-04-10",
+                       FERRY_WIRE),
+    "ferry-copy.txt": ("Island ferries stop as crews walk out", "Coastal Times", "2024-04-11",
+                       FERRY_WIRE),
+    "ferry-ends.txt": ("Ferry strike ends with pay deal", "Coastal Times", "2024-05-20",
+                       "The ferry strike ended on Monday after the union accepted a pay "
+                       "deal, and sailings to the islands resume this week."),
+}
+
+
+@pytest.fixture(scope="module")
+def ferry(tmp_path_factory, embedder: Embedder) -> Retriever:
+    root = tmp_path_factory.mktemp("ferry")
+    corpus = write_corpus(root / "corpus")
+    for name, (title, outlet, date, body) in FERRY.items():
+        (corpus / name).write_text(f"{title}\nOutlet: {outlet}\nDate: {date}\n\n{body}\n",
+                                   "utf-8")
+    return Retriever(index_corpus(corpus, root / "index", embedder, progress=False), embedder)
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ({"outlet": "Coastal Times"}, [("2024-03-05", "Coastal Times"), ("2024-04-11", "Coastal Times"),
+                                   ("2024-05-20", "Coastal Times")]),
+    ({"since": "2024-04-01"}, [("2024-04-10", "Harbour Daily"), ("2024-05-20", "Coastal Times")]),
+    ({"until": "2024-04-30"}, [("2024-03-05", "Coastal Times"), ("2024-04-10", "Harbour Daily")]),
+    ({"outlet": "Harbour Daily"}, [("2024-04-10", "Harbour Daily")]),
+])
+def test_a_timeline_filter_removes_only_what_it_excludes(ferry: Retriever, filters, expected):
+    """Each story of the unfiltered timeline that one of its carriers passes the filter
+    stays, told by that carrier (ranked among the filtered rows alone, stories fell under the
+    relevance floor; a wire copy under its own headline scored under it too)."""
+    full = timeline(ferry, "ferry strike")
+    assert [(s.date, s.outlet) for s in full.stories] == [
+        ("2024-03-05", "Coastal Times"), ("2024-04-10", "Harbour Daily"),
+        ("2024-05-20", "Coastal Times")]
+    got = timeline(ferry, "ferry strike", filters=Filters.parse(**filters))
+    assert [(s.date, s.outlet) for s in got.stories] == expected

@@ -77,6 +77,20 @@ def audit(interaction: discord.Interaction, action: str, target: str, outcome: s
              interaction.guild_id, action, target[:300], outcome)
 
 
+def _target(interaction: discord.Interaction) -> str:
+    """What a command was given (its options' values, a subcommand's included), for the log:
+    a refused action names its target as an allowed one does."""
+    values: list[str] = []
+    stack = list((interaction.data or {}).get("options", []))  # type: ignore[union-attr]
+    while stack:
+        option = stack.pop(0)
+        if isinstance(option, dict):
+            if "value" in option:
+                values.append(str(option["value"]))
+            stack.extend(option.get("options", []) or [])
+    return " ".join(values)
+
+
 def article_value(a: ArticleInfo) -> str:
     """What an autocomplete choice sends back for an article: its id, or a hash of a long
     one (a choice's value is at most 100 characters)."""
@@ -124,7 +138,7 @@ class AdminCog(commands.Cog):
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if not is_admin(interaction):
             command = interaction.command.qualified_name if interaction.command else "?"
-            audit(interaction, command, "", "refused (no Manage Server)")
+            audit(interaction, command, _target(interaction), "refused (no Manage Server)")
             raise NotAdmin(NOT_ADMIN)
         if self.bot.drain.closing:
             raise ShuttingDown("Byline is shutting down")

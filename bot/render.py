@@ -207,8 +207,10 @@ def render_help(articles: Sequence[ArticleInfo], no_coverage: str | None = None
     """`no_coverage`: why this server has no coverage yet, and how to add some."""
     latest = max((a.date for a in articles if a.date), key=date_key, default=None)
     latest = day(latest)
-    known = (f"I know **{len(articles)}** articles ({sum(a.passages for a in articles)} "
-             f"paragraphs){f', the latest dated {safe(latest)}' if latest else ''}.")
+    paragraphs = sum(a.passages for a in articles)
+    known = (f"I know **{len(articles)}** article{'s' * (len(articles) != 1)} ({paragraphs} "
+             f"paragraph{'s' * (paragraphs != 1)})"
+             f"{f', the latest dated {safe(latest)}' if latest else ''}.")
     if no_coverage is not None:
         known = no_coverage
     embed = discord.Embed(title="Byline", colour=ANSWER_COLOUR, description=(

@@ -289,7 +289,8 @@ def test_coverage_commands_are_for_manage_server_only(embedder, site, tmp_path, 
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 3
     assert refused[0] == (f"coverage admin: user{USER_ID % 10_000} ({USER_ID}) in guild "
-                          f"{GUILD_ID}: coverage add '': refused (no Manage Server)")
+                          f"{GUILD_ID}: coverage add '{site.url('/news/ferry.html')}': "
+                          "refused (no Manage Server)")
 
 
 def fake_permissions() -> int:

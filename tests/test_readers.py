@@ -103,17 +103,17 @@ def test_every_format_in_one_folder(tmp_path: Path):
     assert any("twelve thousand riders" in p for p in page.paragraphs)
     assert not any("newsletter" in p or "cookies" in p or "Rail strike" in p
                    for p in page.paragraphs)
-    ferry = by_id["feeds/gazette/gazette.example-ferry"]
+    ferry = by_id["feeds/gazette:gazette.example-ferry"]
     assert (ferry.outlet, ferry.date, ferry.url) == (
         "Harbour Gazette", "2022-05-03T08:15:00+00:00", "https://gazette.example/ferry")
     assert len(ferry.paragraphs) == 2 and "Short summary" not in " ".join(ferry.paragraphs)
-    dredging = by_id["feeds/gazette/gazette.example-dredging"]  # no content: the summary
+    dredging = by_id["feeds/gazette:gazette.example-dredging"]  # no content: the summary
     assert "dredge the harbour channel" in dredging.paragraphs[0]
-    library = by_id["exports/cms/a1"]
+    library = by_id["exports/cms:a1"]
     assert (library.title, library.outlet, library.author, library.date) == (
         "Council approves new library", "City Times", "Dana Lee", "2022-04-11T17:00:00+00:00")
     assert len(library.paragraphs) == 2
-    buses = by_id["exports/api/valleynews.example-buses"]
+    buses = by_id["exports/api:valleynews.example-buses"]
     assert (buses.outlet, buses.date) == ("Valley News", "2022-06-01")
     # Every article whose source states a date is dated; the seeds state none.
     assert all(a.date for a in report.articles if not a.source.startswith("0"))
@@ -154,7 +154,7 @@ def test_multi_article_files_reindex_incrementally(tmp_path: Path, embedder: Emb
     second = index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
     assert len(second) == len(first) + 1 and second.reused == len(first)
     ids = {a.id for a in second.articles()}
-    assert {"exports/cms/a1", "exports/cms/a3"} <= ids
+    assert {"exports/cms:a1", "exports/cms:a3"} <= ids
 
 
 def test_links_out_of_the_folder_fifos_and_clashing_ids(tmp_path: Path):
@@ -308,4 +308,4 @@ def test_json_lines_saved_as_json_and_a_wrapped_json_list(tmp_path: Path):
     (tmp_path / "wrapped.json").write_text(json.dumps({"status": "ok", "articles": rows},
                                                       indent=2))
     ids = sorted(a.id for a in load_corpus(tmp_path))
-    assert ids == ["lines/row-1", "lines/row-2", "wrapped/row-1", "wrapped/row-2"]
+    assert ids == ["lines:row-1", "lines:row-2", "wrapped:row-1", "wrapped:row-2"]

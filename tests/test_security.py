@@ -206,3 +206,22 @@ def test_what_byline_writes_is_private_to_its_user(tmp_path: Path):
     assert len(made) > 5
     for path in made:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+# -- an export row cannot displace a file (item 6) ------------------------------------------
+
+def test_an_export_row_never_takes_a_files_id(tmp_path: Path):
+    import json
+
+    from retrieval.corpus import load_corpus
+
+    body = "The council approved the budget on Tuesday after a long debate about roads."
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b.txt").write_text(f"Real file\n\n{body}\n", "utf-8")
+    rows = [{"id": "b", "title": "Row b", "text": "A row about ferries sailing again soon."},
+            {"id": "../a/b", "title": "Row up", "text": "A row about the harbour wall repairs."}]
+    (tmp_path / "a.json").write_text(json.dumps(rows), "utf-8")
+    articles = load_corpus(tmp_path)
+    titles = {a.title: a.id for a in articles}
+    assert set(titles) == {"Real file", "Row b", "Row up"}
+    assert len(set(titles.values())) == 3 and titles["Real file"] == "a/b"

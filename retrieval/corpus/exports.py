@@ -45,6 +45,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 _ROW_LISTS = ("articles", "items", "data", "results", "entries", "docs", "hits", "posts",
               "stories", "records")
 ARTICLE_TEXT_MAX = 500_000  # characters of one row's text kept
+ROW_SEPARATOR = ":"  # between a file's id and a row key in an article id
 
 
 class ExportError(ValueError):
@@ -114,10 +115,16 @@ def rows_to_articles(rows: Iterable[tuple[int, Any]], base_id: str, source: str,
             continue
         key = row_key(_first(fields, "id") or _first(fields, "url"), n, keys)
         articles.append(make_article(
-            f"{base_id}/{key}", title or f"{source} {row_label} {n}", source, paragraphs,
+            row_id(base_id, key), title or f"{source} {row_label} {n}", source, paragraphs,
             sha256=sha256, outlet=_outlet(fields), date=_first(fields, "date"),
             url=_first(fields, "url"), author=_author(fields)))
     return articles, notes
+
+
+def row_id(base_id: str, key: str) -> str:
+    """The id of one row of an export or feed: `<file's id>:<row key>`. A file's id never
+    holds ":" (retrieval.corpus.folder), so `a.json`'s row `b` cannot take `a/b.txt`'s id."""
+    return f"{base_id}{ROW_SEPARATOR}{key}"
 
 
 def fields_text(fields: Mapping[str, Any]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from retrieval.corpus.clean import clean_paragraphs
-from retrieval.corpus.exports import row_key, text_blocks
+from retrieval.corpus.exports import row_id, row_key, text_blocks
 from retrieval.corpus.meta import make_article
 from retrieval.corpus.records import Article
 
@@ -37,7 +37,7 @@ def parse_feed(raw: bytes, base_id: str, source: str, sha256: str = ""
             continue
         key = row_key(entry.get("id") or entry.get("link"), n, keys)
         articles.append(make_article(
-            f"{base_id}/{key}", title or f"{outlet or source} entry {n}", source, paragraphs,
+            row_id(base_id, key), title or f"{outlet or source} entry {n}", source, paragraphs,
             sha256=sha256, outlet=outlet, date=_entry_date(entry), url=entry.get("link"),
             author=entry.get("author")))
     return articles, notes

@@ -276,7 +276,8 @@ def _read(path: Path, rel: str, base: str, report: LoadReport,
     # A page or text file read before is taken as it was; a feed or an export is read again
     # (cheap beside embedding, and its skipped rows are named again).
     before = known.get(rel) if known and kind in ("text", "html") else None
-    if before and all(a.sha256 == sha256 and (a.id == base or a.id.startswith(base + "/"))
+    rows = base + exports.ROW_SEPARATOR
+    if before and all(a.sha256 == sha256 and (a.id == base or a.id.startswith(rows))
                       for a in before):
         return list(before)
     kind = _sniff(kind, raw)

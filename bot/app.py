@@ -228,8 +228,10 @@ class BylineBot(commands.Bot):
         """Shared: the index's generation and counts. Per server: no single generation
         (""), passages and articles summed over the loaded coverages."""
         ws = self.ws
+        # Connected from READY (a session), as the bot answers from then on: is_ready()
+        # waits out guild_ready_timeout after the last GUILD_CREATE as well.
         connected = (ws is not None and ws.socket is not None and ws.open
-                     and self.is_ready() and not self.is_closed())
+                     and ws.session_id is not None and not self.is_closed())
         loaded = [c.live for c in self.coverages.loaded() if c.live is not None]
         shared = self.coverages.shared
         errors = [live.last_error for live in loaded if live.last_error]

@@ -221,3 +221,29 @@ def test_sync_refused_for_a_server_without_the_bot_is_one_sentence(retriever, tm
     assert err.value.__cause__ is None and err.value.__suppress_context__
     assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
     assert APOLOGY not in message
+
+
+def test_healthz_is_ok_from_ready_not_from_the_guilds_wait(retriever, tmp_path):
+    """After READY the bot answers; discord.py calls on_ready (is_ready()) only once no
+    GUILD_CREATE has come for guild_ready_timeout (2 s by default). /healthz went by the
+    latter and said 503 meanwhile; it goes by the gateway session now."""
+    settings = bot_settings(tmp_path, metrics_port=0)
+
+    async def main() -> None:
+        async with FakeDiscord(token=TOKEN):
+            bot = BylineBot(settings, retriever, guild_ready_timeout=60)
+            async with bot:
+                task = asyncio.create_task(bot.start(TOKEN))
+                try:
+                    for _ in range(400):  # READY processed: a session
+                        if bot.ws is not None and bot.ws.session_id and bot.metrics_server:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert not bot.is_ready()  # still waiting out guild_ready_timeout
+                    status, body = await get(bot, "/healthz")
+                    assert status == 200 and json.loads(body)["gateway_connected"] is True
+                finally:
+                    await bot.close()
+                    await asyncio.wait({task}, timeout=10)
+
+    asyncio.run(main())

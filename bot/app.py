@@ -251,8 +251,9 @@ class BylineBot(commands.Bot):
         self.drain.closing = True
         log.info("shutting down: taking no new questions, %d in flight", self.drain.active)
         if not await self.drain.wait(grace):
-            log.warning("%d answer(s) still unfinished after %g s; closing anyway",
-                        self.drain.active, grace)
+            log.warning("%d answer(s) still unfinished after %g s; closing anyway (their "
+                        "askers are told to ask again)", self.drain.active, grace)
+            self.drain.reported = True
         await self.close()
 
     def request_shutdown(self, reason: str = "shutdown") -> None:
@@ -269,6 +270,12 @@ class BylineBot(commands.Bot):
 
     async def close(self) -> None:
         self.drain.closing = True
+        active = self.drain.active
+        if active and not self.drain.reported:
+            log.warning("closing now with %d answer(s) in flight (their askers are told to "
+                        "ask again)", active)
+            self.drain.reported = True
+        await self.drain.cancel()  # before the HTTP session closes: they can still reply
         if self._watch is not None:
             self._watch.cancel()
         self.feeds.stop()

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -37,6 +37,13 @@ RETRIEVING = ("ask", "timeline")  # the commands a shutdown waits for (and turns
 
 class ShuttingDown(app_commands.CheckFailure):
     """A question that arrived after the bot began shutting down: it is told to come back."""
+
+
+async def tell_restarting(interaction: discord.Interaction) -> None:
+    """A cancelled answer's last word (RESTARTING, privately), within two seconds."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            await send_ephemeral(interaction, RESTARTING)
 
 
 async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
@@ -134,7 +141,7 @@ class AskCog(commands.Cog):
                   outlet: app_commands.Range[str, 1, 200] | None = None,
                   as_of: app_commands.Range[str, 1, 40] | None = None) -> None:
         """Ask the coverage a question; get the passages that answer it, cited."""
-        with self._answering("ask") as started:
+        async with self._answering("ask", interaction) as started:
             try:
                 filters = Filters.parse(as_of=as_of, since=since, until=until, outlet=outlet)
             except BadQuestion as exc:
@@ -171,7 +178,7 @@ class AskCog(commands.Cog):
                        until: app_commands.Range[str, 1, 40] | None = None,
                        outlet: app_commands.Range[str, 1, 200] | None = None) -> None:
         """The coverage of a topic in date order, one line per story."""
-        with self._answering("timeline") as started:
+        async with self._answering("timeline", interaction) as started:
             try:
                 filters = Filters.parse(since=since, until=until, outlet=outlet)
             except BadQuestion as exc:
@@ -189,15 +196,21 @@ class AskCog(commands.Cog):
                                             allowed_mentions=NO_PINGS)
             self._answered("timeline", started)
 
-    @contextlib.contextmanager
-    def _answering(self, command: str) -> Iterator[float]:
+    @contextlib.asynccontextmanager
+    async def _answering(self, command: str, interaction: discord.Interaction
+                         ) -> AsyncIterator[float]:
         """Around a question, from its arrival to its reply: counted, and waited for by a
-        shutdown; one that slipped in as the shutdown began is turned away."""
+        shutdown; one that slipped in as the shutdown began is turned away, and one the
+        shutdown cuts off (cancelled) tells its asker to come back."""
         with self.bot.drain.answering():
             if self.bot.drain.closing:
                 raise ShuttingDown("Byline is shutting down")
             self.bot.metrics.questions.labels(command).inc()
-            yield time.perf_counter()
+            try:
+                yield time.perf_counter()
+            except asyncio.CancelledError:
+                await tell_restarting(interaction)
+                raise
 
     def _answered(self, command: str, started: float) -> None:
         self.bot.metrics.answer_seconds.labels(command).observe(time.perf_counter() - started)

@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.commands import NO_PINGS, ShuttingDown, feedback_view, send_ephemeral
+from bot.commands import NO_PINGS, ShuttingDown, feedback_view, send_ephemeral, tell_restarting
 from bot.render import render_answer, render_not_covered
 from retrieval.errors import BadQuestion
 from retrieval.search import MAX_QUESTION_CHARS
@@ -105,30 +105,35 @@ class AskByline(commands.Cog):
             return
         self.cooldowns.hit(interaction.user.id)
         bot = self.bot
-        with bot.drain.answering():  # a shutdown waits for this answer
-            if bot.drain.closing:
-                raise ShuttingDown("Byline is shutting down")
-            bot.metrics.questions.labels(METRIC).inc()
-            started = time.perf_counter()
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            try:
-                answer = await bot.ask(asked.text, RESULTS, guild_id=interaction.guild_id)
-            except BadQuestion as exc:
-                await send_ephemeral(interaction, str(exc))
-                return
-            content = " ".join(x for x in (f"About [this message]({message.jump_url}).",
-                                           asked.note()) if x)
-            if not answer.answered:
-                bot.metrics.not_covered.labels(METRIC).inc()
-                await interaction.followup.send(content, embed=render_not_covered(answer.question),
-                                                ephemeral=True, allowed_mentions=NO_PINGS)
-            else:
-                key = await asyncio.to_thread(bot.feedback.remember, answer.question,
-                                              [h.passage.id for h in answer.hits])
-                await interaction.followup.send(content, embed=render_answer(answer),
-                                                view=feedback_view(key), ephemeral=True,
-                                                allowed_mentions=NO_PINGS)
-            bot.metrics.answer_seconds.labels(METRIC).observe(time.perf_counter() - started)
+        try:
+            with bot.drain.answering():  # a shutdown waits for this answer
+                if bot.drain.closing:
+                    raise ShuttingDown("Byline is shutting down")
+                bot.metrics.questions.labels(METRIC).inc()
+                started = time.perf_counter()
+                await interaction.response.defer(ephemeral=True, thinking=True)
+                try:
+                    answer = await bot.ask(asked.text, RESULTS, guild_id=interaction.guild_id)
+                except BadQuestion as exc:
+                    await send_ephemeral(interaction, str(exc))
+                    return
+                content = " ".join(x for x in (f"About [this message]({message.jump_url}).",
+                                               asked.note()) if x)
+                if not answer.answered:
+                    bot.metrics.not_covered.labels(METRIC).inc()
+                    await interaction.followup.send(
+                        content, embed=render_not_covered(answer.question), ephemeral=True,
+                        allowed_mentions=NO_PINGS)
+                else:
+                    key = await asyncio.to_thread(bot.feedback.remember, answer.question,
+                                                  [h.passage.id for h in answer.hits])
+                    await interaction.followup.send(content, embed=render_answer(answer),
+                                                    view=feedback_view(key), ephemeral=True,
+                                                    allowed_mentions=NO_PINGS)
+                bot.metrics.answer_seconds.labels(METRIC).observe(time.perf_counter() - started)
+        except asyncio.CancelledError:  # cut off by the shutdown
+            await tell_restarting(interaction)
+            raise
 
 
 class UserCooldowns:

@@ -247,3 +247,35 @@ def test_healthz_is_ok_from_ready_not_from_the_guilds_wait(retriever, tmp_path):
                     await asyncio.wait({task}, timeout=10)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("how", ["grace runs out", "second signal"])
+def test_an_answer_cut_off_by_the_shutdown_is_told_so_without_tracebacks(retriever, tmp_path,
+                                                                       caplog, how):
+    """The shutdown's grace runs out (or a second SIGTERM closes at once) with an answer in
+    flight: its asker is told to ask again, one log line says so, and nothing logs a
+    traceback (before: ServerDisconnectedError, "Session is closed", "Task exception was
+    never retrieved", and no reply)."""
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        bot.batcher._lock.acquire()
+        try:
+            stuck = await fake.send_command("ask", {"question": TRIP_Q})
+            assert (await stuck.callback()).json["type"] == 5  # deferred: in flight
+            if how == "grace runs out":
+                await bot.shutdown(grace=0.2)
+            else:
+                bot.request_shutdown("SIGTERM")
+                await until(lambda: bot.drain.closing)
+                bot.request_shutdown("SIGTERM")
+                await until(bot.is_closed)
+            told = await stuck.followup(timeout=10)
+            assert told.json["content"] == RESTARTING
+        finally:
+            bot.batcher._lock.release()
+
+    with caplog.at_level(logging.INFO):
+        run_bot(retriever, tmp_path, scenario, shutdown_seconds=30)
+    assert [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    cut = [r.getMessage() for r in caplog.records if "ask again" in r.getMessage()]
+    assert len(cut) == 1, cut

@@ -167,7 +167,7 @@ class AdminCog(commands.Cog):
             text = (f"{title} is already in the coverage." if added.status == "already" else
                     f"Added {title}: it answers questions now ({count}).")
         audit(interaction, "add", url, added.status if added.status != "failed"
-              else f"failed: {added.reason}")
+              else f"failed: {added.reason}" + (f" ({added.detail})" if added.detail else ""))
         await self._reply(interaction, text)
 
     @coverage.command(name="remove")

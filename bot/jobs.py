@@ -36,7 +36,8 @@ class Added:
     title: str = ""
     source: str = ""  # the file, relative to the corpus folder
     generation: str = ""  # the index generation that holds it
-    reason: str = ""  # why it failed, in one line
+    reason: str = ""  # why it failed, in one line, as a server admin is told
+    detail: str = ""  # why the fetch failed, for the operator's log only
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ def add_page(embedder: Embedder, corpus: Path, location: str | Path, url: str,
     with Fetcher(corpus, settings) as fetcher:
         result = fetcher.fetch_page(url)
     if not result.ok or result.path is None:
-        return Added("failed", url, reason=f"could not fetch it: {result.reason or 'failed'}")
+        # An admin learns no more than this: "refused" against "404" would map the network
+        # behind an allowed host, port by port.
+        told = "that address is not allowed" if result.blocked else "could not fetch it"
+        return Added("failed", url, reason=told, detail=result.reason or "failed")
     path = corpus / result.path
     try:
         article = read_article(path, corpus)[0]

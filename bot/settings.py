@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retrieval.addresses import AddressPolicy
 from retrieval.config import Settings
 from retrieval.errors import BylineError
 from retrieval.fetch import FetchSettings
@@ -115,9 +116,19 @@ class BotSettings:
             follow=_flag(env, "BYLINE_FOLLOW", True),
             follow_minutes=_minutes(env, "BYLINE_FOLLOW_MINUTES", 15.0),
             worker=_choice(env, "BYLINE_WORKER", (THREAD, PROCESS)),
+            fetch=FetchSettings(policy=_policy(env)),
         )
         settings.check_store()
         return settings
+
+
+def _policy(env: Mapping[str, str]) -> AddressPolicy:
+    """BYLINE_FETCH_ALLOW: hosts and networks a server admin's URLs may reach beside public
+    addresses (none by default)."""
+    try:
+        return AddressPolicy.from_env(env)
+    except ValueError as exc:
+        raise BotConfigError(f"BYLINE_FETCH_ALLOW: {exc}.") from None
 
 
 def _dbname(url: str) -> str:

@@ -322,7 +322,7 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     urls = [check_url(u) for u in args.urls]  # one bad argument stops before any request
     feeds = [check_url(u) for u in args.feed]
     folder = args.into or settings.corpus_to_write()
-    fetch_settings = FetchSettings() if args.rate is None else FetchSettings(rate=args.rate)
+    fetch_settings = FetchSettings.for_cli(args.rate)
     with Fetcher(folder, fetch_settings, refresh=args.refresh) as fetcher:
         results = []
         for r in fetcher.fetch(urls, feeds):

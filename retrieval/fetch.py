@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,10 +20,13 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 import httpx
 
 from retrieval import __version__
+from retrieval.addresses import AddressPolicy, Blocked
 from retrieval.corpus.folder import SOURCES_RECORD, recorded_urls  # noqa: F401 (public here too)
 from retrieval.errors import FetchError
+from retrieval.transport import guarded_transport
 
-TIMEOUT_SECONDS = 15.0
+TIMEOUT_SECONDS = 15.0  # each connect, read and write
+DEADLINE_SECONDS = 30.0  # one fetch, from connecting to its last byte (redirects included)
 MAX_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 5
 RATE_PER_HOST = 1.0  # requests per host per second
@@ -44,13 +48,29 @@ Status = Literal["fetched", "not_modified", "skipped", "failed"]
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """Limits for every request: time, size, redirects, politeness and identity."""
+    """Limits for every request: time, size, redirects, politeness and identity, and where
+    it may connect: `policy` (public addresses on ports 80 and 443 by default), except that
+    with `trust_given` the URLs given (the CLI user's) are fetched wherever they point;
+    their redirects elsewhere and the links of their feeds are checked all the same."""
 
     timeout: float = TIMEOUT_SECONDS
+    deadline: float = DEADLINE_SECONDS
     max_bytes: int = MAX_BYTES
     max_redirects: int = MAX_REDIRECTS
     rate: float = RATE_PER_HOST
     user_agent: str = USER_AGENT
+    policy: AddressPolicy = field(default_factory=AddressPolicy)
+    trust_given: bool = False
+
+    @classmethod
+    def for_cli(cls, rate: float | None = None) -> FetchSettings:
+        """The CLI's: what its user names is fetched wherever it points; redirects elsewhere
+        and feed links only where public addresses and BYLINE_FETCH_ALLOW allow."""
+        try:
+            policy = AddressPolicy.from_env()
+        except ValueError as exc:
+            raise FetchError(f"BYLINE_FETCH_ALLOW: {exc}.") from None
+        return cls(policy=policy, trust_given=True, **({} if rate is None else {"rate": rate}))
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,7 @@ class FetchResult:
     path: str | None = None  # relative to the folder, posix
     final_url: str | None = None
     reason: str | None = None
+    blocked: bool = False  # refused by the address policy (the reason says where it led)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +95,10 @@ class FetchResult:
 
 class _Failed(Exception):
     """One URL failed; the message is the reason shown on its line."""
+
+    def __init__(self, reason: str, blocked: bool = False) -> None:
+        super().__init__(reason)
+        self.blocked = blocked
 
 
 def check_url(url: str) -> str:
@@ -194,7 +219,9 @@ class Fetcher:
         self._record_path = self.folder / RECORD_NAME
         self._record = _Record.load(self._record_path)
         self._limiter = _RateLimiter(self.settings.rate)
+        transport, self._backend = guarded_transport(self.settings.policy)
         self._client = httpx.Client(
+            transport=transport,
             headers={"User-Agent": self.settings.user_agent},
             timeout=httpx.Timeout(self.settings.timeout),
             follow_redirects=False,  # followed by hand: each hop is rate-limited and counted
@@ -217,12 +244,17 @@ class Fetcher:
         for url in feeds:
             yield from self.fetch_feed(url)
 
-    def fetch_page(self, url: str) -> FetchResult:
-        """Download one page unless it is stored already (or, with refresh, unchanged)."""
+    def fetch_page(self, url: str, *, given: bool = True) -> FetchResult:
+        """Download one page unless it is stored already (or, with refresh, unchanged);
+        `given`: named by the user, not a feed's link."""
         try:
             url = check_url(url)
         except FetchError:
             return FetchResult(url, "page", "failed", reason="not an http(s) URL")
+        with self._bounded(url, given):
+            return self._fetch_page(url)
+
+    def _fetch_page(self, url: str) -> FetchResult:
         rel = self._record.page_for(url)
         stored = rel is not None and (self.folder / rel).is_file()
         if stored and not self.refresh:
@@ -244,7 +276,7 @@ class Fetcher:
             rel = rel or self._page_path(url)
             _write_atomic(self.folder / rel, body)
         except _Failed as exc:
-            return FetchResult(url, "page", "failed", reason=str(exc))
+            return FetchResult(url, "page", "failed", reason=str(exc), blocked=exc.blocked)
         except OSError as exc:
             return FetchResult(url, "page", "failed", reason=f"cannot save: {exc}")
         self._record.files[rel] = self._entry(url, response)
@@ -256,7 +288,7 @@ class Fetcher:
         result, links = self.feed(url)
         yield result
         for link in links:
-            yield self.fetch_page(link)
+            yield self.fetch_page(link, given=False)
 
     def feed(self, url: str) -> tuple[FetchResult, list[str]]:
         """The feed (conditional GET; a 304 reads the stored copy) and its article links,
@@ -265,6 +297,15 @@ class Fetcher:
             url = check_url(url)
         except FetchError:
             return FetchResult(url, "feed", "failed", reason="not an http(s) URL"), []
+        with self._bounded(url, True):
+            return self._feed(url)
+
+    def _bounded(self, url: str, given: bool) -> contextlib.AbstractContextManager[None]:
+        """One fetch's deadline; the URL's own host unchecked when the user named it."""
+        exempt = urlsplit(url).hostname if given and self.settings.trust_given else None
+        return self._backend.deadline(self.settings.deadline, exempt)
+
+    def _feed(self, url: str) -> tuple[FetchResult, list[str]]:
         entry = self._record.feeds.get(url, {})
         rel = entry.get("path")
         stored = bool(rel) and (self.folder / rel).is_file()
@@ -295,7 +336,7 @@ class Fetcher:
                 entry["fetched"] = _now()
                 self._record.save(self._record_path)
         except _Failed as exc:
-            return FetchResult(url, "feed", "failed", reason=str(exc)), []
+            return FetchResult(url, "feed", "failed", reason=str(exc), blocked=exc.blocked), []
         except OSError as exc:
             return FetchResult(url, "feed", "failed", reason=f"cannot save: {exc}"), []
         return result, links
@@ -325,6 +366,8 @@ class Fetcher:
                 seen.add(target)
         except httpx.HTTPError as exc:
             raise self._failure(exc) from None
+        except Blocked as exc:
+            raise _Failed(f"that address is not allowed: {exc}", blocked=True) from None
         raise _Failed(f"too many redirects (more than {self.settings.max_redirects})")
 
     def _read(self, response: httpx.Response) -> bytes:

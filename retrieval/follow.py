@@ -268,7 +268,9 @@ class Follower:
             if stop():
                 report.stopped = True
                 break
-            page = fetcher.fetch_page(link)  # one stored earlier is skipped without a request
+            # (one stored earlier is skipped without a request; a feed's link is checked
+            # against the address policy even where the feed itself was named by the user)
+            page = fetcher.fetch_page(link, given=False)
             new += page.status == "fetched"
             self._save_entry(url, link, page, now, report)
         report.new_articles += new

@@ -42,11 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Poll until SIGINT or SIGTERM (exit 0), or once with `--once`; or list the feeds."""
     from retrieval.embed import Embedder
+    from retrieval.fetch import FetchSettings
     from retrieval.follow import Follower
 
     corpus = args.corpus or settings.default_corpus()
     embedder = Embedder(settings.model, encoder=settings.encoder)  # loaded only to index
-    follower = Follower(corpus, settings.location, embedder, interval=args.interval * 60)
+    follower = Follower(corpus, settings.location, embedder, interval=args.interval * 60,
+                        settings=FetchSettings.for_cli())
     if args.list:
         return _list(follower, args.json)
     feeds = follower.feeds()

@@ -687,7 +687,7 @@ def _feedback_db(folder: Path) -> Path:
     store.record(store.remember("how much will it cost", ["a000#1"]), "up", 1)
     store.record(store.remember("when is the vote", ["a001#3"]), "down", 2)
     store.close()
-    assert sorted(p.name for p in folder.iterdir()) == ["feedback.sqlite"]
+    assert sorted(p.name for p in folder.iterdir()) == ["feedback.sqlite", "feedback.sqlite.salt"]
     return db
 
 
@@ -786,7 +786,7 @@ def test_unreadable_feedback_store_is_one_line(limited, shared: Path):
     finally:
         db.chmod(0o644)
     one_line_error(done, f"The feedback store {db} cannot be read")
-    assert names(shared) == {"feedback.sqlite"}
+    assert names(shared) == {"feedback.sqlite", "feedback.sqlite.salt"}
 
 
 def test_read_only_feedback_store(limited, shared: Path):

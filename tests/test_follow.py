@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.addresses import AddressPolicy
 from retrieval.cli import main
 from retrieval.corpus import scan_corpus
 from retrieval.errors import FetchError
@@ -31,7 +32,8 @@ from retrieval.store import Index, WriterLock, read_manifest
 from .local_http import QuietHandler, rss, site_server
 from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
 
-FAST = FetchSettings(rate=1000.0, timeout=2.0)
+LOCAL = AddressPolicy.allowing(["127.0.0.1"])  # the test servers, on any port
+FAST = FetchSettings(policy=LOCAL, rate=1000.0, timeout=2.0)
 T0 = 1_714_557_600.0  # 2024-05-01 10:00:00Z
 INTERVAL = 900.0
 LAST_MODIFIED = "Wed, 01 May 2024 09:00:00 GMT"
@@ -401,6 +403,7 @@ def test_follow_once_then_list_then_json(site: Site, tmp_path: Path, monkeypatch
                                           refused: str):
     corpus, index = _folders(tmp_path, site.url("/feed.xml"), "gopher://old.example/")
     monkeypatch.setenv("BYLINE_INDEX_DIR", str(index))
+    monkeypatch.setenv("BYLINE_FETCH_ALLOW", "127.0.0.1")  # its links: the test server
 
     assert main(["follow", str(corpus), "--once"]) == 0
     out, err = capsys.readouterr()
@@ -464,6 +467,7 @@ def test_follow_publishes_into_a_postgresql_store(site: Site, tmp_path: Path, mo
     corpus, _ = _folders(tmp_path, site.url("/feed.xml"))
     monkeypatch.setenv("BYLINE_STORE", pg_url)
     monkeypatch.setenv("BYLINE_INDEX_DIR", str(tmp_path / "unused"))
+    monkeypatch.setenv("BYLINE_FETCH_ALLOW", "127.0.0.1")  # its links: the test server
     assert main(["follow", str(corpus), "--once"]) == 0
     assert "2 new articles; published generation " in capsys.readouterr().out
     assert main(["ask", "--json", "When did the Eastport ferry resume its crossings?"]) == 0

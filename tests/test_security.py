@@ -225,3 +225,135 @@ def test_an_export_row_never_takes_a_files_id(tmp_path: Path):
     titles = {a.title: a.id for a in articles}
     assert set(titles) == {"Real file", "Row b", "Row up"}
     assert len(set(titles.values())) == 3 and titles["Real file"] == "a/b"
+
+
+# -- the fetch boundary: no internal addresses (item 1) -------------------------------------
+
+SECRET = b"<html><head><title>Internal</title></head><body><article><p>The internal admin " \
+         b"password is hunter2 and the database lives on db.internal.</p></article></body></html>"
+
+
+class _Internal:
+    """An internal service on 127.0.0.1: a secret page, a redirect to it, a feed linking it
+    under other spellings of the loopback address; it counts what reached it."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+
+
+@pytest.fixture
+def internal():
+    from .local_http import QuietHandler, base_url, http_server
+
+    state = _Internal()
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            state.hits.append(self.path)
+            port = self.server.server_address[1]
+            if self.path == "/secret.html":
+                self._send(200, SECRET)
+            elif self.path == "/to-localhost":  # a redirect to another name for it
+                self._send(302, b"", Location=f"http://localhost:{port}/secret.html")
+            elif self.path == "/feed.xml":
+                items = "".join(
+                    f"<item><title>t{n}</title><link>http://{host}:{port}/secret.html</link>"
+                    "</item>" for n, host in enumerate(("localhost", "[::1]", "2130706433",
+                                                        "0x7f.1", "127.1")))
+                self._send(200, f"<?xml version='1.0'?><rss version='2.0'><channel>"
+                                f"<title>f</title>{items}</channel></rss>".encode(),
+                           "application/rss+xml")
+            else:
+                self._send(404, b"no")
+
+    with http_server(Handler) as server:
+        state.base = base_url(server)  # type: ignore[attr-defined]
+        state.port = server.server_address[1]  # type: ignore[attr-defined]
+        yield state
+
+
+BLOCKED = ["127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+           "100.64.0.1", "224.0.0.1", "0.0.0.0", "255.255.255.255", "::", "::ffff:127.0.0.1",
+           "::ffff:169.254.169.254", "2002:7f00:1::1", "2002:a9fe:a9fe::1",
+           "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b:1::1", "fe80::1", "fc00::1",
+           "fd12::1", "ff02::1", "2001:db8::1"]
+
+
+@pytest.mark.parametrize("address", BLOCKED)
+def test_the_policy_refuses_internal_addresses(address: str):
+    """Decided on the address alone: nothing is sent to these."""
+    import ipaddress
+
+    from retrieval.addresses import AddressPolicy, Blocked
+
+    with pytest.raises(Blocked):
+        AddressPolicy().check("example.com", ipaddress.ip_address(address), 443)
+
+
+def test_the_policy_allows_public_addresses_on_default_ports_and_what_the_operator_names():
+    import ipaddress
+
+    from retrieval.addresses import AddressPolicy, Blocked
+
+    ip = ipaddress.ip_address
+    for public in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "64:ff9b::5db8:d822",
+                   "::ffff:93.184.216.34"):
+        AddressPolicy().check("example.com", ip(public), 443)
+        AddressPolicy().check("example.com", ip(public), 80)
+    with pytest.raises(Blocked, match="port 8080"):
+        AddressPolicy().check("example.com", ip("93.184.216.34"), 8080)
+    intranet = AddressPolicy.allowing(["10.0.0.0/8", "wiki.newsroom.example"])
+    intranet.check("news.newsroom", ip("10.2.3.4"), 8080)
+    intranet.check("wiki.newsroom.example", ip("192.168.1.9"), 80)
+    with pytest.raises(Blocked):
+        intranet.check("other.example", ip("192.168.1.9"), 80)
+    with pytest.raises(ValueError):
+        AddressPolicy.allowing(["not a host!"])
+
+
+def test_the_bots_fetches_reach_no_internal_address(internal, tmp_path: Path):
+    from retrieval.fetch import Fetcher, FetchSettings
+
+    settings = FetchSettings(rate=1000.0, timeout=2.0)  # the bot's: public addresses only
+    port = internal.port
+    with Fetcher(tmp_path, settings) as fetcher:
+        for host in ("127.0.0.1", "localhost", "[::1]", "2130706433", "0x7f.1", "127.1"):
+            result = fetcher.fetch_page(f"http://{host}:{port}/secret.html")
+            assert result.status == "failed" and result.blocked, (host, result)
+        result = fetcher.fetch_page("http://169.254.169.254/latest/meta-data/")
+        assert result.blocked
+    assert internal.hits == [] and not list(tmp_path.rglob("*.html"))
+
+
+def test_the_cli_fetches_what_its_user_names_but_checks_where_it_leads(internal,
+                                                                       tmp_path: Path):
+    """`byline fetch` of an internal URL works (the user asked for it); its redirect to
+    another host, and a feed's links, are held to the policy."""
+    from retrieval.fetch import Fetcher, FetchSettings
+
+    settings = FetchSettings(rate=1000.0, timeout=2.0, trust_given=True)
+    with Fetcher(tmp_path, settings) as fetcher:
+        assert fetcher.fetch_page(f"{internal.base}/secret.html").status == "fetched"
+        moved = fetcher.fetch_page(f"{internal.base}/to-localhost")
+        assert moved.blocked and "not allowed" in (moved.reason or "")
+        results = list(fetcher.fetch_feed(f"{internal.base}/feed.xml"))
+    assert results[0].status == "fetched"
+    assert [r.blocked for r in results[1:]] == [True] * 5
+    assert internal.hits == ["/secret.html", "/to-localhost", "/feed.xml"]
+
+
+def test_coverage_add_of_an_internal_address_is_not_allowed(internal, embedder, tmp_path):
+    """Through the fake Discord and the real bot with the default fetch settings: the admin
+    is told the address is not allowed, the internal service sees nothing."""
+    from retrieval.fetch import FetchSettings
+
+    from .test_bot_guilds import admin, run_guilds
+
+    async def scenario(fake, bot) -> None:
+        for url in (f"{internal.base}/secret.html", f"http://localhost:{internal.port}/x",
+                    "http://169.254.169.254/latest/meta-data/"):
+            reply = await admin(fake, "coverage add", {"url": url})
+            assert reply.endswith(": that address is not allowed."), reply
+
+    run_guilds(embedder, tmp_path, scenario, fetch=FetchSettings(rate=1000.0, timeout=2.0))
+    assert internal.hits == []

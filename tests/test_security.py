@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -357,3 +358,76 @@ def test_coverage_add_of_an_internal_address_is_not_allowed(internal, embedder, 
 
     run_guilds(embedder, tmp_path, scenario, fetch=FetchSettings(rate=1000.0, timeout=2.0))
     assert internal.hits == []
+
+
+# -- bounded in bytes and time (item 2) -----------------------------------------------------
+
+def _bomb(mib: int) -> bytes:
+    """`mib` MiB of zeros, gzipped twice: a few KB on the wire."""
+    import gzip
+    import zlib
+
+    inner = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zero = bytes(1 << 20)
+    once = b"".join(inner.compress(zero) for _ in range(mib)) + inner.flush()
+    return gzip.compress(once, 9)
+
+
+@pytest.fixture
+def hostile():
+    """A site that answers with a gzip bomb, or sends its headers a byte at a time."""
+    import time as _time
+
+    from .local_http import QuietHandler, base_url, http_server
+
+    bomb = _bomb(1024)
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            if self.path == "/bomb.html":
+                self._send(200, bomb, Content_Encoding="gzip, gzip")
+                return
+            try:  # a tarpit: one byte of the status line every 0.2 s, for a minute
+                for byte in b"HTTP/1.1 200 OK\r\n" * 20:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    _time.sleep(0.2)
+            except OSError:
+                pass
+
+    with http_server(Handler) as server:
+        yield base_url(server), len(bomb)
+
+
+def test_a_gzip_bomb_stops_at_the_cap_without_expanding(hostile, tmp_path: Path):
+    """A 1 GiB page gzipped twice (a few KB): `byline fetch` stops at its 10 MB cap, and its
+    peak memory stays far below what decoding whole chunks took (gigabytes)."""
+    import resource
+
+    base, size = hostile
+    assert size < 20_000
+    script = ("import resource, sys\nfrom retrieval.cli import main\nrc = main(sys.argv[1:])\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)\n")
+    done = subprocess.run([sys.executable, "-c", script, "fetch", f"{base}/bomb.html",
+                           "--into", str(tmp_path / "c")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "larger than 10 MB" in done.stderr, done.stderr
+    peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024
+    assert peak_mb < 300, peak_mb
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_a_tarpit_is_given_up_at_the_fetch_deadline(hostile, tmp_path: Path):
+    """One byte every 0.2 s never trips a 1 s read timeout; the fetch's deadline ends it."""
+    import time as _time
+
+    from retrieval.fetch import Fetcher, FetchSettings
+
+    from .test_fetch import LOCAL
+
+    settings = FetchSettings(policy=LOCAL, rate=1000.0, timeout=1.0, deadline=2.0)
+    started = _time.monotonic()
+    with Fetcher(tmp_path, settings) as fetcher:
+        result = fetcher.fetch_page(f"{hostile[0]}/slow.html")
+    assert result.status == "failed" and "timed out" in (result.reason or ""), result
+    assert _time.monotonic() - started < 10  # the tarpit runs for 60 s

@@ -1,7 +1,9 @@
 """Where indexing and fetching run: never on the event loop that answers Discord's gateway.
 
 `BYLINE_WORKER=thread` (the default) runs each job (bot/jobs.py) in a thread of the bot's
-process, with the bot's own Embedder. `process` runs them in up to two worker processes
+process, with the bot's own Embedder: a pool of JOB_THREADS of its own, never the event
+loop's default executor, which answers /ask (six slow fetches from six servers once held
+every default thread, and /help waited). `process` runs them in up to two worker processes
 (spawned, each loading the model once, on its first job): their CPU work cannot hold the
 bot's GIL, at the price of a second copy of the model in memory. bench/heartbeat.py
 measures both (README, Running it for months).
@@ -13,7 +15,8 @@ import asyncio
 import multiprocessing
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.settings import PROCESS, THREAD
@@ -22,6 +25,7 @@ from retrieval.embed import Embedder
 P = ParamSpec("P")
 T = TypeVar("T")
 PROCESSES = 2  # so a long feed poll in one coverage does not hold up /coverage add in another
+JOB_THREADS = 4  # jobs at once in thread mode; more wait their turn
 
 Job = Callable[Concatenate[Embedder, P], T]
 
@@ -37,6 +41,7 @@ class Worker:
         self.embedder = embedder
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self._stopping = threading.Event()  # a thread's jobs see this one
         self._context = multiprocessing.get_context("spawn")
         self._child_stopping: Any = None  # and a worker process's, this one
@@ -48,15 +53,18 @@ class Worker:
         return self._stopping if self.kind == THREAD else None
 
     async def run(self, job: Job[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
         if self.kind == THREAD:
-            return await asyncio.to_thread(job, self.embedder, *args, **kwargs)
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="byline-job")
+            return await loop.run_in_executor(
+                self._threads, partial(job, self.embedder, *args, **kwargs))
         if self._pool is None:
             # spawn, not fork: the bot's process has threads (ONNX Runtime's, discord.py's)
             self._child_stopping = self._context.Event()
             self._pool = ProcessPoolExecutor(self.processes, mp_context=self._context,
                                              initializer=_start_child,
                                              initargs=(self._child_stopping,))
-        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _in_child, job, self.embedder.name,
                                           self.embedder.encoder, args, kwargs)
 
@@ -69,6 +77,9 @@ class Worker:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
 
 
 _embedders: dict[tuple[str, str], Embedder] = {}  # in a worker process: loaded once

@@ -431,3 +431,35 @@ def test_a_tarpit_is_given_up_at_the_fetch_deadline(hostile, tmp_path: Path):
         result = fetcher.fetch_page(f"{hostile[0]}/slow.html")
     assert result.status == "failed" and "timed out" in (result.reason or ""), result
     assert _time.monotonic() - started < 10  # the tarpit runs for 60 s
+
+
+def test_jobs_stuck_in_slow_fetches_never_hold_up_answers(embedder):
+    """Jobs (fetches, indexing) run on the worker's own threads: with more of them stuck
+    than it has, the event loop's default executor (retrieval for /ask, /help's reads)
+    still answers at once."""
+    import asyncio
+    import threading
+
+    from bot.settings import THREAD
+    from bot.worker import JOB_THREADS, Worker
+
+    release = threading.Event()
+
+    def stuck(_embedder) -> int:
+        release.wait(30)
+        return 1
+
+    async def main() -> None:
+        worker = Worker(THREAD, embedder)
+        jobs = [asyncio.create_task(worker.run(stuck)) for _ in range(JOB_THREADS + 6)]
+        await asyncio.sleep(0.2)
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(
+                *(asyncio.to_thread(lambda: 2) for _ in range(12))), timeout=5)
+            assert answers == [2] * 12
+        finally:
+            release.set()
+            assert await asyncio.wait_for(asyncio.gather(*jobs), 30) == [1] * len(jobs)
+            worker.close()
+
+    asyncio.run(main())

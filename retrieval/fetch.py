@@ -103,10 +103,21 @@ class _Failed(Exception):
 
 
 def check_url(url: str) -> str:
-    """The URL without its fragment, or FetchError if it is not an absolute http(s) URL."""
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"{url!r} is not an http(s) URL; give one like https://example.com/a.")
+    """The URL without its fragment, or FetchError if it is not an absolute http(s) URL that
+    can be requested (a port that is a number, a host that can be encoded, no control
+    characters: a feed's malformed link once stopped the whole run)."""
+    bad = FetchError(f"{url!r} is not an http(s) URL; give one like https://example.com/a.")
+    try:
+        parts = urlsplit(url.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise bad
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        httpx.URL(url.strip())  # the host's IDNA form, no control characters
+        if any(ord(c) < 32 or ord(c) == 127 for c in url.strip()) or any(
+                len(label) > 63 for label in parts.hostname.split(".")):
+            raise bad
+    except (ValueError, UnicodeError, httpx.InvalidURL):
+        raise bad from None
     return urldefrag(url.strip())[0]
 
 
@@ -510,10 +521,15 @@ def _feed_links(body: bytes, base: str) -> list[str]:
     links: list[str] = []
     for item in parsed.entries:
         link = item.get("link")
-        if not link:
+        if not link or not isinstance(link, str):
             continue
-        link = urldefrag(urljoin(base, link.strip()))[0]
-        if urlsplit(link).scheme in ("http", "https") and link not in links:
+        try:
+            link = urldefrag(urljoin(base, link.strip()))[0]
+            if urlsplit(link).scheme not in ("http", "https"):
+                continue
+        except ValueError:  # "http://[::1/x": kept, to fail on its own line when fetched
+            link = link.strip()
+        if link not in links:
             links.append(link)
     return links
 

@@ -463,3 +463,53 @@ def test_jobs_stuck_in_slow_fetches_never_hold_up_answers(embedder):
             worker.close()
 
     asyncio.run(main())
+
+
+# -- one bad item never wedges anything (item 3) --------------------------------------------
+
+def test_hostile_files_are_skipped_with_a_reason_and_the_rest_indexed(tmp_path: Path):
+    """A page declaring charset "punycode" (a bare UnicodeError killed `byline index`),
+    NULs (PostgreSQL refused the publish), JSON nested 100,000 deep (RecursionError)."""
+    import json
+
+    from retrieval.corpus.folder import scan_corpus
+
+    (tmp_path / "punycode.html").write_bytes(
+        b'<html><head><meta charset="punycode"><title>Bridge reopens</title></head><body>'
+        b"<article><p>The Old Mill bridge reopened to traffic on Wednesday after eight "
+        b"months of repairs, the council said.</p></article></body></html>")
+    (tmp_path / "nul.txt").write_bytes(b"Ferry\x00 strike\n\nFerry crews walked\x00 out on "
+                                       b"Wednesday, halting sailings to the islands.\n")
+    (tmp_path / "rows.json").write_text(json.dumps(
+        [{"id": "a", "title": "Bus\u0000 fares", "text": "Bus fares rise\u0000 in June."}]))
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    report = scan_corpus(tmp_path)
+    titles = sorted(a.title for a in report.articles)
+    assert titles == ["Bridge reopens", "Bus fares", "Ferry strike"]
+    assert not any("\x00" in p for a in report.articles for p in (a.title, *a.paragraphs))
+    assert [str(p) for p in report.problems] == ["skipped deep.json: nested too deeply to read"]
+
+
+def test_a_feed_with_malformed_links_costs_one_line_each(tmp_path: Path):
+    """Links like http://h:abc/, a 70-character label, http://[::1/x or a control character
+    crashed `byline fetch`, `follow --once` and the bot's feed task."""
+    from retrieval.fetch import Fetcher, FetchSettings
+
+    from .local_http import QuietHandler, base_url, http_server
+    from .test_fetch import LOCAL
+
+    bad = ["http://h:abc/", f"http://{'a' * 70}.example/x", "http://[::1/x",
+           "http://exa\x01mple.com/a"]
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            items = "".join(f"<item><title>t{n}</title><link><![CDATA[{u}]]></link></item>"
+                            for n, u in enumerate(bad))
+            self._send(200, f"<?xml version='1.0'?><rss version='2.0'><channel><title>f"
+                            f"</title>{items}</channel></rss>".encode(), "application/rss+xml")
+
+    with http_server(Handler) as server, \
+            Fetcher(tmp_path, FetchSettings(policy=LOCAL, rate=1000.0, timeout=2.0)) as f:
+        results = list(f.fetch_feed(f"{base_url(server)}/feed.xml"))
+    assert results[0].status == "fetched"
+    assert len(results) >= 4 and all(r.status == "failed" for r in results[1:])

@@ -148,7 +148,8 @@ def clean_paragraphs(blocks: list[str], title: str = "") -> list[str]:
     kept: list[str] = []
     seen: set[str] = set()
     for i, block in enumerate(blocks):
-        text = re.sub(r"\s+", " ", block).strip()
+        # Control characters (NUL among them, which PostgreSQL refuses in text) are spaces.
+        text = re.sub(r"[\s\x00-\x1f\x7f]+", " ", block).strip()
         if not text or text == title or text in seen:
             continue
         if counts[block] > 1 and len(text) < 200 and not is_prose(text):

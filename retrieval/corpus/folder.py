@@ -288,6 +288,14 @@ def _read(path: Path, rel: str, base: str, report: LoadReport,
                   if isinstance(exc, UnicodeDecodeError) else str(exc))
         report.problems.append(Problem(rel, reason))
         return []
+    except RecursionError:
+        report.problems.append(Problem(rel, "nested too deeply to read"))
+        return []
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        # One bad file is skipped with its reason; it never stops the others (a page's
+        # charset naming a codec that is no text encoding raised a bare UnicodeError).
+        report.problems.append(Problem(rel, f"cannot be read ({type(exc).__name__})"))
+        return []
     for note in notes:  # "row 3 skipped: no text", "row 9 cut to its first ... characters"
         row, skipped, reason = note.partition(" skipped: ")
         if skipped:

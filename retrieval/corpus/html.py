@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -176,6 +177,21 @@ def _text(el: _Element, lines: bool = False) -> str:
     return _one_line(text)
 
 
+_NOT_CHARSETS = frozenset({"punycode", "idna", "utf-7", "raw-unicode-escape",
+                           "unicode-escape", "undefined", "mbcs", "oem"})
+
+
+def _web_charset(name: str) -> bool:
+    """Whether a page's declared charset names a text encoding a page may use: Python's
+    codecs also hold transforms (rot13, base64, zlib) and encodings of names (punycode,
+    idna), which a page has no business naming."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return False
+    return bool(getattr(info, "_is_text_encoding", True)) and info.name not in _NOT_CHARSETS
+
+
 def decode_html(raw: bytes) -> str:
     """Bytes to text: BOM, then the page's declared charset, then UTF-8, then a guess."""
     for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"),
@@ -188,10 +204,11 @@ def decode_html(raw: bytes) -> str:
         codec = declared.group(1).decode("ascii").lower()
         if codec in ("iso-8859-1", "latin-1", "us-ascii", "ascii"):
             codec = "cp1252"  # what browsers do: the WHATWG encoding standard maps these
-        try:
-            return raw.decode(codec)
-        except (LookupError, UnicodeDecodeError):
-            pass
+        if _web_charset(codec):
+            try:
+                return raw.decode(codec)
+            except (LookupError, UnicodeError, ValueError):
+                pass
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

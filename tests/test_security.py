@@ -513,3 +513,28 @@ def test_a_feed_with_malformed_links_costs_one_line_each(tmp_path: Path):
         results = list(f.fetch_feed(f"{base_url(server)}/feed.xml"))
     assert results[0].status == "fetched"
     assert len(results) >= 4 and all(r.status == "failed" for r in results[1:])
+
+
+def test_a_small_gz_export_that_unpacks_huge_is_skipped_in_bounded_memory(tmp_path: Path):
+    """A .json.gz of a few hundred KB that unpacks past the multi-article cap (64 MB) is
+    skipped with its reason; reading it never holds more than the cap (6.7 GB once)."""
+    import gzip
+
+    row = b'{"id": "r", "title": "Padding", "text": "' + b"x" * (1 << 20) + b'"},'
+    with gzip.open(tmp_path / "huge.json.gz", "wb", compresslevel=9) as fh:
+        fh.write(b"[")
+        for _ in range(80):
+            fh.write(row)
+        fh.write(b'{"id": "end", "title": "End", "text": "the end"}]')
+    assert (tmp_path / "huge.json.gz").stat().st_size < 1_000_000
+    (tmp_path / "ok.txt").write_text("Bridge reopens\n\nThe bridge reopened on Wednesday.\n")
+    script = ("import resource, sys\nfrom retrieval.corpus.folder import scan_corpus\n"
+              "r = scan_corpus(sys.argv[1])\nprint([a.title for a in r.articles])\n"
+              "print([str(p) for p in r.problems])\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    titles, problems, peak_mb = done.stdout.strip().splitlines()
+    assert titles == "['Bridge reopens']", done.stderr
+    assert "huge.json.gz" in problems and "larger than 64 MB" in problems
+    assert int(peak_mb) < 400

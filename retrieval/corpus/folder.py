@@ -35,7 +35,9 @@ READERS = {".txt": "text", ".md": "text", ".markdown": "text",
            ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 ARTICLE_SUFFIXES = (*READERS, ".gz")
 SINGLE_MAX = 20 * 2**20  # bytes read of a one-article file (a page, a text)
-MULTI_MAX = 512 * 2**20  # bytes read of a feed or an export; a bigger file is skipped
+# Bytes read of a feed or an export; a bigger file is skipped. Parsed whole, such a file
+# takes several times its size in memory: 512 MB of JSON took 6.7 GB.
+MULTI_MAX = 64 * 2**20
 TEXT_MAX = 500_000  # characters of one article's text kept; the rest is cut, with a warning
 SOURCES_RECORD = ".byline-sources.json"  # written by `byline fetch`: file -> URL fetched
 FEEDS_LIST = "feeds.txt"  # at the folder's top: the feeds `byline follow` polls, not an article

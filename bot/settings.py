@@ -116,7 +116,8 @@ class BotSettings:
             follow=_flag(env, "BYLINE_FOLLOW", True),
             follow_minutes=_minutes(env, "BYLINE_FOLLOW_MINUTES", 15.0),
             worker=_choice(env, "BYLINE_WORKER", (THREAD, PROCESS)),
-            fetch=FetchSettings(policy=_policy(env)),
+            fetch=FetchSettings(policy=_policy(env), folder_bytes=int(_float(
+                env, "BYLINE_SERVER_MAX_MB", 500.0, "a number of MB") * 2**20)),
         )
         settings.check_store()
         return settings

@@ -62,6 +62,7 @@ class FetchSettings:
     user_agent: str = USER_AGENT
     policy: AddressPolicy = field(default_factory=AddressPolicy)
     trust_given: bool = False
+    folder_bytes: int | None = None  # what the folder may hold in all (the bot's per server)
 
     @classmethod
     def for_cli(cls, rate: float | None = None) -> FetchSettings:
@@ -230,6 +231,7 @@ class Fetcher:
         self.refresh = refresh
         self._record_path = self.folder / RECORD_NAME
         self._record = _Record.load(self._record_path)
+        self._held: int | None = None  # the folder's bytes, counted on the first save
         self._limiter = _RateLimiter(self.settings.rate)
         transport, self._backend = guarded_transport(self.settings.policy)
         self._client = httpx.Client(
@@ -288,6 +290,7 @@ class Fetcher:
                     raise _Failed(f"not HTML ({media or 'no content type'})")
                 body = self._read(response)
             rel = rel or self._page_path(url)
+            self._make_room(len(body))
             _write_atomic(self.folder / rel, body)
         except _Failed as exc:
             return FetchResult(url, "page", "failed", reason=str(exc), blocked=exc.blocked)
@@ -342,6 +345,7 @@ class Fetcher:
             links = _feed_links(body, final)
             if result is None:
                 rel = rel or self._feed_path(url)
+                self._make_room(len(body))
                 _write_atomic(self.folder / rel, body)
                 self._record.feeds[url] = {"path": rel, **self._validators(response)}
                 self._record.save(self._record_path)
@@ -407,6 +411,19 @@ class Fetcher:
         except (zlib.error, ValueError) as exc:
             raise _Failed(f"cannot be decoded ({exc})") from None
         return b"".join(chunks)
+
+    def _make_room(self, size: int) -> None:
+        """_Failed when saving `size` more bytes would pass `folder_bytes` (counted once,
+        then kept up to date by what this fetcher saves)."""
+        cap = self.settings.folder_bytes
+        if cap is None:
+            return
+        if self._held is None:
+            self._held = sum(p.stat().st_size for p in self.folder.rglob("*")
+                             if p.is_file() and not p.is_symlink())
+        if self._held + size > cap:
+            raise _Failed(f"the folder is full ({cap / 2**20:g} MB); remove articles first")
+        self._held += size
 
     def _failure(self, exc: httpx.HTTPError) -> _Failed:
         """The one-line reason for a transport error (timeout, refused connection...)."""

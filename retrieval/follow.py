@@ -35,6 +35,7 @@ JITTER = 0.1  # each delay is moved by up to ±10%, so feeds (and followers) dri
 MAX_BACKOFF = 24 * 3600.0  # a failing feed is still tried once a day
 ENTRY_ATTEMPTS = 3  # an article link that fails this many polls in a row is given up
 INDEX_RETRY = 60.0  # seconds before indexing again when another writer held the index
+PAGES_PER_POLL = 50  # a feed's new links fetched in one poll; the rest wait for the next
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feeds (url TEXT PRIMARY KEY, last_polled REAL, next_poll REAL,
@@ -258,7 +259,7 @@ class Follower:
             self._save_feed(url, now, next_poll, failures, error, "failed", None)
             report.failures.append(FeedFailure(url, error, failures, next_poll))
             return
-        new = 0
+        new = asked = 0
         with self._db() as db:
             done = {link for link in links if db.execute(
                 "SELECT 1 FROM entries WHERE url = ? AND status != 'failed'", (link,)).fetchone()}
@@ -268,6 +269,9 @@ class Follower:
             if stop():
                 report.stopped = True
                 break
+            if asked == PAGES_PER_POLL:  # a feed of a thousand links is read in rounds
+                break
+            asked += 1
             # (one stored earlier is skipped without a request; a feed's link is checked
             # against the address policy even where the feed itself was named by the user)
             page = fetcher.fetch_page(link, given=False)

@@ -538,3 +538,44 @@ def test_a_small_gz_export_that_unpacks_huge_is_skipped_in_bounded_memory(tmp_pa
     assert titles == "['Bridge reopens']", done.stderr
     assert "huge.json.gz" in problems and "larger than 64 MB" in problems
     assert int(peak_mb) < 400
+
+
+def test_a_feed_fills_no_more_than_its_poll_and_the_folder_allow(tmp_path: Path, embedder):
+    """A 2 KB feed linking many large pages put 199 MB on disk in 2 s: a poll now fetches at
+    most PAGES_PER_POLL of a feed's links, and nothing is saved past the folder's quota."""
+    from retrieval.fetch import FetchSettings
+    from retrieval.follow import PAGES_PER_POLL, Follower
+
+    from .local_http import QuietHandler, base_url, http_server
+    from .test_fetch import LOCAL
+
+    page = (b"<html><head><title>Big page</title></head><body><article><p>Ferry crews walked "
+            b"out on Wednesday, halting sailings to the islands.</p></article><!--"
+            + b"padding " * 20_000 + b"--></body></html>")  # large, yet one short passage
+    asked: list[str] = []
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            if self.path == "/feed.xml":
+                base = f"http://127.0.0.1:{self.server.server_address[1]}"
+                items = "".join(f"<item><title>p{n}</title><link>{base}/p{n}.html</link></item>"
+                                for n in range(PAGES_PER_POLL + 30))
+                self._send(200, f"<?xml version='1.0'?><rss version='2.0'><channel><title>f"
+                                f"</title>{items}</channel></rss>".encode(), "application/rss+xml")
+            else:
+                self._send(200, page)
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with http_server(Handler) as server:
+        (corpus / "feeds.txt").write_text(f"{base_url(server)}/feed.xml\n", "utf-8")
+        quota = 20 * len(page)
+        settings = FetchSettings(policy=LOCAL, rate=1000.0, timeout=5.0, folder_bytes=quota)
+        follower = Follower(corpus, tmp_path / "index", embedder, settings=settings)
+        report = follower.poll_due(now=0.0)
+    pages = [p for p in asked if p.endswith(".html")]
+    assert len(pages) == PAGES_PER_POLL  # the rest wait for the next poll
+    held = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+    assert held <= quota
+    assert any("the folder is full" in f.error for f in report.entry_failures)

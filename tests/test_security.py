@@ -579,3 +579,18 @@ def test_a_feed_fills_no_more_than_its_poll_and_the_folder_allow(tmp_path: Path,
     held = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
     assert held <= quota
     assert any("the folder is full" in f.error for f in report.entry_failures)
+
+
+def test_a_feed_entry_is_cut_as_an_export_row_is(tmp_path: Path):
+    from retrieval.corpus.exports import ARTICLE_TEXT_MAX
+    from retrieval.corpus.folder import scan_corpus
+
+    long = "Ferry crews walked out on Wednesday. " * (ARTICLE_TEXT_MAX // 30)
+    (tmp_path / "feed.xml").write_text(
+        "<?xml version='1.0'?><rss version='2.0'><channel><title>f</title><item><title>Long"
+        f"</title><link>https://example.com/a</link><description>{long}</description></item>"
+        "</channel></rss>", "utf-8")
+    report = scan_corpus(tmp_path)
+    [article] = report.articles
+    assert sum(len(p) for p in article.paragraphs) <= ARTICLE_TEXT_MAX
+    assert any("cut to its first" in str(p) for p in report.problems)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from retrieval.corpus.clean import clean_paragraphs
-from retrieval.corpus.exports import row_id, row_key, text_blocks
+from retrieval.corpus.exports import ARTICLE_TEXT_MAX, row_id, row_key, text_blocks
 from retrieval.corpus.meta import make_article
 from retrieval.corpus.records import Article
 
@@ -31,6 +31,9 @@ def parse_feed(raw: bytes, base_id: str, source: str, sha256: str = ""
     for n, entry in enumerate(feed.entries, start=1):
         title = entry.get("title") or ""
         body = _entry_body(entry)
+        if len(body) > ARTICLE_TEXT_MAX:  # as an export's row is: cut before it is parsed
+            notes.append(f"entry {n} cut to its first {ARTICLE_TEXT_MAX:,} characters")
+            body = body[:ARTICLE_TEXT_MAX]
         paragraphs = clean_paragraphs(text_blocks(body), title=title) if body else []
         if not paragraphs:
             notes.append(f"entry {n} skipped: no text")

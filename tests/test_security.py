@@ -362,6 +362,12 @@ def test_coverage_add_of_an_internal_address_is_not_allowed(internal, embedder, 
 
 # -- bounded in bytes and time (item 2) -----------------------------------------------------
 
+# A child's own peak memory in MB: VmHWM of its address space (ru_maxrss would not do: on
+# Linux a child keeps its parent's maximum across fork and exec, and pytest holds the model).
+PEAK_MB = ("print(next(int(line.split()[1]) for line in open('/proc/self/status') "
+           "if line.startswith('VmHWM:')) // 1024)")
+
+
 def _bomb(mib: int) -> bytes:
     """`mib` MiB of zeros, gzipped twice: a few KB on the wire."""
     import gzip
@@ -402,19 +408,16 @@ def hostile():
 def test_a_gzip_bomb_stops_at_the_cap_without_expanding(hostile, tmp_path: Path):
     """A 1 GiB page gzipped twice (a few KB): `byline fetch` stops at its 10 MB cap, and its
     peak memory stays far below what decoding whole chunks took (gigabytes)."""
-    import resource
-
     base, size = hostile
     assert size < 20_000
-    script = ("import resource, sys\nfrom retrieval.cli import main\nrc = main(sys.argv[1:])\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)\n")
+    script = ("import sys\nfrom retrieval.cli import main\nrc = main(sys.argv[1:])\n"
+              f"{PEAK_MB}\nsys.exit(rc)\n")
     done = subprocess.run([sys.executable, "-c", script, "fetch", f"{base}/bomb.html",
                            "--into", str(tmp_path / "c")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1 and "larger than 10 MB" in done.stderr, done.stderr
-    peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024
-    assert peak_mb < 300, peak_mb
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+    peak_mb = int(done.stdout.strip().splitlines()[-1])
+    assert 10 < peak_mb < 300, peak_mb
 
 
 def test_a_tarpit_is_given_up_at_the_fetch_deadline(hostile, tmp_path: Path):
@@ -528,16 +531,16 @@ def test_a_small_gz_export_that_unpacks_huge_is_skipped_in_bounded_memory(tmp_pa
         fh.write(b'{"id": "end", "title": "End", "text": "the end"}]')
     assert (tmp_path / "huge.json.gz").stat().st_size < 1_000_000
     (tmp_path / "ok.txt").write_text("Bridge reopens\n\nThe bridge reopened on Wednesday.\n")
-    script = ("import resource, sys\nfrom retrieval.corpus.folder import scan_corpus\n"
+    script = ("import sys\nfrom retrieval.corpus.folder import scan_corpus\n"
               "r = scan_corpus(sys.argv[1])\nprint([a.title for a in r.articles])\n"
               "print([str(p) for p in r.problems])\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+              f"{PEAK_MB}\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
                           text=True, timeout=120)
     titles, problems, peak_mb = done.stdout.strip().splitlines()
     assert titles == "['Bridge reopens']", done.stderr
     assert "huge.json.gz" in problems and "larger than 64 MB" in problems
-    assert int(peak_mb) < 400
+    assert 10 < int(peak_mb) < 400
 
 
 def test_a_feed_fills_no_more_than_its_poll_and_the_folder_allow(tmp_path: Path, embedder):

@@ -47,12 +47,11 @@ def is_public(ip: IP) -> bool:
 
 @dataclass(frozen=True)
 class AddressPolicy:
-    """Public unicast on ports 80 and 443 (`public_only`), plus the hosts and networks the
-    operator allows, on any port; `public_only=False` allows everything (a trusted user)."""
+    """Public unicast on ports 80 and 443, plus the hosts and networks the operator allows,
+    on any port."""
 
     hosts: frozenset[str] = frozenset()
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    public_only: bool = True
 
     @classmethod
     def allowing(cls, entries: Iterable[str]) -> AddressPolicy:
@@ -81,8 +80,6 @@ class AddressPolicy:
 
     def check(self, host: str, ip: IP, port: int) -> None:
         """Blocked unless a connection to `ip`:`port` (for the name `host`) is allowed."""
-        if not self.public_only:
-            return
         name = host.lower().rstrip(".").strip("[]")
         if name in self.hosts or any(ip in net for net in self.networks):
             return

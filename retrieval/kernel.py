@@ -14,6 +14,11 @@ import ctypes
 import functools
 import platform
 
+# MLAS's int8 kernels on x86-64, best first, with the features each needs (numpy's names;
+# "cpuinfo:" for flags numpy does not list).
+_X86 = (("AMX", {"cpuinfo:amx_int8", "AVX512_SPR"}), ("AVX-512 VNNI", {"AVX512VNNI"}),
+        ("AVX-512", {"AVX512BW"}), ("AVX-VNNI", {"AVX2", "cpuinfo:avx_vnni"}),
+        ("AVX2", {"AVX2"}), ("SSE4.1", {"SSE41"}))
 _AT_HWCAP2 = 26
 _HWCAP2_I8MM = 1 << 13  # Linux arm64
 
@@ -57,21 +62,8 @@ def int8_kernel() -> str:
     if machine in ("x86_64", "amd64", "i686", "i386", "x86"):
         # AVX-VNNI and AMX are not in numpy's list; /proc/cpuinfo has them (the host's
         # under user-mode emulation, hence only believed where cpuid agrees so far).
-        flags = _cpuinfo_flags()
-        if "amx_int8" in flags and "AVX512_SPR" in has:
-            name = "AMX"
-        elif "AVX512VNNI" in has:
-            name = "AVX-512 VNNI"
-        elif "AVX512BW" in has:
-            name = "AVX-512"
-        elif "AVX2" in has and "avx_vnni" in flags:
-            name = "AVX-VNNI"
-        elif "AVX2" in has:
-            name = "AVX2"
-        elif "SSE41" in has:
-            name = "SSE4.1"
-        else:
-            name = "SSE2"
+        has |= {f"cpuinfo:{flag}" for flag in _cpuinfo_flags()}
+        name = next((n for n, needs in _X86 if needs <= has), "SSE2")
         return f"x86-64 {name}"
     if machine in ("aarch64", "arm64"):
         if _arm_i8mm():

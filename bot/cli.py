@@ -11,6 +11,7 @@ from retrieval import __version__
 from retrieval.cli import add_settings_options, open_retriever, settings_from
 from retrieval.config import private_files
 from retrieval.errors import BylineError, describe_os_error
+from retrieval.logs import configure
 
 log = logging.getLogger("byline.bot")
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         with private_files():
@@ -69,10 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _logging() -> None:
     """INFO for Byline and discord.py; libraries' start-up chatter stays out of the log."""
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    for handler in root.handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    configure(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("faiss", "sentence_transformers", "httpx", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Byline never joins voice channels; discord.py's voice-support warnings do not apply.

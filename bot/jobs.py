@@ -77,8 +77,13 @@ def add_page(embedder: Embedder, corpus: Path, location: str | Path, url: str,
         manifest = published(location)
         return Added("already", url, article.title, result.path,
                      manifest.generation if manifest is not None else "")
-    prepare(location)
-    index = index_corpus(corpus, location, embedder, progress=False, wait=True)
+    try:
+        prepare(location)
+        index = index_corpus(corpus, location, embedder, progress=False, wait=True)
+    except BaseException:
+        if result.status == "fetched":  # not indexed: the next add fetches it afresh
+            path.unlink(missing_ok=True)
+        raise
     return Added("added", url, article.title, result.path, index.manifest.generation)
 
 

@@ -21,6 +21,7 @@ from retrieval.corpus import LoadReport, Passage
 from retrieval.corpus.meta import clean_text
 from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing, describe_os_error
+from retrieval.logs import configure
 from retrieval.search import METHODS, Answer, Hit, Retriever, check_question
 from retrieval.store.base import describe_location, is_url, open_store
 from retrieval.timefilter import Filters
@@ -216,7 +217,7 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
     try:

@@ -16,12 +16,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retrieval.corpus.folder import FEEDS_LIST
+from retrieval.corpus.folder import FEEDS_LIST, read_article
 from retrieval.embed import Embedder
 from retrieval.errors import BylineError, CorpusError, IndexBusy
 from retrieval.feedlist import FeedList, add_feed, read_feeds, remove_feed
@@ -240,8 +240,13 @@ class Follower:
                         if stop():
                             report.stopped = True
                             break
-                        self._poll_feed(fetcher, url, rows.get(url, {}).get("failures", 0),
-                                        now, report, stop)
+                        failures = rows.get(url, {}).get("failures", 0)
+                        try:
+                            self._poll_feed(fetcher, url, failures, now, report, stop)
+                        except (OSError, ValueError, LookupError, sqlite3.Error) as exc:
+                            # one feed's surprise costs its own poll, never the schedule
+                            self._feed_failed(url, failures, now, report,
+                                              f"failed ({type(exc).__name__})")
             if not report.stopped:
                 self._index_if_due(now, report)
         report.next_due = self.next_due()
@@ -252,12 +257,7 @@ class Follower:
         """One feed: the feed itself, then each of its links never seen stored or given up."""
         result, links = fetcher.feed(url)
         if not result.ok:
-            failures += 1
-            backoff = min(self.interval * 2 ** min(failures, 32), MAX_BACKOFF)
-            next_poll = now + self._jittered(backoff)
-            error = result.reason or "failed"
-            self._save_feed(url, now, next_poll, failures, error, "failed", None)
-            report.failures.append(FeedFailure(url, error, failures, next_poll))
+            self._feed_failed(url, failures, now, report, result.reason or "failed")
             return
         new = asked = 0
         with self._db() as db:
@@ -274,13 +274,37 @@ class Follower:
             asked += 1
             # (one stored earlier is skipped without a request; a feed's link is checked
             # against the address policy even where the feed itself was named by the user)
-            page = fetcher.fetch_page(link, given=False)
+            page = self._readable(fetcher.fetch_page(link, given=False))
             new += page.status == "fetched"
             self._save_entry(url, link, page, now, report)
         report.new_articles += new
         report.polled.append(url)
         next_poll = now + self._jittered(self.interval)
         self._save_feed(url, now, next_poll, 0, None, result.status, new)
+
+    def _feed_failed(self, url: str, failures: int, now: float, report: PollReport,
+                     error: str) -> None:
+        """A feed that could not be polled is tried again later, later each time in a row."""
+        failures += 1
+        backoff = min(self.interval * 2 ** min(failures, 32), MAX_BACKOFF)
+        next_poll = now + self._jittered(backoff)
+        self._save_feed(url, now, next_poll, failures, error, "failed", None)
+        report.failures.append(FeedFailure(url, error, failures, next_poll))
+
+    def _readable(self, page: FetchResult) -> FetchResult:
+        """A page just fetched that gives no article is removed at once, and fails: left in
+        the folder it would be skipped by every index, with its reason, for ever."""
+        if page.status != "fetched" or page.path is None:
+            return page
+        path = self.corpus_dir / page.path
+        try:
+            read_article(path, self.corpus_dir)
+        except CorpusError as exc:
+            path.unlink(missing_ok=True)
+            reason = str(exc).split(": ", 1)[-1].rstrip(".")
+            return replace(page, status="failed", path=None,
+                           reason=f"nothing to index on that page ({reason})")
+        return page
 
     def _save_entry(self, feed: str, link: str, page: FetchResult, now: float,
                     report: PollReport) -> None:

@@ -80,20 +80,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _show(report: PollReport, as_json: bool) -> None:
     """The round's line on stdout (or its JSON object), each failure on stderr."""
     from retrieval.follow import ENTRY_ATTEMPTS, stamp
+    from retrieval.logs import escape_controls
 
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return
+    # a feed chose these links (and the errors quote them): escaped, they cannot write to
+    # the terminal or start a line of their own
     for f in report.failures:
-        print(f"byline: feed {f.url} failed: {f.error} (failures in a row: "
-              f"{f.failures}; next try {stamp(f.next_poll)})", file=sys.stderr)
+        print(escape_controls(f"byline: feed {f.url} failed: {f.error} (failures in a row: "
+                              f"{f.failures}; next try {stamp(f.next_poll)})"), file=sys.stderr)
     for e in report.entry_failures:
         tail = (f"gave up after {e.attempts} tries" if e.gave_up
                 else f"try {e.attempts} of {ENTRY_ATTEMPTS}")
-        print(f"byline: article {e.url} failed: {e.error} ({tail})", file=sys.stderr)
+        print(escape_controls(f"byline: article {e.url} failed: {e.error} ({tail})"),
+              file=sys.stderr)
     if report.index_error:
-        print(f"byline: not indexed yet: {report.index_error}", file=sys.stderr)
+        print(escape_controls(f"byline: not indexed yet: {report.index_error}"),
+              file=sys.stderr)
     print(report.line(), flush=True)
 
 

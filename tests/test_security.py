@@ -597,3 +597,157 @@ def test_a_feed_entry_is_cut_as_an_export_row_is(tmp_path: Path):
     [article] = report.articles
     assert sum(len(p) for p in article.paragraphs) <= ARTICLE_TEXT_MAX
     assert any("cut to its first" in str(p) for p in report.problems)
+
+
+def test_a_huge_page_is_read_only_up_to_its_markup_limits(tmp_path: Path):
+    """A 4 MB page of small <div>s took 21 s to parse: its markup is read up to MARKUP_MAX
+    characters or TAGS_MAX tags (scripts, styles and comments dropped first), with a
+    warning, and the article at its head is still read."""
+    from retrieval.corpus.folder import scan_corpus
+    from retrieval.corpus.html import MARKUP_MAX, TAGS_MAX, without_code
+
+    head = (b"<html><head><title>Bridge reopens</title><script>" + b"var x = 1;" * 50_000
+            + b"</script></head><body><article><p>The Old Mill bridge reopened to traffic on "
+            b"Wednesday after eight months of repairs, the council said.</p></article>")
+    (tmp_path / "huge.html").write_bytes(head + b"<div><span>a</span> b</div>" * 150_000
+                                         + b"</body></html>")
+    report = scan_corpus(tmp_path)
+    [article] = report.articles
+    assert article.title == "Bridge reopens" and "eight months" in article.paragraphs[0]
+    [warning] = [str(p) for p in report.problems]
+    assert f"{MARKUP_MAX // 1000:,} KB or {TAGS_MAX:,} tags" in warning
+    page = ('a<script>x</script>b<SCRIPT type="application/ld+json">{"d":1}</script>c'
+            "<!-- q -->d<style>s</style>e<svg><g/></svg>f<script>never closed</p>")
+    assert without_code(page) == 'ab<SCRIPT type="application/ld+json">{"d":1}</script>cdef'
+
+
+def _hostile_feed_site(asked: list[str]):
+    """A feed whose links are malformed, or lead to a page with nothing to index, or to one
+    good article; a second feed with another good article."""
+    from .local_http import QuietHandler, http_server
+    from .test_bot_guilds import PAGES
+
+    bad = ["http://h:abc/", f"http://{'a' * 70}.example/x", "http://[::1/x",
+           "http://exa\x01mple.com/a"]
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            if self.path.endswith(".xml"):
+                links = ([*bad, f"{base}/news/empty.html", f"{base}/news/ferry.html"]
+                         if self.path == "/hostile.xml" else [f"{base}/news/bridge.html"])
+                items = "".join(f"<item><title>t{n}</title><link><![CDATA[{u}]]></link>"
+                                "</item>" for n, u in enumerate(links))
+                self._send(200, f"<?xml version='1.0'?><rss version='2.0'><channel><title>f"
+                                f"</title>{items}</channel></rss>".encode(),
+                           "application/rss+xml")
+            elif self.path in PAGES:
+                self._send(200, PAGES[self.path])
+            else:
+                self._send(404, b"no")
+
+    return http_server(Handler)
+
+
+def test_a_feed_page_with_nothing_to_index_is_not_kept(tmp_path: Path, embedder):
+    """A fetched page that gives no article is removed and its link counted as failed (left
+    in the folder, every index skipped it again); the good article is indexed."""
+    from retrieval.fetch import FetchSettings
+    from retrieval.follow import Follower
+
+    from .local_http import base_url
+    from .test_fetch import LOCAL
+
+    asked: list[str] = []
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with _hostile_feed_site(asked) as server:
+        (corpus / "feeds.txt").write_text(f"{base_url(server)}/hostile.xml\n", "utf-8")
+        follower = Follower(corpus, tmp_path / "index",
+                            embedder, settings=FetchSettings(policy=LOCAL, rate=1000.0))
+        report = follower.poll_due(now=0.0)
+    assert report.new_articles == 1 and report.published
+    empty = [e for e in report.entry_failures if e.url.endswith("/empty.html")]
+    assert len(empty) == 1 and "nothing to index on that page" in empty[0].error
+    assert len(report.entry_failures) == 5  # four malformed links, one empty page
+    assert [p.name for p in corpus.rglob("*.html")] == ["news-ferry.html"]
+
+
+def test_the_bots_feed_task_survives_a_hostile_feed_and_keeps_its_schedule(tmp_path: Path,
+                                                                          embedder):
+    """Through the fake Discord: a feed of malformed links and an empty page crashed the
+    bot's feed task, which then fetched the feed again on every tick and never polled the
+    feeds after it. Now each bad link is one line, both feeds are polled once per interval,
+    and their good articles answer."""
+    import asyncio
+
+    from .local_http import base_url
+    from .test_bot_guilds import FERRY, FERRY_Q, admin, ask, first_source, run_guilds
+
+    asked: list[str] = []
+
+    async def scenario(fake, bot) -> None:
+        for feed in ("/hostile.xml", "/good.xml"):
+            reply = await admin(fake, "coverage feed add", {"url": base + feed})
+            assert reply.startswith("Following"), reply
+        for _ in range(600):
+            listing = await admin(fake, "coverage feed list")
+            if listing.count("(fetched, 1 new); next ") == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert first_source(await ask(fake, FERRY_Q)) == FERRY[0]
+        assert first_source(await ask(fake, "When did the Old Mill bridge reopen?")) == \
+            "Old Mill bridge reopens"
+        await asyncio.sleep(1.5)  # the feed task checks every 0.2 s: seven more ticks
+        listing = await admin(fake, "coverage feed list")
+        assert listing.count("(fetched, 1 new); next ") == 2, listing
+
+    with _hostile_feed_site(asked) as server:
+        base = base_url(server)
+        run_guilds(embedder, tmp_path, scenario)
+    assert asked.count("/hostile.xml") == 1 and asked.count("/good.xml") == 1, asked
+    assert asked.count("/news/empty.html") == 1
+    assert not list(tmp_path.rglob("empty.html"))
+
+
+def test_a_feeds_links_cannot_write_to_the_terminal_or_the_log(tmp_path: Path):
+    """`byline fetch` and `byline follow` print what failed and why; a feed's links and
+    titles carry escape sequences and newlines, which reach neither the terminal nor a fake
+    log line (the bot's log goes through the same formatter)."""
+    import logging
+
+    from retrieval.logs import OneLineFormatter
+
+    from .local_http import QuietHandler, base_url, http_server
+
+    bad = ["http://exa\x01mple.com/a", "http://127.0.0.1:1/\x1b[31mred\nFAKE: ok",
+           "http://example.com/\x1b]8;;https://evil.example\x07x"]
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            items = "".join(f"<item><title>t{n}\x1b[2J</title><link><![CDATA[{u}]]></link>"
+                            "</item>" for n, u in enumerate(bad))
+            self._send(200, f"<?xml version='1.0'?><rss version='2.0'><channel><title>f"
+                            f"</title>{items}</channel></rss>".encode(), "application/rss+xml")
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    env = {**os.environ, "BYLINE_INDEX_DIR": str(tmp_path / "idx"),
+           "BYLINE_FETCH_ALLOW": "127.0.0.1"}
+    with http_server(Handler) as server:
+        feed = f"{base_url(server)}/feed.xml"
+        (corpus / "feeds.txt").write_text(feed + "\n", "utf-8")
+        for args in (["fetch", feed, "--into", str(corpus)], ["follow", str(corpus), "--once"],
+                     ["follow", str(corpus), "--list"]):
+            done = subprocess.run([str(BYLINE), *args], capture_output=True, text=True,
+                                  env=env, cwd=tmp_path, timeout=300)
+            for out in (done.stdout, done.stderr):
+                assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", out), (args, out)
+                assert not re.search(r"^\W*FAKE", out, re.MULTILINE), (args, out)
+            if args[-1] == "--once":  # told, escaped
+                assert "article http://exa\\x01mple.com/a failed" in done.stderr, done.stderr
+    record = logging.LogRecord("byline.bot", logging.WARNING, __file__, 1,
+                               "article %s failed", (bad[1],), None)
+    line = OneLineFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "WARNING article http://127.0.0.1:1/\\x1b[31mred\\nFAKE: ok failed"

@@ -337,7 +337,8 @@ def _parse(kind: str, raw: bytes, rel: str, base: str, sha256: str, report: Load
            ) -> tuple[list[Article], list[str]]:
     """(articles, notes) of one file's bytes by the reader `kind`."""
     if kind == "html":
-        return [parse_html(raw, base, rel, sha256=sha256)], []
+        notes: list[str] = []
+        return [parse_html(raw, base, rel, sha256=sha256, notes=notes)], notes
     if kind == "feed":
         return parse_feed(raw, base, rel, sha256=sha256)
     text = raw.decode("utf-8-sig")

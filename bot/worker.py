@@ -25,7 +25,7 @@ from retrieval.embed import Embedder
 P = ParamSpec("P")
 T = TypeVar("T")
 PROCESSES = 2  # so a long feed poll in one coverage does not hold up /coverage add in another
-JOB_THREADS = 4  # jobs at once in thread mode; more wait their turn
+JOB_THREADS = 8  # jobs at once in thread mode (a server runs one at a time); more wait
 
 Job = Callable[Concatenate[Embedder, P], T]
 

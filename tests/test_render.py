@@ -193,11 +193,3 @@ def test_help_compares_real_times_across_zones():
                 ArticleInfo("b", "B", "b.txt", None, "2024-05-04", None, 1),
                 ArticleInfo("c", "C", "c.txt", None, "2024-05-03T12:00:00+00:00", None, 1)]
     assert "the latest dated 2024-05-03" in render_help(articles).description
-
-
-def test_help_counts_one_article_in_the_singular():
-    one = ArticleInfo("a", "Bridge reopens", "a.txt", None, "2024-05-01", None, 1)
-    assert render_help([one]).description.startswith(
-        "I know **1** article (1 paragraph), the latest dated 2024-05-01.")
-    two = [one, ArticleInfo("b", "Ferry", "b.txt", None, None, None, 3)]
-    assert render_help(two).description.startswith("I know **2** articles (4 paragraphs)")

@@ -1,9 +1,15 @@
-"""What an untrusted page, file or folder can say about itself (issue 21, first items): a
-title cannot make a link of its own, a file name cannot write to the terminal, and a `.env`
-outside the working folder is not read."""
+"""Byline's trust boundary (issue 21, docs/security.md), one section per numbered item: what
+an untrusted page, feed, file or server admin can make Byline do. Real servers on 127.0.0.1
+play the internal service, the redirector, the tarpit, the gzip bomb and the hostile feeds;
+the bot is driven through the fake Discord. Addresses Byline must never reach (cloud
+metadata, private ranges) are tested by the policy deciding on the address alone."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
+import logging
 import os
 import re
 import shutil
@@ -13,11 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from bot.render import cite, markdown_link, safe
+from bot.app import BylineBot
+from bot.commands import RESTARTING
+from bot.render import cite, markdown_link, render_help, safe
 from retrieval.corpus import Passage
+from retrieval.embed import Embedder
+from retrieval.indexer import index_corpus
+from retrieval.search import Retriever
+from retrieval.store import ArticleInfo
+from retrieval.timefilter import Filters
+from retrieval.timeline import timeline
 
 from .conftest import SEEDS
+from .fake_discord import FakeDiscord
+from .news_by_date import write_corpus
+from .test_bot_e2e import TOKEN, bot_settings, run_bot
+from .test_bot_live import get, until
 from .test_cli import BYLINE
+from .test_live import TRIP_Q
 
 REAL = "https://news.example/budget"
 # Titles an attacker would write: closing the link early, a second link, escaped brackets,
@@ -379,19 +398,41 @@ def _bomb(mib: int) -> bytes:
     return gzip.compress(once, 9)
 
 
-@pytest.fixture
+def _prose(size: int) -> bytes:
+    """`size` bytes of a page whose text varies as real text does (compresses ~3-5 times)."""
+    import random
+
+    rng = random.Random(7)
+    words = [f"{w}{n}" for n in range(300) for w in ("ferry", "council", "harbour", "vote")]
+    body = bytearray(b"<html><head><title>Long read</title></head><body><article>")
+    while len(body) < size:
+        body += b"<p>" + " ".join(rng.choices(words, k=60)).encode() + b".</p>\n"
+    return bytes(body + b"</article></body></html>")
+
+
+@pytest.fixture(scope="module")
 def hostile():
-    """A site that answers with a gzip bomb, or sends its headers a byte at a time."""
+    """A site that answers with a gzip bomb, a long page (gzipped, or too large), or sends
+    its headers a byte at a time."""
+    import gzip
     import time as _time
 
     from .local_http import QuietHandler, base_url, http_server
 
     bomb = _bomb(1024)
+    long = _prose(3_000_000)
+    huge = gzip.compress(long * 14, 1)  # 42 MB; gzip's window is 32 KB: still ~3x
 
     class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path == "/bomb.html":
                 self._send(200, bomb, Content_Encoding="gzip, gzip")
+                return
+            if self.path == "/long.html":
+                self._send(200, gzip.compress(long), Content_Encoding="gzip")
+                return
+            if self.path == "/huge.html":  # no Content-Length to refuse it by
+                self._send(200, huge, Content_Encoding="gzip")
                 return
             try:  # a tarpit: one byte of the status line every 0.2 s, for a minute
                 for byte in b"HTTP/1.1 200 OK\r\n" * 20:
@@ -405,19 +446,37 @@ def hostile():
         yield base_url(server), len(bomb)
 
 
-def test_a_gzip_bomb_stops_at_the_cap_without_expanding(hostile, tmp_path: Path):
-    """A 1 GiB page gzipped twice (a few KB): `byline fetch` stops at its 10 MB cap, and its
-    peak memory stays far below what decoding whole chunks took (gigabytes)."""
+@pytest.mark.parametrize(("page", "told"), [
+    ("bomb.html", "unpacks to more than 200 times its size (a decompression bomb)"),
+    ("huge.html", "larger than 10 MB (stopped)"),
+])
+def test_a_gzip_bomb_or_huge_page_stops_without_expanding(hostile, tmp_path: Path, page, told):
+    """A 1 GiB page gzipped twice (a few KB) is given up once it unpacks past 1 MB at over
+    200 times the bytes received; 42 MB of text gzipped stops at the 10 MB cap. Either way
+    `byline fetch`'s peak memory stays far below what decoding whole chunks took
+    (gigabytes)."""
     base, size = hostile
     assert size < 20_000
     script = ("import sys\nfrom retrieval.cli import main\nrc = main(sys.argv[1:])\n"
               f"{PEAK_MB}\nsys.exit(rc)\n")
-    done = subprocess.run([sys.executable, "-c", script, "fetch", f"{base}/bomb.html",
+    done = subprocess.run([sys.executable, "-c", script, "fetch", f"{base}/{page}",
                            "--into", str(tmp_path / "c")], capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 1 and "larger than 10 MB" in done.stderr, done.stderr
+    assert done.returncode == 1 and told in done.stderr, done.stderr
     peak_mb = int(done.stdout.strip().splitlines()[-1])
     assert 10 < peak_mb < 300, peak_mb
+
+
+def test_a_long_gzipped_page_is_no_bomb(hostile, tmp_path: Path):
+    """3 MB of text gzipped (a long read) unpacks well under the bomb's ratio: fetched."""
+    from retrieval.fetch import Fetcher, FetchSettings
+
+    from .test_fetch import LOCAL
+
+    with Fetcher(tmp_path, FetchSettings(policy=LOCAL, rate=1000.0)) as fetcher:
+        result = fetcher.fetch_page(f"{hostile[0]}/long.html")
+    assert result.status == "fetched", result
+    assert (tmp_path / result.path).stat().st_size > 3_000_000
 
 
 def test_a_tarpit_is_given_up_at_the_fetch_deadline(hostile, tmp_path: Path):
@@ -751,3 +810,180 @@ def test_a_feeds_links_cannot_write_to_the_terminal_or_the_log(tmp_path: Path):
                                "article %s failed", (bad[1],), None)
     line = OneLineFormatter("%(levelname)s %(message)s").format(record)
     assert line == "WARNING article http://127.0.0.1:1/\\x1b[31mred\\nFAKE: ok failed"
+
+
+def test_a_server_has_one_fetch_in_flight_at_a_time(tmp_path: Path, embedder):
+    """Three `/coverage add`s of a tarpit from one server fetch one after another (its
+    writer turn: each connects only once the one before gave up at the 1 s deadline), while
+    another server's add runs beside them; each admin is told only that it could not be
+    fetched."""
+    import time as _time
+
+    from retrieval.fetch import FetchSettings
+
+    from .local_http import QuietHandler, base_url, http_server
+    from .test_bot_guilds import OTHER_GUILD, admin, run_guilds
+    from .test_fetch import LOCAL
+
+    started: dict[str, list[float]] = {"a": [], "b": []}
+
+    class Tarpit(QuietHandler):
+        def do_GET(self) -> None:
+            started[self.path[1]].append(_time.monotonic())  # /a-1.html: server a's
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\n" * 4:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    _time.sleep(0.1)
+            except OSError:
+                pass
+
+    async def scenario(fake, bot) -> None:
+        replies = await asyncio.gather(
+            *(admin(fake, "coverage add", {"url": f"{base}/a-{n}.html"}) for n in range(3)),
+            admin(fake, "coverage add", {"url": f"{base}/b-0.html"}, guild=OTHER_GUILD))
+        assert all(r.endswith(": could not fetch it.") for r in replies), replies
+
+    with http_server(Tarpit) as server:
+        base = base_url(server)
+        run_guilds(embedder, tmp_path, scenario,
+                   fetch=FetchSettings(policy=LOCAL, rate=1000.0, timeout=1.0, deadline=1.0))
+    a, [b] = started["a"], started["b"]
+    assert len(a) == 3
+    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(a))  # one at a time
+    assert abs(b - a[0]) < 0.9  # the other server did not wait for this one's turn
+
+
+def test_a_refused_admin_action_is_logged_with_its_target(tmp_path: Path, embedder, caplog):
+    """A member without Manage Server tries `/coverage add` and `/coverage feed add`: the
+    operator's log names who, where and what they tried to add (before: an empty target)."""
+    from .test_bot_guilds import GUILD_ID, run_guilds
+
+    urls = ["https://news.example/a.html", "https://news.example/feed.xml\x1b[2J"]
+
+    async def scenario(fake, bot) -> None:
+        for name, url in zip(("coverage add", "coverage feed add"), urls, strict=True):
+            handle = await fake.send_command(name, {"url": url}, guild_id=GUILD_ID)
+            await handle.callback()
+
+    with caplog.at_level(logging.INFO, logger="byline.bot"):
+        run_guilds(embedder, tmp_path, scenario)
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 2
+    for line, url in zip(refused, urls, strict=True):
+        assert f"guild {GUILD_ID}:" in line and repr(url) in line, line
+
+
+# -- a timeline's filter removes only what it excludes (item 10) --------------------------
+
+FERRY_WIRE = ("Ferry crews on the Northern Line walked out on Wednesday, halting sailings "
+              "between Port Alder and the islands as talks over pay broke down.")
+FERRY = {  # a strike in four articles, one of them a wire story carried by two outlets
+    "ferry-vote.txt": ("Ferry workers vote to strike", "Coastal Times", "2024-03-05",
+                       "Ferry workers voted to strike over pay on Tuesday, the union said, "
+                       "threatening sailings to the islands this spring."),
+    "ferry-wire.txt": ("Ferry strike halts island sailings", "Harbour Daily", "2024-04-10",
+                       FERRY_WIRE),
+    "ferry-copy.txt": ("Island ferries stop as crews walk out", "Coastal Times", "2024-04-11",
+                       FERRY_WIRE),
+    "ferry-ends.txt": ("Ferry strike ends with pay deal", "Coastal Times", "2024-05-20",
+                       "The ferry strike ended on Monday after the union accepted a pay "
+                       "deal, and sailings to the islands resume this week."),
+}
+
+
+@pytest.fixture(scope="module")
+def ferry(tmp_path_factory, embedder: Embedder) -> Retriever:
+    root = tmp_path_factory.mktemp("ferry")
+    corpus = write_corpus(root / "corpus")
+    for name, (title, outlet, date, body) in FERRY.items():
+        (corpus / name).write_text(f"{title}\nOutlet: {outlet}\nDate: {date}\n\n{body}\n",
+                                   "utf-8")
+    return Retriever(index_corpus(corpus, root / "index", embedder, progress=False), embedder)
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ({"outlet": "Coastal Times"}, [("2024-03-05", "Coastal Times"), ("2024-04-11", "Coastal Times"),
+                                   ("2024-05-20", "Coastal Times")]),
+    ({"since": "2024-04-01"}, [("2024-04-10", "Harbour Daily"), ("2024-05-20", "Coastal Times")]),
+    ({"until": "2024-04-30"}, [("2024-03-05", "Coastal Times"), ("2024-04-10", "Harbour Daily")]),
+    ({"outlet": "Harbour Daily"}, [("2024-04-10", "Harbour Daily")]),
+])
+def test_a_timeline_filter_removes_only_what_it_excludes(ferry: Retriever, filters, expected):
+    """Each story of the unfiltered timeline that one of its carriers passes the filter
+    stays, told by that carrier (ranked among the filtered rows alone, stories fell under the
+    relevance floor; a wire copy under its own headline scored under it too)."""
+    full = timeline(ferry, "ferry strike")
+    assert [(s.date, s.outlet) for s in full.stories] == [
+        ("2024-03-05", "Coastal Times"), ("2024-04-10", "Harbour Daily"),
+        ("2024-05-20", "Coastal Times")]
+    got = timeline(ferry, "ferry strike", filters=Filters.parse(**filters))
+    assert [(s.date, s.outlet) for s in got.stories] == expected
+
+
+# -- the bot cut off by its shutdown, /healthz, small ones (items 11, 12) ------------------
+
+@pytest.mark.parametrize("how", ["grace runs out", "second signal"])
+def test_an_answer_cut_off_by_the_shutdown_is_told_so_without_tracebacks(retriever, tmp_path,
+                                                                       caplog, how):
+    """The shutdown's grace runs out (or a second SIGTERM closes at once) with an answer in
+    flight: its asker is told to ask again, one log line says so, and nothing logs a
+    traceback (before: ServerDisconnectedError, "Session is closed", "Task exception was
+    never retrieved", and no reply)."""
+    async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
+        bot.batcher._lock.acquire()
+        try:
+            stuck = await fake.send_command("ask", {"question": TRIP_Q})
+            assert (await stuck.callback()).json["type"] == 5  # deferred: in flight
+            if how == "grace runs out":
+                await bot.shutdown(grace=0.2)
+            else:
+                bot.request_shutdown("SIGTERM")
+                await until(lambda: bot.drain.closing)
+                bot.request_shutdown("SIGTERM")
+                await until(bot.is_closed)
+            told = await stuck.followup(timeout=10)
+            assert told.json["content"] == RESTARTING
+        finally:
+            bot.batcher._lock.release()
+
+    with caplog.at_level(logging.INFO):
+        run_bot(retriever, tmp_path, scenario, shutdown_seconds=30)
+    assert [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    cut = [r.getMessage() for r in caplog.records if "ask again" in r.getMessage()]
+    assert len(cut) == 1, cut
+
+
+def test_healthz_is_ok_from_ready_not_from_the_guilds_wait(retriever, tmp_path):
+    """After READY the bot answers; discord.py calls on_ready (is_ready()) only once no
+    GUILD_CREATE has come for guild_ready_timeout (2 s by default). /healthz went by the
+    latter and said 503 meanwhile; it goes by the gateway session now."""
+    settings = bot_settings(tmp_path, metrics_port=0)
+
+    async def main() -> None:
+        async with FakeDiscord(token=TOKEN):
+            bot = BylineBot(settings, retriever, guild_ready_timeout=60)
+            async with bot:
+                task = asyncio.create_task(bot.start(TOKEN))
+                try:
+                    for _ in range(400):  # READY processed: a session
+                        if bot.ws is not None and bot.ws.session_id and bot.metrics_server:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert not bot.is_ready()  # still waiting out guild_ready_timeout
+                    status, body = await get(bot, "/healthz")
+                    assert status == 200 and json.loads(body)["gateway_connected"] is True
+                finally:
+                    await bot.close()
+                    await asyncio.wait({task}, timeout=10)
+
+    asyncio.run(main())
+
+
+def test_help_counts_one_article_in_the_singular():
+    one = ArticleInfo("a", "Bridge reopens", "a.txt", None, "2024-05-01", None, 1)
+    assert render_help([one]).description.startswith(
+        "I know **1** article (1 paragraph), the latest dated 2024-05-01.")
+    two = [one, ArticleInfo("b", "Ferry", "b.txt", None, None, None, 3)]
+    assert render_help(two).description.startswith("I know **2** articles (4 paragraphs)")

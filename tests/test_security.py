@@ -96,6 +96,48 @@ def test_the_link_parser_sees_the_links_an_attacker_wants():
     assert links("[a](x) \\[b](y) \\\\[c](z)") == ["x", "z"]
 
 
+def _all_text(payload: dict) -> str:
+    """Every string a message's JSON holds (content, embed titles, fields, descriptions)."""
+    if isinstance(payload, dict):
+        return "\n".join(_all_text(v) for v in payload.values())
+    if isinstance(payload, list):
+        return "\n".join(_all_text(v) for v in payload)
+    return payload if isinstance(payload, str) else ""
+
+
+def test_hostile_titles_link_nowhere_in_ask_timeline_and_sources(embedder, tmp_path: Path):
+    """Through the fake Discord: articles whose titles and outlets an attacker wrote appear
+    in /ask, /timeline and /sources, and every link Discord would render goes to the
+    article's own URL."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for n, title in enumerate(HOSTILE_TITLES):
+        (corpus / f"budget-{n}.txt").write_text(
+            f"Outlet: Evil](https://evil.example/o{n}) [Times\nDate: 2024-03-0{1 + n % 9}\n"
+            f"URL: {REAL}/{n}\n{title}\n\nThe council passed its budget on Tuesday after a "
+            f"long debate about bus fares, library hours and road repairs ({n}).\n", "utf-8")
+    retriever = Retriever(index_corpus(corpus, tmp_path / "index", embedder, progress=False),
+                          embedder)
+    seen: list[str] = []
+
+    async def scenario(fake, bot) -> None:
+        for name, options in (("ask", {"question": "did the council pass its budget?",
+                                       "results": 5}),
+                              ("timeline", {"topic": "council budget"}), ("sources", None)):
+            handle = await fake.send_command(name, options)
+            callback = await handle.callback()
+            reply = callback.json["data"] if callback.json["type"] == 4 else \
+                (await handle.followup(timeout=30)).json
+            seen.append(_all_text(reply))
+
+    run_bot(retriever, tmp_path, scenario)
+    for text in seen:
+        assert "budget" in text.lower()
+        found = links(text)
+        assert found and all(url.startswith(f"{REAL}/") for url in found), found
+        assert "evil.example" not in "".join(found)
+
+
 def test_a_file_name_cannot_write_to_the_terminal(tmp_path: Path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -550,6 +592,25 @@ def test_hostile_files_are_skipped_with_a_reason_and_the_rest_indexed(tmp_path: 
     assert titles == ["Bridge reopens", "Bus fares", "Ferry strike"]
     assert not any("\x00" in p for a in report.articles for p in (a.title, *a.paragraphs))
     assert [str(p) for p in report.problems] == ["skipped deep.json: nested too deeply to read"]
+
+
+def test_nul_characters_publish_to_postgresql(pg_url, tmp_path: Path, capsys):
+    """A NUL in a page, a text file or an export row failed every PostgreSQL publish (text
+    columns refuse it) without naming the file; the text is cleaned before it is stored."""
+    from retrieval.cli import main
+
+    (tmp_path / "nul.txt").write_bytes(b"Ferry\x00 strike\n\nFerry crews walked\x00 out on "
+                                       b"Wednesday, halting sailings to the islands.\n")
+    (tmp_path / "nul.html").write_bytes(
+        b"<html><head><title>Bridge\x00 reopens</title></head><body><article><p>The Old "
+        b"Mill bridge reopened\x00 to traffic on Wednesday after eight months of repairs."
+        b"</p></article></body></html>")
+    (tmp_path / "rows.json").write_text(json.dumps(
+        [{"id": "a", "title": "Bus\u0000 fares", "text": "Bus fares rise\u0000 in June."}]))
+    assert main(["--store", pg_url, "index", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["articles"] == 3
+    assert main(["--store", pg_url, "ask", "when did the ferry crews walk out?"]) == 0
+    assert "Ferry strike" in capsys.readouterr().out
 
 
 def test_a_feed_with_malformed_links_costs_one_line_each(tmp_path: Path):

@@ -803,7 +803,7 @@ def test_the_bots_feed_task_survives_a_hostile_feed_and_keeps_its_schedule(tmp_p
     import asyncio
 
     from .local_http import base_url
-    from .test_bot_guilds import FERRY, FERRY_Q, admin, ask, first_source, run_guilds
+    from .test_bot_guilds import FERRY, FERRY_Q, GUILD_ID, admin, ask, first_source, run_guilds
 
     asked: list[str] = []
 
@@ -816,6 +816,9 @@ def test_the_bots_feed_task_survives_a_hostile_feed_and_keeps_its_schedule(tmp_p
             if listing.count("(fetched, 1 new); next ") == 2:
                 break
             await asyncio.sleep(0.1)
+        first_source(await ask(fake, FERRY_Q))  # the coverage loaded
+        cov = bot.coverages.get(GUILD_ID)
+        await until(lambda: len(cov.articles) == 2)  # both feeds' articles published
         assert first_source(await ask(fake, FERRY_Q)) == FERRY[0]
         assert first_source(await ask(fake, "When did the Old Mill bridge reopen?")) == \
             "Old Mill bridge reopens"

@@ -16,6 +16,7 @@ run, and tests/data/news_off_topic.jsonl as the questions that must be refused.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -92,6 +93,7 @@ def main(data: Path, news: Path | None = None, opts: argparse.Namespace | None =
                   f"{hybrid['answered_rate']:.3f}, refused {hybrid['refused_rate']:.3f}.", ""]
         print("\n".join(lines[-12:]), flush=True)
     lines += news_lines
+    lines += padded_section(opts.padded, embedder)
     out = opts.out if opts.out.is_absolute() else ROOT / opts.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -218,10 +220,58 @@ def news_section(news: Path | None, embedder: Embedder, limit: int = 0) -> list[
     return lines
 
 
+def padded_section(padded: Path | None, embedder: Embedder) -> list[str]:
+    """The news dev questions over their corpus padded with the same weeks' other articles
+    (bench/news_padded.py): how each figure moves as the coverage grows. Each scale's index
+    is kept in its folder (built once, incrementally after)."""
+    if padded is None:
+        return []
+    scales = sorted((p for p in padded.glob("x*") if is_news_dev(p)),
+                    key=lambda p: int(p.name[1:]))
+    if not scales:
+        msg = (f"padded news sets not found in {padded}: build them with `python3 "
+               "bench/news_padded.py --mirror <realtimeqa_public git dir> --news ../news-dev "
+               f"--out {padded}` (never commit them).")
+        print(f"SKIPPED: {msg}")
+        return ["## News dev set as coverage grows", "", f"Skipped: {msg}", ""]
+    from retrieval.indexer import index_corpus
+
+    off_topic = load_jsonl(ROOT / "tests" / "data" / "news_off_topic.jsonl")
+    lines = ["## News dev set as coverage grows", "",
+             "The dev questions over their own 182 articles padded with the other articles the "
+             "RealTimeQA files hold for the weeks to 2022-09-30 (bench/news_padded.py: CNN, USA "
+             "Today, The Week; search results for the same events). Each question asked as of "
+             "its day. *Strict*: the question's own article first, with the answer, and "
+             "answered. *Lenient*: the first passage holds the answer, from any article. "
+             f"Off-topic: {len(off_topic)} questions, refused.", "",
+             "| corpus | articles | passages | strict seen first | lenient seen first | "
+             "wrongly refused | off-topic refused | R@1 | R@5 | indexed in |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for scale in scales:
+        location = scale / "index"
+        larger = [s / "index" for s in scales if (s / "index" / "manifest.json").is_file()]
+        if not location.exists() and larger:  # lend it every vector it shares
+            shutil.copytree(larger[-1], location)
+        start = time.perf_counter()
+        index = index_corpus(scale / "corpus", location, embedder, progress=True)
+        built = time.perf_counter() - start
+        _, questions = load_news(scale)
+        r = evaluate(Retriever(index, embedder), questions, off_topic=off_topic)
+        lines.append(
+            f"| {scale.name[1:]}× | {index.manifest.articles:,} | {len(index):,} | "
+            f"{r['first_and_answered']:.3f} | {r['any_first_and_answered']:.3f} | "
+            f"{1 - r['answered_rate']:.3f} | {round(r['refused_rate'] * len(off_topic))}/"
+            f"{len(off_topic)} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {built:.0f} s |")
+        print(lines[-1], flush=True)
+    return [*lines, ""]
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?", default=ROOT.parent / "shared" / "data")
     parser.add_argument("--news", type=Path, help="the news dev set folder (skipped if absent)")
+    parser.add_argument("--padded", type=Path, help="the padded news sets' folder "
+                        "(bench/news_padded.py; skipped if absent)")
     parser.add_argument("--halves", default="AB", help="SQuAD halves to evaluate (default AB)")
     parser.add_argument("--methods", type=lambda s: s.split(","), default=["bm25", "dense",
                         "hybrid"], help="comma-separated (default bm25,dense,hybrid)")

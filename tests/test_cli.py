@@ -204,3 +204,22 @@ def test_ask_never_builds_over_an_index_that_lost_its_manifest(index_dir: Path, 
     assert err == (f"byline: The index at {index_dir} has lost its manifest.json; "
                    "run `byline index --full` to rebuild it.")
     assert _snapshot(index_dir) == before
+
+
+def test_progress_off_a_terminal_is_a_line_per_tenth_with_the_time_left():
+    """An hour of indexing in a log or a pipe is never silent: ten lines, each with the rate
+    and the time left, the last without."""
+    import io
+
+    from retrieval.progress import plain_progress
+
+    now = [0.0]
+    out = io.StringIO()
+    with plain_progress("Embedding 1,000 passages", 1000, out, clock=lambda: now[0]) as step:
+        for _ in range(100):
+            now[0] += 1.0
+            step(10)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10
+    assert lines[0] == "Embedding 1,000 passages: 10% (100) in 10s, 10/s, about 1m 30s left"
+    assert lines[-1] == "Embedding 1,000 passages: 100% (1,000) in 1m 40s, 10/s"

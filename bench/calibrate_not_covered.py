@@ -1,10 +1,12 @@
-"""Calibrate Byline's "not covered" rule jointly on SQuAD dev half A and the news dev set.
+"""Calibrate Byline's "not covered" rule jointly on SQuAD dev half A, the news dev set and, when
+given, that set padded to 10 and 17 times its articles (bench/news_padded.py).
 
 The rule: answered when
-    (dense - bg.dense) + w_lex * (lexical - bg.lexical) + w_sent * (sentence - bg.sentence)
+    (dense - bg.dense) + w_lex * (lexical - bg.lexical(terms)) + w_sent * (sentence - bg.sentence)
     + w_len * ln(terms) >= t,
-bg being the mean evidence of generic probe questions against the same index (retrieval.search
-.Evidence says what each number is). Coverage-split protocols, each index asked both kinds:
+bg being the mean evidence of generic probe questions against the same index, its lexical share
+scaled to the question's length (retrieval.search.lexical_background; retrieval.search.Evidence
+says what each number is). Coverage-split protocols, each index asked both kinds:
 
 - SQuAD A: A's paragraphs indexed; A's questions answered, B's (other articles) refused.
 - News, full: the whole news corpus indexed; its questions answered, tests/data/
@@ -12,15 +14,20 @@ bg being the mean evidence of generic probe questions against the same index (re
 - News, split: the articles split in two halves (alternate files), each indexed alone; its own
   questions answered, the other half's refused (except those whose gold answer appears in the
   indexed half: they may be covered there), with the off-topic file.
+- News, padded (with PADDED): each padded set's stored index (`make eval` builds them); its
+  questions answered, the off-topic file refused. A bigger corpus always holds something
+  similar to any question, so here the rule shows whether it compares a question with the
+  background of the corpus at its size.
 - Seeds (a constraint): every on-topic seed question answered, every off-topic one refused.
 
 The weights and threshold maximise news answered + news split balanced accuracy + 2 x SQuAD A
-balanced accuracy, among rules that keep the seeds right and refuse >= 95% of the news off-topic
-questions; then the most conservative threshold within half a point of that (0.57 today).
+balanced accuracy + the padded sets' answered rates, among rules that keep the seeds right,
+refuse 39 of the 40 news off-topic questions and >= 90% on each padded set; then the most
+conservative threshold within half a point of that.
 SQuAD B's paragraphs are never indexed (its questions only serve as A's refusals).
 
     .venv/bin/python bench/calibrate_not_covered.py ../shared/data/squad-v1.1-dev-a.json \\
-        ../shared/data/squad-v1.1-dev-b.json ../news-dev
+        ../shared/data/squad-v1.1-dev-b.json ../news-dev [../news-padded]
 """
 
 from __future__ import annotations
@@ -35,22 +42,27 @@ import numpy as np
 from retrieval.embed import Embedder
 from retrieval.evaluate import load_jsonl, load_news, load_squad
 from retrieval.indexer import build_index
-from retrieval.search import Retriever, SearchSettings
+from retrieval.search import Retriever, SearchSettings, lexical_background
+from retrieval.store.base import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.seed_questions import OFF_TOPIC, ON_TOPIC  # noqa: E402
 
-WEIGHTS = {"lexical": (0.3, 0.6, 0.9, 1.2), "sentence": (0.0, 0.3, 0.6, 1.0),
-           "length": (0.0, 0.03, 0.06, 0.1)}
+WEIGHTS = {"lexical": (0.0, 0.1, 0.2, 0.3, 0.45, 0.6, 0.9, 1.2),
+           "sentence": (0.0, 0.2, 0.3, 0.4, 0.6, 1.0), "length": (0.0, 0.03, 0.05, 0.1, 0.15)}
+NEWS_REFUSED = 0.975  # of the 40 news off-topic questions: 39
+PADDED_REFUSED = 0.9  # of the off-topic questions, on each padded set
 TOLERANCE = 0.005
 THRESHOLDS = np.round(np.arange(0.0, 1.0, 0.01), 2)
 
 
 def _features(retriever: Retriever, questions: list[str]) -> np.ndarray:
-    """Per question: evidence minus the index's background, and ln(terms)."""
+    """Per question: evidence minus the index's background (its lexical share scaled to the
+    question's length, as the rule does), and ln(terms)."""
     bg = retriever.index.manifest.background
-    return np.array([(e.dense - bg["dense"], e.lexical - bg["lexical"],
+    return np.array([(e.dense - bg["dense"],
+                      e.lexical - lexical_background(bg["lexical"], e.terms),
                       e.sentence - bg["sentence"], np.log(max(e.terms, 1)))
                      for e in retriever.evidence(questions)])
 
@@ -64,7 +76,8 @@ def _split(name: str, retriever: Retriever, pos: list[str], neg: list[str]
     return out
 
 
-def collect(squad_a: str, squad_b: str, news: str, embedder: Embedder) -> list:
+def collect(squad_a: str, squad_b: str, news: str, embedder: Embedder,
+            padded: str | None = None) -> list:
     retriever = lambda index: Retriever(index, embedder)  # noqa: E731 (measures the background)
     splits = []
     articles, covered = load_squad(squad_a)
@@ -84,6 +97,12 @@ def collect(squad_a: str, squad_b: str, news: str, embedder: Embedder) -> list:
                  and not any(g in t for g in q.gold_texts for t in texts)]
         index = build_index(kept, embedder, progress=False, previous=full)
         splits.append(_split(f"news_half{half}", retriever(index), own, other + off))
+    for scale in sorted(Path(padded).glob("x*"), key=lambda p: int(p.name[1:])) if padded else ():
+        if scale.name != "x1" and (scale / "index" / "manifest.json").is_file():
+            _, asked = load_news(scale)
+            splits.append(_split(f"news_{scale.name}", Retriever(open_store(scale / "index"),
+                                                                 embedder),
+                                 [q.question for q in asked], off))
     from retrieval.corpus import load_corpus
     seeds = build_index(load_corpus(ROOT / "seeds"), embedder, progress=False)
     splits.append(_split("seeds", retriever(seeds), [q for q, _ in ON_TOPIC], OFF_TOPIC))
@@ -102,14 +121,16 @@ def rates(splits: list, w: tuple[float, float, float], t: float) -> dict[str, tu
 
 
 def objective(r: dict[str, tuple[float, float]]) -> float | None:
-    if r["seeds"] != (1.0, 1.0) or r["news"][1] < 0.95:
+    padded = [name for name in r if name.startswith("news_x")]
+    if (r["seeds"] != (1.0, 1.0) or r["news"][1] < NEWS_REFUSED
+            or any(r[name][1] < PADDED_REFUSED for name in padded)):
         return None
     halves = np.mean([sum(r[f"news_half{h}"]) / 2 for h in (0, 1)])
-    return r["news"][0] + halves + sum(r["squad_a"])
+    return r["news"][0] + halves + sum(r["squad_a"]) + sum(r[name][0] for name in padded)
 
 
-def main(squad_a: str, squad_b: str, news: str) -> None:
-    splits = collect(squad_a, squad_b, news, Embedder())
+def main(squad_a: str, squad_b: str, news: str, padded: str | None = None) -> None:
+    splits = collect(squad_a, squad_b, news, Embedder(), padded)
     best = None
     for w in itertools.product(*WEIGHTS.values()):
         for t in THRESHOLDS:
@@ -134,6 +155,6 @@ def main(squad_a: str, squad_b: str, news: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.exit(__doc__)
     main(*sys.argv[1:])

@@ -94,8 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", metavar="DATE",
                    help="answer as of this date: later coverage is left out (default: now)")
     _filter_options(p)
+    p.add_argument("--after", action="append", default=[], metavar="QUESTION",
+                   help="an earlier question of the conversation: the question is a "
+                   "follow-up to it (repeat, oldest first)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="ask questions one per line; each may follow up on the "
+                       "ones before")
+    p.add_argument("-k", type=int, default=3, metavar="N", help="passages to show (1-20)")
+    p.add_argument("--as-of", metavar="DATE",
+                   help="answer as of this date: later coverage is left out (default: now)")
+    _filter_options(p)
+    p.add_argument("--json", action="store_true",
+                   help="read questions from standard input, print one JSON answer per line")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("timeline", help="a topic's stories in date order, one line each")
     p.add_argument("topic", nargs="+", help="the topic (quotes optional)")
@@ -161,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The commands that read or write the index: they take --store after their name too.
-STORE_COMMANDS = ("index", "check", "follow", "ask", "timeline", "sources", "eval", "bot")
+STORE_COMMANDS = ("index", "check", "follow", "ask", "chat", "timeline", "sources", "eval",
+                  "bot")
 STORE_HELP = ("where the index lives: a postgresql:// URL or a folder (default: $BYLINE_STORE, "
               "else the index folder)")
 
@@ -377,12 +391,62 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     question = check_question(" ".join(args.question))  # fail fast, before loading a model
     if not 1 <= args.k <= 20:
         raise BylineError("-k must be between 1 and 20.")
+    earlier = [check_question(q) for q in args.after]
     filters = _filters(args)
-    answer = open_retriever(settings).ask(question, k=args.k, filters=filters)
+    retriever = open_retriever(settings)
+    if earlier:
+        from retrieval.conversation import Conversation
+
+        conversation = Conversation()
+        for before in earlier:
+            conversation.ask(retriever, before, k=args.k, filters=filters)
+        answer = conversation.ask(retriever, question, k=args.k, filters=filters)
+    else:
+        answer = retriever.ask(question, k=args.k, filters=filters)
     if args.json:
         _print_json(answer.to_dict())
     else:
         _print_answer(answer)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    """A question per line, each answered in the conversation so far; an empty line, EOF
+    or Ctrl-C ends it."""
+    from retrieval.conversation import Conversation
+    from retrieval.errors import BadQuestion
+
+    if not 1 <= args.k <= 20:
+        raise BylineError("-k must be between 1 and 20.")
+    filters = _filters(args)
+    retriever = open_retriever(settings)
+    conversation = Conversation()
+    interactive = not args.json and sys.stdin.isatty()
+    if interactive:
+        print("Ask about the coverage; a question may follow up on the ones before. An empty "
+              "line ends.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line.strip():
+            if interactive:
+                break
+            continue
+        try:
+            answer = conversation.ask(retriever, check_question(line), k=args.k,
+                                      filters=filters)
+        except BadQuestion as exc:
+            if args.json:
+                _print_json({"question": line, "error": str(exc)}, indent=None)
+            else:
+                print(f"byline: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            _print_json(answer.to_dict(), indent=None)
+        else:
+            _print_answer(answer)
     return 0
 
 
@@ -554,8 +618,9 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     return 1  # not reached
 
 
-def _print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+def _print_json(data: object, indent: int | None = 2) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=indent) + "\n")
+    sys.stdout.flush()
 
 
 CLI_CITATION = Style(source=True, copy_dates=True)  # plain text: rich escapes it on print

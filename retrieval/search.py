@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from retrieval.late import late_interaction
 from retrieval.store import ANN_DEPTH, Copy
 from retrieval.store.base import Store, open_store
 from retrieval.text import analyze
-from retrieval.timefilter import Coverage, Filters, prefer_recent, wants_recent
+from retrieval.timefilter import Coverage, Filters, prefer_recent, recency
 
 MAX_QUESTION_CHARS = 1000
 # Up to this many passages, a tie at the cut of BM25's top candidates is broken as
@@ -54,15 +55,16 @@ class SearchSettings:
     # above the passage's best sentence on the same terms (similarity + quote_lexical x rare
     # words); None never shows it. News headlines often state the answer the body assumes.
     headline_margin: float | None = HEADLINE_MARGIN
-    # "Covered" when (dense - bg.dense) + coverage_weight * (lexical - bg.lexical)
+    # "Covered" when (dense - bg.dense) + coverage_weight * (lexical - bg.lexical(terms))
     # + sentence_evidence_weight * (sentence - bg.sentence) + length_weight * ln(terms)
     # >= threshold, the background (bg) being what generic off-topic probes score on this
-    # corpus (see Evidence). Calibrated jointly on SQuAD dev A and the news dev set by
-    # bench/calibrate_not_covered.py; see docs/quality.md.
+    # corpus (see Evidence), its lexical share scaled to the question's length
+    # (`lexical_background`). Calibrated jointly on SQuAD dev A, the news dev set and that
+    # set padded to 17 times its articles by bench/calibrate_not_covered.py; docs/quality.md.
     coverage_weight: float = 0.9
     sentence_evidence_weight: float = 1.0
-    length_weight: float = 0.1
-    threshold: float = 0.57
+    length_weight: float = 0.05
+    threshold: float = 0.60
     # Article context (news paragraphs are short; the subject is often named in the paragraph
     # before or in the headline): weight of the question's IDF mass held by the passage, its
     # previous paragraph and its headline together; of the best fused score among the
@@ -279,20 +281,22 @@ class Retriever:
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         k = max(1, min(int(k), size))
         terms = analyze(q)
-        recent = wants_recent(q)
+        recent = recency(q)
         sims: dict[int, np.ndarray] = {}  # row -> its token cosines, from late interaction
-        rows, scores, dense, context = self._ranked(qvec, terms, None, allowed, recent, qtokens,
-                                                    sims)
+        rows, scores, dense, context, best = self._ranked(qvec, terms, None, allowed, recent,
+                                                          qtokens, sims)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
-            rows, scores, dense, context = self._ranked(qvec, terms, depth, allowed, recent,
-                                                        qtokens, sims)
+            rows, scores, dense, context, best = self._ranked(qvec, terms, depth, allowed,
+                                                              recent, qtokens, sims)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
-        evidence = self._top_evidence(qvec, terms, rows[picked[0]], dense,
-                                      None if context is None else float(context[picked[0]]))
+        # Whether the coverage answers is judged on the most relevant passage, before newer
+        # coverage is moved up: recency orders the answers, it is no evidence.
+        evidence = self._top_evidence(qvec, terms, rows[best], dense,
+                                      None if context is None else float(context[best]))
         confidence = self._confidence(evidence)
         answered = confidence >= self.settings.threshold
         if not answered and not keep_refused:
@@ -329,6 +333,11 @@ class Retriever:
                 break
         return picked, groups
 
+    def support(self, terms: list[str], row: int) -> float:
+        """The share of `terms`' IDF mass that passage `row`, its previous paragraph and
+        its headline hold together (what "not covered" calls lexical evidence)."""
+        return float(self._context_coverage(terms, np.array([row]))[0][0])
+
     def evidence(self, questions: list[str]) -> list[Evidence]:
         """The raw evidence behind the "not covered" decision, for calibration."""
         checked = [check_question(q) for q in questions]
@@ -359,24 +368,26 @@ class Retriever:
 
     def _confidence(self, ev: Evidence) -> float:
         bg, s = self._background, self.settings
-        return ((ev.dense - bg.dense) + s.coverage_weight * (ev.lexical - bg.lexical)
+        lexical_bg = lexical_background(bg.lexical, ev.terms)
+        return ((ev.dense - bg.dense) + s.coverage_weight * (ev.lexical - lexical_bg)
                 + s.sentence_evidence_weight * (ev.sentence - bg.sentence)
                 + s.length_weight * math.log(max(ev.terms, 1)))
 
     # -- ranking --------------------------------------------------------------------------
 
     def _ranked(self, qvec: np.ndarray, terms: list[str], depth: int | None,
-                allowed: np.ndarray | None, recent: bool, qtokens: np.ndarray | None = None,
+                allowed: np.ndarray | None, recent: float, qtokens: np.ndarray | None = None,
                 sims: dict[int, np.ndarray] | None = None
-                ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
-        """`_scored` within the `allowed` rows, newer coverage moved up when `recent`."""
+                ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None, int]:
+        """`_scored` within the `allowed` rows, newer coverage moved up by `recent`
+        (timefilter.recency); last, the position of the most relevant row in that order."""
         rows, scores, dense, context = self._scored(qvec, terms, depth, allowed, qtokens, sims)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
-            return rows, scores, dense, context
-        scores = prefer_recent(scores, self.rows_meta().seconds[rows])
+            return rows, scores, dense, context, 0
+        scores = prefer_recent(scores, self.rows_meta().seconds[rows], recent)
         order = np.argsort(-scores, kind="stable")
         return ([rows[i] for i in order], scores[order], dense[order],
-                None if context is None else context[order])
+                None if context is None else context[order], int(np.argmin(order)))
 
     def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
               allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None
@@ -800,6 +811,21 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
+
+
+@functools.cache
+def probe_terms() -> float:
+    """The mean number of distinct content terms of the PROBES."""
+    return float(np.mean([len(set(analyze(check_question(q)))) for q in PROBES]))
+
+
+def lexical_background(mean: float, terms: int) -> float:
+    """What a question of `terms` content terms covers by chance in a corpus whose probes
+    cover `mean` of theirs: the same for a question as short as the probes, less for a
+    longer one, in proportion. The probes are short, and a short question's few words are
+    found together in a big enough corpus by chance (in 107k news passages their mean
+    coverage is 0.67, against 0.42 in 4k), while a twenty-word question's are not."""
+    return mean * min(1.0, probe_terms() / max(terms, 1))
 
 
 def measure_background(index: Store, probe_vectors: np.ndarray,

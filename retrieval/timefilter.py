@@ -39,6 +39,7 @@ _NEW = re.compile(r"\bnew\b")  # lower case only
 RECENCY_BAND = 0.7
 RECENCY_WEIGHT = 0.5
 RECENCY_HALF_LIFE = 7.0
+GENERAL_RECENCY = 0.5  # half a recency question's preference (docs/quality.md)
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,19 @@ def wants_recent(question: str) -> bool:
     return bool(_RECENT.search(question) or _NEW.search(question))
 
 
-def prefer_recent(scores: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+def recency(question: str) -> float:
+    """How strongly newer coverage is preferred for `question`: 1 when it asks about the
+    present, GENERAL_RECENCY otherwise (news coverage grows by following events: among
+    about equally relevant articles, the newer one is the better answer more often than not,
+    and in a corpus of months the older ones multiply)."""
+    return 1.0 if wants_recent(question) else GENERAL_RECENCY
+
+
+def prefer_recent(scores: np.ndarray, seconds: np.ndarray, strength: float = 1.0
+                  ) -> np.ndarray:
     """`scores` with newer coverage moved up among the about-equally relevant candidates
-    (see RECENCY_BAND); unchanged when fewer than one of them is dated."""
+    (see RECENCY_BAND), by `strength` x RECENCY_WEIGHT; unchanged when fewer than one of
+    them is dated."""
     if not len(scores):
         return scores
     top = float(scores.max())
@@ -143,7 +154,8 @@ def prefer_recent(scores: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         return scores
     age = (seconds[close].max() - seconds[close]) / DAY
     out = np.array(scores, dtype=np.float32, copy=True)
-    out[close] += np.float32(RECENCY_WEIGHT * abs(top)) * 0.5 ** (age / RECENCY_HALF_LIFE)
+    out[close] += (np.float32(strength * RECENCY_WEIGHT * abs(top))
+                   * 0.5 ** (age / RECENCY_HALF_LIFE))
     return out
 
 

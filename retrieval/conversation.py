@@ -1,0 +1,121 @@
+"""Follow-up questions: a conversation's last turns, and a new question resolved against them.
+
+After "why was the trip cancelled" comes "when did he announce it?". Asked alone, the
+follow-up names nothing to search for. A `Conversation` searches it with what the last turns
+were about (their questions and the headline of what answered them) added to it, keeps their
+date and outlet filters, and tells a follow-up from a new topic:
+
+- A question that leans on what came before (a pronoun, "then", "next", a "what about" or
+  "and ..." opening, or fewer than three words of its own) is a follow-up: it is searched
+  with the context.
+- Any other question that the coverage answers on its own starts a new topic, and is
+  answered as it was asked.
+- A follow-up is answered only when the passage found holds some of its *own* new words (or
+  it has none beyond the pronouns): the context makes the old story match, so without that
+  check "what did his wife say?" would be answered from the previous article (a bluff).
+
+A conversation keeps MAX_TURNS turns and nothing else: what the bot or the CLI does with it
+(for how long, how many) is theirs to bound.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+from retrieval.search import Answer, Retriever
+from retrieval.text import analyze
+from retrieval.timefilter import Filters
+
+MAX_TURNS = 6  # turns remembered; the context is drawn from the last CONTEXT_TURNS
+CONTEXT_TURNS = 2
+# A follow-up's new words must have this share of their IDF mass found by the answer's
+# passage, its previous paragraph and its headline: one of several is enough ("who did he
+# phone while leaving?" finds "phone"), none is a bluff ("what did his wife think?").
+OWN_WORDS_SUPPORT = 0.25
+_LEANING = re.compile(
+    r"\b(he|she|it|its|they|them|their|theirs|him|his|her|hers|then|afterwards?|later|"
+    r"next|else|former|latter|after that)\b|^\s*(and|but|so|what about|how about)\b",
+    re.IGNORECASE)
+# Words that stand for what came before: not a follow-up's own words.
+_FILLER = frozenset(analyze("he she it its they them their theirs him his her hers about "
+                            "then afterwards later next else former latter also too"))
+_OWN_MIN = 3  # a question with fewer content words of its own leans on the context
+DEPTH = 10  # a follow-up's candidates, among which those holding its own words go first
+# Words a follow-up asks with that any report of the story answers ("when did he announce
+# it?", "how did they react?"): not new words the passage must hold.
+_GENERIC = frozenset(analyze("say said tell told think announce happen react reaction "
+                             "respond response do make get go come want know mean plan "
+                             "next after before when where why how while whom"))
+
+
+def own_words(question: str) -> list[str]:
+    """The question's analysed words, those that stand for what came before left out."""
+    return [t for t in analyze(question) if t not in _FILLER]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question of the conversation and what answered it."""
+
+    question: str  # as asked
+    query: str  # as searched: the question, with the context when it was a follow-up
+    answered: bool
+    articles: tuple[str, ...]  # the articles shown, best first
+    headline: str  # the first answer's headline ("" when refused)
+    follow_up: bool
+    filters: Filters | None = None
+
+
+@dataclass
+class Conversation:
+    """The last MAX_TURNS turns of one conversation (a Discord thread, a `byline chat`)."""
+
+    turns: deque[Turn] = field(default_factory=lambda: deque(maxlen=MAX_TURNS))
+
+    def context(self) -> str:
+        """What the last turns were about: their questions and the headlines that answered."""
+        recent = list(self.turns)[-CONTEXT_TURNS:]
+        return " ".join(part for t in recent for part in (t.question, t.headline) if part)
+
+    def leans(self, question: str) -> bool:
+        """Whether `question` leans on what came before (see the module's docstring)."""
+        if not self.turns:
+            return False
+        return bool(_LEANING.search(question)) or len(set(own_words(question))) < _OWN_MIN
+
+    def ask(self, retriever: Retriever, question: str, k: int = 5,
+            filters: Filters | None = None) -> Answer:
+        """Answer `question` in this conversation and remember the turn. Without `filters`
+        the last turn's are kept (a follow-up asks about the same time and outlet)."""
+        if filters is None and self.turns:
+            filters = self.turns[-1].filters
+        follow_up = self.leans(question)
+        query = f"{question} {self.context()}" if follow_up else question
+        answer = retriever.ask_many([query], max(k, DEPTH) if follow_up else k,
+                                    keep_refused=True, filters=filters)[0]
+        if follow_up:
+            answer = self._resolved(retriever, question, answer)
+        hits = answer.hits[:k] if answer.answered else []
+        self.turns.append(Turn(question, query, answer.answered,
+                               tuple(h.passage.article_id for h in hits),
+                               hits[0].passage.title if hits else "", follow_up, filters))
+        return Answer(question, answer.answered, hits, answer.confidence, answer.evidence)
+
+    def _resolved(self, retriever: Retriever, question: str, answer: Answer) -> Answer:
+        """The follow-up's answer with the context's help: the passages holding its own new
+        words first; refused when it has such words and no passage found holds them (the
+        context alone made the previous story match)."""
+        if not answer.answered or not answer.hits:
+            return answer
+        known = set(analyze(self.context())) | _GENERIC
+        new = [t for t in own_words(question) if t not in known]
+        if not new:
+            return answer
+        held = [retriever.support(new, h.row) >= OWN_WORDS_SUPPORT for h in answer.hits]
+        if not any(held):
+            return replace(answer, answered=False)
+        order = [h for h, ok in zip(answer.hits, held, strict=True) if ok] + [
+            h for h, ok in zip(answer.hits, held, strict=True) if not ok]
+        return replace(answer, hits=[replace(h, rank=n + 1) for n, h in enumerate(order)])

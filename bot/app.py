@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Hashable
 
 import aiohttp
 import discord
@@ -23,6 +24,7 @@ from bot.commands import (
     ShuttingDown,
     send_ephemeral,
 )
+from bot.conversations import Conversations
 from bot.coverage import TIMELINE_STORIES, Catalogue, Coverage, CoverageSet  # noqa: F401
 from bot.feeds import FeedTasks
 from bot.lifecycle import Drain, on_signals
@@ -103,6 +105,7 @@ class BylineBot(commands.Bot):
         self.metrics.watch(self.health)
         self.metrics_server: MetricsServer | None = None
         self.drain = Drain()
+        self.conversations = Conversations()
         self.worker = Worker(settings.worker, embedder)
         # Concurrent asks share one retrieval call per coverage, one call at a time across
         # coverages: 2 cores, no thrashing.
@@ -200,13 +203,24 @@ class BylineBot(commands.Bot):
         log.info("connected to Discord as %s, in %d servers", self.user, len(self.guilds))
 
     async def ask(self, question: str, k: int, filters: Filters | None = None, *,
-                  guild_id: int | None = None) -> Answer:
+                  guild_id: int | None = None, talk: Hashable | None = None) -> Answer:
         """Retrieval in a worker thread (the gateway must not wait), batched with the asks
         that arrive meanwhile, from the coverage answering in `guild_id`; BadQuestion
         concerns this question (or its filters) only; NoCoverage (a BadQuestion) when the
-        guild has no coverage."""
+        guild has no coverage. With `talk` (who asks where: bot/conversations.py), the
+        question may follow up on that conversation's last ones (and keeps their filters
+        when `filters` is None)."""
         async with self.coverages.use(guild_id) as cov:
-            return await cov.ask(question, k, filters)
+            if talk is None:
+                return await cov.ask(question, k, filters)
+            async with self.conversations.turn(talk) as conversation:
+                asked = conversation.prepare(question, k, filters)
+                found = await cov.ask(asked.query, asked.depth, asked.filters)
+                if not asked.follow_up:
+                    return conversation.finish(cov.retriever, asked, found)
+                # a follow-up's check reads the index: between batches, as a timeline does
+                return await cov.batcher.exclusive(
+                    lambda: conversation.finish(cov.retriever, asked, found))
 
     async def timeline(self, topic: str, filters: Filters | None = None, *,
                        guild_id: int | None = None) -> Timeline:

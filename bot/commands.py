@@ -149,8 +149,13 @@ class AskCog(commands.Cog):
                 return
             await interaction.response.defer(ephemeral=private, thinking=True)
             try:
-                answer = await self.bot.ask(question, results, filters,
-                                            guild_id=interaction.guild_id)
+                # a member's asks in one channel (or thread) are a conversation: this one
+                # may follow up on their last ones, and keeps their filters unless it sets its own
+                given = filters if any((as_of, since, until, outlet)) else None
+                answer = await self.bot.ask(question, results, given,
+                                            guild_id=interaction.guild_id,
+                                            talk=(interaction.guild_id, interaction.channel_id,
+                                                  interaction.user.id))
             except BadQuestion as exc:  # private, even when the "thinking…" was public
                 # (NoCoverage too: this server has none yet, and how to add some)
                 await send_ephemeral(interaction, str(exc))

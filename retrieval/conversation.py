@@ -24,7 +24,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from retrieval.search import Answer, Retriever
+from retrieval.search import MAX_QUESTION_CHARS, Answer, Retriever
 from retrieval.text import analyze
 from retrieval.timefilter import Filters
 
@@ -41,6 +41,8 @@ _LEANING = re.compile(
 # Words that stand for what came before: not a follow-up's own words.
 _FILLER = frozenset(analyze("he she it its they them their theirs him his her hers about "
                             "then afterwards later next else former latter also too"))
+_NEXT = re.compile(r"\b(after that|afterwards?|then|next|later|what happened after)\b",
+                   re.IGNORECASE)
 _OWN_MIN = 3  # a question with fewer content words of its own leans on the context
 DEPTH = 10  # a follow-up's candidates, among which those holding its own words go first
 # Words a follow-up asks with that any report of the story answers ("when did he announce
@@ -56,6 +58,18 @@ def own_words(question: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Asked:
+    """A question prepared in a conversation: what to search, how deep, under which filters."""
+
+    question: str
+    query: str
+    k: int  # answers to show
+    depth: int  # answers to search for
+    filters: Filters | None
+    follow_up: bool
+
+
+@dataclass(frozen=True)
 class Turn:
     """One question of the conversation and what answered it."""
 
@@ -66,6 +80,7 @@ class Turn:
     headline: str  # the first answer's headline ("" when refused)
     follow_up: bool
     filters: Filters | None = None
+    paragraph: int = 0  # the first answer's paragraph in its article (0 when refused)
 
 
 @dataclass
@@ -75,8 +90,16 @@ class Conversation:
     turns: deque[Turn] = field(default_factory=lambda: deque(maxlen=MAX_TURNS))
 
     def context(self) -> str:
-        """What the last turns were about: their questions and the headlines that answered."""
-        recent = list(self.turns)[-CONTEXT_TURNS:]
+        """What the current topic's last answered turns were about: their questions and the
+        headlines that answered them (a refused turn says nothing about the story; a new
+        topic leaves the old one behind)."""
+        topic: list[Turn] = []  # the answered turns since the current topic began
+        for t in self.turns:
+            if t.answered and not t.follow_up:
+                topic = [t]
+            elif t.answered:
+                topic.append(t)
+        recent = topic[-CONTEXT_TURNS:]
         return " ".join(part for t in recent for part in (t.question, t.headline) if part)
 
     def leans(self, question: str) -> bool:
@@ -89,19 +112,48 @@ class Conversation:
             filters: Filters | None = None) -> Answer:
         """Answer `question` in this conversation and remember the turn. Without `filters`
         the last turn's are kept (a follow-up asks about the same time and outlet)."""
+        asked = self.prepare(question, k, filters)
+        found = retriever.ask_many([asked.query], asked.depth, keep_refused=True,
+                                   filters=asked.filters)[0]
+        return self.finish(retriever, asked, found)
+
+    def prepare(self, question: str, k: int, filters: Filters | None = None) -> Asked:
+        """What to search for `question` (step one of `ask`, for callers that batch the
+        searches themselves, as the bot does)."""
         if filters is None and self.turns:
             filters = self.turns[-1].filters
         follow_up = self.leans(question)
-        query = f"{question} {self.context()}" if follow_up else question
-        answer = retriever.ask_many([query], max(k, DEPTH) if follow_up else k,
-                                    keep_refused=True, filters=filters)[0]
-        if follow_up:
-            answer = self._resolved(retriever, question, answer)
-        hits = answer.hits[:k] if answer.answered else []
-        self.turns.append(Turn(question, query, answer.answered,
+        # the question whole, then as much context as a question may hold
+        query = (f"{question} {self.context()}"[:MAX_QUESTION_CHARS] if follow_up
+                 else question)
+        return Asked(question, query, k, max(k, DEPTH) if follow_up else k, filters, follow_up)
+
+    def finish(self, retriever: Retriever, asked: Asked, found: Answer) -> Answer:
+        """The answer to `asked.question` from what its query found (step two of `ask`: the
+        retriever is read for a follow-up's check); the turn is remembered."""
+        if asked.follow_up:
+            found = self._resolved(retriever, asked.question, found)
+        hits = found.hits[:asked.k] if found.answered else []
+        self.turns.append(Turn(asked.question, asked.query, found.answered,
                                tuple(h.passage.article_id for h in hits),
-                               hits[0].passage.title if hits else "", follow_up, filters))
-        return Answer(question, answer.answered, hits, answer.confidence, answer.evidence)
+                               hits[0].passage.title if hits else "", asked.follow_up,
+                               asked.filters, hits[0].passage.paragraph if hits else 0))
+        return Answer(asked.question, found.answered, hits, found.confidence, found.evidence)
+
+    def _next_first(self, question: str, answer: Answer) -> Answer:
+        """For "what happened next?" / "where did he go after that?": of the passages found
+        later in the article that answered last, the nearest one first (a story is told in
+        order)."""
+        last = next((t for t in reversed(self.turns) if t.answered), None)
+        if last is None or not _NEXT.search(question):
+            return answer
+        later = [h for h in answer.hits if h.passage.article_id == last.articles[0]
+                 and h.passage.paragraph > last.paragraph]
+        if not later:
+            return answer
+        nearest = min(later, key=lambda h: h.passage.paragraph)
+        order = [nearest, *(h for h in answer.hits if h is not nearest)]
+        return replace(answer, hits=[replace(h, rank=n + 1) for n, h in enumerate(order)])
 
     def _resolved(self, retriever: Retriever, question: str, answer: Answer) -> Answer:
         """The follow-up's answer with the context's help: the passages holding its own new
@@ -109,6 +161,7 @@ class Conversation:
         context alone made the previous story match)."""
         if not answer.answered or not answer.hits:
             return answer
+        answer = self._next_first(question, answer)
         known = set(analyze(self.context())) | _GENERIC
         new = [t for t in own_words(question) if t not in known]
         if not new:

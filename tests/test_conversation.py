@@ -93,3 +93,40 @@ def test_ask_after_answers_a_follow_up_in_one_command(seed_index_dir):
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["answered"] and answer["results"][0]["id"] in {f"{TRIP}#6", f"{TRIP}#7"}
+
+
+def test_follow_ups_through_discord_keep_each_members_conversation(retriever, tmp_path):
+    """Two members ask in one channel through the fake Discord: each one's follow-ups
+    resolve against their own questions, an unanswerable follow-up is refused, a new
+    question switches the topic, and the next follow-up follows the new topic."""
+    from .test_bot_e2e import run_bot
+    from .test_bot_guilds import first_source
+
+    alice, bob = 2_000_000_000_000_000_001, 2_000_000_000_000_000_002
+
+    async def ask(fake, question: str, user: int) -> tuple[str, str]:
+        handle = await fake.send_command("ask", {"question": question, "results": 1},
+                                         user_id=user)
+        reply = await handle.followup(timeout=30)
+        title = first_source(reply)
+        fields = reply.json["embeds"][0].get("fields") or [{}]
+        return title, fields[0].get("value", "")
+
+    async def scenario(fake, bot) -> None:
+        trip, hanoi = "Trump Calls Off Pompeo's North Korea Trip", "After Trump-Kim"
+        assert (await ask(fake, TRIP_Q, alice))[0] == trip
+        assert (await ask(fake, "Why did Trump walk out of the talks with Kim?", bob)
+                )[0].startswith(hanoi)
+        title, text = await ask(fake, "what did Bolton say?", alice)
+        assert title == trip and "Bolton" in text
+        title, text = await ask(fake, "who did he phone while leaving?", bob)
+        assert title.startswith(hanoi) and "phone" in text
+        assert (await ask(fake, "and what did his wife think about it?", alice)
+                )[0] == "Not covered"
+        title, text = await ask(fake, "Why was no agreement signed in Hanoi?", alice)
+        assert title.startswith(hanoi)
+        title, text = await ask(fake, "where did Pompeo go after that?", alice)
+        assert title.startswith(hanoi) and "Manila" in text
+        assert len(bot.conversations) == 2
+
+    run_bot(retriever, tmp_path, scenario)

@@ -36,6 +36,7 @@ from retrieval.evaluate import (
 )
 from retrieval.indexer import build_index
 from retrieval.search import Retriever, SearchSettings
+from retrieval.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
 HALVES = {"A": "squad-v1.1-dev-a.json", "B": "squad-v1.1-dev-b.json"}
@@ -216,8 +217,22 @@ def news_section(news: Path | None, embedder: Embedder, limit: int = 0) -> list[
                          f"{r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['mrr@10']:.3f} | "
                          f"{r['quote_hit']:.3f} | never refuses |")
     lines.append("")
+    lines += ["### Follow-up questions", "",
+              *conversation_table(index, embedder, articles, questions)]
     print("\n".join(lines), flush=True)
     return lines
+
+
+def conversation_table(index: Index, embedder: Embedder, articles: list[Article],
+                       questions: list[EvalQuestion]) -> list[str]:
+    """bench/conversations.py's table over the news dev set's index."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from conversations import build
+    from conversations import evaluate as converse
+    from conversations import table as talk_table
+
+    titles = {a.source.rsplit("/", 1)[-1]: a.title for a in articles}
+    return talk_table(converse(Retriever(index, embedder), build(questions, titles)))
 
 
 def padded_section(padded: Path | None, embedder: Embedder) -> list[str]:

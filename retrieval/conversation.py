@@ -7,7 +7,8 @@ date and outlet filters, and tells a follow-up from a new topic:
 
 - A question that leans on what came before (a pronoun, "then", "next", a "what about" or
   "and ..." opening, or fewer than three words of its own) is a follow-up: it is searched
-  with the context.
+  with the context. A question of six or more words of its own, none of them the current
+  topic's, starts a new topic whatever its pronouns.
 - Any other question that the coverage answers on its own starts a new topic, and is
   answered as it was asked.
 - A follow-up is answered only when the passage found holds some of its *own* new words (or
@@ -44,6 +45,7 @@ _FILLER = frozenset(analyze("he she it its they them their theirs him his her he
 _NEXT = re.compile(r"\b(after that|afterwards?|then|next|later|what happened after)\b",
                    re.IGNORECASE)
 _OWN_MIN = 3  # a question with fewer content words of its own leans on the context
+_NEW_TOPIC_WORDS = 6  # with this many and none of the topic's, a question starts a new one
 DEPTH = 10  # a follow-up's candidates, among which those holding its own words go first
 # Words a follow-up asks with that any report of the story answers ("when did he announce
 # it?", "how did they react?"): not new words the passage must hold.
@@ -106,7 +108,13 @@ class Conversation:
         """Whether `question` leans on what came before (see the module's docstring)."""
         if not self.turns:
             return False
-        return bool(_LEANING.search(question)) or len(set(own_words(question))) < _OWN_MIN
+        own = set(own_words(question))
+        if len(own) < _OWN_MIN:
+            return True
+        # A pronoun alone does not make a follow-up: "which company closed its stores?"
+        # names a new topic when none of its words is the current topic's.
+        return bool(_LEANING.search(question)) and (
+            len(own) < _NEW_TOPIC_WORDS or bool(own & set(analyze(self.context()))))
 
     def ask(self, retriever: Retriever, question: str, k: int = 5,
             filters: Filters | None = None) -> Answer:

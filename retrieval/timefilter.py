@@ -144,12 +144,13 @@ def recency(question: str) -> float:
 def prefer_recent(scores: np.ndarray, seconds: np.ndarray, strength: float = 1.0
                   ) -> np.ndarray:
     """`scores` with newer coverage moved up among the about-equally relevant candidates
-    (see RECENCY_BAND), by `strength` x RECENCY_WEIGHT; unchanged when fewer than one of
-    them is dated."""
+    (see RECENCY_BAND), by `strength` x RECENCY_WEIGHT; a weaker preference also looks at
+    a narrower band (`strength` x its width). Unchanged when none of them is dated."""
     if not len(scores):
         return scores
     top = float(scores.max())
-    close = (scores >= top - (1 - RECENCY_BAND) * abs(top)) & (seconds != UNDATED)
+    width = (1 - RECENCY_BAND) * strength
+    close = (scores >= top - width * abs(top)) & (seconds != UNDATED)
     if not close.any():
         return scores
     age = (seconds[close].max() - seconds[close]) / DAY

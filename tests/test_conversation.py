@@ -130,3 +130,28 @@ def test_follow_ups_through_discord_keep_each_members_conversation(retriever, tm
         assert len(bot.conversations) == 2
 
     run_bot(retriever, tmp_path, scenario)
+
+
+def test_the_bots_conversations_expire_when_idle_and_are_capped():
+    import asyncio
+
+    from bot.conversations import Conversations
+
+    now = [0.0]
+    talks = Conversations(idle=60.0, cap=3, clock=lambda: now[0])
+
+    async def main() -> None:
+        async with talks.turn("a") as first:
+            first.turns.append("turn")  # type: ignore[arg-type]
+        now[0] = 30.0
+        async with talks.turn("a") as again:
+            assert again is first  # within the idle time: the same conversation
+        now[0] = 100.0
+        async with talks.turn("a") as later:
+            assert later is not first and not later.turns  # idle too long: a new one
+        for key in "bcde":
+            async with talks.turn(key):
+                pass
+        assert len(talks) == 3  # the least recently used went first
+
+    asyncio.run(main())

@@ -9,11 +9,11 @@ date and outlet filters, and tells a follow-up from a new topic:
   "and ..." opening, or fewer than three words of its own) is a follow-up: it is searched
   with the context. A question of six or more words of its own, none of them the current
   topic's, starts a new topic whatever its pronouns.
-- Any other question that the coverage answers on its own starts a new topic, and is
-  answered as it was asked.
-- A follow-up is answered only when the passage found holds some of its *own* new words (or
-  it has none beyond the pronouns): the context makes the old story match, so without that
-  check "what did his wife say?" would be answered from the previous article (a bluff).
+- Any other question starts a new topic, and is answered as it was asked.
+- A follow-up is answered only when a passage found holds some of its *own* new words (or it
+  has none beyond the pronouns and words any report answers, "say", "when"): the context
+  makes the old story match, so without that check "what did his wife say?" would be
+  answered from the previous article (a bluff).
 
 A conversation keeps MAX_TURNS turns and nothing else: what the bot or the CLI does with it
 (for how long, how many) is theirs to bound.

@@ -35,6 +35,10 @@ CONTEXT_TURNS = 2
 # passage, its previous paragraph and its headline: one of several is enough ("who did he
 # phone while leaving?" finds "phone"), none is a bluff ("what did his wife think?").
 OWN_WORDS_SUPPORT = 0.25
+# Or, for a follow-up worded otherwise than the story ("did he trust Kim?" where the passage
+# says he praised him), its best sentence is this much more like the follow-up asked alone
+# than generic questions' are (retrieval.search.Retriever.sentence_similarity).
+OWN_MEANING = 0.15
 _LEANING = re.compile(
     r"\b(he|she|it|its|they|them|their|theirs|him|his|her|hers|then|afterwards?|later|"
     r"next|else|former|latter|after that)\b|^\s*(and|but|so|what about|how about)\b",
@@ -174,9 +178,17 @@ class Conversation:
         new = [t for t in own_words(question) if t not in known]
         if not new:
             return answer
-        held = [retriever.support(new, h.row) >= OWN_WORDS_SUPPORT for h in answer.hits]
+        alike = retriever.sentence_similarity(question, [h.row for h in answer.hits])
+        # 2: holds the new words; 1: only means what the follow-up asks; 0: neither
+        held = [2 if retriever.support(new, h.row) >= OWN_WORDS_SUPPORT else
+                int(sim >= OWN_MEANING) for h, sim in zip(answer.hits, alike.tolist(),
+                                                          strict=True)]
         if not any(held):
             return replace(answer, answered=False)
-        order = [h for h, ok in zip(answer.hits, held, strict=True) if ok] + [
-            h for h, ok in zip(answer.hits, held, strict=True) if not ok]
+        # those holding the new words (in the passage itself first), then the rest by how
+        # alike they are, each in rank order
+        keyed = [(-tier, -retriever.support(new, h.row, alone=True) if tier == 2 else -sim, n)
+                 for n, (h, tier, sim) in enumerate(zip(answer.hits, held, alike.tolist(),
+                                                        strict=True))]
+        order = [answer.hits[n] for *_, n in sorted(keyed)]
         return replace(answer, hits=[replace(h, rank=n + 1) for n, h in enumerate(order)])

@@ -333,9 +333,18 @@ class Retriever:
                 break
         return picked, groups
 
-    def support(self, terms: list[str], row: int) -> float:
+    def sentence_similarity(self, question: str, rows: list[int]) -> np.ndarray:
+        """Each row's best sentence similarity to `question` asked alone, less what generic
+        questions score on this coverage (its background): above 0, more alike than chance."""
+        qvec = self.embedder.encode([check_question(question)])[0]
+        return self._best_sentence(qvec, np.array(rows)) - self._background.sentence
+
+    def support(self, terms: list[str], row: int, alone: bool = False) -> float:
         """The share of `terms`' IDF mass that passage `row`, its previous paragraph and
-        its headline hold together (what "not covered" calls lexical evidence)."""
+        its headline hold together (what "not covered" calls lexical evidence); with
+        `alone`, the passage by itself."""
+        if alone:
+            return float(self._coverage_of_rows(terms, np.array([row]))[0])
         return float(self._context_coverage(terms, np.array([row]))[0][0])
 
     def evidence(self, questions: list[str]) -> list[Evidence]:

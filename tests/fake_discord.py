@@ -690,16 +690,18 @@ class FakeDiscord:
         locale: str = "en-US",
         guild_id: int | None = None,
         permissions: int | None = None,
+        thread_id: int | None = None,
     ) -> SentInteraction:
         """Dispatch INTERACTION_CREATE for a slash command as a member of a fake guild (the
-        first unless `guild_id`), with `permissions` (default: CHANNEL_PERMISSIONS).
+        first unless `guild_id`), with `permissions` (default: CHANNEL_PERMISSIONS); with
+        `thread_id`, from a public thread of the guild's channel.
 
         Uses the id of the synced command (a guild command wins over a global one, as in
         Discord); option types follow the Python type of each value. `name` may name a
         subcommand: "coverage add", "coverage feed list"; the options are then its own."""
         data = self._command_data(name, options, guild_id)
         return await self._interact(APPLICATION_COMMAND, data, None, user_id, locale,
-                                    guild_id, permissions)
+                                    guild_id, permissions, thread_id)
 
     @_on_fake_loop
     async def send_autocomplete(
@@ -817,13 +819,22 @@ class FakeDiscord:
     async def _interact(
         self, kind: int, data: dict[str, Any], message_id: int | None, user_id: int | None,
         locale: str, guild_id: int | None = None, permissions: int | None = None,
+        thread_id: int | None = None,
     ) -> SentInteraction:
         interaction_id, token = snowflake(), f"fake-token-{uuid.uuid4().hex}"
         user_id = user_id or self.user_id
         guild_id = guild_id or self.guild_id
         if guild_id not in self.channel_ids:
             raise LookupError(f"the bot is in no fake guild {guild_id}")
-        channel_id = self.channel_ids[guild_id]
+        channel = self.channel_payload(guild_id)
+        if thread_id is not None:  # a public thread (type 11) under the guild's channel
+            channel |= {"id": str(thread_id), "type": 11, "parent_id": channel["id"],
+                        "name": "thread", "owner_id": str(self.bot_user_id),
+                        "message_count": 0, "member_count": 1,
+                        "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
+                                            "archive_timestamp": "2026-01-01T00:00:00+00:00",
+                                            "locked": False}}
+        channel_id = int(channel["id"])
         member = self.member_payload(user_id)
         # Discord sends the member's and the app's resolved permissions as strings of bits.
         allowed = CHANNEL_PERMISSIONS if permissions is None else permissions
@@ -832,7 +843,7 @@ class FakeDiscord:
             "data": data, "token": token, "version": 1,
             "guild_id": str(guild_id),
             "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
-            "channel_id": str(channel_id), "channel": self.channel_payload(guild_id),
+            "channel_id": str(channel_id), "channel": channel,
             "member": member | {"permissions": str(allowed)},
             "app_permissions": str(CHANNEL_PERMISSIONS),
             "locale": locale, "guild_locale": "en-US", "entitlements": [],

@@ -98,15 +98,17 @@ def test_ask_after_answers_a_follow_up_in_one_command(seed_index_dir):
 def test_follow_ups_through_discord_keep_each_members_conversation(retriever, tmp_path):
     """Two members ask in one channel through the fake Discord: each one's follow-ups
     resolve against their own questions, an unanswerable follow-up is refused, a new
-    question switches the topic, and the next follow-up follows the new topic."""
+    question switches the topic, and the next follow-up follows the new topic; in a thread,
+    three follow-ups in a row, apart from the channel's conversation."""
     from .test_bot_e2e import run_bot
     from .test_bot_guilds import first_source
 
     alice, bob = 2_000_000_000_000_000_001, 2_000_000_000_000_000_002
 
-    async def ask(fake, question: str, user: int) -> tuple[str, str]:
+    async def ask(fake, question: str, user: int, thread: int | None = None
+                  ) -> tuple[str, str]:
         handle = await fake.send_command("ask", {"question": question, "results": 1},
-                                         user_id=user)
+                                         user_id=user, thread_id=thread)
         reply = await handle.followup(timeout=30)
         title = first_source(reply)
         fields = reply.json["embeds"][0].get("fields") or [{}]
@@ -128,6 +130,18 @@ def test_follow_ups_through_discord_keep_each_members_conversation(retriever, tm
         title, text = await ask(fake, "where did Pompeo go after that?", alice)
         assert title.startswith(hanoi) and "Manila" in text
         assert len(bot.conversations) == 2
+
+        # In a thread, Bob starts afresh: his channel conversation stays where it was.
+        thread = 3_000_000_000_000_000_001
+        assert (await ask(fake, TRIP_Q, bob, thread))[0] == trip
+        title, text = await ask(fake, "what did Bolton say?", bob, thread)
+        assert title == trip and "Bolton" in text
+        title, text = await ask(fake, "did he trust Kim before?", bob, thread)
+        assert title == trip and "Kim" in text  # worded otherwise: "defended Kim's intentions"
+        assert (await ask(fake, "which country did he blame?", bob, thread))[0] == trip
+        title, text = await ask(fake, "what did Moon urge him to do?", bob)
+        assert title.startswith(hanoi) and "Moon" in text  # the channel's topic: Hanoi
+        assert len(bot.conversations) == 3
 
     run_bot(retriever, tmp_path, scenario)
 

@@ -7,8 +7,8 @@ date and outlet filters, and tells a follow-up from a new topic:
 
 - A question that leans on what came before (a pronoun, "then", "next", a "what about" or
   "and ..." opening, or fewer than three words of its own) is a follow-up: it is searched
-  with the context. A question of six or more words of its own, none of them the current
-  topic's, starts a new topic whatever its pronouns.
+  with the context. A question of six or more words of its own, at most one of them the
+  current topic's, starts a new topic whatever its pronouns.
 - Any other question starts a new topic, and is answered as it was asked.
 - A follow-up is answered only when a passage found holds some of its *own* new words (or it
   has none beyond the pronouns and words any report answers, "say", "when"): the context
@@ -49,7 +49,8 @@ _FILLER = frozenset(analyze("he she it its they them their theirs him his her he
 _NEXT = re.compile(r"\b(after that|afterwards?|then|next|later|what happened after)\b",
                    re.IGNORECASE)
 _OWN_MIN = 3  # a question with fewer content words of its own leans on the context
-_NEW_TOPIC_WORDS = 6  # with this many and none of the topic's, a question starts a new one
+_NEW_TOPIC_WORDS = 6  # with this many, and at most _SHARED_MAX of the topic's ...
+_SHARED_MAX = 1  # ... words (generic ones aside), a question starts a new topic
 DEPTH = 10  # a follow-up's candidates, among which those holding its own words go first
 # Words a follow-up asks with that any report of the story answers ("when did he announce
 # it?", "how did they react?"): not new words the passage must hold.
@@ -116,9 +117,10 @@ class Conversation:
         if len(own) < _OWN_MIN:
             return True
         # A pronoun alone does not make a follow-up: "which company closed its stores?"
-        # names a new topic when none of its words is the current topic's.
+        # names a new topic when (almost) none of its words is the current topic's.
+        shared = own & set(analyze(self.context())) - _GENERIC
         return bool(_LEANING.search(question)) and (
-            len(own) < _NEW_TOPIC_WORDS or bool(own & set(analyze(self.context()))))
+            len(own) < _NEW_TOPIC_WORDS or len(shared) > _SHARED_MAX)
 
     def ask(self, retriever: Retriever, question: str, k: int = 5,
             filters: Filters | None = None) -> Answer:

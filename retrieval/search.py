@@ -64,7 +64,7 @@ class SearchSettings:
     coverage_weight: float = 0.9
     sentence_evidence_weight: float = 1.0
     length_weight: float = 0.05
-    threshold: float = 0.60
+    threshold: float = 0.61
     # Article context (news paragraphs are short; the subject is often named in the paragraph
     # before or in the headline): weight of the question's IDF mass held by the passage, its
     # previous paragraph and its headline together; of the best fused score among the
@@ -347,11 +347,14 @@ class Retriever:
             return float(self._coverage_of_rows(terms, np.array([row]))[0])
         return float(self._context_coverage(terms, np.array([row]))[0][0])
 
-    def evidence(self, questions: list[str]) -> list[Evidence]:
-        """The raw evidence behind the "not covered" decision, for calibration."""
+    def evidence(self, questions: list[str], filters: Filters | None = None
+                 ) -> list[Evidence]:
+        """The raw evidence behind the "not covered" decision, for calibration (within the
+        coverage `filters` keep, as `ask` would judge it)."""
         checked = [check_question(q) for q in questions]
         vecs = self.embedder.encode(checked)
-        return [self._evidence(q, v) for q, v in zip(checked, vecs, strict=True)]
+        allowed = self.allowed(filters)
+        return [self._evidence(q, v, allowed) for q, v in zip(checked, vecs, strict=True)]
 
     def _background_of(self, probe_vectors: np.ndarray) -> dict[str, float]:
         """Mean evidence of the PROBES (encoded as `probe_vectors`) against this index."""
@@ -359,9 +362,10 @@ class Retriever:
         ev = [self._evidence(q, v) for q, v in zip(checked, probe_vectors, strict=True)]
         return {key: float(np.mean([getattr(e, key) for e in ev])) for key in BACKGROUND_KEYS}
 
-    def _evidence(self, q: str, qvec: np.ndarray) -> Evidence:
+    def _evidence(self, q: str, qvec: np.ndarray, allowed: np.ndarray | None = None
+                  ) -> Evidence:
         terms = analyze(q)
-        rows, _, dense = self._rank(qvec, terms)
+        rows, _, dense = self._rank(qvec, terms, allowed=allowed)
         return self._top_evidence(qvec, terms, rows[0], dense)
 
     def _top_evidence(self, qvec: np.ndarray, terms: list[str], top: int, dense: np.ndarray,

@@ -60,7 +60,8 @@ class SearchSettings:
     # >= threshold, the background (bg) being what generic off-topic probes score on this
     # corpus (see Evidence), its lexical share scaled to the question's length
     # (`lexical_background`). Calibrated jointly on SQuAD dev A, the news dev set and that
-    # set padded to 17 times its articles by bench/calibrate_not_covered.py; docs/quality.md.
+    # set padded to 10 and 17 times its articles by bench/calibrate_not_covered.py (see
+    # docs/quality.md).
     coverage_weight: float = 0.9
     sentence_evidence_weight: float = 1.0
     length_weight: float = 0.05

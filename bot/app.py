@@ -215,12 +215,19 @@ class BylineBot(commands.Bot):
                 return await cov.ask(question, k, filters)
             async with self.conversations.turn(talk) as conversation:
                 asked = conversation.prepare(question, k, filters)
-                found = await cov.ask(asked.query, asked.depth, asked.filters)
                 if not asked.follow_up:
+                    found = await cov.ask(asked.query, asked.depth, asked.filters)
                     return conversation.finish(cov.retriever, asked, found)
-                # a follow-up's check reads the index: between batches, as a timeline does
-                return await cov.batcher.exclusive(
-                    lambda: conversation.finish(cov.retriever, asked, found))
+
+                def follow_up() -> Answer:
+                    # searched and checked against one generation of the index (a reload
+                    # between the two would give the check another index's rows)
+                    retriever = cov.retriever
+                    found = retriever.ask_many([asked.query], asked.depth, keep_refused=True,
+                                               filters=asked.filters)[0]
+                    return conversation.finish(retriever, asked, found)
+
+                return await cov.batcher.exclusive(follow_up)  # between batches
 
     async def timeline(self, topic: str, filters: Filters | None = None, *,
                        guild_id: int | None = None) -> Timeline:

@@ -5,7 +5,7 @@ The rule: answered when
     (dense - bg.dense) + w_lex * (lexical - bg.lexical(terms)) + w_sent * (sentence - bg.sentence)
     + w_len * ln(terms) >= t,
 bg being the mean evidence of generic probe questions against the same index, its lexical share
-scaled to the question's length (retrieval.search.lexical_background; retrieval.search.Evidence
+scaled to the question's length (retrieval.search.retriever.lexical_background; .Evidence
 says what each number is). Coverage-split protocols, each index asked both kinds:
 
 - SQuAD A: A's paragraphs indexed; A's questions answered, B's (other articles) refused.
@@ -42,13 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.embed import Embedder
+from retrieval.build.pipeline import build_index
 from retrieval.errors import BadQuestion
-from retrieval.evaluate import EvalQuestion, load_jsonl, load_news, load_squad
-from retrieval.indexer import build_index
-from retrieval.search import Retriever, SearchSettings, lexical_background
+from retrieval.model.embed import Embedder
+from retrieval.search.evaluate import EvalQuestion, load_jsonl, load_news, load_squad
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Retriever, SearchSettings, lexical_background
 from retrieval.store.base import open_store
-from retrieval.timefilter import Filters
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

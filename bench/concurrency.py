@@ -25,10 +25,10 @@ if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
 from bot.app import BylineBot  # noqa: E402
 from bot.batching import MAX_BATCH  # noqa: E402
 from bot.settings import BotSettings  # noqa: E402
-from retrieval.config import Settings  # noqa: E402
-from retrieval.embed import Embedder  # noqa: E402
-from retrieval.indexer import index_corpus  # noqa: E402
-from retrieval.search import Retriever  # noqa: E402
+from retrieval.build.pipeline import index_corpus  # noqa: E402
+from retrieval.cli.config import Settings  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
+from retrieval.search.retriever import Retriever  # noqa: E402
 from tests.fake_discord import FakeDiscord, running  # noqa: E402
 from tests.seed_questions import ON_TOPIC  # noqa: E402
 

@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from retrieval.conversation import Conversation  # noqa: E402
 from retrieval.errors import BadQuestion  # noqa: E402
-from retrieval.evaluate import EvalQuestion, _is_gold  # noqa: E402
-from retrieval.search import Answer, Retriever  # noqa: E402
+from retrieval.search.conversation import Conversation  # noqa: E402
+from retrieval.search.evaluate import EvalQuestion, _is_gold  # noqa: E402
+from retrieval.search.filters import Filters  # noqa: E402
+from retrieval.search.retriever import Answer, Retriever  # noqa: E402
 from retrieval.text import analyze  # noqa: E402
-from retrieval.timefilter import Filters  # noqa: E402
 
 UNANSWERABLE = ("and what did his grandmother think about it?",
                 "what is the name of their dog?", "how much did the caterer charge them?",
@@ -127,9 +127,9 @@ def table(r: dict[str, float]) -> list[str]:
 
 
 def main(news: Path) -> None:
-    from retrieval.embed import Embedder
-    from retrieval.evaluate import load_news
-    from retrieval.indexer import build_index
+    from retrieval.build.pipeline import build_index
+    from retrieval.model.embed import Embedder
+    from retrieval.search.evaluate import load_news
 
     articles, questions = load_news(news)
     embedder = Embedder()

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from retrieval.dedup import copy_groups  # noqa: E402
+from retrieval.build.dedup import copy_groups  # noqa: E402
 
 VOCAB = 40_000
 PER_ARTICLE = 10

@@ -108,9 +108,9 @@ def measure_index(pages: list[tuple[str, bytes, str]], n: int = 1000) -> dict:
     """`n` HTML pages (the dev pages repeated under new names) in a folder, indexed end to end
     by `index_corpus` (walk, extract, clean, embed, save); the walk and extraction alone
     (`scan_corpus`) are timed first."""
+    from retrieval.build.pipeline import index_corpus
     from retrieval.corpus import scan_corpus
-    from retrieval.embed import Embedder
-    from retrieval.indexer import index_corpus
+    from retrieval.model.embed import Embedder
 
     embedder = Embedder()
     embedder.model  # noqa: B018 - the ONNX graph is loaded before timing

@@ -21,11 +21,11 @@ from datetime import date, timedelta
 import numpy as np
 
 from retrieval.corpus import Article
-from retrieval.embed import Embedder
-from retrieval.search import Retriever
+from retrieval.model.embed import Embedder
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index, Sentences
 from retrieval.text import sentence_spans
-from retrieval.timefilter import Filters
 
 WORDS = [f"{a}{b}" for a in ("harbor", "ledger", "tunnel", "orchid", "glacier", "violin",
                              "pepper", "canyon", "saddle", "marble", "falcon", "meadow")

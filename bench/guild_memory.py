@@ -40,8 +40,8 @@ def prepare(data_dir: Path, guilds: int, articles: int) -> int:
     """Each guild's corpus and index; the indexes' total size on disk, in bytes."""
     from bench.heartbeat import generate_corpus
     from bot.coverage import CORPUS, GUILDS, INDEX, size_on_disk
-    from retrieval.embed import Embedder
-    from retrieval.indexer import index_corpus
+    from retrieval.build.pipeline import index_corpus
+    from retrieval.model.embed import Embedder
 
     embedder = Embedder()
     total = 0
@@ -66,7 +66,7 @@ async def measure(data_dir: Path, guilds: int, cap: int) -> dict[str, Any]:
 
     from bot.app import BylineBot
     from bot.settings import PER_SERVER, BotSettings
-    from retrieval.embed import Embedder
+    from retrieval.model.embed import Embedder
     from tests.fake_discord import FakeDiscord, running
 
     embedder = Embedder()

@@ -43,12 +43,12 @@ if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
 from bench.concurrency import percentile  # noqa: E402
 from bot.app import BylineBot  # noqa: E402
 from bot.settings import PROCESS, THREAD, BotSettings  # noqa: E402
-from retrieval.config import Settings  # noqa: E402
-from retrieval.embed import Embedder  # noqa: E402
-from retrieval.fetch import FetchSettings  # noqa: E402
-from retrieval.indexer import index_corpus  # noqa: E402
-from retrieval.live import LiveRetriever  # noqa: E402
-from retrieval.search import Retriever  # noqa: E402
+from retrieval.build.pipeline import index_corpus  # noqa: E402
+from retrieval.cli.config import Settings  # noqa: E402
+from retrieval.feeds.fetch import FetchSettings  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
+from retrieval.search.live import LiveRetriever  # noqa: E402
+from retrieval.search.retriever import Retriever  # noqa: E402
 from retrieval.store import Index  # noqa: E402
 from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running  # noqa: E402
 

@@ -38,10 +38,10 @@ if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
 from bench.concurrency import percentile  # noqa: E402
 from bot.app import BylineBot  # noqa: E402
 from bot.settings import PER_SERVER, BotSettings  # noqa: E402
-from retrieval.addresses import AddressPolicy  # noqa: E402
-from retrieval.config import Settings  # noqa: E402
-from retrieval.embed import Embedder  # noqa: E402
-from retrieval.fetch import FetchSettings  # noqa: E402
+from retrieval.cli.config import Settings  # noqa: E402
+from retrieval.feeds.addresses import AddressPolicy  # noqa: E402
+from retrieval.feeds.fetch import FetchSettings  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
 from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running  # noqa: E402
 from tests.local_http import base_url, http_server  # noqa: E402
 from tests.seed_questions import ON_TOPIC  # noqa: E402

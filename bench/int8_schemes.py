@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval import onnx_model
-from retrieval.bundled import BUNDLED_SHA256, verified_bundled_path
-from retrieval.kernel import int8_kernel
+from retrieval.model import onnx_model
+from retrieval.model.bundled import BUNDLED_SHA256, verified_bundled_path
+from retrieval.model.kernel import int8_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = {"full-range u8·s8 (r1)": {"weight": "QInt8"},

@@ -26,15 +26,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from seed_questions import OFF_TOPIC, ON_TOPIC  # noqa: E402
 
-import retrieval.search as search  # noqa: E402
-from retrieval.embed import Embedder  # noqa: E402
-from retrieval.evaluate import evaluate, load_jsonl, load_news, load_squad  # noqa: E402
-from retrieval.indexer import build_index, index_corpus  # noqa: E402
-from retrieval.late import late_interaction  # noqa: E402
-from retrieval.search import Retriever, SearchSettings, _minmax  # noqa: E402
+import retrieval.search.retriever as search  # noqa: E402
+from retrieval.build.pipeline import build_index, index_corpus  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
+from retrieval.search.evaluate import evaluate, load_jsonl, load_news, load_squad  # noqa: E402
+from retrieval.search.filters import prefer_recent, wants_recent  # noqa: E402
+from retrieval.search.late import late_interaction  # noqa: E402
+from retrieval.search.retriever import Retriever, SearchSettings, _minmax  # noqa: E402
 from retrieval.store import Index, Tokens  # noqa: E402
 from retrieval.text import analyze  # noqa: E402
-from retrieval.timefilter import prefer_recent, wants_recent  # noqa: E402
 
 Late = Callable[[np.ndarray, Tokens, np.ndarray], np.ndarray]
 
@@ -64,7 +64,7 @@ def _keeping_none(late: Late) -> Callable[..., np.ndarray]:
 
 
 def blocks(block: int) -> Late:
-    """retrieval.late's windows of 2 x `block` tokens (what SearchSettings.late_weight uses)."""
+    """retrieval.search.late's windows of 2 x `block` tokens (SearchSettings.late_weight)."""
     return lambda q, tokens, rows: late_interaction(q, tokens, rows, block)
 
 

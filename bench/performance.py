@@ -34,11 +34,11 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from retrieval.build.pipeline import build_index, calibrated, index_corpus  # noqa: E402
 from retrieval.corpus import Article  # noqa: E402
-from retrieval.embed import Embedder, bundled_model_path  # noqa: E402
-from retrieval.evaluate import EvalQuestion, evaluate, load_squad  # noqa: E402
-from retrieval.indexer import build_index, calibrated, index_corpus  # noqa: E402
-from retrieval.search import Retriever  # noqa: E402
+from retrieval.model.embed import Embedder, bundled_model_path  # noqa: E402
+from retrieval.search.evaluate import EvalQuestion, evaluate, load_squad  # noqa: E402
+from retrieval.search.retriever import Retriever  # noqa: E402
 from retrieval.store import Index  # noqa: E402
 
 HALVES = ("squad-v1.1-dev-a.json", "squad-v1.1-dev-b.json")
@@ -229,7 +229,7 @@ def measure_spinning(embedder: Embedder, questions: list[str], texts: list[str])
     question encode latency and passage throughput, alternating rounds."""
     import onnxruntime as ort
 
-    from retrieval.onnx_model import session_options
+    from retrieval.model.onnx_model import session_options
 
     model = embedder.model
     default = model.session

@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import scale  # noqa: E402
-from retrieval.embed import Embedder  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
 
 # A writer building HNSW over 1M vectors wants the graph in memory (pgvector's advice);
 # the rest are PostgreSQL's defaults but for WAL room for one big transaction.
@@ -72,7 +72,7 @@ def _recall(url: str, local_dir: Path, qvecs: np.ndarray, candidates: int) -> di
     """HNSW's recall@10 against exact search over the same vectors: its `candidates` re-scored
     with the exact vectors (what the Retriever does), and its raw top 10 beside."""
     from retrieval.store.base import open_store
-    from retrieval.store.index import Index
+    from retrieval.store.folder.index import Index
 
     K = scale.K
     flat = scale._flat(Index.load(local_dir))
@@ -116,8 +116,8 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
         data: Path = scale.DATA, cache: Path = scale.CACHE, log: bool = True) -> dict:
     """Copy bench/scale.py's index of `passages` into a fresh PostgreSQL and measure it: a
     flat dict of plain numbers."""
-    from retrieval.search import SearchSettings
-    from retrieval.store.postgres.copy import migrate_store
+    from retrieval.search.retriever import SearchSettings
+    from retrieval.store.postgres.migrate import migrate_store
     from tests import pg_server
 
     embedder = Embedder()

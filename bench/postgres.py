@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.concurrency import percentile  # noqa: E402
-from retrieval.embed import Embedder  # noqa: E402
-from retrieval.evaluate import evaluate, load_squad  # noqa: E402
-from retrieval.indexer import build_index, calibrated  # noqa: E402
-from retrieval.search import Retriever  # noqa: E402
+from retrieval.build.pipeline import build_index, calibrated  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
+from retrieval.search.evaluate import evaluate, load_squad  # noqa: E402
+from retrieval.search.retriever import Retriever  # noqa: E402
 from retrieval.store.base import open_store  # noqa: E402
 from retrieval.store.postgres.connect import connect  # noqa: E402
-from retrieval.store.postgres.copy import migrate_store  # noqa: E402
+from retrieval.store.postgres.migrate import migrate_store  # noqa: E402
 from tests import pg_server  # noqa: E402
 
 FIGURES = ("recall@1", "recall@5", "recall@10", "mrr@10", "quote_hit", "answered_rate",

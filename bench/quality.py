@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.build.pipeline import build_index
 from retrieval.corpus import Article
-from retrieval.embed import Embedder
-from retrieval.evaluate import (
+from retrieval.model.embed import Embedder
+from retrieval.search.evaluate import (
     EvalQuestion,
     evaluate,
     is_news_dev,
@@ -34,8 +35,7 @@ from retrieval.evaluate import (
     load_news,
     load_squad,
 )
-from retrieval.indexer import build_index
-from retrieval.search import Retriever, SearchSettings
+from retrieval.search.retriever import Retriever, SearchSettings
 from retrieval.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,7 +249,7 @@ def padded_section(padded: Path | None, embedder: Embedder) -> list[str]:
                f"--out {padded}` (never commit them).")
         print(f"SKIPPED: {msg}")
         return ["## News dev set as coverage grows", "", f"Skipped: {msg}", ""]
-    from retrieval.indexer import index_corpus
+    from retrieval.build.pipeline import index_corpus
 
     off_topic = load_jsonl(ROOT / "tests" / "data" / "news_off_topic.jsonl")
     lines = ["## News dev set as coverage grows", "",

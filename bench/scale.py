@@ -49,16 +49,16 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere, or imported by a
     sys.path.insert(0, str(ROOT))
 
 from retrieval.corpus import Article, Passage  # noqa: E402
-from retrieval.embed import Embedder  # noqa: E402
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing  # noqa: E402
-from retrieval.evaluate import load_squad  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
+from retrieval.search.evaluate import load_squad  # noqa: E402
 from retrieval.store import Index, Sentences, read_manifest  # noqa: E402
 from retrieval.text import sentence_spans  # noqa: E402
 
 if TYPE_CHECKING:
     import faiss
 
-    from retrieval.search import Retriever
+    from retrieval.search.retriever import Retriever
 
 DATA = ROOT.parent / "shared" / "data"
 HALVES = ("squad-v1.1-dev-a.json", "squad-v1.1-dev-b.json")
@@ -392,10 +392,10 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
           log: bool = True) -> dict:
     """The index of `n` passages under `cache` (built unless a valid one is cached), and
     how it was built (seconds per step)."""
-    from retrieval.dedup import copy_groups
-    from retrieval.indexer import calibrated
-    from retrieval.postings import Postings
+    from retrieval.build.dedup import copy_groups
+    from retrieval.build.pipeline import calibrated
     from retrieval.store import index as store
+    from retrieval.store.folder.postings import Postings
 
     folder = cache / f"scale-{n}"
     info_path = folder / "build.json"
@@ -459,7 +459,7 @@ def _questions(data: Path, count: int, warmup: int) -> tuple[list[str], list[str
 
 def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
     """In a fresh process: load the index, answer every question, report time and memory."""
-    from retrieval.search import _search_one
+    from retrieval.search.retriever import _search_one
     from retrieval.text import analyze
 
     q = json.loads(questions_path.read_text(encoding="utf-8"))
@@ -488,7 +488,7 @@ def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
 def asked(index: object, q: dict) -> tuple[Retriever, list[float]]:
     """A Retriever over `index` (either store) with its model loaded, after `q`'s warm-up
     questions, and the milliseconds of each of `q`'s timed questions, `rounds` times."""
-    from retrieval.search import Retriever
+    from retrieval.search.retriever import Retriever
 
     embedder = Embedder(index.manifest.model, encoder=index.manifest.encoder)
     embedder.model  # noqa: B018 - loaded here, not inside the first question
@@ -581,7 +581,7 @@ def _dense_checks(index: Index, flat: faiss.Index, qvecs: np.ndarray, candidates
 
     Byline's dense top K is the ANN's `candidates` re-scored with the exact vectors (what
     the Retriever does); the raw ANN top K is shown beside it."""
-    from retrieval.search import _search_one
+    from retrieval.search.retriever import _search_one
 
     exact, _ = flat.search(qvecs, K)
     medians = []
@@ -631,7 +631,7 @@ def _bm25_floor(index_dir: Path, questions: list[str], n: int) -> float:
 def _hybrid_agreement(index: Index, flat: faiss.Index, embedder: Embedder,
                       questions: list[str]) -> float:
     """Share of questions whose top 5 is the same with exact dense search instead of ANN."""
-    from retrieval.search import Retriever
+    from retrieval.search.retriever import Retriever
 
     exact = Index(index.manifest, flat, index.postings, index._db, index.sentences,
                   index.passage_vectors)
@@ -685,7 +685,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
     floor = _subprocess(["--floor", str(qpath), str(floor_out)], floor_out)
     _say(log, "checking recall against exact search")
     index = Index.load(index_dir)
-    from retrieval.search import SearchSettings
+    from retrieval.search.retriever import SearchSettings
 
     candidates = SearchSettings().candidates
     flat = _flat(index)

@@ -16,9 +16,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from seed_questions import OFF_TOPIC, ON_TOPIC  # noqa: E402
 
-from retrieval.embed import Embedder  # noqa: E402
-from retrieval.indexer import index_corpus  # noqa: E402
-from retrieval.search import Retriever  # noqa: E402
+from retrieval.build.pipeline import index_corpus  # noqa: E402
+from retrieval.model.embed import Embedder  # noqa: E402
+from retrieval.search.retriever import Retriever  # noqa: E402
 
 
 def main() -> None:

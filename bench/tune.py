@@ -10,10 +10,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from retrieval.embed import Embedder
-from retrieval.evaluate import load_squad
-from retrieval.indexer import build_index
-from retrieval.search import Retriever, SearchSettings
+from retrieval.build.pipeline import build_index
+from retrieval.model.embed import Embedder
+from retrieval.search.evaluate import load_squad
+from retrieval.search.retriever import Retriever, SearchSettings
 from retrieval.text import analyze
 
 

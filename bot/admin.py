@@ -31,10 +31,10 @@ from bot import jobs
 from bot.commands import NO_PINGS, ShuttingDown
 from bot.coverage import Coverage, NoCoverage, current_manifest
 from bot.render import ANSWER_COLOUR, fit, safe
-from retrieval.citation import day
 from retrieval.corpus.meta import date_key
 from retrieval.errors import FetchError
-from retrieval.follow import FeedState, stamp
+from retrieval.feeds.follow import FeedState, stamp
+from retrieval.search.quotes import day
 from retrieval.store import ArticleInfo
 from retrieval.store.base import is_url
 from retrieval.text import truncate

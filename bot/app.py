@@ -33,15 +33,15 @@ from bot.metrics import COMMANDS, Health, Metrics, MetricsServer
 from bot.pages import SourcesPageButton
 from bot.settings import BotConfigError, BotSettings
 from bot.worker import Worker
-from retrieval.embed import Embedder
 from retrieval.errors import BylineError
-from retrieval.feedback import FeedbackStore, default_path
-from retrieval.live import LiveRetriever
-from retrieval.search import Answer, Retriever
+from retrieval.model.embed import Embedder
+from retrieval.search.feedback import FeedbackStore, default_path
+from retrieval.search.filters import Filters
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Answer, Retriever
+from retrieval.search.timeline import Timeline
 from retrieval.store import ArticleInfo
 from retrieval.store.base import describe_location
-from retrieval.timefilter import Filters
-from retrieval.timeline import Timeline
 
 log = logging.getLogger("byline.bot")
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
@@ -231,7 +231,7 @@ class BylineBot(commands.Bot):
 
     async def timeline(self, topic: str, filters: Filters | None = None, *,
                        guild_id: int | None = None) -> Timeline:
-        """`retrieval.timeline` in a worker thread, between /ask batches."""
+        """`retrieval.search.timeline` in a worker thread, between /ask batches."""
         async with self.coverages.use(guild_id) as cov:
             return await cov.timeline(topic, filters)
 

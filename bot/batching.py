@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from retrieval.search import Answer, Retriever, check_question
-from retrieval.timefilter import Filters
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Answer, Retriever, check_question
 
 T = TypeVar("T")
 

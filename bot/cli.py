@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from retrieval import __version__
-from retrieval.cli import add_settings_options, open_retriever, settings_from
-from retrieval.config import private_files
+from retrieval.cli.config import private_files
+from retrieval.cli.main import add_settings_options, open_retriever, settings_from
 from retrieval.errors import BylineError, describe_os_error
 from retrieval.logs import configure
 
@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
                           "dependencies.") from None
     _logging()
     if settings.coverage == PER_SERVER:  # each server's index is loaded on its first question
-        from retrieval.embed import Embedder
+        from retrieval.model.embed import Embedder
 
         embedder = Embedder(core.model, encoder=core.encoder)
         embedder.model  # loaded (and hash-checked) once, before connecting  # noqa: B018

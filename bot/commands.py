@@ -23,8 +23,8 @@ from bot.render import (
     render_timeline,
 )
 from retrieval.errors import BadQuestion
+from retrieval.search.filters import Filters, complete_outlets
 from retrieval.store import ArticleInfo
-from retrieval.timefilter import Filters, complete_outlets
 
 if TYPE_CHECKING:
     from bot.app import BylineBot

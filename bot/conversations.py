@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from retrieval.conversation import Conversation
+from retrieval.search.conversation import Conversation
 
 IDLE_SECONDS = 15 * 60.0
 MAX_CONVERSATIONS = 2000  # a few kB each: questions, headlines, article ids

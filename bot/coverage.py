@@ -36,11 +36,13 @@ from bot.batching import MAX_BATCH, AskBatcher
 from bot.metrics import Metrics
 from bot.settings import PER_SERVER, SHARED, BotSettings
 from bot.worker import Worker
-from retrieval.config import PACKAGED_SEEDS
+from retrieval.cli.config import PACKAGED_SEEDS
 from retrieval.corpus.folder import FEEDS_LIST
 from retrieval.errors import BadQuestion, IndexMissing
-from retrieval.live import LiveRetriever, Reload
-from retrieval.search import Answer, Retriever
+from retrieval.search.filters import Filters
+from retrieval.search.live import LiveRetriever, Reload
+from retrieval.search.retriever import Answer, Retriever
+from retrieval.search.timeline import Timeline, timeline
 from retrieval.store import ArticleInfo, Manifest
 from retrieval.store.base import (
     describe_location,
@@ -49,8 +51,6 @@ from retrieval.store.base import (
     release,
     stored_bytes,
 )
-from retrieval.timefilter import Filters
-from retrieval.timeline import Timeline, timeline
 
 log = logging.getLogger("byline.bot")
 GUILDS, CORPUS, INDEX = "guilds", "corpus", "index"
@@ -162,7 +162,7 @@ class Coverage:
         return await self.batcher.ask(question, k, filters)
 
     async def timeline(self, topic: str, filters: Filters | None = None) -> Timeline:
-        """`retrieval.timeline` in a worker thread, between /ask batches."""
+        """`retrieval.search.timeline` in a worker thread, between /ask batches."""
         return await self.batcher.exclusive(
             lambda: timeline(self.retriever, topic, TIMELINE_STORIES, filters))
 

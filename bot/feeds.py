@@ -21,7 +21,7 @@ from bot.coverage import Coverage, CoverageSet
 from bot.metrics import Metrics
 from bot.settings import BotSettings
 from retrieval.errors import BylineError
-from retrieval.follow import Follower, PollReport, stamp
+from retrieval.feeds.follow import Follower, PollReport, stamp
 
 log = logging.getLogger("byline.bot")
 

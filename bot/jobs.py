@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from retrieval.build.pipeline import index_corpus
 from retrieval.corpus import read_article
-from retrieval.embed import Embedder
 from retrieval.errors import CorpusError, FetchError
-from retrieval.fetch import Fetcher, FetchSettings, check_url
-from retrieval.follow import Follower, PollReport
-from retrieval.indexer import index_corpus
+from retrieval.feeds.fetch import Fetcher, FetchSettings, check_url
+from retrieval.feeds.follow import Follower, PollReport
+from retrieval.model.embed import Embedder
 from retrieval.store.base import indexed_sources, prepare, published, withdraw
 
 # In a worker process: set when the bot shuts down (bot/worker.py hands it over).

@@ -25,7 +25,7 @@ from discord.ext import commands
 from bot.commands import NO_PINGS, ShuttingDown, feedback_view, send_ephemeral, tell_restarting
 from bot.render import render_answer, render_not_covered
 from retrieval.errors import BadQuestion
-from retrieval.search import MAX_QUESTION_CHARS
+from retrieval.search.retriever import MAX_QUESTION_CHARS
 from retrieval.text import split_sentences, truncate
 
 if TYPE_CHECKING:

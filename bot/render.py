@@ -9,14 +9,14 @@ from dataclasses import replace
 import discord
 from discord.utils import escape_markdown
 
-from retrieval import citation
-from retrieval.citation import UNDATED, Style, copy_names, day
 from retrieval.corpus import Passage
 from retrieval.corpus.meta import date_key
-from retrieval.search import Answer, Hit
+from retrieval.search import quotes as citation
+from retrieval.search.quotes import UNDATED, Style, copy_names, day
+from retrieval.search.retriever import Answer, Hit
+from retrieval.search.timeline import Story, Timeline
 from retrieval.store import ArticleInfo
 from retrieval.text import truncate
-from retrieval.timeline import Story, Timeline
 
 # Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-object).
 TITLE_MAX = 256

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.addresses import AddressPolicy
-from retrieval.config import Settings
+from retrieval.cli.config import Settings
 from retrieval.errors import BylineError
-from retrieval.fetch import FetchSettings
+from retrieval.feeds.addresses import AddressPolicy
+from retrieval.feeds.fetch import FetchSettings
 from retrieval.store.base import is_url
 
 SHARED, PER_SERVER = "shared", "per-server"  # BYLINE_COVERAGE

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.settings import PROCESS, THREAD
-from retrieval.embed import Embedder
+from retrieval.model.embed import Embedder
 
 P = ParamSpec("P")
 T = TypeVar("T")

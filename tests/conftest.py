@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.embed import Embedder
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever
+from retrieval.build.pipeline import index_corpus
+from retrieval.model.embed import Embedder
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.store import Index
-from retrieval.store.generations import TMP_PREFIX
-from retrieval.store.lock import LOCK
+from retrieval.store.folder.generations import TMP_PREFIX
+from retrieval.store.folder.lock import LOCK
 from retrieval.store.manifest import GENERATION_PREFIX, MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -302,8 +302,8 @@ def shared_folder() -> Iterator[Path]:
 def share_model_cache(folder: Path) -> Path:
     """A copy of the built ONNX graph the unprivileged user can read (the cache of root's
     home is not), as a BYLINE_CACHE_DIR."""
-    from retrieval.embed import DEFAULT_ENCODER
-    from retrieval.onnx_model import default_cache_dir
+    from retrieval.model.embed import DEFAULT_ENCODER
+    from retrieval.model.onnx_model import default_cache_dir
 
     cache = folder / "cache"
     cache.mkdir()

@@ -8,7 +8,7 @@ import pytest
 
 from bot.batching import AskBatcher
 from retrieval.errors import BadQuestion
-from retrieval.search import Answer, Retriever
+from retrieval.search.retriever import Answer, Retriever
 
 QUESTIONS = ["why was the trip cancelled", "Where did Pompeo go after leaving Vietnam?",
              "Who did Trump phone while leaving Vietnam?", "What is the capital of France?",
@@ -105,8 +105,8 @@ def test_a_cancelled_ask_is_left_out_of_its_batch(retriever: Retriever):
 
 def test_asks_under_different_filters_share_a_batch_and_keep_their_own(tmp_path, embedder):
     """One batch, one ask_many per set of filters; bad filters fail their own asks only."""
-    from retrieval.indexer import index_corpus
-    from retrieval.timefilter import Filters
+    from retrieval.build.pipeline import index_corpus
+    from retrieval.search.filters import Filters
 
     from .news_by_date import write_corpus
 

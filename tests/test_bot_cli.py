@@ -11,7 +11,7 @@ import pytest
 
 from bot.cli import main as bot_main
 from bot.settings import BotConfigError, BotSettings
-from retrieval.config import Settings
+from retrieval.cli.config import Settings
 
 from .conftest import ROOT
 
@@ -33,14 +33,14 @@ def test_byline_bot_without_token_is_one_line(monkeypatch, tmp_path: Path, capsy
 
 def test_byline_bot_subcommand_hands_over_to_byline_bot(tmp_path: Path):
     """`byline bot` replaces itself with `byline-bot` (python -m bot): the same one line."""
-    done = _python("from retrieval.cli import main; raise SystemExit(main(['bot']))", tmp_path)
+    done = _python("from retrieval.cli.main import main; raise SystemExit(main(['bot']))", tmp_path)
     assert done.returncode == 1
     assert done.stderr.startswith("byline-bot: DISCORD_TOKEN is not set"), done.stderr
     assert done.stderr.count("\n") == 1
 
 
 def test_the_core_never_imports_the_bot_or_discord(tmp_path: Path):
-    done = _python("import sys, retrieval.cli as c; c.build_parser(); "
+    done = _python("import sys, retrieval.cli.main as c; c.build_parser(); "
                    "print(sorted(m for m in sys.modules if m.split('.')[0] in "
                    "('bot', 'discord', 'aiohttp', 'prometheus_client')))", tmp_path)
     assert done.returncode == 0, done.stderr
@@ -51,7 +51,7 @@ def test_dotenv_is_read_once_for_both_settings(monkeypatch, tmp_path: Path):
     """The entry point reads .env; the core and the bot's settings come from the same place,
     and the command line's --index-dir reaches the bot (its feedback store's default)."""
     from bot.cli import build_parser
-    from retrieval.cli import settings_from
+    from retrieval.cli.main import settings_from
 
     for name in ("DISCORD_TOKEN", "BYLINE_INDEX_DIR", "BYLINE_METRICS_PORT"):
         monkeypatch.delenv(name, raising=False)

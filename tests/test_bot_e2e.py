@@ -17,12 +17,12 @@ import pytest
 from bot.app import APOLOGY, BylineBot, serve
 from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX, render_answer
 from bot.settings import BotConfigError, BotSettings
-from retrieval.config import Settings
-from retrieval.embed import Embedder
-from retrieval.feedback import FeedbackStore
-from retrieval.indexer import index_corpus
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.build.pipeline import index_corpus
+from retrieval.cli.config import Settings
+from retrieval.model.embed import Embedder
+from retrieval.search.feedback import FeedbackStore
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 
 from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
 from .seed_questions import ON_TOPIC

@@ -21,12 +21,12 @@ import pytest
 from bot.admin import NOT_ADMIN
 from bot.app import BylineBot
 from bot.coverage import GUILDS
-from retrieval.addresses import AddressPolicy
-from retrieval.config import Settings
-from retrieval.embed import Embedder
-from retrieval.fetch import FetchSettings
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.cli.config import Settings
+from retrieval.feeds.addresses import AddressPolicy
+from retrieval.feeds.fetch import FetchSettings
+from retrieval.model.embed import Embedder
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
 from .conftest import SEEDS

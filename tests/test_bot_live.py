@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.app import APOLOGY, BylineBot, serve
 from bot.commands import RESTARTING
 from bot.settings import BotConfigError
-from retrieval.indexer import index_corpus
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.build.pipeline import index_corpus
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
 from .conftest import SEEDS

@@ -15,8 +15,8 @@ import discord
 
 from bot.app import BylineBot
 from bot.pages import NOT_YOURS, SourcesPageButton
-from retrieval.feedback import FeedbackStore
-from retrieval.search import Retriever
+from retrieval.search.feedback import FeedbackStore
+from retrieval.search.retriever import Retriever
 
 from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
 from .test_bot_e2e import TOKEN, USER_ID, bot_settings, custom_ids

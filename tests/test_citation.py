@@ -1,16 +1,16 @@
-"""The one citation formatter (retrieval.citation) and its use by the CLI and the bot."""
+"""The one citation formatter (retrieval.search.quotes) and its use by the CLI and the bot."""
 
 from __future__ import annotations
 
 from bot.render import cite as bot_cite
 from bot.render import discord_style, markdown_link, safe
-from retrieval.citation import PLAIN, Citation, Style, cite, copy_names, day
-from retrieval.cli import also_in as cli_also_in
-from retrieval.cli import citation as cli_citation
+from retrieval.cli.main import also_in as cli_also_in
+from retrieval.cli.main import citation as cli_citation
 from retrieval.corpus import Passage
-from retrieval.search import Hit
+from retrieval.search.quotes import PLAIN, Citation, Style, cite, copy_names, day
+from retrieval.search.retriever import Hit
+from retrieval.search.timeline import Story
 from retrieval.store import ArticleInfo, Copy
-from retrieval.timeline import Story
 
 
 def _passage(title: str = "Bridge reopens", outlet: str | None = "The Example Times",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.cli import main
+from retrieval.cli.main import main
 
 from .conftest import ROOT, SEEDS
 
@@ -78,7 +78,7 @@ def test_console_script_refuses_off_topic(index_dir: Path):
 def test_ask_starts_without_heavy_imports(index_dir: Path):
     # Cold start: answering from a saved index needs neither bm25s (and the scipy it
     # imports) nor torch; those are for building.
-    code = ("import sys; from retrieval.cli import main; main(['ask', '--json', 'why was the "
+    code = ("import sys; from retrieval.cli.main import main; main(['ask', '--json', 'why was the "
             "trip cancelled']); print(sorted(m for m in ('scipy', 'bm25s', 'torch', "
             "'sentence_transformers', 'transformers') if m in sys.modules), file=sys.stderr)")
     env = {**os.environ, "BYLINE_INDEX_DIR": str(index_dir)}

@@ -8,9 +8,9 @@ import json
 import os
 import subprocess
 
-from retrieval.conversation import MAX_TURNS, Conversation
-from retrieval.search import Retriever
-from retrieval.timefilter import Filters
+from retrieval.search.conversation import MAX_TURNS, Conversation
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Retriever
 
 from .seed_questions import HANOI, TRIP
 from .test_cli import BYLINE

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.dedup import copy_groups, shingles
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever
+from retrieval.build.dedup import copy_groups, shingles
+from retrieval.build.pipeline import index_corpus
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
 from .conftest import ROOT
@@ -137,7 +137,7 @@ def test_reindex_groups_equal_a_full_build(tmp_path: Path, embedder):
 
 def test_human_output_names_the_other_outlets(wire_index: Path, tmp_path: Path, monkeypatch,
                                               capsys):
-    from retrieval.cli import main
+    from retrieval.cli.main import main
 
     monkeypatch.setenv("BYLINE_INDEX_DIR", str(shutil.copytree(wire_index, tmp_path / "i")))
     monkeypatch.setenv("COLUMNS", "200")

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from retrieval import onnx_model
-from retrieval.embed import BUNDLED_SHA256, Embedder, bundled_model_path, verify_weights
 from retrieval.errors import ModelError
+from retrieval.model import onnx_model
+from retrieval.model.embed import BUNDLED_SHA256, Embedder, bundled_model_path, verify_weights
 
 TEXTS = [
     "President Donald Trump on Friday canceled Secretary of State Mike Pompeo's planned trip.",

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import CorpusError
-from retrieval.evaluate import load_jsonl
+from retrieval.search.evaluate import load_jsonl
 
 from .conftest import ROOT
 
@@ -91,14 +91,14 @@ def test_eval_news_dev_set_scores_own_article_passages(tmp_path, capsys):
 
 
 def test_news_gold_must_come_from_the_questions_own_article(tmp_path):
-    from retrieval.evaluate import load_news
+    from retrieval.search.evaluate import load_news
 
     articles, questions = load_news(_news_dev(tmp_path / "news"))
     assert len(articles) == 2 and questions[0].own_sources == {"a001_bridge.txt"}
     # "bridge" also appears in the ferry article, but only the bridge article's passage
     # holding "four million euros" is gold.
-    from retrieval.evaluate import _is_gold
-    from retrieval.search import Hit
+    from retrieval.search.evaluate import _is_gold
+    from retrieval.search.retriever import Hit
 
     for a in articles:
         for p in a.passages():

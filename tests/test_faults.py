@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from retrieval.errors import IndexCorrupt, IndexMissing
-from retrieval.feedback import FeedbackError, FeedbackStore
+from retrieval.search.feedback import FeedbackError, FeedbackStore
 from retrieval.store.manifest import MANIFEST
 
 from .faults import (
@@ -433,7 +433,7 @@ def _generation(index: Path) -> str:
 def test_asks_during_reindexes_never_fail(tmp_path: Path, clean, corpora, embedder):
     """A long-lived retriever (the bot), fresh loads and `byline ask` processes keep asking
     while 6 re-indexes replace the index (each save deletes the generation before last)."""
-    from retrieval.search import Retriever
+    from retrieval.search.retriever import Retriever
     from retrieval.store import Index
 
     index = fresh(clean, 1, tmp_path / "idx")
@@ -562,9 +562,9 @@ def test_full_disk_while_writing_the_ivf_index(small_disk: Path, corpora, embedd
     """Above EXACT_MAX passages a save also writes a FAISS IVF index (the CLI builds one only
     for big corpora, so this index is built in process with a low threshold): a full disk
     while FAISS writes is the same one-line StoreError, and nothing is left behind."""
+    from retrieval.build.pipeline import build_index
     from retrieval.corpus import load_corpus
     from retrieval.errors import StoreError
-    from retrieval.indexer import build_index
 
     index = build_index(load_corpus(corpora[1]), embedder, progress=False, exact_max=5)
     assert index.manifest.ann.startswith("ivf")
@@ -728,7 +728,7 @@ def test_feedback_export_while_the_bot_writes(tmp_path: Path):
 
 
 _KILLED_BOT = ("import os, signal, sys\n"
-               "from retrieval.feedback import FeedbackStore\n"
+               "from retrieval.search.feedback import FeedbackStore\n"
                "s = FeedbackStore(sys.argv[1])\n"
                "s.record(s.remember('who objected', ['a002#2']), 'down', 4)\n"
                "os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -795,7 +795,7 @@ def test_read_only_feedback_store(limited, shared: Path):
     db = _feedback_db(shared)
     before = snapshot(shared)
     code = ("import sys\n"
-            "from retrieval.feedback import FeedbackStore, FeedbackError\n"
+            "from retrieval.search.feedback import FeedbackStore, FeedbackError\n"
             "try:\n    FeedbackStore(sys.argv[1])\n"
             "except FeedbackError as exc:\n    print(exc)\n    sys.exit(3)\n")
     _read_only(shared)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.settings import BotConfigError, BotSettings
-from retrieval.cli import main
-from retrieval.feedback import FeedbackStore, default_path
+from retrieval.cli.main import main
+from retrieval.search.feedback import FeedbackStore, default_path
 
 
 def test_record_and_export(tmp_path: Path):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.addresses import AddressPolicy
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import FetchError
-from retrieval.fetch import (
+from retrieval.feeds.addresses import AddressPolicy
+from retrieval.feeds.fetch import (
     MAX_NAME,
     RECORD_NAME,
     USER_AGENT,

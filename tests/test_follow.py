@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.addresses import AddressPolicy
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.corpus import scan_corpus
 from retrieval.errors import FetchError
-from retrieval.feedlist import read_feeds
-from retrieval.fetch import FetchSettings
-from retrieval.follow import INDEX_RETRY, MAX_BACKOFF, STATE_FILE, FeedState, Follower
-from retrieval.search import Retriever
+from retrieval.feeds.addresses import AddressPolicy
+from retrieval.feeds.fetch import FetchSettings
+from retrieval.feeds.follow import INDEX_RETRY, MAX_BACKOFF, STATE_FILE, FeedState, Follower
+from retrieval.feeds.lists import read_feeds
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index, WriterLock, read_manifest
 
 from .local_http import QuietHandler, rss, site_server

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from retrieval.embed import Embedder
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever, SearchSettings
+from retrieval.build.pipeline import index_corpus
+from retrieval.model.embed import Embedder
+from retrieval.search.retriever import Retriever, SearchSettings
 
 
 @pytest.fixture(scope="module")

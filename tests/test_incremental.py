@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.background import PROBES
+from retrieval.build.pipeline import index_corpus
 from retrieval.corpus import load_corpus
 from retrieval.errors import IndexCorrupt
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever, check_question
+from retrieval.model.probes import PROBES
+from retrieval.search.retriever import Retriever, check_question
 from retrieval.store import MANIFEST, Index, parts
 
 from .conftest import SEEDS
@@ -91,7 +91,7 @@ def test_reindex_embeds_only_changes_and_equals_a_full_build(tmp_path, embedder)
 
 
 def test_reindex_with_another_encoder_embeds_everything(tmp_path, embedder):
-    from retrieval.embed import Embedder
+    from retrieval.model.embed import Embedder
 
     corpus = _corpus(tmp_path / "corpus")
     index_corpus(corpus, tmp_path / "idx", embedder, progress=False)

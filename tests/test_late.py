@@ -1,4 +1,4 @@
-"""Late interaction in the ranking: length-normalised MaxSim (retrieval.late)."""
+"""Late interaction in the ranking: length-normalised MaxSim (retrieval.search.late)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from retrieval.late import late_interaction
-from retrieval.search import Retriever
+from retrieval.search.late import late_interaction
+from retrieval.search.retriever import Retriever
 from retrieval.store import Tokens
 from retrieval.text import analyze
 
@@ -60,7 +60,7 @@ def test_late_weight_reranks_only_the_best_candidates(retriever: Retriever):
 
 
 def test_sentence_maxsim_by_runs_equals_by_masks():
-    from retrieval.search import _sentence_maxsim, _sentence_maxsim_masked
+    from retrieval.search.retriever import _sentence_maxsim, _sentence_maxsim_masked
 
     rng = np.random.default_rng(3)
     spans = np.array([[0, 10], [11, 25], [26, 40], [41, 60]], np.int32)

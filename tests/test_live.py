@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.embed import Embedder
-from retrieval.indexer import index_corpus
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.build.pipeline import index_corpus
+from retrieval.model.embed import Embedder
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index, read_manifest
 from retrieval.store.manifest import write_manifest
 

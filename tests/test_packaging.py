@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from retrieval.config import PACKAGED_SEEDS, Settings
+from retrieval.cli.config import PACKAGED_SEEDS, Settings
 
 from .conftest import ROOT, SEEDS
 
@@ -47,8 +47,8 @@ def test_the_wheel_holds_the_seeds_and_both_commands(tmp_path):
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
         metadata = next(z.read(n).decode() for n in names if n.endswith("/METADATA"))
     assert {f"retrieval/data/seeds/{p.name}" for p in SEEDS.iterdir()} <= names
-    assert {"bot/cli.py", "bot/__main__.py", "retrieval/live.py"} <= names
-    assert "byline = retrieval.cli:main" in entry_points
+    assert {"bot/cli.py", "bot/__main__.py", "retrieval/search/live.py"} <= names
+    assert "byline = retrieval.cli.main:main" in entry_points
     assert "byline-bot = bot.cli:main" in entry_points
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     core = [line for line in requires if "extra ==" not in line]

@@ -14,10 +14,10 @@ import sys
 import discord
 
 from bot.app import BylineBot
-from retrieval.cli import main
-from retrieval.indexer import index_corpus
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.build.pipeline import index_corpus
+from retrieval.cli.main import main
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 from retrieval.store.base import open_store
 
 from .conftest import ROOT, SEEDS

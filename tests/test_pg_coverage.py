@@ -17,11 +17,11 @@ import pytest
 from bot.app import BylineBot
 from bot.coverage import GUILDS
 from bot.settings import BotConfigError, BotSettings
-from retrieval.cli import main
-from retrieval.config import Settings
+from retrieval.cli.config import Settings
+from retrieval.cli.main import main
 from retrieval.errors import StoreError
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 from retrieval.store.base import (
     indexed_sources,
     open_store,

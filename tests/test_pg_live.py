@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 
-from retrieval.cli import main
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.cli.main import main
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 from retrieval.store.base import open_store
 
 from .conftest import ROOT, SEEDS

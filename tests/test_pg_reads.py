@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from retrieval.cli import main
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever
+from retrieval.build.pipeline import index_corpus
+from retrieval.cli.main import main
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 from retrieval.store.base import open_store
 

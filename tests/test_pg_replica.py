@@ -9,9 +9,9 @@ import logging
 
 import pytest
 
-from retrieval.cli import main
-from retrieval.live import LiveRetriever
-from retrieval.search import Retriever
+from retrieval.cli.main import main
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
 from retrieval.store.base import open_store, publish
 from retrieval.store.postgres import listen, schema
 

@@ -11,13 +11,13 @@ import numpy as np
 import psycopg
 import pytest
 
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import IndexMissing, StoreError
-from retrieval.search import Retriever
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 from retrieval.store.base import Store, open_store, publish
 from retrieval.store.postgres import open_postgres, publish_postgres, schema, writer
-from retrieval.timefilter import Filters
 
 from .seed_questions import OFF_TOPIC, ON_TOPIC
 
@@ -61,7 +61,7 @@ def test_the_store_answers_as_the_folder_does(seeded, retriever, embedder):
 
 
 def test_filters_and_timelines_match(seeded, retriever, embedder):
-    from retrieval.timeline import timeline
+    from retrieval.search.timeline import timeline
 
     pg = Retriever(open_store(seeded, model=embedder.name), embedder)
     date = retriever.index.row_articles()[1][0][0]
@@ -91,8 +91,8 @@ def test_an_approximate_index_is_published_with_a_tuned_hnsw(pg_url, embedder):
     """An index whose folder searches a tuned IVF is published with HNSW and its own tuned
     ef_search (the smallest reaching the recall target: on 25 short stories, the least
     tried), and answers as the folder does."""
+    from retrieval.build.pipeline import build_index, calibrated
     from retrieval.corpus import load_corpus
-    from retrieval.indexer import build_index, calibrated
     from retrieval.store.ann import ANN_DEPTH
 
     from .conftest import SEEDS

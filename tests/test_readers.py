@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.cli import main
+from retrieval.build.pipeline import index_corpus
+from retrieval.cli.main import main
 from retrieval.corpus import load_corpus, scan_corpus
 from retrieval.corpus.clean import PARAGRAPH_MAX
 from retrieval.corpus.meta import clean_text, clean_url, parse_date
-from retrieval.embed import Embedder
 from retrieval.errors import CorpusError
-from retrieval.indexer import index_corpus
+from retrieval.model.embed import Embedder
 
 from .conftest import SEEDS
 

@@ -24,7 +24,7 @@ from bot.render import (
     truncate,
 )
 from retrieval.corpus import Passage
-from retrieval.search import Answer, Hit, Retriever
+from retrieval.search.retriever import Answer, Hit, Retriever
 from retrieval.store import ArticleInfo, Copy
 
 

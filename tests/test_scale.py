@@ -10,10 +10,10 @@ import pytest
 
 from retrieval import search
 from retrieval.corpus import Article
-from retrieval.embed import Embedder
-from retrieval.postings import Postings
-from retrieval.search import Retriever
+from retrieval.model.embed import Embedder
+from retrieval.search.retriever import Retriever
 from retrieval.store import Index, RowFile, Sentences
+from retrieval.store.folder.postings import Postings
 from retrieval.text import analyze, sentence_spans
 
 WORDS = [f"{a}{b}" for a in ("harbor", "ledger", "tunnel", "orchid", "glacier", "violin",

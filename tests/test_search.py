@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from retrieval.errors import BadQuestion
-from retrieval.search import MAX_QUESTION_CHARS, Retriever, check_question
+from retrieval.search.retriever import MAX_QUESTION_CHARS, Retriever, check_question
 from retrieval.text import split_sentences
 
 from .seed_questions import HARD, OFF_TOPIC, ON_TOPIC
@@ -142,8 +142,8 @@ def test_scores_are_in_0_1_and_follow_the_ranking(retriever: Retriever, embedder
 
 def test_a_headline_that_answers_brings_its_article_first(embedder):
     # News paragraphs often leave the subject to the headline ("the show", "the series").
+    from retrieval.build.pipeline import build_index
     from retrieval.corpus import Article
-    from retrieval.indexer import build_index
 
     squid = Article(id="squid", title="Squid Game renewed by Netflix", source="squid.txt",
                     paragraphs=("The show will return for a second season, the streamer said.",
@@ -160,7 +160,7 @@ def test_a_headline_that_answers_brings_its_article_first(embedder):
 
 
 def test_widened_vectors_are_numpys_cast_bit_for_bit():
-    from retrieval.search import _widen
+    from retrieval.search.retriever import _widen
 
     every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)  # NaN too
     for vecs in (every.reshape(-1, 64), every.reshape(64, -1)[:, ::3], every[:0], every[5:6]):

@@ -22,13 +22,13 @@ import pytest
 from bot.app import BylineBot
 from bot.commands import RESTARTING
 from bot.render import cite, markdown_link, render_help, safe
+from retrieval.build.pipeline import index_corpus
 from retrieval.corpus import Passage
-from retrieval.embed import Embedder
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever
+from retrieval.model.embed import Embedder
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Retriever
+from retrieval.search.timeline import timeline
 from retrieval.store import ArticleInfo
-from retrieval.timefilter import Filters
-from retrieval.timeline import timeline
 
 from .conftest import SEEDS
 from .fake_discord import FakeDiscord
@@ -216,7 +216,7 @@ def test_the_feedback_store_keeps_no_salt_and_is_private(tmp_path: Path):
     import sqlite3
     import stat
 
-    from retrieval.feedback import FeedbackStore, salt_path
+    from retrieval.search.feedback import FeedbackStore, salt_path
 
     old = os.umask(0o022)  # what a shell usually has
     try:
@@ -236,7 +236,7 @@ def test_the_feedback_store_keeps_no_salt_and_is_private(tmp_path: Path):
 def test_an_older_feedback_store_keeps_its_hashes_and_loses_its_salt(tmp_path: Path):
     import sqlite3
 
-    from retrieval.feedback import FeedbackStore, salt_path
+    from retrieval.search.feedback import FeedbackStore, salt_path
 
     path = tmp_path / "fb.sqlite"
     store = FeedbackStore(path)
@@ -346,7 +346,7 @@ def test_the_policy_refuses_internal_addresses(address: str):
     """Decided on the address alone: nothing is sent to these."""
     import ipaddress
 
-    from retrieval.addresses import AddressPolicy, Blocked
+    from retrieval.feeds.addresses import AddressPolicy, Blocked
 
     with pytest.raises(Blocked):
         AddressPolicy().check("example.com", ipaddress.ip_address(address), 443)
@@ -355,7 +355,7 @@ def test_the_policy_refuses_internal_addresses(address: str):
 def test_the_policy_allows_public_addresses_on_default_ports_and_what_the_operator_names():
     import ipaddress
 
-    from retrieval.addresses import AddressPolicy, Blocked
+    from retrieval.feeds.addresses import AddressPolicy, Blocked
 
     ip = ipaddress.ip_address
     for public in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "64:ff9b::5db8:d822",
@@ -374,7 +374,7 @@ def test_the_policy_allows_public_addresses_on_default_ports_and_what_the_operat
 
 
 def test_the_bots_fetches_reach_no_internal_address(internal, tmp_path: Path):
-    from retrieval.fetch import Fetcher, FetchSettings
+    from retrieval.feeds.fetch import Fetcher, FetchSettings
 
     settings = FetchSettings(rate=1000.0, timeout=2.0)  # the bot's: public addresses only
     port = internal.port
@@ -391,7 +391,7 @@ def test_the_cli_fetches_what_its_user_names_but_checks_where_it_leads(internal,
                                                                        tmp_path: Path):
     """`byline fetch` of an internal URL works (the user asked for it); its redirect to
     another host, and a feed's links, are held to the policy."""
-    from retrieval.fetch import Fetcher, FetchSettings
+    from retrieval.feeds.fetch import Fetcher, FetchSettings
 
     settings = FetchSettings(rate=1000.0, timeout=2.0, trust_given=True)
     with Fetcher(tmp_path, settings) as fetcher:
@@ -407,7 +407,7 @@ def test_the_cli_fetches_what_its_user_names_but_checks_where_it_leads(internal,
 def test_coverage_add_of_an_internal_address_is_not_allowed(internal, embedder, tmp_path):
     """Through the fake Discord and the real bot with the default fetch settings: the admin
     is told the address is not allowed, the internal service sees nothing."""
-    from retrieval.fetch import FetchSettings
+    from retrieval.feeds.fetch import FetchSettings
 
     from .test_bot_guilds import admin, run_guilds
 
@@ -505,7 +505,7 @@ def test_a_gzip_bomb_or_huge_page_stops_without_expanding(hostile, tmp_path: Pat
     stays far below what decoding whole chunks took (gigabytes)."""
     base, size = hostile
     assert size < 20_000
-    script = ("import sys\nfrom retrieval.cli import main\nrc = main(sys.argv[1:])\n"
+    script = ("import sys\nfrom retrieval.cli.main import main\nrc = main(sys.argv[1:])\n"
               f"{PEAK_MB}\nsys.exit(rc)\n")
     done = subprocess.run([sys.executable, "-c", script, "fetch", f"{base}/{page}",
                            "--into", str(tmp_path / "c")], capture_output=True, text=True,
@@ -517,7 +517,7 @@ def test_a_gzip_bomb_or_huge_page_stops_without_expanding(hostile, tmp_path: Pat
 
 def test_a_long_gzipped_page_is_no_bomb(hostile, tmp_path: Path):
     """3 MB of text gzipped (a long read) unpacks well under the bomb's ratio: fetched."""
-    from retrieval.fetch import Fetcher, FetchSettings
+    from retrieval.feeds.fetch import Fetcher, FetchSettings
 
     from .test_fetch import LOCAL
 
@@ -531,7 +531,7 @@ def test_a_tarpit_is_given_up_at_the_fetch_deadline(hostile, tmp_path: Path):
     """One byte every 0.2 s never trips a 1 s read timeout; the fetch's deadline ends it."""
     import time as _time
 
-    from retrieval.fetch import Fetcher, FetchSettings
+    from retrieval.feeds.fetch import Fetcher, FetchSettings
 
     from .test_fetch import LOCAL
 
@@ -603,7 +603,7 @@ def test_hostile_files_are_skipped_with_a_reason_and_the_rest_indexed(tmp_path: 
 def test_nul_characters_publish_to_postgresql(pg_url, tmp_path: Path, capsys):
     """A NUL in a page, a text file or an export row failed every PostgreSQL publish (text
     columns refuse it) without naming the file; the text is cleaned before it is stored."""
-    from retrieval.cli import main
+    from retrieval.cli.main import main
 
     (tmp_path / "nul.txt").write_bytes(b"Ferry\x00 strike\n\nFerry crews walked\x00 out on "
                                        b"Wednesday, halting sailings to the islands.\n")
@@ -622,7 +622,7 @@ def test_nul_characters_publish_to_postgresql(pg_url, tmp_path: Path, capsys):
 def test_a_feed_with_malformed_links_costs_one_line_each(tmp_path: Path):
     """Links like http://h:abc/, a 70-character label, http://[::1/x or a control character
     crashed `byline fetch`, `follow --once` and the bot's feed task."""
-    from retrieval.fetch import Fetcher, FetchSettings
+    from retrieval.feeds.fetch import Fetcher, FetchSettings
 
     from .local_http import QuietHandler, base_url, http_server
     from .test_fetch import LOCAL
@@ -672,8 +672,8 @@ def test_a_small_gz_export_that_unpacks_huge_is_skipped_in_bounded_memory(tmp_pa
 def test_a_feed_fills_no_more_than_its_poll_and_the_folder_allow(tmp_path: Path, embedder):
     """A 2 KB feed linking many large pages put 199 MB on disk in 2 s: a poll now fetches at
     most PAGES_PER_POLL of a feed's links, and nothing is saved past the folder's quota."""
-    from retrieval.fetch import FetchSettings
-    from retrieval.follow import PAGES_PER_POLL, Follower
+    from retrieval.feeds.fetch import FetchSettings
+    from retrieval.feeds.follow import PAGES_PER_POLL, Follower
 
     from .local_http import QuietHandler, base_url, http_server
     from .test_fetch import LOCAL
@@ -779,8 +779,8 @@ def _hostile_feed_site(asked: list[str]):
 def test_a_feed_page_with_nothing_to_index_is_not_kept(tmp_path: Path, embedder):
     """A fetched page that gives no article is removed and its link counted as failed (left
     in the folder, every index skipped it again); the good article is indexed."""
-    from retrieval.fetch import FetchSettings
-    from retrieval.follow import Follower
+    from retrieval.feeds.fetch import FetchSettings
+    from retrieval.feeds.follow import Follower
 
     from .local_http import base_url
     from .test_fetch import LOCAL
@@ -889,7 +889,7 @@ def test_a_server_has_one_fetch_in_flight_at_a_time(tmp_path: Path, embedder):
     fetched."""
     import time as _time
 
-    from retrieval.fetch import FetchSettings
+    from retrieval.feeds.fetch import FetchSettings
 
     from .local_http import QuietHandler, base_url, http_server
     from .test_bot_guilds import OTHER_GUILD, admin, run_guilds

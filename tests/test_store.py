@@ -10,11 +10,11 @@ import faiss
 import numpy as np
 import pytest
 
+from retrieval.build.pipeline import build_index, index_corpus
 from retrieval.corpus import Article, load_corpus
-from retrieval.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, StoreError
-from retrieval.indexer import build_index, index_corpus
-from retrieval.search import Retriever
+from retrieval.model.embed import Embedder
+from retrieval.search.retriever import Retriever
 from retrieval.store import MANIFEST, Index, RowFile, Sentences
 
 from .conftest import SEEDS

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from retrieval.embed import Embedder
+from retrieval.build.pipeline import index_corpus
 from retrieval.errors import BadQuestion
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever
-from retrieval.timefilter import Filters, complete_outlets, prefer_recent, wants_recent
-from retrieval.timeline import timeline
+from retrieval.model.embed import Embedder
+from retrieval.search.filters import Filters, complete_outlets, prefer_recent, wants_recent
+from retrieval.search.retriever import Retriever
+from retrieval.search.timeline import timeline
 
 from .news_by_date import write_corpus
 from .seed_questions import ON_TOPIC

@@ -7,11 +7,11 @@ import pytest
 
 from bot.app import BylineBot
 from bot.render import DESCRIPTION_MAX, TOTAL_MAX, render_timeline, timeline_line
-from retrieval.embed import Embedder
-from retrieval.indexer import index_corpus
-from retrieval.search import Retriever
+from retrieval.build.pipeline import index_corpus
+from retrieval.model.embed import Embedder
+from retrieval.search.retriever import Retriever
+from retrieval.search.timeline import Story, Timeline
 from retrieval.store import Copy
-from retrieval.timeline import Story, Timeline
 
 from .fake_discord import EPHEMERAL, FakeDiscord
 from .news_by_date import write_corpus

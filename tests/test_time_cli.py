@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.cli import main
-from retrieval.embed import Embedder
-from retrieval.indexer import index_corpus
+from retrieval.build.pipeline import index_corpus
+from retrieval.cli.main import main
+from retrieval.model.embed import Embedder
 
 from .news_by_date import write_corpus
 

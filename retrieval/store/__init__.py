@@ -8,11 +8,11 @@ Parts: `index` (the Index read side and its assembly from finished arrays), `gen
 """
 
 from retrieval.store.ann import ANN_DEPTH, EXACT_MAX
-from retrieval.store.index import TOKENS_MAX, Index, corpus_fingerprint, probes_key
-from retrieval.store.lock import WriterLock
+from retrieval.store.folder.index import TOKENS_MAX, Index, corpus_fingerprint, probes_key
+from retrieval.store.folder.lock import WriterLock
+from retrieval.store.folder.parts import Sentences, Tokens
+from retrieval.store.folder.rows import RowFile
 from retrieval.store.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
-from retrieval.store.parts import Sentences, Tokens
-from retrieval.store.rows import RowFile
 from retrieval.store.tables import ArticleInfo, Copy
 
 __all__ = ["ANN_DEPTH", "EXACT_MAX", "FORMAT_VERSION", "MANIFEST", "TOKENS_MAX", "ArticleInfo",

@@ -10,7 +10,7 @@ import numpy as np
 if TYPE_CHECKING:
     import faiss
 
-    from retrieval.store.parts import Sentences
+    from retrieval.store.folder.parts import Sentences
 
 # Up to this many passages, dense search is exact (FAISS flat); above, an IVF index with 8-bit
 # codes proposes ANN_DEPTH candidates and the Retriever re-scores them with the exact vectors,

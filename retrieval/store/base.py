@@ -1,7 +1,7 @@
 """The store seam: what the Retriever, the CLI and the bot read from an index, whichever
 store holds it, and the factory that opens one.
 
-Two stores implement it: the on-disk `Index` (a folder of generations; retrieval.store.index)
+Two stores implement it: the on-disk `Index` (a folder of generations; retrieval.store.folder.index)
 and the PostgreSQL store (retrieval.store.postgres, for `postgresql://` locations). Callers
 use `open_store(location)` and `publish(index, location)` and never ask which they got; a
 writer such as the bot's /coverage jobs also uses `published`, `indexed_sources`,
@@ -25,8 +25,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from retrieval.corpus import Article, Passage
-    from retrieval.embed import Embedder
     from retrieval.errors import IndexCorrupt
+    from retrieval.model.embed import Embedder
     from retrieval.store.manifest import Manifest
     from retrieval.store.tables import ArticleInfo, Copy
 
@@ -142,7 +142,7 @@ def open_store(location: str | Path, model: str | None = None,
         from retrieval.store.postgres import open_postgres
 
         return open_postgres(str(location), model=model)
-    from retrieval.store.index import Index
+    from retrieval.store.folder.index import Index
 
     return Index.load(location, model=model, verify=verify)
 
@@ -164,7 +164,7 @@ def writer_lock(location: str | Path, wait: bool = True,
         from retrieval.store.postgres import PostgresWriterLock
 
         return PostgresWriterLock(str(location), wait=wait, on_wait=on_wait)
-    from retrieval.store.lock import WriterLock
+    from retrieval.store.folder.lock import WriterLock
 
     return WriterLock(location, wait=wait, on_wait=on_wait)
 
@@ -228,7 +228,7 @@ def withdraw(location: str | Path) -> bool:
         from retrieval.store.postgres.manage import withdraw as pg_withdraw
 
         return pg_withdraw(str(location))
-    from retrieval.store.generations import withdraw as folder_withdraw
+    from retrieval.store.folder.generations import withdraw as folder_withdraw
 
     return folder_withdraw(Path(location))
 

@@ -19,12 +19,12 @@ import numpy as np
 
 from retrieval.corpus import Article, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
-from retrieval.filtered import EXACT_SUBSET_MAX
 from retrieval.store.manifest import FORMAT_VERSION, Manifest
 from retrieval.store.postgres import schema
 from retrieval.store.postgres.connect import failure, forget_pool, pool, redact, vector_text
 from retrieval.store.postgres.parts import PgPostings, PgSentences, PgTokens, PgVectors
 from retrieval.store.postgres.rows import PgRows
+from retrieval.store.subset import EXACT_SUBSET_MAX
 from retrieval.store.tables import ArticleInfo, Copy
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from psycopg_pool import ConnectionPool
 
-    from retrieval.embed import Embedder
+    from retrieval.model.embed import Embedder
 
 EF_SEARCH_MAX = 1000  # pgvector's upper limit on hnsw.ef_search
 REPUBLISH = "publish it again (`byline migrate --from FOLDER --to URL`, or `byline index`)"
@@ -139,7 +139,7 @@ class PgIndex:
                         probe_vectors: np.ndarray | None = None) -> PgIndex:
         """This generation with its background set in memory (a store's published manifest
         already holds one: the indexer measures it before publishing)."""
-        from retrieval.store.index import probes_key
+        from retrieval.store.folder.index import probes_key
 
         if probe_vectors is None:
             probe_vectors = self.probe_vectors

@@ -28,7 +28,7 @@ from retrieval.store.tables import COPY_LISTS_SELECT, MAX_COPIES
 if TYPE_CHECKING:
     import psycopg
 
-    from retrieval.store.index import Index
+    from retrieval.store.folder.index import Index
     from retrieval.store.manifest import Manifest
 
 log = logging.getLogger("byline.store")

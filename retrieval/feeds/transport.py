@@ -23,7 +23,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from retrieval.addresses import AddressPolicy, Blocked
+from retrieval.feeds.addresses import AddressPolicy, Blocked
 
 
 class _Deadline(threading.local):
@@ -114,7 +114,7 @@ def guarded_transport(policy: AddressPolicy) -> tuple[httpx.HTTPTransport, Guard
     pool = transport._pool  # httpx gives no way to pass httpcore a network backend
     if not hasattr(pool, "_network_backend"):
         raise RuntimeError("this httpcore keeps its network backend elsewhere: update "
-                           "retrieval.transport")
+                           "retrieval.feeds.transport")
     backend = GuardedBackend(policy)
     pool._network_backend = backend
     return transport, backend

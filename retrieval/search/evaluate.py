@@ -10,7 +10,7 @@ from pathlib import Path
 
 from retrieval.corpus import Article
 from retrieval.errors import BadQuestion, CorpusError
-from retrieval.search import Answer, Hit, Retriever, check_question
+from retrieval.search.retriever import Answer, Hit, Retriever, check_question
 from retrieval.text import analyze
 
 _BATCH = 128
@@ -182,7 +182,7 @@ def _ask_dated(retriever: Retriever, questions: list[EvalQuestion], k: int, prog
     """`_ask_all`, each question asked as of its own day when it has one."""
     if not any(q.as_of for q in questions):
         return _ask_all(retriever, [q.question for q in questions], k, progress, "Questions")
-    from retrieval.timefilter import Filters
+    from retrieval.search.filters import Filters
 
     by_day: dict[str | None, list[int]] = {}
     for i, q in enumerate(questions):

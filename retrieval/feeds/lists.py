@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.errors import BylineError, FetchError
-from retrieval.fetch import _write_atomic, check_url
+from retrieval.feeds.fetch import _write_atomic, check_url
 
 HEADER = "# Feeds `byline follow` polls: one URL a line; # starts a comment.\n"
 

@@ -1,6 +1,6 @@
 """Encoder backends: one class per way of running the model, made by `make_backend`.
 
-  OnnxBackend   the bundled model's ONNX graph, "onnx-int8" or "onnx" (see retrieval.onnx_model)
+  OnnxBackend   the bundled model's ONNX graph, "onnx-int8" or "onnx" (model/onnx_model.py)
   TorchBackend  sentence-transformers itself ("torch"; the only one for another model)
 A backend loads its model on first use; nothing heavy is imported before then.
 """
@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from retrieval.bundled import BUNDLED_SHA256, is_bundled, verified_bundled_path
 from retrieval.errors import ModelError
+from retrieval.model.bundled import BUNDLED_SHA256, is_bundled, verified_bundled_path
 from retrieval.progress import progress_bar as _progress
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from retrieval.onnx_model import OnnxEncoder
+    from retrieval.model.onnx_model import OnnxEncoder
 
 ENCODERS = ("onnx-int8", "onnx", "torch")
 PROGRESS_MIN = 256  # show a progress bar when embedding more texts than this
@@ -271,7 +271,7 @@ def _token_states(outs: list[dict[str, Any]]) -> list[np.ndarray]:
 
 
 def _onnx() -> ModuleType:
-    """retrieval.onnx_model, imported only when a model is used."""
-    from retrieval import onnx_model
+    """retrieval.model.onnx_model, imported only when a model is used."""
+    from retrieval.model import onnx_model
 
     return onnx_model

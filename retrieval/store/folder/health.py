@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.errors import BylineError, IndexMissing, StoreError, describe_os_error
-from retrieval.store import generations
 from retrieval.store.files import digest
-from retrieval.store.index import Index
-from retrieval.store.lock import LOCK
+from retrieval.store.folder import generations
+from retrieval.store.folder.index import Index
+from retrieval.store.folder.lock import LOCK
 from retrieval.store.manifest import Manifest, read_manifest
 
 _CHUNK = 65_536  # rows per finite-value check

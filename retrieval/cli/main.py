@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrieval import __version__
-from retrieval.citation import PLAIN, UNDATED, Style, cite, copy_names, day
-from retrieval.config import Settings, load_env, private_files
+from retrieval.cli.config import Settings, load_env, private_files
 from retrieval.corpus import LoadReport, Passage
 from retrieval.corpus.meta import clean_text
-from retrieval.embed import ENCODERS
 from retrieval.errors import BylineError, IndexMissing, describe_os_error
 from retrieval.logs import configure
-from retrieval.search import METHODS, Answer, Hit, Retriever, check_question
+from retrieval.model.embed import ENCODERS
+from retrieval.search.filters import Filters
+from retrieval.search.quotes import PLAIN, UNDATED, Style, cite, copy_names, day
+from retrieval.search.retriever import METHODS, Answer, Hit, Retriever, check_question
 from retrieval.store.base import describe_location, is_url, open_store
-from retrieval.timefilter import Filters
 
 if TYPE_CHECKING:
-    from retrieval.timeline import Story
+    from retrieval.search.timeline import Story
 
 log = logging.getLogger("byline")
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_fetch)
 
-    from retrieval.follow_cli import add_parser as add_follow_parser
+    from retrieval.cli.follow import add_parser as add_follow_parser
 
     add_follow_parser(sub).set_defaults(func=cmd_follow)
 
@@ -255,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.embed import Embedder
-    from retrieval.indexer import index_corpus
+    from retrieval.build.pipeline import index_corpus
+    from retrieval.model.embed import Embedder
 
     corpus = args.corpus or settings.default_corpus()
     start = time.perf_counter()
@@ -330,7 +330,7 @@ def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.fetch import Fetcher, FetchSettings, check_url, summary
+    from retrieval.feeds.fetch import Fetcher, FetchSettings, check_url, summary
 
     if not args.urls and not args.feed:
         raise BylineError("Give at least one URL to fetch, or --feed URL.")
@@ -362,16 +362,16 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_follow(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.follow_cli import run
+    from retrieval.cli.follow import run
 
     return run(args, settings)
 
 
 def open_retriever(settings: Settings) -> Retriever:
     """The Retriever over the configured index, built from the default corpus if missing."""
-    from retrieval.embed import Embedder
-    from retrieval.indexer import index_corpus
-    from retrieval.search import Retriever
+    from retrieval.build.pipeline import index_corpus
+    from retrieval.model.embed import Embedder
+    from retrieval.search.retriever import Retriever
 
     embedder = Embedder(settings.model, encoder=settings.encoder)
     try:
@@ -395,7 +395,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     filters = _filters(args)
     retriever = open_retriever(settings)
     if earlier:
-        from retrieval.conversation import Conversation
+        from retrieval.search.conversation import Conversation
 
         conversation = Conversation()
         for before in earlier:
@@ -413,8 +413,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     """A question per line, each answered in the conversation so far; an empty line, EOF
     or Ctrl-C ends it."""
-    from retrieval.conversation import Conversation
     from retrieval.errors import BadQuestion
+    from retrieval.search.conversation import Conversation
 
     if not 1 <= args.k <= 20:
         raise BylineError("-k must be between 1 and 20.")
@@ -451,7 +451,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.timeline import timeline
+    from retrieval.search.timeline import timeline
 
     topic = check_question(" ".join(args.topic))
     if not 1 <= args.n <= 50:
@@ -483,7 +483,7 @@ def timeline_line(story: Story) -> str:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.store.health import check_index
+    from retrieval.store.folder.health import check_index
 
     if is_url(settings.location):
         from retrieval.store.postgres.health import check_postgres
@@ -548,10 +548,10 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.embed import Embedder
-    from retrieval.evaluate import evaluate, load_dataset
-    from retrieval.indexer import build_index
-    from retrieval.search import SearchSettings
+    from retrieval.build.pipeline import build_index
+    from retrieval.model.embed import Embedder
+    from retrieval.search.evaluate import evaluate, load_dataset
+    from retrieval.search.retriever import SearchSettings
 
     articles, questions = load_dataset(args.dataset)
     off_topic = load_dataset(args.off_topic)[1] if args.off_topic else None
@@ -580,7 +580,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
-    from retrieval.feedback import default_path, read_feedback
+    from retrieval.search.feedback import default_path, read_feedback
 
     path = Path(os.environ.get("BYLINE_FEEDBACK_DB") or default_path(settings.index_dir))
     rows = read_feedback(path) if path.exists() else []
@@ -668,7 +668,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     """`byline migrate [--from FOLDER] --to URL`: the store's tables brought up to date, then
     the folder's current generation copied in as the store's (vectors as they are; nothing
     is embedded). Copying a generation the store already serves does nothing."""
-    from retrieval.store.postgres.copy import migrate_store
+    from retrieval.store.postgres.migrate import migrate_store
 
     target = args.target or (settings.store if is_url(settings.store) else None)
     if not target or not is_url(target):

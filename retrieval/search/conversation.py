@@ -25,9 +25,9 @@ import re
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from retrieval.search import MAX_QUESTION_CHARS, Answer, Retriever
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import MAX_QUESTION_CHARS, Answer, Retriever
 from retrieval.text import analyze
-from retrieval.timefilter import Filters
 
 MAX_TURNS = 6  # turns remembered; the context is drawn from the last CONTEXT_TURNS
 CONTEXT_TURNS = 2
@@ -37,7 +37,7 @@ CONTEXT_TURNS = 2
 OWN_WORDS_SUPPORT = 0.25
 # Or, for a follow-up worded otherwise than the story ("did he trust Kim?" where the passage
 # says he praised him), its best sentence is this much more like the follow-up asked alone
-# than generic questions' are (retrieval.search.Retriever.sentence_similarity).
+# than generic questions' are (retrieval.search.retriever.Retriever.sentence_similarity).
 OWN_MEANING = 0.15
 _LEANING = re.compile(
     r"\b(he|she|it|its|they|them|their|theirs|him|his|her|hers|then|afterwards?|later|"

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.background import PROBES
 from retrieval.corpus import Passage
-from retrieval.embed import Embedder
 from retrieval.errors import BadQuestion, IndexMismatch
-from retrieval.filtered import search_one
-from retrieval.late import late_interaction
+from retrieval.model.embed import Embedder
+from retrieval.model.probes import PROBES
+from retrieval.search.filters import Coverage, Filters, prefer_recent, recency
+from retrieval.search.late import late_interaction
 from retrieval.store import ANN_DEPTH, Copy
 from retrieval.store.base import Store, open_store
+from retrieval.store.subset import search_one
 from retrieval.text import analyze
-from retrieval.timefilter import Coverage, Filters, prefer_recent, recency
 
 MAX_QUESTION_CHARS = 1000
 # Up to this many passages, a tie at the cut of BM25's top candidates is broken as
@@ -75,7 +75,7 @@ class SearchSettings:
     headline_rank_weight: float = 0.3
     # Late interaction in the ranking: the `late_depth` best candidates get `late_weight` x
     # their (min-max normalised) length-corrected MaxSim with the question's content tokens
-    # (retrieval.late), where the index keeps token vectors.
+    # (retrieval.search.late), where the index keeps token vectors.
     late_weight: float = 0.6
     late_depth: int = 20
 
@@ -222,7 +222,7 @@ class Retriever:
 
     def ask(self, question: str, k: int = 5, filters: Filters | None = None) -> Answer:
         """Rank passages for `question`; `answered` is False when the coverage lacks it.
-        With `filters`, only the coverage they keep is searched (see retrieval.timefilter)."""
+        With `filters`, only the coverage they keep is searched (see retrieval.search.filters)."""
         return self.ask_many([question], k, filters=filters)[0]
 
     def ask_many(self, questions: list[str], k: int = 5, keep_refused: bool = False,

@@ -1,11 +1,11 @@
 """The Embedder: the bundled all-MiniLM-L6-v2 by default, on ONNX Runtime (int8) or torch.
 
-Encoders ("BYLINE_ENCODER"), each a backend in retrieval.encoders:
+Encoders ("BYLINE_ENCODER"), each a backend in retrieval.model.encoders:
   onnx-int8  the bundled model exported to ONNX, fused and int8-quantised locally (default)
   onnx       the same graph, fused, float32
   torch      sentence-transformers itself (the only choice for another BYLINE_MODEL)
 Both ONNX graphs are built from the hash-checked bundled weights on first use and cached
-(see retrieval.onnx_model); docs/performance.md has their speed and answer quality.
+(see retrieval.model.onnx_model); docs/performance.md has their speed and answer quality.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrieval.bundled import (
+from retrieval.model.bundled import (
     BUNDLED_SHA256,
     DEFAULT_MODEL,
     bundled_model_path,
     is_bundled,
     verify_weights,
 )
-from retrieval.encoders import ENCODERS, PROGRESS_MIN, make_backend
+from retrieval.model.encoders import ENCODERS, PROGRESS_MIN, make_backend
 from retrieval.text import stopwords
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from retrieval.onnx_model import OnnxEncoder
+    from retrieval.model.onnx_model import OnnxEncoder
 
 __all__ = ["BUNDLED_SHA256", "DEFAULT_ENCODER", "DEFAULT_MODEL", "ENCODERS", "PROGRESS_MIN",
            "Embedder", "bundled_model_path", "verify_weights"]
@@ -59,7 +59,7 @@ class Embedder:
     @property
     def kernel(self) -> str:
         """The CPU kernel the encoder runs on here ("x86-64 AVX2 int8, onnxruntime 1.32.0")."""
-        from retrieval.kernel import encoder_kernel
+        from retrieval.model.kernel import encoder_kernel
 
         return encoder_kernel(self.encoder)
 

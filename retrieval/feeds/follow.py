@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.corpus.folder import FEEDS_LIST, read_article
-from retrieval.embed import Embedder
 from retrieval.errors import BylineError, CorpusError, IndexBusy
-from retrieval.feedlist import FeedList, add_feed, read_feeds, remove_feed
-from retrieval.fetch import Fetcher, FetchResult, FetchSettings, recorded_feeds
+from retrieval.feeds.fetch import Fetcher, FetchResult, FetchSettings, recorded_feeds
+from retrieval.feeds.lists import FeedList, add_feed, read_feeds, remove_feed
+from retrieval.model.embed import Embedder
 from retrieval.store.base import is_url
 
 STATE_FILE = ".byline-follow.sqlite"
@@ -328,7 +328,7 @@ class Follower:
 
     def _index_if_due(self, now: float, report: PollReport) -> None:
         """Index the corpus when articles arrived (now or in a round that could not index)."""
-        from retrieval.indexer import index_corpus
+        from retrieval.build.pipeline import index_corpus
 
         with self._db() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'index_due'").fetchone()

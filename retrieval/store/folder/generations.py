@@ -23,7 +23,7 @@ from retrieval.errors import (
     describe_os_error,
 )
 from retrieval.store.files import digest, fsync_dir, fsync_tree, listing
-from retrieval.store.lock import WriterLock
+from retrieval.store.folder.lock import WriterLock
 from retrieval.store.manifest import (
     GENERATION_PREFIX,
     LEGACY_PREFIXES,

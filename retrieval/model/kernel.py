@@ -73,7 +73,7 @@ def int8_kernel() -> str:
 
 
 def encoder_kernel(encoder: str) -> str:
-    """What `encoder` (retrieval.embed.ENCODERS) runs on here, with its library's version."""
+    """What `encoder` (retrieval.model.embed.ENCODERS) runs on here, with its library's version."""
     if encoder == "onnx-int8":
         return f"{int8_kernel()} int8, {_version('onnxruntime')}"
     if encoder == "onnx":

@@ -8,9 +8,9 @@ from typing import Any
 
 from retrieval.corpus import Passage
 from retrieval.corpus.meta import date_key
-from retrieval.search import Candidates, Retriever
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Candidates, Retriever
 from retrieval.store import Copy
-from retrieval.timefilter import Filters
 
 # Relevant to the topic: a passage whose fused score is at least TIMELINE_FLOOR of the best
 # passage's, among TIMELINE_DEPTH candidates from each retriever; a story is an article

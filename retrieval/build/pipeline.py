@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.background import PROBES
+from retrieval.model.probes import PROBES
 from retrieval.corpus import Article, LoadReport, Passage, checked, scan_corpus
-from retrieval.dedup import copy_groups
-from retrieval.embed import Embedder
+from retrieval.build.dedup import copy_groups
+from retrieval.model.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
-from retrieval.search import check_question, measure_background
+from retrieval.search.retriever import check_question, measure_background
 from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens
 from retrieval.store.ann import EXACT_MAX
 from retrieval.store.base import Store, open_store, publish, writer_lock
-from retrieval.store.parts import PendingTokens
+from retrieval.store.folder.parts import PendingTokens
 from retrieval.store.quantise import quantise
 from retrieval.text import sentence_spans
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from retrieval.errors import BylineError
 
 if TYPE_CHECKING:  # the follower (httpx, the model) is imported only when the command runs
-    from retrieval.config import Settings
-    from retrieval.follow import Follower, PollReport
+    from retrieval.cli.config import Settings
+    from retrieval.feeds.follow import Follower, PollReport
 
 TICK = 60.0  # the longest sleep: a feed added to feeds.txt is polled within a minute
 
@@ -41,9 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Poll until SIGINT or SIGTERM (exit 0), or once with `--once`; or list the feeds."""
-    from retrieval.embed import Embedder
-    from retrieval.fetch import FetchSettings
-    from retrieval.follow import Follower
+    from retrieval.feeds.fetch import FetchSettings
+    from retrieval.feeds.follow import Follower
+    from retrieval.model.embed import Embedder
 
     corpus = args.corpus or settings.default_corpus()
     embedder = Embedder(settings.model, encoder=settings.encoder)  # loaded only to index
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _show(report: PollReport, as_json: bool) -> None:
     """The round's line on stdout (or its JSON object), each failure on stderr."""
-    from retrieval.follow import ENTRY_ATTEMPTS, stamp
+    from retrieval.feeds.follow import ENTRY_ATTEMPTS, stamp
     from retrieval.logs import escape_controls
 
     if as_json:
@@ -113,7 +113,7 @@ def _problems(problems: list[str]) -> None:
 
 def _list(follower: Follower, as_json: bool) -> int:
     """Each feed on a line, its state indented below it."""
-    from retrieval.follow import stamp
+    from retrieval.feeds.follow import stamp
 
     states = follower.states()
     _problems(follower.feeds().problems)

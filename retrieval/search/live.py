@@ -1,7 +1,7 @@
 """Hot reload: the Retriever over an index, replaced when a new generation is published.
 
 A save (`byline index`, a feed follower) publishes a generation atomically and points
-manifest.json at it (see retrieval.store.generations). A long-running process keeps a
+manifest.json at it (see retrieval.store.folder.generations). A long-running process keeps a
 LiveRetriever: `stale()` is one stat of manifest.json; `load()` (blocking, for a worker
 thread) opens the new generation beside the current one; `swap()` makes it current. Whoever
 took `current` before the swap keeps a working Retriever: the generation it reads stays on
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.errors import BylineError, describe_os_error
-from retrieval.search import Retriever
+from retrieval.search.retriever import Retriever
 from retrieval.store import MANIFEST, Index, read_manifest
 from retrieval.store.base import Store
 

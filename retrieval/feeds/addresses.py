@@ -1,6 +1,6 @@
 """Which network addresses a fetch may connect to: public unicast on the default ports,
 plus what the operator allows (BYLINE_FETCH_ALLOW). Checked on the address a name resolves
-to, on every hop, and the connection goes to the address that was checked (retrieval.fetch).
+to, on every hop, and the connection goes to the address that was checked (retrieval.feeds.fetch).
 """
 
 from __future__ import annotations

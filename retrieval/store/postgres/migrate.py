@@ -15,7 +15,7 @@ def migrate_store(url: str, source: Path | None = None, progress: bool = False
                   ) -> dict[str, Any]:
     """Apply pending schema migrations at `url`, then publish the index in `source` (if
     given) as the store's generation; what was done, with a one-line `message`."""
-    from retrieval.store.index import Index
+    from retrieval.store.folder.index import Index
     from retrieval.store.postgres.writer import PostgresWriterLock, publish_postgres
 
     start = time.perf_counter()

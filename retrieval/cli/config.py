@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrieval.embed import DEFAULT_MODEL
+from retrieval.model.embed import DEFAULT_MODEL
 from retrieval.store.base import check_location, is_url
 
 DEFAULT_INDEX_DIR = Path(".byline/index")
 # The seed coverage, shipped in the package (in a checkout, a link to the project's seeds/):
 # what `byline ask` indexes on a fresh machine when there is no ./seeds nor BYLINE_CORPUS.
-PACKAGED_SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
+PACKAGED_SEEDS = Path(__file__).resolve().parents[1] / "data" / "seeds"
 
 
 @contextmanager

@@ -293,6 +293,6 @@ class OnnxEncoder:
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of `x` scaled to unit length, as float32 (also used by retrieval.embed)."""
+    """Rows of `x` scaled to unit length, as float32 (also used by retrieval.model.embed)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -13,23 +13,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrieval.background import PROBES
 from retrieval.corpus import Article, LoadReport, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, StoreError, describe_os_error
-from retrieval.postings import Postings
-from retrieval.store import generations
+from retrieval.model.probes import PROBES
 from retrieval.store.ann import EXACT_MAX, build_ann, flat, read_ivf
 from retrieval.store.files import save_array
+from retrieval.store.folder import generations
+from retrieval.store.folder.parts import PendingTokens, Sentences, Tokens
+from retrieval.store.folder.postings import Postings
+from retrieval.store.folder.rows import RowFile, load_rows
 from retrieval.store.manifest import FORMAT_VERSION, REBUILD, Manifest, read_manifest
-from retrieval.store.parts import PendingTokens, Sentences, Tokens
-from retrieval.store.rows import RowFile, load_rows
 from retrieval.store.tables import ArticleInfo, Copy, memory_db, open_db, write_db
 from retrieval.text import analyze
 
 if TYPE_CHECKING:
     import faiss
 
-    from retrieval.embed import Embedder
+    from retrieval.model.embed import Embedder
 
 # Up to this many passages, each passage's token vectors are kept (int8, about 390 bytes a
 # token: about 25 kB for a news paragraph) and the Retriever uses them to pick the quote;
@@ -106,7 +106,7 @@ class Index:
                      groups: np.ndarray | None = None, graph: str = "", kernel: str = ""
                      ) -> Index:
         """The index of already-embedded passages: their ANN and BM25 structures and tables.
-        `groups[row]` is each passage's near-duplicate group (-1: none; see retrieval.dedup);
+        `groups[row]` is each passage's near-duplicate group (-1: none; see retrieval.build.dedup);
         `graph` and `kernel` say how and where the vectors were encoded (Embedder's)."""
         vecs = np.asarray(vecs, np.float32)
         if not np.isfinite(vecs).all():
@@ -237,7 +237,7 @@ class Index:
     def dense_search(self, qvec: np.ndarray, n: int,
                      allowed: np.ndarray | None = None) -> np.ndarray:
         """The (1, n) rows FAISS proposes for `qvec` among the `allowed` rows (-1 pads)."""
-        from retrieval.filtered import dense_candidates
+        from retrieval.store.subset import dense_candidates
 
         return dense_candidates(self, qvec, n, allowed)
 

@@ -32,7 +32,7 @@ def bundled_model_path() -> Path:
 def verify_weights(folder: Path, expected: str = BUNDLED_SHA256) -> None:
     """Raise ModelError unless folder/model.safetensors has the expected sha256 (hashed once,
     then again whenever the file changes: see onnx_model.cached_sha256)."""
-    from retrieval.onnx_model import cached_sha256  # imported only when a model is loaded
+    from retrieval.model.onnx_model import cached_sha256  # imported only when a model is loaded
 
     weights = folder / "model.safetensors"
     try:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.store.files import save_array
+from retrieval.store.folder.rows import RowFile, Spliced, check_offsets, load_array, load_rows
 from retrieval.store.quantise import quantise
-from retrieval.store.rows import RowFile, Spliced, check_offsets, load_array, load_rows
 
 # A re-index links the previous token file instead of copying it from this size up (below,
 # a copy costs little): see PendingTokens.save.

@@ -1,0 +1,1 @@
+"""Fetching pages and following feeds: the fetch policy, feed lists, the follower."""

@@ -1,0 +1,1 @@
+"""The embedding model: the Embedder, its encoder backends, the ONNX export, the bundled weights."""

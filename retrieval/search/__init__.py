@@ -1,0 +1,1 @@
+"""Answering questions: retrieval, ranking, quotes, "not covered", filters, timelines."""

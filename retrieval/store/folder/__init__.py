@@ -1,0 +1,1 @@
+"""The folder backend: index generations in a directory on this machine."""

@@ -35,7 +35,7 @@ bot: $(INDEX)/manifest.json
 
 # The whole quality evaluation on SQuAD dev (../shared/data), the real-news dev set (NEWS,
 # built by ../shared/tools/build_news_dev.py) and that set padded to 10 and 17 times its
-# articles (PADDED, built by bench/news_padded.py); each skipped with a message when absent.
+# articles (PADDED, from `python -m bench.news_padded`); each skipped with a message if absent.
 # Minutes, and about 40 more the first time the padded sets are indexed (kept in PADDED).
 # The report names the CPU kernel it ran on. Another CPU's kernels, emulated (docs/quality.md):
 #   make eval RUN="qemu-x86_64 -cpu Haswell" EVAL_ARGS="--subset --out docs/quality-haswell.md"
@@ -45,14 +45,14 @@ PADDED ?= ../news-padded
 RUN ?=
 EVAL_ARGS ?=
 eval: $(STAMP)
-	$(RUN) $(BIN)/python bench/quality.py $(DATA) --news $(NEWS) --padded $(PADDED) $(EVAL_ARGS)
+	$(RUN) $(BIN)/python -m bench.quality $(DATA) --news $(NEWS) --padded $(PADDED) $(EVAL_ARGS)
 
 # Speed and scale against the raw sentence-transformers + FAISS floor; writes
 # docs/performance.md. About 30 minutes (the 1M-passage index is built once and cached in
 # .byline/bench/). SCALE=100000 for a quicker run.
 SCALE ?= 1000000
 bench: $(STAMP)
-	$(BIN)/python bench/performance.py $(DATA) --scale $(SCALE)
+	$(BIN)/python -m bench.performance $(DATA) --scale $(SCALE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -29,7 +29,7 @@ A's balanced accuracy within half a point of the rule's before the padded sets (
 then the most conservative threshold within half a point of that.
 SQuAD B's paragraphs are never indexed (its questions only serve as A's refusals).
 
-    .venv/bin/python bench/calibrate_not_covered.py ../shared/data/squad-v1.1-dev-a.json \\
+    .venv/bin/python -m bench.calibrate_not_covered ../shared/data/squad-v1.1-dev-a.json \\
         ../shared/data/squad-v1.1-dev-b.json ../news-dev [../news-padded]
 """
 
@@ -49,10 +49,9 @@ from retrieval.search.evaluate import EvalQuestion, load_jsonl, load_news, load_
 from retrieval.search.filters import Filters
 from retrieval.search.retriever import Retriever, SearchSettings, lexical_background
 from retrieval.store.base import open_store
+from tests.seed_questions import OFF_TOPIC, ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.seed_questions import OFF_TOPIC, ON_TOPIC  # noqa: E402
 
 WEIGHTS = {"lexical": (0.0, 0.1, 0.2, 0.3, 0.45, 0.6, 0.9, 1.2),
            "sentence": (0.0, 0.2, 0.3, 0.4, 0.6, 1.0), "length": (0.0, 0.03, 0.05, 0.1, 0.15)}

@@ -1,6 +1,6 @@
 """/ask under load: 50 concurrent asks to the real bot through the fake Discord, batched and not.
 
-    .venv/bin/python bench/concurrency.py
+    .venv/bin/python -m bench.concurrency
 
 Figures per run: answers received, latency from dispatching the interaction to its followup
 (p50 / p95 / max), heartbeat round trips while the burst runs (a probe every 50 ms from the
@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
-    sys.path.insert(0, str(ROOT))
+from bot.app import BylineBot
+from bot.batching import MAX_BATCH
+from bot.settings import BotSettings
+from retrieval.build.pipeline import index_corpus
+from retrieval.cli.config import Settings
+from retrieval.model.embed import Embedder
+from retrieval.search.retriever import Retriever
+from tests.fake_discord import FakeDiscord, running
+from tests.seed_questions import ON_TOPIC
 
-from bot.app import BylineBot  # noqa: E402
-from bot.batching import MAX_BATCH  # noqa: E402
-from bot.settings import BotSettings  # noqa: E402
-from retrieval.build.pipeline import index_corpus  # noqa: E402
-from retrieval.cli.config import Settings  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
-from retrieval.search.retriever import Retriever  # noqa: E402
-from tests.fake_discord import FakeDiscord, running  # noqa: E402
-from tests.seed_questions import ON_TOPIC  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 REQUESTS = 50
 PROBE_EVERY = 0.05  # s; discord.py sends at most 110 gateway frames a minute: keep runs short

@@ -13,7 +13,7 @@ turns each, asked as of the question's day:
 4. A follow-up the coverage does not answer ("what did his grandmother think about it?"):
    right when refused.
 
-    .venv/bin/python bench/conversations.py ../news-dev
+    .venv/bin/python -m bench.conversations ../news-dev
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from retrieval.errors import BadQuestion
+from retrieval.search.conversation import Conversation
+from retrieval.search.evaluate import EvalQuestion, _is_gold
+from retrieval.search.filters import Filters
+from retrieval.search.retriever import Answer, Retriever
+from retrieval.text import analyze
 
-from retrieval.errors import BadQuestion  # noqa: E402
-from retrieval.search.conversation import Conversation  # noqa: E402
-from retrieval.search.evaluate import EvalQuestion, _is_gold  # noqa: E402
-from retrieval.search.filters import Filters  # noqa: E402
-from retrieval.search.retriever import Answer, Retriever  # noqa: E402
-from retrieval.text import analyze  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 UNANSWERABLE = ("and what did his grandmother think about it?",
                 "what is the name of their dog?", "how much did the caterer charge them?",

@@ -8,25 +8,20 @@ all of them and its peak memory (tracemalloc: numpy's arrays included), scores t
 against the injected copies (pairs of passages), and times the answer-time lookups (the
 copies table of a million-row SQLite index).
 
-    .venv/bin/python bench/dedup.py --passages 1000000
+    .venv/bin/python -m bench.dedup --passages 1000000
 """
 
 from __future__ import annotations
 
 import argparse
 import sqlite3
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from retrieval.build.dedup import copy_groups  # noqa: E402
+from retrieval.build.dedup import copy_groups
 
 VOCAB = 40_000
 PER_ARTICLE = 10

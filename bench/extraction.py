@@ -5,8 +5,8 @@ article-extraction-dev, see SOURCES.md there), with the benchmark's own metric. 
 of extraction, and optionally a 1,000-page HTML folder indexed end to end, extraction seconds
 beside embedding seconds.
 
-    .venv/bin/python bench/extraction.py ../shared/data            # quality + pages/s
-    .venv/bin/python bench/extraction.py ../shared/data --index    # + 1,000 pages indexed
+    .venv/bin/python -m bench.extraction ../shared/data            # quality + pages/s
+    .venv/bin/python -m bench.extraction ../shared/data --index    # + 1,000 pages indexed
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,10 +25,9 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from retrieval.corpus.html import parse_html
 
-from retrieval.corpus.html import parse_html  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEV = "article-extraction-dev"
 SHINGLE = 4
@@ -177,8 +175,8 @@ def run(data: Path, pages_indexed: int = 1000) -> dict:
     results = {name: evaluate(pages, fn) for name, fn in EXTRACTORS.items()}
     index = measure_index(pages, pages_indexed)
     mine = results["byline extract"]
-    markdown = render(results, len(pages), index, "make bench (or: PYTHONPATH=. "
-                      ".venv/bin/python bench/extraction.py ../shared/data --index)")
+    markdown = render(results, len(pages), index, "make bench (or: "
+                      ".venv/bin/python -m bench.extraction ../shared/data --index)")
     return {"f1": mine["f1"], "trafilatura_f1": results["trafilatura alone"]["f1"],
             "pages_per_s": mine["pages_per_s"], **index,
             "markdown": markdown.split("\n", 2)[2]}  # without its own "# " heading
@@ -209,7 +207,7 @@ def main() -> None:
     index = measure_index(pages) if args.index else None
     if index:
         print(f"index: {index}")
-    command = "PYTHONPATH=. .venv/bin/python bench/extraction.py ../shared/data" + (
+    command = ".venv/bin/python -m bench.extraction ../shared/data" + (
         " --index" if args.index else "")
     args.out.write_text(render(results, len(pages), index, command), encoding="utf-8")
     print(f"written to {args.out}")

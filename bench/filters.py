@@ -1,8 +1,8 @@
 """Filtered query latency at scale: `Retriever.ask` with no filter, a date range keeping
 about 1% of the passages and an outlet keeping about 50%, on a synthetic IVF index.
 
-    .venv/bin/python bench/filters.py                     # 100,000 passages
-    .venv/bin/python bench/filters.py --passages 1000000
+    .venv/bin/python -m bench.filters                     # 100,000 passages
+    .venv/bin/python -m bench.filters --passages 1000000
 
 Passages are Zipf-distributed words over clustered unit vectors (as tests/test_scale.py),
 ten to an article, one article a day apart (wrapping) across two outlets; questions are a

@@ -1,6 +1,6 @@
 """Memory of per-server coverage: the bot's RSS with 20 guilds' indexes loaded.
 
-    .venv/bin/python bench/guild_memory.py [--guilds 20] [--articles 20] [--caps 20,5]
+    .venv/bin/python -m bench.guild_memory [--guilds 20] [--articles 20] [--caps 20,5]
                                            [--out bench-guild-memory.json]
 
 Builds `--guilds` small coverages (`--articles` generated articles each, as
@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `tests` and `bench` importable
-    sys.path.insert(0, str(ROOT))
 
 FIRST_GUILD = 1_200_000_000_000_000_002
 
@@ -110,7 +108,7 @@ def run(guilds: int = 20, articles: int = 20, caps: tuple[int, ...] = (20, 5)) -
         on_disk = prepare(data_dir, guilds, articles)
         for cap in caps:
             child = subprocess.run(
-                [sys.executable, __file__, "--measure", str(data_dir), "--guilds",
+                [sys.executable, "-m", "bench.guild_memory", "--measure", str(data_dir), "--guilds",
                  str(guilds), "--cap", str(cap)], capture_output=True, text=True,
                 env=os.environ | {"PYTHONPATH": str(ROOT)}, check=False)
             if child.returncode:

@@ -1,6 +1,6 @@
 """Gateway heartbeat while the bot re-indexes 1,000 articles: is the event loop still free?
 
-    .venv/bin/python bench/heartbeat.py [--articles 1000] [--worker thread|process|both]
+    .venv/bin/python -m bench.heartbeat [--articles 1000] [--worker thread|process|both]
                                         [--out bench-heartbeat.json]
 
 For each worker kind (BYLINE_WORKER), a fresh fake Discord (tests/fake_discord.py) and the
@@ -36,21 +36,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
-    sys.path.insert(0, str(ROOT))
+from bench.concurrency import percentile
+from bot.app import BylineBot
+from bot.settings import PROCESS, THREAD, BotSettings
+from retrieval.build.pipeline import index_corpus
+from retrieval.cli.config import Settings
+from retrieval.feeds.fetch import FetchSettings
+from retrieval.model.embed import Embedder
+from retrieval.search.live import LiveRetriever
+from retrieval.search.retriever import Retriever
+from retrieval.store import Index
+from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running
 
-from bench.concurrency import percentile  # noqa: E402
-from bot.app import BylineBot  # noqa: E402
-from bot.settings import PROCESS, THREAD, BotSettings  # noqa: E402
-from retrieval.build.pipeline import index_corpus  # noqa: E402
-from retrieval.cli.config import Settings  # noqa: E402
-from retrieval.feeds.fetch import FetchSettings  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
-from retrieval.search.live import LiveRetriever  # noqa: E402
-from retrieval.search.retriever import Retriever  # noqa: E402
-from retrieval.store import Index  # noqa: E402
-from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PROBE_EVERY = 0.6  # s; discord.py sends at most 110 gateway frames a minute
 ASK_EVERY = 2.0  # s between two questions while it indexes
@@ -254,8 +252,9 @@ def run_alone(articles: int = 1000) -> dict:
     not that of a process that has held other benchmarks' models and indexes."""
     with tempfile.TemporaryDirectory(prefix="byline-heartbeat-out-") as tmp:
         out = Path(tmp) / "figures.json"
-        subprocess.run([sys.executable, __file__, "--articles", str(articles), "--out",
-                        str(out)], check=False, env=os.environ | {"PYTHONPATH": str(ROOT)})
+        subprocess.run([sys.executable, "-m", "bench.heartbeat", "--articles", str(articles),
+                        "--out", str(out)], check=False,
+                       env=os.environ | {"PYTHONPATH": str(ROOT)})
         summary = json.loads(out.read_text())
     first = summary["results"][0]
     return {**summary, "heartbeat_max_s": first["heartbeat_max_s"],

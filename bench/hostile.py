@@ -1,6 +1,6 @@
 """/ask while hostile fetches run: six tarpits and gzip bombs from seven other servers.
 
-    .venv/bin/python bench/hostile.py [--asks 40]
+    .venv/bin/python -m bench.hostile [--asks 40]
 
 The real bot in per-server mode, in nine guilds of the fake Discord; fetches may reach
 127.0.0.1 (as BYLINE_FETCH_ALLOW would let them), with the bot's default limits otherwise
@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import gzip
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -31,20 +30,18 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
-    sys.path.insert(0, str(ROOT))
+from bench.concurrency import percentile
+from bot.app import BylineBot
+from bot.settings import PER_SERVER, BotSettings
+from retrieval.cli.config import Settings
+from retrieval.feeds.addresses import AddressPolicy
+from retrieval.feeds.fetch import FetchSettings
+from retrieval.model.embed import Embedder
+from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running
+from tests.local_http import base_url, http_server
+from tests.seed_questions import ON_TOPIC
 
-from bench.concurrency import percentile  # noqa: E402
-from bot.app import BylineBot  # noqa: E402
-from bot.settings import PER_SERVER, BotSettings  # noqa: E402
-from retrieval.cli.config import Settings  # noqa: E402
-from retrieval.feeds.addresses import AddressPolicy  # noqa: E402
-from retrieval.feeds.fetch import FetchSettings  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
-from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running  # noqa: E402
-from tests.local_http import base_url, http_server  # noqa: E402
-from tests.seed_questions import ON_TOPIC  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TOKEN = "bench-token"
 ASKER = 1_500_000_000_000_000_001  # the guild whose members ask

@@ -1,7 +1,7 @@
 """The int8 schemes the encoder could use, on this CPU: speed and distance from float32.
 
-    .venv/bin/python bench/int8_schemes.py [--paragraphs 200]
-    qemu-x86_64 -cpu Haswell .venv/bin/python bench/int8_schemes.py --paragraphs 20 --save F
+    .venv/bin/python -m bench.int8_schemes [--paragraphs 200]
+    qemu-x86_64 -cpu Haswell .venv/bin/python -m bench.int8_schemes --paragraphs 20 --save F
 
 Quantises the fused float32 graph (the `onnx` encoder's) three ways: int8 weights over their
 full range (u8·s8, recipe 1: saturates on AVX2 and AVX-512 without VNNI), int8 weights kept

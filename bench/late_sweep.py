@@ -1,7 +1,7 @@
 """Sweep late-interaction re-ranking (SearchSettings.late_weight / late_depth, and ways to
 normalise MaxSim for passage length) on the news dev set, SQuAD dev A and the seeds.
 
-    .venv/bin/python bench/late_sweep.py ../shared/data/squad-v1.1-dev-a.json ../news-dev \
+    .venv/bin/python -m bench.late_sweep ../shared/data/squad-v1.1-dev-a.json ../news-dev \
         [--cache /tmp/late-idx]
 
 Each corpus is indexed once (kept under --cache between runs). News and the seeds are scored
@@ -13,7 +13,6 @@ sweep costs seconds, not minutes.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,20 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+import retrieval.search.retriever as search
+from retrieval.build.pipeline import build_index, index_corpus
+from retrieval.model.embed import Embedder
+from retrieval.search.evaluate import evaluate, load_jsonl, load_news, load_squad
+from retrieval.search.filters import prefer_recent, wants_recent
+from retrieval.search.late import late_interaction
+from retrieval.search.retriever import Retriever, SearchSettings, _minmax
+from retrieval.store import Index, Tokens
+from retrieval.text import analyze
+from tests.seed_questions import OFF_TOPIC, ON_TOPIC
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from seed_questions import OFF_TOPIC, ON_TOPIC  # noqa: E402
-
-import retrieval.search.retriever as search  # noqa: E402
-from retrieval.build.pipeline import build_index, index_corpus  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
-from retrieval.search.evaluate import evaluate, load_jsonl, load_news, load_squad  # noqa: E402
-from retrieval.search.filters import prefer_recent, wants_recent  # noqa: E402
-from retrieval.search.late import late_interaction  # noqa: E402
-from retrieval.search.retriever import Retriever, SearchSettings, _minmax  # noqa: E402
-from retrieval.store import Index, Tokens  # noqa: E402
-from retrieval.text import analyze  # noqa: E402
 
 Late = Callable[[np.ndarray, Tokens, np.ndarray], np.ndarray]
 

@@ -15,7 +15,7 @@ Only weeks to 2022-09-30 are read: later ones belong to held-back questions. Art
 after a question are out of its as-of view anyway; the padding is what a community following
 these outlets over those months would hold. The data is never committed.
 
-    python3 bench/news_padded.py --mirror <realtimeqa_public git dir> --news ../news-dev \
+    python3 -m bench.news_padded --mirror <realtimeqa_public git dir> --news ../news-dev \
         --out ../news-padded
 """
 

@@ -4,8 +4,8 @@ Every Byline figure stands beside a floor measured in the same run: raw sentence
 encoding + a FAISS flat index, the recipe a peer tool runs. Ratios matter more than absolute
 times, because this machine is shared and noisy.
 
-    .venv/bin/python bench/performance.py ../shared/data            # everything (~25 min)
-    .venv/bin/python bench/performance.py ../shared/data --scale 100000   # smaller scale run
+    .venv/bin/python -m bench.performance ../shared/data            # everything (~25 min)
+    .venv/bin/python -m bench.performance ../shared/data --scale 100000   # smaller scale run
 """
 
 from __future__ import annotations
@@ -31,15 +31,14 @@ if TYPE_CHECKING:
     import faiss
     from sentence_transformers import SentenceTransformer
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from retrieval.build.pipeline import build_index, calibrated, index_corpus
+from retrieval.corpus import Article
+from retrieval.model.embed import Embedder, bundled_model_path
+from retrieval.search.evaluate import EvalQuestion, evaluate, load_squad
+from retrieval.search.retriever import Retriever
+from retrieval.store import Index
 
-from retrieval.build.pipeline import build_index, calibrated, index_corpus  # noqa: E402
-from retrieval.corpus import Article  # noqa: E402
-from retrieval.model.embed import Embedder, bundled_model_path  # noqa: E402
-from retrieval.search.evaluate import EvalQuestion, evaluate, load_squad  # noqa: E402
-from retrieval.search.retriever import Retriever  # noqa: E402
-from retrieval.store import Index  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 HALVES = ("squad-v1.1-dev-a.json", "squad-v1.1-dev-b.json")
 QUERIES = 300  # questions timed for warm latency

@@ -1,8 +1,8 @@
 """Byline at scale in PostgreSQL: the 1M-passage index of bench/scale.py copied into a real
 PostgreSQL with pgvector, and measured as bench/scale.py measures the folder.
 
-    .venv/bin/python bench/pg_scale.py                    # 1,000,000 passages (default)
-    .venv/bin/python bench/pg_scale.py --passages 100000  # a quicker run
+    .venv/bin/python -m bench.pg_scale                    # 1,000,000 passages (default)
+    .venv/bin/python -m bench.pg_scale --passages 100000  # a quicker run
 
 The index is bench/scale.py's (built there, or reused from its cache under .byline/bench/),
 so both stores hold the same passages, vectors, sentences and postings. It is copied with
@@ -32,12 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import scale
+from retrieval.model.embed import Embedder
 
-from bench import scale  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # A writer building HNSW over 1M vectors wants the graph in memory (pgvector's advice);
 # the rest are PostgreSQL's defaults but for WAL room for one big transaction.
@@ -136,7 +134,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
         load_s = time.perf_counter() - start
         sizes = _sizes(server.url, copied["generation"])
         scale._say(log, f"asking {len(timed)} questions in a fresh process")
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(qpath),
+        subprocess.run([sys.executable, "-m", "bench.pg_scale", "--child", str(qpath),
                         str(out)], check=True, cwd=ROOT,
                        env={**os.environ, "BYLINE_STORE": server.url})
         child = json.loads(out.read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """The PostgreSQL store beside the folder store, on SQuAD dev B: answer quality and speed.
 
-    .venv/bin/python bench/postgres.py [../shared/data]
+    .venv/bin/python -m bench.postgres [../shared/data]
 
 Builds SQuAD dev B's index once in a folder, copies it into a throw-away PostgreSQL with
 pgvector (tests/pg_server.py: pgserver's bundled binaries on 127.0.0.1), then asks every
@@ -26,18 +26,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.concurrency import percentile
+from retrieval.build.pipeline import build_index, calibrated
+from retrieval.model.embed import Embedder
+from retrieval.search.evaluate import evaluate, load_squad
+from retrieval.search.retriever import Retriever
+from retrieval.store.base import open_store
+from retrieval.store.postgres.connect import connect
+from retrieval.store.postgres.migrate import migrate_store
+from tests import pg_server
 
-from bench.concurrency import percentile  # noqa: E402
-from retrieval.build.pipeline import build_index, calibrated  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
-from retrieval.search.evaluate import evaluate, load_squad  # noqa: E402
-from retrieval.search.retriever import Retriever  # noqa: E402
-from retrieval.store.base import open_store  # noqa: E402
-from retrieval.store.postgres.connect import connect  # noqa: E402
-from retrieval.store.postgres.migrate import migrate_store  # noqa: E402
-from tests import pg_server  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES = ("recall@1", "recall@5", "recall@10", "mrr@10", "quote_hit", "answered_rate",
            "refused_rate", "questions_per_s")
@@ -82,8 +81,9 @@ def load(where: str, model: str, asks: list[str], processes: int = PROCESSES) ->
     """`asks` split over `processes` workers, each firing its share at once from as many
     threads, all workers starting together; latencies, errors, wall time, questions/s."""
     share = -(-len(asks) // processes)
-    workers = [subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    workers = [subprocess.Popen([sys.executable, "-m", "bench.postgres", "--worker"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                cwd=ROOT) for _ in range(processes)]
     try:
         for i, w in enumerate(workers):  # the URL on stdin, not in the process list
             w.stdin.write(json.dumps({"where": where, "model": model,

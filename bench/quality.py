@@ -5,7 +5,7 @@ evaluated on its questions with `retrieval.evaluate.evaluate` (the code path of 
 and the hybrid run also asks the other half's questions, which should be refused. Prints a
 Markdown report (and writes it to docs/quality-results.md). Takes several minutes.
 
-    .venv/bin/python bench/quality.py ../shared/data [--news ../news-dev]
+    .venv/bin/python -m bench.quality ../shared/data [--news ../news-dev]
 
 With --news (a folder built by ../shared/tools/build_news_dev.py: questions.jsonl + corpus/), the
 real-news development set is evaluated too: its corpus indexed as `byline index` reads it,
@@ -146,10 +146,8 @@ def _tokens(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, list[np.n
 def seeds_section(embedder: Embedder) -> list[str]:
     """The seed coverage's questions (tests/seed_questions.py): right paragraph first, in
     the top 3, answered; off-topic ones refused."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from seed_questions import OFF_TOPIC, ON_TOPIC
-
     from retrieval.corpus import load_corpus
+    from tests.seed_questions import OFF_TOPIC, ON_TOPIC
 
     index = build_index(load_corpus(ROOT / "seeds"), embedder, corpus="seeds", progress=False)
     retriever = Retriever(index, embedder)
@@ -226,10 +224,9 @@ def news_section(news: Path | None, embedder: Embedder, limit: int = 0) -> list[
 def conversation_table(index: Index, embedder: Embedder, articles: list[Article],
                        questions: list[EvalQuestion]) -> list[str]:
     """bench/conversations.py's table over the news dev set's index."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from conversations import build
-    from conversations import evaluate as converse
-    from conversations import table as talk_table
+    from bench.conversations import build
+    from bench.conversations import evaluate as converse
+    from bench.conversations import table as talk_table
 
     titles = {a.source.rsplit("/", 1)[-1]: a.title for a in articles}
     return talk_table(converse(Retriever(index, embedder), build(questions, titles)))
@@ -244,8 +241,8 @@ def padded_section(padded: Path | None, embedder: Embedder) -> list[str]:
     scales = sorted((p for p in padded.glob("x*") if is_news_dev(p)),
                     key=lambda p: int(p.name[1:]))
     if not scales:
-        msg = (f"padded news sets not found in {padded}: build them with `python3 "
-               "bench/news_padded.py --mirror <realtimeqa_public git dir> --news ../news-dev "
+        msg = (f"padded news sets not found in {padded}: build them with `python3 -m "
+               "bench.news_padded --mirror <realtimeqa_public git dir> --news ../news-dev "
                f"--out {padded}` (never commit them).")
         print(f"SKIPPED: {msg}")
         return ["## News dev set as coverage grows", "", f"Skipped: {msg}", ""]

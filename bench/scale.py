@@ -1,7 +1,7 @@
 """Byline at scale: query latency, ANN recall, load time, memory and disk at N passages.
 
-    .venv/bin/python bench/scale.py                    # 1,000,000 passages (default)
-    .venv/bin/python bench/scale.py --passages 100000  # a quicker smoke run
+    .venv/bin/python -m bench.scale                    # 1,000,000 passages (default)
+    .venv/bin/python -m bench.scale --passages 100000  # a quicker smoke run
 
 Data. 20,000 real passages are built from SQuAD v1.1 dev (every paragraph, plus windows of
 2-4 consecutive sentences) and encoded by the real Embedder (this gives the encode
@@ -44,16 +44,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, or imported by another bench
-    sys.path.insert(0, str(ROOT))
+from retrieval.corpus import Article, Passage
+from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from retrieval.model.embed import Embedder
+from retrieval.search.evaluate import load_squad
+from retrieval.store import Index, Sentences, read_manifest
+from retrieval.text import sentence_spans
 
-from retrieval.corpus import Article, Passage  # noqa: E402
-from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
-from retrieval.search.evaluate import load_squad  # noqa: E402
-from retrieval.store import Index, Sentences, read_manifest  # noqa: E402
-from retrieval.text import sentence_spans  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
     import faiss
@@ -394,7 +392,7 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
     how it was built (seconds per step)."""
     from retrieval.build.dedup import copy_groups
     from retrieval.build.pipeline import calibrated
-    from retrieval.store import index as store
+    from retrieval.store.folder import index as store
     from retrieval.store.folder.postings import Postings
 
     folder = cache / f"scale-{n}"
@@ -561,7 +559,7 @@ def warm_page_cache(index_dir: Path) -> float:
 
 
 def _subprocess(args: list[str], out: Path) -> dict:
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], check=True,
+    subprocess.run([sys.executable, "-m", "bench.scale", *args], check=True,
                    cwd=ROOT)
     return json.loads(out.read_text(encoding="utf-8"))
 

@@ -1,24 +1,21 @@
 """Seed-coverage figures: index build time, warm in-process query latency, hit rate.
 
-    .venv/bin/python bench/seeds.py
+    .venv/bin/python -m bench.seeds
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from retrieval.build.pipeline import index_corpus
+from retrieval.model.embed import Embedder
+from retrieval.search.retriever import Retriever
+from tests.seed_questions import OFF_TOPIC, ON_TOPIC
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from seed_questions import OFF_TOPIC, ON_TOPIC  # noqa: E402
-
-from retrieval.build.pipeline import index_corpus  # noqa: E402
-from retrieval.model.embed import Embedder  # noqa: E402
-from retrieval.search.retriever import Retriever  # noqa: E402
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Sweep ranking and quote settings on SQuAD dev A (never B): prints one line per setting.
 
-    .venv/bin/python bench/tune.py ../shared/data/squad-v1.1-dev-a.json
+    .venv/bin/python -m bench.tune ../shared/data/squad-v1.1-dev-a.json
 """
 
 from __future__ import annotations

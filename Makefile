@@ -54,6 +54,11 @@ SCALE ?= 1000000
 bench: $(STAMP)
 	$(BIN)/python -m bench.performance $(DATA) --scale $(SCALE)
 
+# docs/cli.md from the `byline` parser (tests/test_docs.py fails when the two drift apart).
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python -m retrieval.cli.reference > docs/cli.md
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -14,23 +14,22 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.admin import NOT_ADMIN, AdminCog, NotAdmin
 from bot.batching import MAX_BATCH, AskBatcher
-from bot.commands import (
-    NO_PINGS,
-    RESTARTING,
-    AskCog,
-    FeedbackButton,
-    ShuttingDown,
-    send_ephemeral,
-)
 from bot.conversations import Conversations
 from bot.coverage import TIMELINE_STORIES, Catalogue, Coverage, CoverageSet  # noqa: F401
 from bot.feeds import FeedTasks
 from bot.lifecycle import Drain, on_signals
-from bot.menu import AskByline
 from bot.metrics import COMMANDS, Health, Metrics, MetricsServer
 from bot.pages import SourcesPageButton
+from bot.replies import (
+    NO_PINGS,
+    NOT_ADMIN,
+    RESTARTING,
+    FeedbackButton,
+    NotAdmin,
+    ShuttingDown,
+    send_ephemeral,
+)
 from bot.settings import BotConfigError, BotSettings
 from bot.worker import Worker
 from retrieval.errors import BylineError
@@ -40,10 +39,11 @@ from retrieval.search.filters import Filters
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Answer, Retriever
 from retrieval.search.timeline import Timeline
-from retrieval.store import ArticleInfo
-from retrieval.store.base import describe_location
+from retrieval.store import ArticleInfo, backend
 
 log = logging.getLogger("byline.bot")
+# The cogs, loaded as extensions: /ask and friends, /coverage, the "Ask Byline" message menu.
+COGS = ("bot.cogs.ask", "bot.cogs.admin", "bot.cogs.menu")
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 MISSING_ACCESS = 50001  # Discord's error code for 403 Missing Access
 
@@ -166,9 +166,8 @@ class BylineBot(commands.Bot):
                                                 self.settings.metrics_host,
                                                 self.settings.metrics_port)
             await self.metrics_server.start()
-        await self.add_cog(AskCog(self))
-        await self.add_cog(AdminCog(self))
-        await self.add_cog(AskByline(self))  # the message context menu
+        for cog in COGS:
+            await self.load_extension(cog)
         # Buttons known by their custom_id alone: they still work after a restart.
         self.add_dynamic_items(FeedbackButton, SourcesPageButton)
         await self._sync_commands()
@@ -318,7 +317,7 @@ async def serve(settings: BotSettings, retriever: Retriever | LiveRetriever | No
         log.info("loaded %d articles (%d passages, index generation %s); connecting to "
                  "Discord", len(bot.articles), len(bot.retriever.index), bot.live.generation)
     else:
-        indexes = (f", indexes in the databases {describe_location(settings.store_url)}"
+        indexes = (f", indexes in the databases {backend(settings.store_url).describe()}"
                    if settings.store_url else "")
         log.info("coverage per server, in %s%s (up to %d loaded at once); connecting to "
                  "Discord", bot.coverages.guilds_dir, indexes, settings.max_loaded)

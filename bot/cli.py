@@ -7,11 +7,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from retrieval import __version__
 from retrieval.cli.config import private_files
 from retrieval.cli.main import add_settings_options, open_retriever, settings_from
 from retrieval.errors import BylineError, describe_os_error
 from retrieval.logs import configure
+from retrieval.version import __version__
 
 log = logging.getLogger("byline.bot")
 

@@ -43,14 +43,7 @@ from retrieval.search.filters import Filters
 from retrieval.search.live import LiveRetriever, Reload
 from retrieval.search.retriever import Answer, Retriever
 from retrieval.search.timeline import Timeline, timeline
-from retrieval.store import ArticleInfo, Manifest
-from retrieval.store.base import (
-    describe_location,
-    open_store,
-    published,
-    release,
-    stored_bytes,
-)
+from retrieval.store import ArticleInfo, Manifest, backend, open_store
 
 log = logging.getLogger("byline.bot")
 GUILDS, CORPUS, INDEX = "guilds", "corpus", "index"
@@ -101,6 +94,7 @@ class Coverage:
         self.guild_id = guild_id
         self.corpus_dir = corpus_dir
         self.location = location  # its index: a folder, or a postgresql:// URL
+        self.store = backend(location)
         self.read_only = read_only  # why articles cannot be added here (None: they can)
         self.live: LiveRetriever | None = None
         self.catalogue: Catalogue | None = None
@@ -138,11 +132,11 @@ class Coverage:
     @property
     def where(self) -> str:
         """Its index's location as it may be shown (never a password)."""
-        return describe_location(self.location)
+        return self.store.describe()
 
     def has_index(self) -> bool:
         """Whether an index is published at its location (blocking: a database query)."""
-        return published(self.location) is not None
+        return self.store.published() is not None
 
     def attach(self, live: LiveRetriever, catalogue: Catalogue) -> None:
         self.live, self.catalogue, self.outlets = live, catalogue, catalogue.outlets
@@ -153,7 +147,7 @@ class Coverage:
         if self.live is not None:
             self.live.close()  # a database's listener
             if self.guild_id is not None:  # per server: its database's pool too
-                release(self.location)
+                self.store.release()
         self.live = self.catalogue = None
         self.loaded_bytes = 0
 
@@ -400,5 +394,5 @@ def _load_generation(live: LiveRetriever, now: bool = False
 def current_manifest(cov: Coverage) -> tuple[Manifest, int] | None:
     """The manifest of the coverage's published index and its size in bytes (None when it
     has none; blocking)."""
-    manifest = published(cov.location)
-    return None if manifest is None else (manifest, stored_bytes(cov.location, manifest))
+    manifest = cov.store.published()
+    return None if manifest is None else (manifest, cov.store.size(manifest))

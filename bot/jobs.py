@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.corpus import read_article
 from retrieval.errors import CorpusError, FetchError
 from retrieval.feeds.fetch import Fetcher, FetchSettings, check_url
 from retrieval.feeds.follow import Follower, PollReport
 from retrieval.model.embed import Embedder
-from retrieval.store.base import indexed_sources, prepare, published, withdraw
+from retrieval.store import backend
 
 # In a worker process: set when the bot shuts down (bot/worker.py hands it over).
 STOPPING: Any = None
@@ -73,13 +73,14 @@ def add_page(embedder: Embedder, corpus: Path, location: str | Path, url: str,
             path.unlink(missing_ok=True)
         reason = str(exc).split(": ", 1)[-1].rstrip(".")
         return Added("failed", url, reason=f"nothing to index on that page ({reason})")
-    if result.status == "skipped" and result.path in indexed_sources(location):
-        manifest = published(location)
+    store = backend(location)
+    if result.status == "skipped" and result.path in store.sources():
+        manifest = store.published()
         return Added("already", url, article.title, result.path,
                      manifest.generation if manifest is not None else "")
     try:
-        prepare(location)
-        index = index_corpus(corpus, location, embedder, progress=False, wait=True)
+        store.prepare()
+        index = index_corpus(corpus, store, embedder, progress=False, wait=True)
     except BaseException:
         if result.status == "fetched":  # not indexed: the next add fetches it afresh
             path.unlink(missing_ok=True)
@@ -90,15 +91,16 @@ def add_page(embedder: Embedder, corpus: Path, location: str | Path, url: str,
 def reindex(embedder: Embedder, corpus: Path, location: str | Path) -> Indexed:
     """Index the corpus folder into `location` (incrementally, waiting for any other
     writer); when it holds no article any more, the index is withdrawn (Indexed(None))."""
+    store = backend(location)
     if not has_files(corpus):
-        withdraw(location)
+        store.withdraw()
         return Indexed(None)
-    prepare(location)
+    store.prepare()
     try:
-        index = index_corpus(corpus, location, embedder, progress=False, wait=True)
+        index = index_corpus(corpus, store, embedder, progress=False, wait=True)
     except CorpusError:
         if scan_is_empty(corpus):
-            withdraw(location)
+            store.withdraw()
             return Indexed(None)
         raise
     return Indexed(index.manifest.generation, index.manifest.articles)
@@ -120,7 +122,7 @@ def poll_feeds(embedder: Embedder, corpus: Path, location: str | Path, interval:
     """One `Follower.poll_due` round over the corpus folder's feeds.txt, new articles
     indexed into `location`; once `stop` is set, the round ends between two requests."""
     stop = stop if stop is not None else STOPPING
-    prepare(location)
+    backend(location).prepare()
     follower = Follower(corpus, location, embedder, interval=interval, settings=settings)
     return follower.poll_due(stop=stop.is_set if stop is not None else lambda: False)
 

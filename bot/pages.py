@@ -62,7 +62,7 @@ class SourcesPageButton(discord.ui.DynamicItem[discord.ui.Button],
                 await interaction.response.defer()  # loading may take longer than 3 s
             articles = await bot.articles_in(interaction.guild_id)
         except NoCoverage as exc:
-            from bot.commands import send_ephemeral  # commands imports this module
+            from bot.replies import send_ephemeral
 
             await send_ephemeral(interaction, str(exc))
             return

@@ -11,7 +11,7 @@ from retrieval.cli.config import Settings
 from retrieval.errors import BylineError
 from retrieval.feeds.addresses import AddressPolicy
 from retrieval.feeds.fetch import FetchSettings
-from retrieval.store.base import is_url
+from retrieval.store import backend
 
 SHARED, PER_SERVER = "shared", "per-server"  # BYLINE_COVERAGE
 GUILD = "{guild}"  # in BYLINE_STORE's database name, per server: the guild's id
@@ -63,7 +63,8 @@ class BotSettings:
     @property
     def store_url(self) -> str | None:
         """BYLINE_STORE when it is a PostgreSQL URL (per server: a template, GUILD in it)."""
-        return self.core.store if is_url(self.core.store) else None
+        store = self.core.store
+        return store if store and backend(store).shared else None
 
     def guild_store(self, guild_id: int) -> str | None:
         """The PostgreSQL database of one guild's coverage (None: per-server folders)."""

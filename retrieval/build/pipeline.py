@@ -1,8 +1,9 @@
 """The pipeline: read a folder, diff against the last index, embed what is new, save.
 
 Data flows one way: the corpus readers give articles, the Embedder gives vectors, the store
-assembles and publishes the generation, and the background is measured by a plain function
-over the new index with probe vectors encoded here.
+assembles and publishes the generation. The background "not covered" needs is measured by
+the search side, which the caller hands in (`calibrate`: search/refusal.py's `calibrated`),
+as the build sits below the search.
 """
 
 from __future__ import annotations
@@ -13,28 +14,29 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.model.probes import PROBES
 from retrieval.corpus import Article, LoadReport, Passage, checked, scan_corpus
 from retrieval.build.dedup import copy_groups
 from retrieval.model.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
-from retrieval.search.retriever import check_question, measure_background
-from retrieval.store import TOKENS_MAX, Index, Sentences, Tokens
+from retrieval.store import TOKENS_MAX, Index, PendingTokens, Sentences, Tokens
 from retrieval.store.ann import EXACT_MAX
-from retrieval.store.base import Store, open_store, publish, writer_lock
-from retrieval.store.folder.parts import PendingTokens
+from retrieval.store.base import Backend, Store
+from retrieval.store import backend
 from retrieval.store.quantise import quantise
 from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
+# The index with its background measured (search/refusal.py's `calibrated`).
+Calibrate = Callable[[Index, Embedder], Index]
 REUSE_BATCH = 2_000  # passages whose vectors are read from the previous index at a time
 
 
 def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
                  progress: bool = True, incremental: bool = True, strict: bool = False,
                  on_report: Callable[[LoadReport], None] | None = None,
-                 wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Index:
-    """Load, clean, embed, calibrate and save `corpus_dir` as the index in `index_dir`.
+                 wait: bool = True, on_wait: Callable[[str], None] | None = None, *,
+                 calibrate: Calibrate) -> Index:
+    """Load, clean, embed, calibrate (`calibrate`) and save `corpus_dir` as the index in `index_dir`.
 
     With `incremental`, the index already in `index_dir` (same model and encoder, every file
     matching its checksum) lends the vectors of every unchanged paragraph, so only new or
@@ -47,26 +49,27 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
     `on_report` as soon as the folder is read, and kept as the index's `report`); with
     `strict`, any skip is a CorpusError instead.
     """
-    with writer_lock(index_dir, wait=wait, on_wait=on_wait):
-        previous = _previous(index_dir, embedder) if incremental else None
+    store = backend(index_dir)
+    with store.writer_lock(wait=wait, on_wait=on_wait):
+        previous = _previous(store, embedder) if incremental else None
         # Unchanged files keep the articles the previous index parsed from them.
         report = scan_corpus(corpus_dir, known=previous.parsed_articles() if previous else None,
                              progress=progress)
         if on_report is not None and report.articles:  # else the error below says it all
             on_report(report)
         checked(report, corpus_dir, strict)
-        index = calibrated(build_index(report.articles, embedder, str(corpus_dir), progress,
+        index = calibrate(build_index(report.articles, embedder, str(corpus_dir), progress,
                                        previous), embedder)
         index.report = report
-        publish(index, index_dir)
+        store.publish(index)
     return index
 
 
-def _previous(index_dir: str | Path, embedder: Embedder) -> Store | None:
-    """The index already in `index_dir` (a folder or a store URL), if one is there and every
+def _previous(store: Backend, embedder: Embedder) -> Store | None:
+    """The index already at `store`, if one is there and every
     file of it checks out (a re-index never reuses vectors from a damaged file)."""
     try:
-        return open_store(index_dir, model=embedder.name, verify=True)
+        return store.open(model=embedder.name, verify=True)
     except IndexMissing:
         return None
     except (IndexCorrupt, IndexMismatch) as exc:
@@ -135,7 +138,7 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
     # The same text: the same vectors and sentences, read in batches (a database store
     # answers each batch in a few queries). A folder's token vectors are copied on save,
     # file to file; a database's are read here.
-    by_row = previous is not None and isinstance(previous.tokens, (Tokens, PendingTokens))
+    by_row = previous is not None and previous.tokens is not None and previous.tokens.copied_on_save
     reused = [(i, row) for i, row in enumerate(before) if row is not None]
     for a in range(0, len(reused), REUSE_BATCH):
         chunk = reused[a:a + REUSE_BATCH]
@@ -161,12 +164,3 @@ def _token_chars(embedder: Embedder, text: str, n: int) -> np.ndarray:
     found = embedder.token_offsets(text)[:n]
     chars[:len(found)] = found
     return chars
-
-
-def calibrated(index: Index, embedder: Embedder) -> Index:
-    """`index` with its background measured: the evidence generic unrelated questions (the
-    PROBES, encoded here unless the previous index lent their vectors) find in it."""
-    probe_vectors = index.probe_vectors
-    if probe_vectors is None:
-        probe_vectors = embedder.encode([check_question(q) for q in PROBES])
-    return index.with_background(measure_background(index, probe_vectors), probe_vectors)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.model.embed import DEFAULT_MODEL
-from retrieval.store.base import check_location, is_url
+from retrieval.store import backend
 
 DEFAULT_INDEX_DIR = Path(".byline/index")
 # The seed coverage, shipped in the package (in a checkout, a link to the project's seeds/):
@@ -57,11 +57,7 @@ class Settings:
     @property
     def location(self) -> str | Path:
         """Where the index is read and published: the store URL, or a folder."""
-        if self.store:
-            check_location(self.store)
-        if self.store and is_url(self.store):
-            return self.store
-        return Path(self.store) if self.store else self.index_dir
+        return backend(self.store).location if self.store else self.index_dir
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

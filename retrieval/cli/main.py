@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retrieval import __version__
 from retrieval.cli.config import Settings, load_env, private_files
 from retrieval.corpus import LoadReport, Passage
 from retrieval.corpus.meta import clean_text
@@ -24,7 +23,8 @@ from retrieval.model.embed import ENCODERS
 from retrieval.search.filters import Filters
 from retrieval.search.quotes import PLAIN, UNDATED, Style, cite, copy_names, day
 from retrieval.search.retriever import METHODS, Answer, Hit, Retriever, check_question
-from retrieval.store.base import describe_location, is_url, open_store
+from retrieval.store import backend, open_store
+from retrieval.version import __version__
 
 if TYPE_CHECKING:
     from retrieval.search.timeline import Story
@@ -257,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.build.pipeline import index_corpus
     from retrieval.model.embed import Embedder
+    from retrieval.search.refusal import calibrated
 
     corpus = args.corpus or settings.default_corpus()
     start = time.perf_counter()
@@ -270,6 +271,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         settings.location,
         Embedder(settings.model, encoder=settings.encoder),
         incremental=not args.full,
+        calibrate=calibrated,
         strict=args.strict,
         on_report=tell,
         wait=not args.no_wait,
@@ -281,7 +283,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(
             {
-                "index_dir": describe_location(settings.location),
+                "index_dir": backend(settings.location).describe(),
                 "corpus": str(corpus),
                 "files": report.files,
                 "articles": m.articles,
@@ -299,7 +301,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         summary = report.summary()
         print(
             f"{summary[0].upper()}{summary[1:]}. {m.passages:,} passages from {corpus} -> "
-            f"{describe_location(settings.location)} ({seconds:.1f} s; "
+            f"{backend(settings.location).describe()} ({seconds:.1f} s; "
             f"embedded {m.passages - index.reused:,}, "
             f"reused {index.reused:,} unchanged)"
         )
@@ -371,6 +373,7 @@ def open_retriever(settings: Settings) -> Retriever:
     """The Retriever over the configured index, built from the default corpus if missing."""
     from retrieval.build.pipeline import index_corpus
     from retrieval.model.embed import Embedder
+    from retrieval.search.refusal import calibrated
     from retrieval.search.retriever import Retriever
 
     embedder = Embedder(settings.model, encoder=settings.encoder)
@@ -379,11 +382,11 @@ def open_retriever(settings: Settings) -> Retriever:
     except IndexMissing:
         corpus = settings.default_corpus()
         print(
-            f"No index at {describe_location(settings.location)} yet; building one from "
+            f"No index at {backend(settings.location).describe()} yet; building one from "
             f"{corpus} first.",
             file=sys.stderr,
         )
-        index = index_corpus(corpus, settings.location, embedder)
+        index = index_corpus(corpus, settings.location, embedder, calibrate=calibrated)
     return Retriever(index, embedder)
 
 
@@ -483,46 +486,7 @@ def timeline_line(story: Story) -> str:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.store.folder.health import check_index
-
-    if is_url(settings.location):
-        from retrieval.store.postgres.health import check_postgres
-
-        return check_postgres(str(settings.location), args.json)
-
-    health = check_index(settings.index_dir)
-    if args.json:
-        _print_json(health.to_dict())
-        return 0 if health.ok else 1
-    m = health.manifest
-    print(f"Index: {settings.index_dir}")
-    if m is not None:
-        print(f"Generation {m.generation}, built {m.created}: {m.articles:,} articles, "
-              f"{m.passages:,} passages ({m.model}, {m.encoder}, {m.ann})")
-        if m.kernel:
-            print(f"Encoded on: {m.kernel}")
-        size = sum(f.size for f in health.files)
-        bad = [f for f in health.files if f.status != "ok"]
-        unreadable = sum(f.status == "unreadable" for f in bad)
-        counts = [f"{len(bad) - unreadable or 'none'} damaged"] if len(bad) > unreadable \
-            or not unreadable else []
-        counts += [f"{unreadable} unreadable"] if unreadable else []
-        print(f"Files: {len(health.files)} checked, {size / 1e6:,.1f} MB, {', '.join(counts)}")
-        for f in bad:
-            print(f"  {f.status}: {f.path}")
-        bg = ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.background.items()))
-        print(f"Background: {bg or 'missing'}")
-    for note in health.notes:
-        print(f"Note: {note}")
-    if health.ok:
-        print("OK")
-        return 0
-    for problem in health.problems:
-        print(f"byline: {problem}", file=sys.stderr)
-    if health.damaged:  # not when it is only missing, elsewhere or unreadable
-        print("byline: the index is damaged; run `byline index --full` to rebuild it.",
-              file=sys.stderr)
-    return 1
+    return backend(settings.location).check(args.json)
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
@@ -668,12 +632,13 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     """`byline migrate [--from FOLDER] --to URL`: the store's tables brought up to date, then
     the folder's current generation copied in as the store's (vectors as they are; nothing
     is embedded). Copying a generation the store already serves does nothing."""
-    from retrieval.store.postgres.migrate import migrate_store
-
-    target = args.target or (settings.store if is_url(settings.store) else None)
-    if not target or not is_url(target):
+    target = args.target or settings.store
+    if not target:
         raise BylineError("migrate needs --to postgresql://... (or BYLINE_STORE set to one).")
-    result = migrate_store(target, args.source, progress=not args.json)
+    store = backend(target)
+    # every file of the folder checked: nothing damaged is copied
+    index = backend(args.source).open(verify=True) if args.source else None
+    result = store.migrate_from(index, str(args.source or ""), progress=not args.json)
     if args.json:
         _print_json(result)
     else:

@@ -20,11 +20,11 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import httpx
 
-from retrieval import __version__
 from retrieval.corpus.folder import SOURCES_RECORD, recorded_urls  # noqa: F401 (public here too)
 from retrieval.errors import FetchError
 from retrieval.feeds.addresses import AddressPolicy, Blocked
 from retrieval.feeds.transport import guarded_transport
+from retrieval.version import __version__
 
 TIMEOUT_SECONDS = 15.0  # each connect, read and write
 DEADLINE_SECONDS = 30.0  # one fetch, from connecting to its last byte (redirects included)

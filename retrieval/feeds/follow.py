@@ -26,7 +26,7 @@ from retrieval.errors import BylineError, CorpusError, IndexBusy
 from retrieval.feeds.fetch import Fetcher, FetchResult, FetchSettings, recorded_feeds
 from retrieval.feeds.lists import FeedList, add_feed, read_feeds, remove_feed
 from retrieval.model.embed import Embedder
-from retrieval.store.base import is_url
+from retrieval.store import backend
 
 STATE_FILE = ".byline-follow.sqlite"
 LOCK_FILE = ".byline-follow.lock"
@@ -158,8 +158,8 @@ class Follower:
             raise CorpusError(f"Corpus folder {self.corpus_dir} does not exist.")
         if not interval > 0:
             raise FollowError("The poll interval must be a positive number of minutes.")
-        # a folder, or a store URL (retrieval.store.base), where each new generation goes
-        self.index_dir: str | Path = index_dir if is_url(index_dir) else Path(index_dir)
+        # a folder, or a store URL, where each new generation goes
+        self.index_dir: str | Path = backend(index_dir).location
         self.embedder = embedder
         self.interval = interval
         self.jitter = jitter
@@ -329,6 +329,7 @@ class Follower:
     def _index_if_due(self, now: float, report: PollReport) -> None:
         """Index the corpus when articles arrived (now or in a round that could not index)."""
         from retrieval.build.pipeline import index_corpus
+        from retrieval.search.refusal import calibrated
 
         with self._db() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'index_due'").fetchone()
@@ -337,7 +338,7 @@ class Follower:
         retry = now + INDEX_RETRY
         try:
             index = index_corpus(self.corpus_dir, self.index_dir, self.embedder,
-                                 progress=False, wait=False)
+                                 progress=False, wait=False, calibrate=calibrated)
         except IndexBusy as exc:
             report.index_error = str(exc)
         except BylineError as exc:  # a damaged corpus or model: not again before a poll

@@ -5,6 +5,8 @@ stored in the manifest. "Not covered" then compares a question against that back
 one calibrated rule works for a two-article corpus and for a thousand-paragraph one.
 """
 
+import hashlib
+
 PROBES: tuple[str, ...] = (
     "What is the capital of Australia?", "How do I make pancakes from scratch?",
     "Who painted the Mona Lisa?", "What is the tallest mountain in Africa?",
@@ -42,3 +44,9 @@ PROBES: tuple[str, ...] = (
     "How do I grow tomatoes on a balcony?", "Who built the pyramids of Giza?",
     "What is the best time of year to visit Japan?", "How do noise-cancelling headphones work?",
 )
+
+
+def probes_key(model: str, encoder: str) -> str:
+    """Identifies the probe vectors a model and encoder make of today's PROBES."""
+    text = "\n".join([model, encoder, *PROBES])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

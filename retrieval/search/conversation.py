@@ -25,8 +25,9 @@ import re
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+from retrieval.search.answer import MAX_QUESTION_CHARS, Answer
 from retrieval.search.filters import Filters
-from retrieval.search.retriever import MAX_QUESTION_CHARS, Answer, Retriever
+from retrieval.search.retriever import Retriever
 from retrieval.text import analyze
 
 MAX_TURNS = 6  # turns remembered; the context is drawn from the last CONTEXT_TURNS

@@ -61,3 +61,54 @@ def late_interaction(qtokens: np.ndarray, tokens: Tokens, rows: np.ndarray,
     np.maximum.at(out, owner, score)
     out[np.isinf(out)] = score.min()  # a row without tokens: as its worst candidate
     return out
+
+
+def sentence_maxsim(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Per sentence (character `spans`), the mean over the question's tokens of the best
+    cosine (`sims`: question tokens x the passage's tokens, at character `offsets`) with one
+    of the sentence's tokens (0 for a sentence past the model's truncation)."""
+    ranges = token_ranges(offsets, spans)
+    if ranges is None:  # tokens out of order: look at each sentence's tokens one by one
+        return sentence_maxsim_masked(sims, offsets, spans)
+    lo, hi = ranges
+    out = np.zeros(len(spans), dtype=np.float32)
+    some = np.flatnonzero(hi > lo)
+    if len(some):
+        # The max over each range, the ranges' ends in between (a final end past the last
+        # token is left out: reduceat then runs to the end).
+        bounds = np.stack([lo[some], hi[some]], axis=1).reshape(-1)
+        best = np.maximum.reduceat(sims, bounds[:-1] if bounds[-1] == sims.shape[1]
+                                   else bounds, axis=1)[:, ::2]
+        out[some] = np.ascontiguousarray(best.T).mean(axis=1)  # row by row, as before
+    return out
+
+
+def token_ranges(offsets: np.ndarray, spans: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per sentence, the first and past-the-last token lying within it (start >= a, end
+    <= b, end > a: a token across a boundary belongs to neither), as index ranges; None
+    unless the tokens' starts and ends both rise (as a tokenizer's do) between any empty
+    ones (special tokens, ending at 0) at either end, so each sentence's tokens are one run."""
+    if len(spans) and int(spans[:, 0].min()) < 0:
+        return None
+    live = np.flatnonzero(offsets[:, 1] > 0)  # the others lie in no sentence (end <= a)
+    if not len(live):
+        return np.zeros(len(spans), np.int64), np.zeros(len(spans), np.int64)
+    first = int(live[0])
+    starts, ends = offsets[first:int(live[-1]) + 1, 0], offsets[first:int(live[-1]) + 1, 1]
+    if (np.diff(starts) < 0).any() or (np.diff(ends) < 0).any():
+        return None
+    a, b = spans[:, 0], spans[:, 1]
+    lo = np.maximum(np.searchsorted(starts, a, "left"), np.searchsorted(ends, a, "right"))
+    return lo + first, np.searchsorted(ends, b, "right") + first
+
+
+def sentence_maxsim_masked(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray
+                            ) -> np.ndarray:
+    """`sentence_maxsim` for tokens in any order: each sentence's tokens found by masks."""
+    out = np.zeros(len(spans), dtype=np.float32)
+    for i, (a, b) in enumerate(spans):
+        take = (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)
+        if take.any():
+            out[i] = sims[:, take].max(axis=1).mean()
+    return out

@@ -1,43 +1,32 @@
 """Hot reload: the Retriever over an index, replaced when a new generation is published.
 
-A save (`byline index`, a feed follower) publishes a generation atomically and points
-manifest.json at it (see retrieval.store.folder.generations). A long-running process keeps a
-LiveRetriever: `stale()` is one stat of manifest.json; `load()` (blocking, for a worker
+A save (`byline index`, a feed follower) publishes a generation atomically. A long-running
+process keeps a LiveRetriever over the store's Watch: `stale()` asks it whether the stamp
+changed (in a folder, one stat of manifest.json); `load()` (blocking, for a worker
 thread) opens the new generation beside the current one; `swap()` makes it current. Whoever
 took `current` before the swap keeps a working Retriever: the generation it reads stays on
 disk until the next save, and its open files stay readable after that. A generation that
 cannot be loaded (damaged, another model) is logged once and the current one keeps serving.
 
-Over a PostgreSQL store the same holds, with a notification for the stat: a publish sends
-NOTIFY byline_generation, a listener thread hears it (retrieval.store.postgres.listen), and
-`stale()` compares the generation last heard with the current one (no query per check). On
-a hot standby (a read replica: LISTEN refused, NOTIFY not replicated) the listener polls the
-manifest row's generation every `poll_seconds` instead (default BYLINE_RELOAD_SECONDS).
+Over a PostgreSQL store the stamp is the generation last heard by a listener thread (a
+publish sends a notification; a hot standby is polled every `poll_seconds`, default
+BYLINE_RELOAD_SECONDS), so a check costs no query.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.errors import BylineError, describe_os_error
 from retrieval.search.retriever import Retriever
-from retrieval.store import MANIFEST, Index, read_manifest
-from retrieval.store.base import Store
+from retrieval.store import backend
+from retrieval.store.base import Backend, Store, Watch
 
 log = logging.getLogger("byline.live")
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """What one stat of manifest.json says; a save replaces the file, so it changes."""
-
-    inode: int
-    size: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -47,7 +36,7 @@ class Reload:
     generation: str  # the generation the manifest names ("" when it cannot be read)
     retriever: Retriever | None = None
     error: str | None = None
-    stamp: Stamp | str | None = field(default=None, repr=False)
+    stamp: Hashable | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -55,31 +44,25 @@ class Reload:
 
 
 class LiveRetriever:
-    """Owns the current Retriever over `index_dir` and swaps in its newer generations.
+    """Owns the current Retriever over `location` and swaps in its newer generations.
 
     Thread-safe: `current` is one reference, read by whoever asks; `load()` runs in one
     thread at a time; `swap()` is one assignment."""
 
-    def __init__(self, retriever: Retriever, index_dir: str | Path | None = None,
+    def __init__(self, retriever: Retriever, location: str | Path | None = None,
                  poll_seconds: float | None = None) -> None:
-        """`index_dir`: the folder to watch (default: the one `retriever`'s index was loaded
-        from, or the PostgreSQL store it was read from; an index that was never saved has
-        none, and then nothing is watched). `poll_seconds`: how often a store that refuses
-        LISTEN (a hot standby) is polled (default: BYLINE_RELOAD_SECONDS, else 10)."""
+        """`location`: the folder or store to watch (default: where `retriever`'s index was
+        read from; an index that was never saved has none, and then nothing is watched).
+        `poll_seconds`: how often a store that refuses LISTEN (a hot standby) is polled
+        (default: BYLINE_RELOAD_SECONDS, else 10)."""
         self._current = retriever
-        root = index_dir if index_dir is not None else retriever.index.root
-        self.index_dir: Path | None = Path(root) if root is not None else None
-        self.store_url: str | None = None
-        self._listener = None
-        if self.index_dir is None and getattr(retriever.index, "url", None):
-            from retrieval.store.postgres.listen import GenerationListener
-
-            self.store_url = retriever.index.url  # type: ignore[attr-defined]
-            self._listener = GenerationListener(self.store_url, poll_seconds)
-        self._stamp: Stamp | str | None = self._stat()  # as it stood for the current generation
+        where = location if location is not None else retriever.index.location
+        self.store: Backend | None = backend(where) if where is not None else None
+        self._watch: Watch | None = self.store.watch(poll_seconds) if self.store else None
+        self._stamp: Hashable | None = self._stat()  # as it stood for the current generation
         if self._stamp is not None and self._named() != self.generation:
             self._stamp = None  # saved again since `retriever` was loaded: load that one
-        self._failed: Stamp | str | None = None  # a manifest whose generation failed to load
+        self._failed: Hashable | None = None  # a manifest whose generation failed to load
         self._loading = threading.Lock()
         self.reloads = 0  # generations swapped in
         self.failures = 0  # generations that could not be loaded
@@ -97,13 +80,13 @@ class LiveRetriever:
     @property
     def location(self) -> str | Path | None:
         """Where the index is watched: the store's URL, or the folder (None: nowhere)."""
-        return self.store_url or self.index_dir
+        return self.store.location if self.store is not None else None
 
     def catch_up(self) -> None:
         """Ask a database which generation it serves now, rather than wait for the
         notification (after this process published, say); a folder needs nothing."""
-        if self._listener is not None:
-            self._listener.check()
+        if self._watch is not None:
+            self._watch.catch_up()
 
     def stale(self) -> bool:
         """Whether manifest.json changed since the current generation was loaded (one stat;
@@ -159,7 +142,7 @@ class LiveRetriever:
                  len(self._current.index))
         return True
 
-    def _failure(self, stamp: Stamp | str, generation: str, reason: str) -> Reload:
+    def _failure(self, stamp: Hashable, generation: str, reason: str) -> Reload:
         self._failed = stamp
         self.failures += 1
         self.last_error = reason
@@ -170,26 +153,21 @@ class LiveRetriever:
 
     def close(self) -> None:
         """Stop listening (a PostgreSQL store); a folder needs nothing."""
-        if self._listener is not None:
-            self._listener.close()
+        if self._watch is not None:
+            self._watch.close()
 
     def _where(self) -> str:
-        from retrieval.store.base import describe_location
-
-        return describe_location(self.store_url or str(self.index_dir))
+        return self.store.describe() if self.store is not None else "(nowhere)"
 
     def _named_or_fail(self) -> str:
         """The generation the store names now (BylineError when it cannot be read)."""
-        if self._listener is not None:
-            return self._listener.latest
-        return read_manifest(self.index_dir).generation  # type: ignore[arg-type]
+        if self._watch is None:
+            raise BylineError("this index was never saved: there is nothing to reload")
+        return self._watch.named()
 
     def _open(self, model: str) -> Store:
-        if self.store_url is not None:
-            from retrieval.store.base import open_store
-
-            return open_store(self.store_url, model=model)
-        return Index.load(self.index_dir, model=model)  # type: ignore[arg-type]
+        assert self.store is not None  # a stamp was seen, so there is a store
+        return self.store.open(model=model)
 
     def _named(self) -> str:
         """The generation the store names now ("" when it cannot be read)."""
@@ -198,15 +176,6 @@ class LiveRetriever:
         except BylineError:
             return ""
 
-    def _stat(self) -> Stamp | str | None:
-        """What changes when a generation is published: manifest.json's stat, or the
-        generation last heard from the database."""
-        if self._listener is not None:
-            return self._listener.latest or None
-        if self.index_dir is None:
-            return None
-        try:
-            st = os.stat(self.index_dir / MANIFEST)
-        except OSError:  # no manifest (yet, or any more): keep serving what is loaded
-            return None
-        return Stamp(st.st_ino, st.st_size, st.st_mtime_ns)
+    def _stat(self) -> Hashable | None:
+        """What changes when a generation is published (the store's Watch says)."""
+        return self._watch.stamp() if self._watch is not None else None

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,18 +13,16 @@ from retrieval.corpus import Passage
 from retrieval.errors import BadQuestion, IndexMismatch
 from retrieval.model.embed import Embedder
 from retrieval.model.probes import PROBES
+from retrieval.search.answer import Answer, Candidates, Evidence, Hit, check_question
 from retrieval.search.filters import Coverage, Filters, prefer_recent, recency
-from retrieval.search.late import late_interaction
-from retrieval.store import ANN_DEPTH, Copy
-from retrieval.store.base import Store, open_store
-from retrieval.store.subset import search_one
+from retrieval.search.late import late_interaction, sentence_maxsim
+from retrieval.search.lexical import EXACT_TIES_MAX, Lexical
+from retrieval.search.rank import minmax, one_blas_thread, widen
+from retrieval.search.refusal import lexical_background
+from retrieval.store import ANN_DEPTH, open_store
+from retrieval.store.base import Store
 from retrieval.text import analyze
 
-MAX_QUESTION_CHARS = 1000
-# Up to this many passages, a tie at the cut of BM25's top candidates is broken as
-# partitioning every matching passage breaks it (as Byline always has, so rankings stay
-# identical); above, among the few passages over a bound on the cut (not every match).
-EXACT_TIES_MAX = 100_000
 # What an index's manifest stores as its background (an index lacking one is measured again).
 BACKGROUND_KEYS = frozenset({"dense", "lexical", "sentence"})
 METHODS = ("hybrid", "dense", "bm25")
@@ -78,93 +73,14 @@ class SearchSettings:
     # (retrieval.search.late), where the index keeps token vectors.
     late_weight: float = 0.6
     late_depth: int = 20
+    # Up to this many passages, a tie at the cut of BM25's top candidates is broken by
+    # partitioning every matching passage; above, among the few passages over a bound on the
+    # cut (the same top n but for ties; search/lexical.py).
+    exact_ties_max: int = EXACT_TIES_MAX
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}")
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One cited passage: its rank, fused score and the sentence that best answers."""
-
-    rank: int
-    # The fused ranking score in 0..1 (higher ranks first); comparable within one question.
-    score: float
-    passage: Passage
-    quote: str
-    row: int = -1  # the passage's row in the index
-    quote_from: str = "text"  # "headline" when the article's headline answers best
-    # Other articles holding a near-duplicate of this passage (shown once, cited for all).
-    also_in: tuple[Copy, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        p = self.passage
-        return {
-            "rank": self.rank, "score": round(self.score, 4), "id": p.id, "text": p.text,
-            "quote": self.quote, "quote_from": self.quote_from,
-            "citation": {"title": p.title, "source": p.source, "paragraph": p.paragraph,
-                         "outlet": p.outlet, "date": p.date, "url": p.url,
-                         "also_in": [c.to_dict() for c in self.also_in]},
-        }
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """How strongly the coverage speaks to a question (the "not covered" decision's inputs)."""
-
-    dense: float  # best cosine similarity between the question and any candidate passage
-    # IDF-weighted share of the question's terms found in the top passage, its previous
-    # paragraph and its headline (news paragraphs are short; the subject is named before).
-    lexical: float
-    sentence: float = 0.0  # the top passage's best sentence similarity to the question
-    # How many distinct content terms the question has: a long question (news trivia) holds
-    # words no single passage repeats, so its coverage runs lower for the same certainty.
-    terms: int = 0
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the coverage says about a question; `hits` is empty when not answered."""
-
-    question: str
-    answered: bool
-    hits: list[Hit] = field(default_factory=list)
-    confidence: float = 0.0
-    evidence: Evidence | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "answered": self.answered,
-                "results": [h.to_dict() for h in self.hits]}
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """A question's ranked candidate rows, before copies are collapsed."""
-
-    question: str
-    rows: list[int]
-    scores: np.ndarray
-    qvec: np.ndarray
-    terms: list[str]
-    qtokens: np.ndarray | None
-    answered: bool  # whether the coverage answers it (the "not covered" decision)
-
-
-def check_question(question: str) -> str:
-    """The question, stripped; BadQuestion if it is empty or too long."""
-    if not isinstance(question, str) or not question.strip():
-        raise BadQuestion("The question is empty; ask something about the coverage.")
-    q = " ".join(question.split())
-    try:  # a command-line argument that was not UTF-8 arrives with lone surrogates
-        q.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadQuestion("The question is not valid UTF-8 text; type it again.") from None
-    if len(q) > MAX_QUESTION_CHARS:
-        raise BadQuestion(
-            f"The question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}."
-        )
-    return q
 
 
 class Retriever:
@@ -199,10 +115,7 @@ class Retriever:
         self.settings = settings or SearchSettings()
         # BM25's postings: term t's passages (sorted) with its score in each, read per term
         # (memory-mapped arrays in a folder; rows of a table in PostgreSQL).
-        postings = index.postings
-        self._lexicon = postings
-        self._df = postings.df
-        self._vocab: dict[str, int] = postings.vocab
+        self.lexical = Lexical(index.postings, len(index), self.settings.exact_ties_max)
         self.index = index
         self._titles: dict[str, frozenset[str]] = {}  # headline -> its analysed terms
         bg = index.manifest.background
@@ -210,7 +123,6 @@ class Retriever:
                                     sentence=bg.get("sentence", 0.0))
         self._rows_meta: Coverage | None = None
         self._title_vecs: dict[str, np.ndarray] = {}  # headline -> vector (_title_vector)
-        self._idfs: dict[str, float] = {}  # term -> _idf (a question asks 50 times)
 
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
@@ -235,7 +147,7 @@ class Retriever:
         checked = [check_question(q) for q in questions]
         allowed = self.allowed(filters)
         qvecs, qtokens = self._encode(checked)
-        with _one_blas_thread():
+        with one_blas_thread():
             return [self._answer(q, v, t, k, keep_refused, allowed)
                     for q, v, t in zip(checked, qvecs, qtokens, strict=True)]
 
@@ -247,7 +159,7 @@ class Retriever:
         allowed = self.allowed(filters)
         qvecs, qtokens = self._encode([q])
         terms = analyze(q)
-        rows, scores, dense = self._rank(qvecs[0], terms, depth, allowed, qtokens[0])
+        rows, scores, dense = self.rank(qvecs[0], terms, depth, allowed, qtokens[0])
         covered = bool(rows) and self._confidence(self._top_evidence(
             qvecs[0], terms, rows[0], dense)) >= self.settings.threshold
         return Candidates(q, rows, scores, qvecs[0], terms, qtokens[0], covered)
@@ -284,13 +196,13 @@ class Retriever:
         terms = analyze(q)
         recent = recency(q)
         sims: dict[int, np.ndarray] = {}  # row -> its token cosines, from late interaction
-        rows, scores, dense, context, best = self._ranked(qvec, terms, None, allowed, recent,
+        rows, scores, dense, context, best = self._rank_recent(qvec, terms, None, allowed, recent,
                                                           qtokens, sims)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
-            rows, scores, dense, context, best = self._ranked(qvec, terms, depth, allowed,
+            rows, scores, dense, context, best = self._rank_recent(qvec, terms, depth, allowed,
                                                               recent, qtokens, sims)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
@@ -345,7 +257,7 @@ class Retriever:
         its headline hold together (what "not covered" calls lexical evidence); with
         `alone`, the passage by itself."""
         if alone:
-            return float(self._coverage_of_rows(terms, np.array([row]))[0])
+            return float(self.lexical.coverage_of_rows(terms, np.array([row]))[0])
         return float(self._context_coverage(terms, np.array([row]))[0][0])
 
     def evidence(self, questions: list[str], filters: Filters | None = None
@@ -366,7 +278,7 @@ class Retriever:
     def _evidence(self, q: str, qvec: np.ndarray, allowed: np.ndarray | None = None
                   ) -> Evidence:
         terms = analyze(q)
-        rows, _, dense = self._rank(qvec, terms, allowed=allowed)
+        rows, _, dense = self.rank(qvec, terms, allowed=allowed)
         return self._top_evidence(qvec, terms, rows[0], dense)
 
     def _top_evidence(self, qvec: np.ndarray, terms: list[str], top: int, dense: np.ndarray,
@@ -389,13 +301,14 @@ class Retriever:
 
     # -- ranking --------------------------------------------------------------------------
 
-    def _ranked(self, qvec: np.ndarray, terms: list[str], depth: int | None,
+    def _rank_recent(self, qvec: np.ndarray, terms: list[str], depth: int | None,
                 allowed: np.ndarray | None, recent: float, qtokens: np.ndarray | None = None,
                 sims: dict[int, np.ndarray] | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None, int]:
-        """`_scored` within the `allowed` rows, newer coverage moved up by `recent`
-        (timefilter.recency); last, the position of the most relevant row in that order."""
-        rows, scores, dense, context = self._scored(qvec, terms, depth, allowed, qtokens, sims)
+        """`_rank_in_context` within the `allowed` rows, newer coverage moved up by `recent`
+        (filters.recency); last, the position of the most relevant row in that order."""
+        rows, scores, dense, context = self._rank_in_context(qvec, terms, depth, allowed,
+                                                             qtokens, sims)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
             return rows, scores, dense, context, 0
         scores = prefer_recent(scores, self.rows_meta().seconds[rows], recent)
@@ -403,20 +316,20 @@ class Retriever:
         return ([rows[i] for i in order], scores[order], dense[order],
                 None if context is None else context[order], int(np.argmin(order)))
 
-    def _rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
+    def rank(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
               allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None
               ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """Candidate rows sorted by score, with their scores and raw dense similarities;
         `depth` candidates from each retriever (default: the settings' `candidates`), only
         among the `allowed` rows (a boolean mask; None: all); given the question's content
         tokens, the best candidates re-scored by late interaction (SearchSettings.late_weight)."""
-        return self._scored(qvec, terms, depth, allowed, qtokens)[:3]
+        return self._rank_in_context(qvec, terms, depth, allowed, qtokens)[:3]
 
-    def _scored(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
+    def _rank_in_context(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
                 allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None,
                 sims: dict[int, np.ndarray] | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
-        """`_rank`, with each row's context coverage (`_context_coverage`) where the
+        """`rank`, with each row's context coverage (`_context_coverage`) where the
         ranking measured it (None where not); `sims` gets the token cosines late
         interaction measured (row -> question tokens x its tokens)."""
         s = self.settings
@@ -424,12 +337,12 @@ class Retriever:
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
         dense_rows = self.index.dense_search(qvec, n, allowed)
-        ids = self._term_ids(terms)
-        bm25 = self._bm25(ids)
+        ids = self.lexical.term_ids(terms)
+        bm25 = self.lexical.scores(ids)
         if allowed is not None:
             bm25 = np.where(allowed, bm25, 0.0)
         rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],
-                                         self._bm25_top(bm25, ids, n)]))
+                                         self.lexical.top(bm25, ids, n)]))
         dense = self._dense_for(qvec, rows)
         lexical = bm25[rows].astype(np.float32)
         if s.method == "dense":
@@ -437,11 +350,13 @@ class Retriever:
         elif s.method == "bm25":
             scores = lexical + 1e-6 * dense  # dense only breaks ties (e.g. no match)
         else:
-            scores = s.dense_weight * _minmax(dense) + (1 - s.dense_weight) * _minmax(lexical)
+            scores = s.dense_weight * minmax(dense) + (1 - s.dense_weight) * minmax(lexical)
             if s.sentence_weight:
-                scores = scores + s.sentence_weight * _minmax(self._best_sentence(qvec, rows))
+                best = self._best_sentence(qvec, rows)
+                scores = scores + s.sentence_weight * minmax(best)
             if s.coverage_rank_weight:
-                scores = scores + s.coverage_rank_weight * self._coverage_of_rows(terms, rows)
+                held = self.lexical.coverage_of_rows(terms, rows)
+                scores = scores + s.coverage_rank_weight * held
             if s.context_rank_weight or s.article_rank_weight or s.headline_rank_weight:
                 bonus, context = self._article_context(terms, rows, scores)
                 scores = scores + bonus
@@ -454,11 +369,11 @@ class Retriever:
     def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray,
               sims: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """`scores` with the `late_depth` best candidates' late-interaction bonus added (a
-        bonus in 0..late_weight, so they stay above the rest); `sims` as in `_scored`."""
+        bonus in 0..late_weight, so they stay above the rest); `sims` as in `_rank_in_context`."""
         s = self.settings
         top = np.argsort(-scores, kind="stable")[:s.late_depth]
         out = np.array(scores, dtype=np.float32, copy=True)
-        out[top] += s.late_weight * _minmax(
+        out[top] += s.late_weight * minmax(
             late_interaction(qtokens, self.index.tokens, rows[top], keep=sims))
         return out
 
@@ -487,7 +402,7 @@ class Retriever:
         paragraph and its article's headline together; and by the headline alone."""
         info = self.index.row_context(rows) if info is None else info
         unique = set(terms)
-        total = sum(self._idf(t) for t in unique)
+        total = sum(self.lexical.idf(t) for t in unique)
         context = np.zeros(len(rows), dtype=np.float32)
         headline = np.zeros(len(rows), dtype=np.float32)
         if not total:
@@ -497,11 +412,11 @@ class Retriever:
         for t in unique:
             in_title = np.array([t in tt for tt in titles])
             held = in_title.copy()
-            if t in self._vocab:
-                tid = self._vocab[t]
-                both = self._holds(tid, np.concatenate([rows, rows - 1]))  # one search
+            if t in self.lexical.vocab:
+                tid = self.lexical.vocab[t]
+                both = self.lexical.holds(tid, np.concatenate([rows, rows - 1]))  # one search
                 held |= both[:len(rows)] | (has_prev & both[len(rows):])
-            idf = self._idf(t)
+            idf = self.lexical.idf(t)
             context += held * idf
             headline += in_title * idf
         return context / total, headline / total
@@ -528,7 +443,7 @@ class Retriever:
     def _best_sentence(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's best sentence similarity to the question."""
         vecs, counts = self.index.sentences.many(rows)
-        sims = _widen(vecs) @ qvec
+        sims = widen(vecs) @ qvec
         if not np.isfinite(sims).all():
             raise self.index.damaged("sentences/vectors.npy")
         return np.maximum.reduceat(sims, np.cumsum(counts) - counts).astype(np.float32)
@@ -540,93 +455,6 @@ class Retriever:
         if not np.isfinite(sims).all():
             raise self.index.damaged("vectors/passages.npy")
         return sims
-
-    def _coverage_of_rows(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
-        """`_coverage` for many rows at once, read off BM25's postings (no re-tokenising)."""
-        unique = set(terms)
-        total = sum(self._idf(t) for t in unique)
-        out = np.zeros(len(rows), dtype=np.float32)
-        if not total:
-            return out
-        for t in unique:
-            if t in self._vocab:
-                out += self._holds(self._vocab[t], rows) * self._idf(t)
-        return out / total
-
-    # -- BM25 from the postings (cost follows the question's postings, not the corpus) ----
-
-    def _term_ids(self, terms: list[str]) -> list[int]:
-        """The question's terms in BM25's vocabulary, repeats kept: a term the question
-        repeats counts once per repeat, as in bm25s's own scoring."""
-        return [self._vocab[t] for t in terms if t in self._vocab]
-
-    def _postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted passages containing `term`, the term's BM25 score in each)."""
-        return self._lexicon.term(term)
-
-    def _holds(self, term: int, rows: np.ndarray) -> np.ndarray:
-        """Which of `rows` contain `term`: a binary search per row in the term's sorted
-        postings, so a common term's long postings are not read through."""
-        docs = self._postings(term)[0]
-        if not len(docs):
-            return np.zeros(len(rows), bool)
-        return docs[np.minimum(np.searchsorted(docs, rows), len(docs) - 1)] == rows
-
-    def _bm25(self, ids: list[int]) -> np.ndarray:
-        """Every passage's BM25 score for the question (float64, 0 where none of its terms
-        occurs), added up from the postings of its terms in the question's order (the same
-        sums as ever): the cost follows the question's postings, plus one pass over an array
-        of the passages (8 MB at a million)."""
-        postings = self._lexicon.terms(ids)  # one read for all the terms (a database)
-        if not postings:
-            return np.zeros(len(self.index), np.float64)
-        return np.bincount(np.concatenate([docs for docs, _ in postings]),
-                           weights=np.concatenate([w for _, w in postings]),
-                           minlength=len(self.index))
-
-    def _bm25_top(self, scores: np.ndarray, ids: list[int], n: int) -> np.ndarray:
-        """The passages among the n best BM25 scores (as float32), in no particular order:
-        those a partition of every matching passage picks (ties at the cut: see
-        EXACT_TIES_MAX), found among the few passages above a lower bound on the n-th score."""
-        bound = self._nth_score_bound(scores, ids, n)
-        if bound > 0:
-            docs = np.flatnonzero(scores >= bound)
-            top32 = scores[docs].astype(np.float32)
-            top = np.argpartition(-top32, n - 1)[:n]
-            if (np.count_nonzero(top32 >= top32[top].min()) == n  # no tie at the cut
-                    or len(scores) > EXACT_TIES_MAX):
-                return docs[top]
-        # Every matching passage (a tie at the cut is broken the way it always was).
-        docs = np.flatnonzero(scores)
-        top32 = scores[docs].astype(np.float32)
-        return docs[np.argpartition(-top32, n - 1)[:n]] if len(docs) > n else docs
-
-    def _nth_score_bound(self, scores: np.ndarray, ids: list[int], n: int) -> float:
-        """A lower bound on the n-th best score (0 if none is found cheaply): the n-th best
-        among the passages holding the question's rarest terms, lowered a little so every
-        passage whose float32 score could reach the n-th float32 score stays above it."""
-        seen = np.zeros(0, np.int64)
-        for t in sorted(set(ids), key=lambda t: self._df[t]):
-            docs = self._postings(t)[0]
-            seen = np.union1d(seen, docs) if len(seen) else docs
-            if len(seen) >= 4 * n:
-                break
-        if len(seen) < n:
-            return 0.0
-        best = scores[seen]
-        return float(np.partition(best, len(best) - n)[len(best) - n]) * (1 - 1e-6)
-
-    def _idf(self, term: str) -> float:
-        """BM25's IDF of a (stemmed) term in this index; unseen terms are the rarest."""
-        idf = self._idfs.get(term)
-        if idf is None:
-            n = len(self.index)
-            df = int(self._df[self._vocab[term]]) if term in self._vocab else 0
-            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-            if len(self._idfs) >= 100_000:
-                self._idfs.clear()
-            self._idfs[term] = idf
-        return idf
 
     # -- quotes ---------------------------------------------------------------------------
 
@@ -648,7 +476,7 @@ class Retriever:
         texts = [passage.text[a:b] for a, b in spans]
         if len(texts) == 1 or mode == "lead":
             return texts[0]
-        return texts[int(np.argmax(_widen(vecs) @ qvec))]
+        return texts[int(np.argmax(widen(vecs) @ qvec))]
 
     def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
                rows: Sequence[int], qtokens: np.ndarray | None = None,
@@ -674,12 +502,12 @@ class Retriever:
             if len(texts) == 1:
                 out.append(texts[0])
                 continue
-            score = _widen(np.asarray(vecs)) @ qvec
+            score = widen(np.asarray(vecs)) @ qvec
             if terms:
                 score = score + self.settings.quote_lexical * self._sentence_coverage(terms,
                                                                                        texts)
             if int(row) in by_token:
-                score = score + self.settings.quote_tokens * _sentence_maxsim(
+                score = score + self.settings.quote_tokens * sentence_maxsim(
                     *by_token[int(row)], spans)
             out.append(texts[int(np.argmax(score))])
         return out
@@ -696,7 +524,7 @@ class Retriever:
         vecs, spans = self.index.sentences.passage(hit.row)
         texts = [p.text[a:b] for a, b in spans]
         coverage = self._sentence_coverage(terms, [*texts, p.title]) if terms else None
-        scores = np.concatenate([_widen(vecs) @ qvec,
+        scores = np.concatenate([widen(vecs) @ qvec,
                                  [float(self._title_vector(p.title) @ qvec)]])
         if coverage is not None:
             scores = scores + self.settings.quote_lexical * coverage
@@ -713,9 +541,9 @@ class Retriever:
 
     def sentence_token_scores(self, qtokens: np.ndarray, row: int, spans: np.ndarray
                               ) -> np.ndarray:
-        """`_sentence_maxsim` of one passage's sentences (`spans`), for a look at one."""
+        """`sentence_maxsim` of one passage's sentences (`spans`), for a look at one."""
         vecs, _ = self.index.tokens.many([row])
-        return _sentence_maxsim(qtokens @ vecs.T, self.index.tokens.raw(row)[2], spans)
+        return sentence_maxsim(qtokens @ vecs.T, self.index.tokens.raw(row)[2], spans)
 
     def _sentence_coverage(self, terms: list[str], texts: list[str]) -> np.ndarray:
         """Per sentence, the share of the question's term weight it holds, a term weighing
@@ -725,128 +553,7 @@ class Retriever:
         weights = {}
         for t in set(terms):
             local = math.log(1 + n / (1 + sum(t in bag for bag in bags)))
-            weights[t] = self._idf(t) * local * local
+            weights[t] = self.lexical.idf(t) * local * local
         total = sum(weights.values()) or 1.0
         return np.array([sum(w for t, w in weights.items() if t in bag) / total
                          for bag in bags], dtype=np.float32)
-
-
-def _sentence_maxsim(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray) -> np.ndarray:
-    """Per sentence (character `spans`), the mean over the question's tokens of the best
-    cosine (`sims`: question tokens x the passage's tokens, at character `offsets`) with one
-    of the sentence's tokens (0 for a sentence past the model's truncation)."""
-    ranges = _token_ranges(offsets, spans)
-    if ranges is None:  # tokens out of order: look at each sentence's tokens one by one
-        return _sentence_maxsim_masked(sims, offsets, spans)
-    lo, hi = ranges
-    out = np.zeros(len(spans), dtype=np.float32)
-    some = np.flatnonzero(hi > lo)
-    if len(some):
-        # The max over each range, the ranges' ends in between (a final end past the last
-        # token is left out: reduceat then runs to the end).
-        bounds = np.stack([lo[some], hi[some]], axis=1).reshape(-1)
-        best = np.maximum.reduceat(sims, bounds[:-1] if bounds[-1] == sims.shape[1]
-                                   else bounds, axis=1)[:, ::2]
-        out[some] = np.ascontiguousarray(best.T).mean(axis=1)  # row by row, as before
-    return out
-
-
-def _token_ranges(offsets: np.ndarray, spans: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per sentence, the first and past-the-last token lying within it (start >= a, end
-    <= b, end > a: a token across a boundary belongs to neither), as index ranges; None
-    unless the tokens' starts and ends both rise (as a tokenizer's do) between any empty
-    ones (special tokens, ending at 0) at either end, so each sentence's tokens are one run."""
-    if len(spans) and int(spans[:, 0].min()) < 0:
-        return None
-    live = np.flatnonzero(offsets[:, 1] > 0)  # the others lie in no sentence (end <= a)
-    if not len(live):
-        return np.zeros(len(spans), np.int64), np.zeros(len(spans), np.int64)
-    first = int(live[0])
-    starts, ends = offsets[first:int(live[-1]) + 1, 0], offsets[first:int(live[-1]) + 1, 1]
-    if (np.diff(starts) < 0).any() or (np.diff(ends) < 0).any():
-        return None
-    a, b = spans[:, 0], spans[:, 1]
-    lo = np.maximum(np.searchsorted(starts, a, "left"), np.searchsorted(ends, a, "right"))
-    return lo + first, np.searchsorted(ends, b, "right") + first
-
-
-def _sentence_maxsim_masked(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray
-                            ) -> np.ndarray:
-    """`_sentence_maxsim` for tokens in any order: each sentence's tokens found by masks."""
-    out = np.zeros(len(spans), dtype=np.float32)
-    for i, (a, b) in enumerate(spans):
-        take = (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > a)
-        if take.any():
-            out[i] = sims[:, take].max(axis=1).mean()
-    return out
-
-
-_search_one = search_one  # the name benches and tests use
-
-
-def _widen(vecs: np.ndarray) -> np.ndarray:
-    """Stored (float16) vectors as float32: numpy's own cast of each of the 65,536 float16
-    values, looked up in a table (twice as fast as the cast: the sentence vectors of a
-    question's candidates took 0.18 ms to widen)."""
-    if vecs.dtype != np.float16:
-        return vecs.astype(np.float32)
-    return _float16_table().take(np.ascontiguousarray(vecs).view(np.uint16))
-
-
-@lru_cache(maxsize=1)
-def _float16_table() -> np.ndarray:
-    """Every float16 bit pattern's float32 value, as numpy casts it (256 kB). The table holds
-    the signalling NaNs too, whose cast raises the CPU's invalid flag on ARM64: ignored."""
-    with np.errstate(invalid="ignore"):
-        return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
-            np.float32)
-
-
-@lru_cache(maxsize=1)
-def _blas() -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _one_blas_thread() -> Any:
-    """A context in which numpy's BLAS runs on the calling thread alone: one question's small
-    products (late interaction, sentence scores) finish sooner than BLAS threads wake and
-    synchronise, most of all on a busy 2-core machine (warm ask p50 11.3 -> 8.9 ms beside a
-    torch process; see docs/performance.md)."""
-    return _blas().limit(limits=1, user_api="blas")
-
-
-def _minmax(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.size == 0:
-        return x
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-
-
-
-@functools.cache
-def probe_terms() -> float:
-    """The mean number of distinct content terms of the PROBES."""
-    return float(np.mean([len(set(analyze(check_question(q)))) for q in PROBES]))
-
-
-def lexical_background(mean: float, terms: int) -> float:
-    """What a question of `terms` content terms covers by chance in a corpus whose probes
-    cover `mean` of theirs: the same for a question as short as the probes, less for a
-    longer one, in proportion. The probes are short, and a short question's few words are
-    found together in a big enough corpus by chance (in 107k news passages their mean
-    coverage is 0.67, against 0.42 in 4k), while a twenty-word question's are not."""
-    return mean * min(1.0, probe_terms() / max(terms, 1))
-
-
-def measure_background(index: Store, probe_vectors: np.ndarray,
-                       settings: SearchSettings | None = None) -> dict[str, float]:
-    """Mean evidence of generic, unrelated questions (the PROBES, already encoded as
-    `probe_vectors`) against `index`: what "not covered" compares a question with. A plain
-    function of the index and vectors: the indexer calls it without a question encoder."""
-    scorer = Retriever.__new__(Retriever)
-    scorer._setup(index, settings)
-    return scorer._background_of(probe_vectors)

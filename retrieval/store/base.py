@@ -1,11 +1,12 @@
 """The store seam: what the Retriever, the CLI and the bot read from an index, whichever
-store holds it, and the factory that opens one.
+backend holds it.
 
-Two stores implement it: the on-disk `Index` (a folder of generations; retrieval.store.folder.index)
-and the PostgreSQL store (retrieval.store.postgres, for `postgresql://` locations). Callers
-use `open_store(location)` and `publish(index, location)` and never ask which they got; a
-writer such as the bot's /coverage jobs also uses `published`, `indexed_sources`,
-`stored_bytes`, `withdraw`, `prepare` and `release`, each dispatching on the location.
+`retrieval.store.backend(location)` gives a `Backend`: the folder backend (store/folder/)
+for a path, the PostgreSQL backend (store/postgres/) for a `postgresql://` URL or a libpq
+key=value string.
+Everything done at a location (open, publish, lock, describe, published, sources, size,
+withdraw, prepare, release, check, watch, migrate) is a method of it; callers never ask
+which backend they got. `open_store(location)` is `backend(location).open()`.
 
 The interface is the Retriever's own reads, no wider: dense candidates (`dense_search`),
 BM25 postings by term (`postings`; a question's terms together), each candidate's exact
@@ -15,8 +16,8 @@ and the metadata queries.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
     from retrieval.store.manifest import Manifest
     from retrieval.store.tables import ArticleInfo, Copy
 
-URL_SCHEMES = ("postgresql://", "postgres://")
-# libpq's other form, `host=db dbname=byline password=...`: a store, never a folder's name.
-_DSN = re.compile(r"\s*(host|hostaddr|dbname|user|password|port|service|sslmode)\s*=", re.I)
-_SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*://", re.I)
 
 
 class Lexicon(Protocol):
@@ -63,6 +60,8 @@ class SentenceStore(Protocol):
 class TokenStore(Protocol):
     """Each passage's int8 token vectors (late interaction, quotes)."""
 
+    copied_on_save: bool  # a new generation copies unchanged rows itself (else they are read)
+
     def __len__(self) -> int: ...
 
     def many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
@@ -84,7 +83,7 @@ class Store(Protocol):
     tokens: Any  # a TokenStore, or None when the index keeps no token vectors
     passage_vectors: Any  # row-indexable: passage_vectors[rows] -> (len(rows), dim) float32
     probe_vectors: np.ndarray | None
-    root: Path | None  # the folder it was loaded from (None: not a folder)
+    location: str | Path | None  # where it was read from (None: never published)
     reused: int
 
     def __len__(self) -> int: ...
@@ -116,136 +115,87 @@ class Store(Protocol):
                         probe_vectors: np.ndarray | None = None) -> Store: ...
 
 
-def is_url(location: str | Path | None) -> bool:
-    """Whether `location` names a PostgreSQL database (a postgresql:// URL or a key=value
-    connection string) rather than a folder."""
-    return isinstance(location, str) and (location.startswith(URL_SCHEMES)
-                                          or bool(_DSN.match(location)))
+class Watch(Protocol):
+    """How a long-running reader notices a new generation at a location (hot reload)."""
+
+    def stamp(self) -> Hashable | None:
+        """What changes when a generation is published (None: nothing to go by now)."""
+        ...
+
+    def named(self) -> str:
+        """The generation the location serves now (BylineError when it cannot be read)."""
+        ...
+
+    def catch_up(self) -> None:
+        """Look now rather than wait for the next change to be heard."""
+        ...
+
+    def close(self) -> None: ...
 
 
-def check_location(location: str) -> None:
-    """StoreError unless `location` is a folder or a PostgreSQL store: another `scheme://`
-    (`postgresql+psycopg://`, say) would otherwise become a folder, its password part of the
-    name and of every message. The location itself is not repeated: it may hold a secret."""
-    from retrieval.errors import StoreError
+class Backend(ABC):
+    """Where an index lives and everything done there; `backend(location)` picks one."""
 
-    if not is_url(location) and _SCHEME.match(location):
-        raise StoreError("The store must be a folder or a postgresql:// URL (or a libpq "
-                         "key=value string); its scheme is not one of these.")
+    location: str | Path  # a folder's Path, or a database's connection string
+    shared: bool  # a database server, shared with other processes and machines
+    place: str  # where the index's bytes are, in words ("on disk", "in the database")
 
+    @abstractmethod
+    def open(self, model: str | None = None, verify: bool | None = None) -> Store:
+        """The generation published here now; `model`, if given, must be the one it was
+        built with."""
 
-def open_store(location: str | Path, model: str | None = None,
-               verify: bool | None = None) -> Store:
-    """The index published at `location` (a folder, or a postgresql:// URL); `model`, if
-    given, must be the one it was built with."""
-    if is_url(location):
-        from retrieval.store.postgres import open_postgres
+    @abstractmethod
+    def publish(self, index: Any) -> Manifest:
+        """Publish the assembled `index` (a folder Index) as the new generation here."""
 
-        return open_postgres(str(location), model=model)
-    from retrieval.store.folder.index import Index
+    @abstractmethod
+    def writer_lock(self, wait: bool = True, on_wait: Callable[[str], None] | None = None
+                    ) -> AbstractContextManager[Any]:
+        """One writer at a time here (IndexBusy without `wait`)."""
 
-    return Index.load(location, model=model, verify=verify)
+    @abstractmethod
+    def describe(self) -> str:
+        """The location as it may be shown (a URL without its password)."""
 
+    @abstractmethod
+    def published(self) -> Manifest | None:
+        """The manifest of the generation served now, read without opening the index
+        (None: no index here)."""
 
-def publish(index: Any, location: str | Path) -> Manifest:
-    """Publish the assembled `index` (an Index) as the new generation at `location`."""
-    if is_url(location):
-        from retrieval.store.postgres import publish_postgres
+    @abstractmethod
+    def sources(self) -> set[str]:
+        """The corpus files (relative paths) the current generation holds articles from."""
 
-        return publish_postgres(index, str(location))
-    index.save(location)
-    return index.manifest
+    @abstractmethod
+    def size(self, manifest: Manifest) -> int:
+        """What `manifest`'s generation takes, in bytes."""
 
+    @abstractmethod
+    def withdraw(self) -> bool:
+        """Take the index out of use, for a corpus with no article left (an index cannot be
+        empty); whether there was one."""
 
-def writer_lock(location: str | Path, wait: bool = True,
-                on_wait: Callable[[str], None] | None = None) -> AbstractContextManager[Any]:
-    """One writer at a time at `location` (IndexBusy without `wait`)."""
-    if is_url(location):
-        from retrieval.store.postgres import PostgresWriterLock
+    @abstractmethod
+    def prepare(self) -> None:
+        """Make the location ready for its first publish."""
 
-        return PostgresWriterLock(str(location), wait=wait, on_wait=on_wait)
-    from retrieval.store.folder.lock import WriterLock
+    @abstractmethod
+    def release(self) -> None:
+        """Close what this process holds open here (the next open reconnects)."""
 
-    return WriterLock(location, wait=wait, on_wait=on_wait)
+    @abstractmethod
+    def check(self, as_json: bool = False) -> int:
+        """`byline check`: verify the index here, print the report; the exit status."""
 
+    @abstractmethod
+    def watch(self, poll_seconds: float | None = None) -> Watch:
+        """A Watch on the generations published here."""
 
-def describe_location(location: str | Path) -> str:
-    """`location` as it may be shown: a URL without its password."""
-    if is_url(location):
-        from retrieval.store.postgres.connect import redact
+    def migrate_from(self, index: Store | None, source: str = "", progress: bool = False
+                     ) -> dict[str, Any]:
+        """`byline migrate`: bring the store's tables up to date and copy in `index` (read
+        from the folder `source`); only a database store takes one."""
+        from retrieval.errors import BylineError
 
-        return redact(str(location))
-    return str(location)
-
-
-# -- what a writer needs besides publishing (the bot's /coverage jobs) --------------------
-
-def published(location: str | Path) -> Manifest | None:
-    """The manifest of the generation `location` serves now, read without opening the
-    index (None: no index there)."""
-    if is_url(location):
-        from retrieval.store.postgres.manage import published as pg_published
-
-        return pg_published(str(location))
-    from retrieval.errors import IndexMissing
-    from retrieval.store.manifest import read_manifest
-
-    try:
-        return read_manifest(Path(location))
-    except IndexMissing:
-        return None
-
-
-def indexed_sources(location: str | Path) -> set[str]:
-    """The corpus files (relative paths) the current generation holds articles from."""
-    if is_url(location):
-        from retrieval.store.postgres.manage import sources
-
-        return sources(str(location))
-    from retrieval.errors import BylineError
-    from retrieval.store.tables import sources_in
-
-    try:
-        manifest = published(location)
-    except BylineError:
-        return set()
-    return sources_in(Path(location) / manifest.folder) if manifest is not None else set()
-
-
-def stored_bytes(location: str | Path, manifest: Manifest) -> int:
-    """What `manifest`'s generation takes: its files on disk, or its tables in the database."""
-    if is_url(location):
-        from retrieval.store.postgres.manage import size
-
-        return size(str(location))
-    return sum(int(n) for n, *_ in manifest.files.values())
-
-
-def withdraw(location: str | Path) -> bool:
-    """Take the index at `location` out of use, for a corpus with no article left (an
-    index cannot be empty); whether there was one."""
-    if is_url(location):
-        from retrieval.store.postgres.manage import withdraw as pg_withdraw
-
-        return pg_withdraw(str(location))
-    from retrieval.store.folder.generations import withdraw as folder_withdraw
-
-    return folder_withdraw(Path(location))
-
-
-def prepare(location: str | Path) -> None:
-    """Make `location` ready for its first publish: a store's database is created if it
-    does not exist (a folder is created by the publish itself)."""
-    if is_url(location):
-        from retrieval.store.postgres.manage import create_database
-
-        create_database(str(location))
-
-
-def release(location: str | Path) -> None:
-    """Close what this process holds open for `location` (a database's connection pool, not
-    the connections in use); a folder holds nothing. The next open reconnects."""
-    if is_url(location):
-        from retrieval.store.postgres.connect import forget_pool
-
-        forget_pool(str(location))
+        raise BylineError("migrate needs --to postgresql://... (or BYLINE_STORE set to one).")

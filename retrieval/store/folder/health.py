@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,3 +173,41 @@ def _writer(root: Path) -> str:
         return f"process {pid}" if pid.isdigit() else "another process"
     finally:
         os.close(fd)
+
+
+def report(root: Path, as_json: bool = False) -> int:
+    """`byline check` on a folder: the check printed (as JSON, or for people); the exit
+    status (0: healthy)."""
+    health = check_index(root)
+    if as_json:
+        sys.stdout.write(json.dumps(health.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return 0 if health.ok else 1
+    m = health.manifest
+    print(f"Index: {root}")
+    if m is not None:
+        print(f"Generation {m.generation}, built {m.created}: {m.articles:,} articles, "
+              f"{m.passages:,} passages ({m.model}, {m.encoder}, {m.ann})")
+        if m.kernel:
+            print(f"Encoded on: {m.kernel}")
+        size = sum(f.size for f in health.files)
+        bad = [f for f in health.files if f.status != "ok"]
+        unreadable = sum(f.status == "unreadable" for f in bad)
+        counts = [f"{len(bad) - unreadable or 'none'} damaged"] if len(bad) > unreadable \
+            or not unreadable else []
+        counts += [f"{unreadable} unreadable"] if unreadable else []
+        print(f"Files: {len(health.files)} checked, {size / 1e6:,.1f} MB, {', '.join(counts)}")
+        for f in bad:
+            print(f"  {f.status}: {f.path}")
+        bg = ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.background.items()))
+        print(f"Background: {bg or 'missing'}")
+    for note in health.notes:
+        print(f"Note: {note}")
+    if health.ok:
+        print("OK")
+        return 0
+    for problem in health.problems:
+        print(f"byline: {problem}", file=sys.stderr)
+    if health.damaged:  # not when it is only missing, elsewhere or unreadable
+        print("byline: the index is damaged; run `byline index --full` to rebuild it.",
+              file=sys.stderr)
+    return 1

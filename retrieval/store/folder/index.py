@@ -15,7 +15,7 @@ import numpy as np
 
 from retrieval.corpus import Article, LoadReport, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, StoreError, describe_os_error
-from retrieval.model.probes import PROBES
+from retrieval.model.probes import PROBES, probes_key
 from retrieval.store.ann import EXACT_MAX, build_ann, flat, read_ivf
 from retrieval.store.files import save_array
 from retrieval.store.folder import generations
@@ -77,6 +77,10 @@ class Index:
     reused = 0  # passages whose vectors a build took from the previous index
     report: LoadReport | None = None  # what `index_corpus` read of the folder
     root: Path | None = None  # the folder it was loaded from
+
+    @property
+    def location(self) -> Path | None:
+        return self.root
 
     def damaged(self, part: str) -> IndexCorrupt:
         """The error for a file of this index found holding values that are not numbers."""
@@ -328,11 +332,6 @@ class Index:
             "FROM articles a LEFT JOIN passages p ON p.article_id = a.id "
             "GROUP BY a.id ORDER BY a.id")]
 
-
-def probes_key(model: str, encoder: str) -> str:
-    """Identifies the probe vectors a model and encoder make of today's PROBES."""
-    text = "\n".join([model, encoder, *PROBES])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _load_probes(path: Path, manifest: Manifest) -> np.ndarray | None:

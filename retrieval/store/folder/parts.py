@@ -90,6 +90,8 @@ class Tokens:
     """Every passage's token vectors in context, int8 with a scale per token, grouped by
     passage row (rows `offsets[r]:offsets[r + 1]`); empty when the index is too large."""
 
+    copied_on_save = True  # a new generation copies unchanged rows file to file
+
     vectors: np.ndarray | RowFile  # (n_tokens, dim) int8
     scales: np.ndarray  # (n_tokens,) float32: vector = int8 row * scale
     offsets: np.ndarray  # (n_passages + 1,) int64
@@ -200,6 +202,8 @@ class PendingTokens:
     it as base.npy and writes only the other rows, so a re-index that changes a few
     paragraphs of a 125 MB token file neither copies it nor packs it in memory. Reading (an
     index built but not loaded from disk) packs everything once, on first use."""
+
+    copied_on_save = True
 
     def __init__(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray] | int],
                  previous: Tokens | None, dim: int) -> None:

@@ -4,18 +4,20 @@ generation copied into the store without embedding anything again."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrieval.store.postgres import schema
 from retrieval.store.postgres.connect import connect, redact
 
+if TYPE_CHECKING:
+    from retrieval.store.base import Store
 
-def migrate_store(url: str, source: Path | None = None, progress: bool = False
-                  ) -> dict[str, Any]:
-    """Apply pending schema migrations at `url`, then publish the index in `source` (if
-    given) as the store's generation; what was done, with a one-line `message`."""
-    from retrieval.store.folder.index import Index
+
+def migrate_store(url: str, index: Store | None = None, source: str = "",
+                  progress: bool = False) -> dict[str, Any]:
+    """Apply pending schema migrations at `url`, then publish `index` (read, every file
+    checked, from the folder `source`), if given, as the store's generation; what was done,
+    with a one-line `message`."""
     from retrieval.store.postgres.writer import PostgresWriterLock, publish_postgres
 
     start = time.perf_counter()
@@ -26,16 +28,15 @@ def migrate_store(url: str, source: Path | None = None, progress: bool = False
     result: dict[str, Any] = {"store": where, "schema": schema.LATEST, "applied": applied}
     tables = (f"applied migration{'s' * (len(applied) > 1)} "
               f"{', '.join(map(str, applied))}" if applied else "tables up to date")
-    if source is None:
+    if index is None:
         result["message"] = f"Store {where}: {tables} (schema version {schema.LATEST})."
         return result
-    index = Index.load(source, verify=True)  # every file checked: nothing damaged is copied
     m = index.manifest
     with PostgresWriterLock(url):
         publish_postgres(index, url, progress=progress)
     copied = not (before and before[0] == m.generation)
     seconds = time.perf_counter() - start
-    result.update(source=str(source), generation=m.generation, passages=m.passages,
+    result.update(source=source, generation=m.generation, passages=m.passages,
                   articles=m.articles, copied=copied, seconds=round(seconds, 3))
     result["message"] = (
         f"Copied generation {m.generation} ({m.articles:,} articles, {m.passages:,} passages) "

@@ -107,6 +107,8 @@ class PgSentences(_Rows):
 class PgTokens(_Rows):
     """Each passage's int8 token vectors, scales and spans, one row per passage."""
 
+    copied_on_save = False  # a new generation reads them back and writes them again
+
     def __init__(self, pool: ConnectionPool, schema: str, dim: int, total: int) -> None:
         super().__init__(pool, schema)
         self.dim, self._total = dim, total

@@ -28,7 +28,6 @@ from retrieval.store.subset import EXACT_SUBSET_MAX
 from retrieval.store.tables import ArticleInfo, Copy
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from psycopg_pool import ConnectionPool
 
@@ -107,7 +106,6 @@ def _manifest(data: object, where: str) -> Manifest:
 class PgIndex:
     """One generation in PostgreSQL, read through the store interface (retrieval.store.base)."""
 
-    root: Path | None = None  # not a folder
     probe_vectors: np.ndarray | None = None
     reused = 0
     report = None
@@ -115,6 +113,7 @@ class PgIndex:
     def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, postings: PgPostings,
                  tokens: int, has_copies: bool) -> None:
         self.url, self._pool, self.manifest = url, pool, manifest
+        self.location = url
         self.schema = schema.schema_of(manifest.generation)
         s, n, dim = self.schema, manifest.passages, manifest.dimension
         self.postings = postings
@@ -139,7 +138,7 @@ class PgIndex:
                         probe_vectors: np.ndarray | None = None) -> PgIndex:
         """This generation with its background set in memory (a store's published manifest
         already holds one: the indexer measures it before publishing)."""
-        from retrieval.store.folder.index import probes_key
+        from retrieval.model.probes import probes_key
 
         if probe_vectors is None:
             probe_vectors = self.probe_vectors

@@ -22,10 +22,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.commands import NO_PINGS, ShuttingDown, feedback_view, send_ephemeral, tell_restarting
 from bot.render import render_answer, render_not_covered
+from bot.replies import NO_PINGS, ShuttingDown, feedback_view, send_ephemeral, tell_restarting
 from retrieval.errors import BadQuestion
-from retrieval.search.retriever import MAX_QUESTION_CHARS
+from retrieval.search.answer import MAX_QUESTION_CHARS
 from retrieval.text import split_sentences, truncate
 
 if TYPE_CHECKING:
@@ -156,3 +156,8 @@ class UserCooldowns:
         bucket = self._buckets.setdefault(user_id, app_commands.Cooldown(1, self.per))
         if retry_after := bucket.update_rate_limit():
             raise app_commands.CommandOnCooldown(bucket, retry_after)
+
+
+async def setup(bot: BylineBot) -> None:
+    """discord.py's extension entry point (`load_extension("bot.cogs.menu")`)."""
+    await bot.add_cog(AskByline(bot))

@@ -28,15 +28,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import jobs
-from bot.commands import NO_PINGS, ShuttingDown
 from bot.coverage import Coverage, NoCoverage, current_manifest
 from bot.render import ANSWER_COLOUR, fit, safe
+from bot.replies import NO_PINGS, NOT_ADMIN, NotAdmin, ShuttingDown
 from retrieval.corpus.meta import date_key
 from retrieval.errors import FetchError
 from retrieval.feeds.follow import FeedState, stamp
 from retrieval.search.quotes import day
 from retrieval.store import ArticleInfo
-from retrieval.store.base import is_url
 from retrieval.text import truncate
 
 if TYPE_CHECKING:
@@ -44,15 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("byline.bot")
 MANAGE_SERVER = discord.Permissions(manage_guild=True)
-NOT_ADMIN = ("Only members with the Manage Server permission can change this server's "
-             "coverage.")
 MESSAGE_MAX = 2000  # characters in a Discord message
 CHOICES_MAX = 25  # autocomplete choices Discord shows
 CHOICE_MAX = 100  # characters in a choice's name and value
 
-
-class NotAdmin(app_commands.CheckFailure):
-    """A /coverage command from a member without Manage Server: refused, privately."""
 
 
 def is_admin(interaction: discord.Interaction) -> bool:
@@ -269,8 +263,8 @@ class AdminCog(commands.Cog):
                 f"**Last update** {manifest.created.replace('T', ' ')} (index generation "
                 f"{manifest.generation})",
                 f"**Index size** {size / 1024 / 1024:.1f} MB "
-                + ("in the database" if is_url(cov.location) else "on disk")])
-        if is_url(cov.location):
+                + cov.store.place])
+        if cov.store.shared:
             embed.add_field(name="Store", value=f"`{cov.where.replace('`', '')}`",
                             inline=False)
         failing = [s for s in states if s.failures]
@@ -415,3 +409,8 @@ class AdminCog(commands.Cog):
         else:
             await interaction.response.send_message(text, ephemeral=True,
                                                     allowed_mentions=NO_PINGS)
+
+
+async def setup(bot: BylineBot) -> None:
+    """discord.py's extension entry point (`load_extension("bot.cogs.admin")`)."""
+    await bot.add_cog(AdminCog(bot))

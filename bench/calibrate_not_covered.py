@@ -49,7 +49,7 @@ from retrieval.search.evaluate import EvalQuestion, load_jsonl, load_news, load_
 from retrieval.search.filters import Filters
 from retrieval.search.retriever import Retriever, SearchSettings, lexical_background
 from retrieval.store.base import open_store
-from tests.seed_questions import OFF_TOPIC, ON_TOPIC
+from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
 

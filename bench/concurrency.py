@@ -24,8 +24,8 @@ from retrieval.build.pipeline import index_corpus
 from retrieval.cli.config import Settings
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
-from tests.fake_discord import FakeDiscord, running
-from tests.seed_questions import ON_TOPIC
+from tests.support.fake_discord import FakeDiscord, running
+from tests.support.seed_questions import ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
 

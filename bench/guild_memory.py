@@ -6,7 +6,7 @@
 Builds `--guilds` small coverages (`--articles` generated articles each, as
 bench/heartbeat.py writes them, different per guild) under a temporary BYLINE_DATA_DIR,
 then, for each cap in `--caps` (BYLINE_MAX_LOADED), runs a fresh process with the real
-bot in per-server mode against the fake Discord (tests/fake_discord.py) in all the guilds,
+bot in per-server mode against the fake Discord (tests/support/fake_discord) in all the guilds,
 asks one question in each guild in turn (loading its coverage), and reads the process's
 resident memory (/proc VmRSS) at the start (model loaded, nothing else) and after each
 guild's first answer. Figures: RSS at start, after all, per loaded coverage (the slope),
@@ -65,7 +65,7 @@ async def measure(data_dir: Path, guilds: int, cap: int) -> dict[str, Any]:
     from bot.app import BylineBot
     from bot.settings import PER_SERVER, BotSettings
     from retrieval.model.embed import Embedder
-    from tests.fake_discord import FakeDiscord, running
+    from tests.support.fake_discord import FakeDiscord, running
 
     embedder = Embedder()
     embedder.model  # noqa: B018

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.heartbeat [--articles 1000] [--worker thread|process|both]
                                         [--out bench-heartbeat.json]
 
-For each worker kind (BYLINE_WORKER), a fresh fake Discord (tests/fake_discord.py) and the
+For each worker kind (BYLINE_WORKER), a fresh fake Discord (tests/support/fake_discord) and the
 real bot in shared mode over a copy of the seeds; `--articles` generated articles (four
 paragraphs each, seeded, all different) are put into its corpus folder, then an admin's
 `/coverage add url:` of a page on a local HTTP server makes the bot's worker index the
@@ -46,7 +46,7 @@ from retrieval.model.embed import Embedder
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
-from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running
+from tests.support.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -37,9 +37,9 @@ from retrieval.cli.config import Settings
 from retrieval.feeds.addresses import AddressPolicy
 from retrieval.feeds.fetch import FetchSettings
 from retrieval.model.embed import Embedder
-from tests.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running
-from tests.local_http import base_url, http_server
-from tests.seed_questions import ON_TOPIC
+from tests.support.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running
+from tests.support.local_http import base_url, http_server
+from tests.support.seed_questions import ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
 

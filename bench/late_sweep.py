@@ -29,7 +29,7 @@ from retrieval.search.late import late_interaction
 from retrieval.search.retriever import Retriever, SearchSettings, _minmax
 from retrieval.store import Index, Tokens
 from retrieval.text import analyze
-from tests.seed_questions import OFF_TOPIC, ON_TOPIC
+from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ Queries: the same real SQuAD questions as bench/scale.py, asked through the full
 Dense recall@10 is pgvector's HNSW (through `PgIndex.dense_search`, re-scored with the
 exact vectors as the Retriever does) against exact search over the same vectors.
 
-The server: pgserver's PostgreSQL 16 + pgvector 0.6.2 (tests/pg_server.py) on 127.0.0.1,
+The server: pgserver's PostgreSQL 16 + pgvector 0.6.2 (tests/support/pg_server.py) on 127.0.0.1,
 on this machine's disk, with the settings in SERVER (shown in the report).
 """
 
@@ -116,7 +116,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
     flat dict of plain numbers."""
     from retrieval.search.retriever import SearchSettings
     from retrieval.store.postgres.migrate import migrate_store
-    from tests import pg_server
+    from tests.support import pg_server
 
     embedder = Embedder()
     info = scale.build(passages, embedder, data, cache, False, log)

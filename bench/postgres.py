@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.postgres [../shared/data]
 
 Builds SQuAD dev B's index once in a folder, copies it into a throw-away PostgreSQL with
-pgvector (tests/pg_server.py: pgserver's bundled binaries on 127.0.0.1), then asks every
+pgvector (tests/support/pg_server.py: pgserver's bundled binaries on 127.0.0.1), then asks every
 question against both stores with the same Retriever settings and prints R@1/R@5/MRR@10,
 quote hit, refusals and questions/s side by side, plus the copy rate and the database size.
 The issue's bar: each ranking figure within 0.5 points of the folder's.
@@ -34,7 +34,7 @@ from retrieval.search.retriever import Retriever
 from retrieval.store.base import open_store
 from retrieval.store.postgres.connect import connect
 from retrieval.store.postgres.migrate import migrate_store
-from tests import pg_server
+from tests.support import pg_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

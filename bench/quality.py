@@ -144,10 +144,10 @@ def _tokens(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, list[np.n
 
 
 def seeds_section(embedder: Embedder) -> list[str]:
-    """The seed coverage's questions (tests/seed_questions.py): right paragraph first, in
+    """The seed coverage's questions (tests/support/seed_questions.py): right paragraph first, in
     the top 3, answered; off-topic ones refused."""
     from retrieval.corpus import load_corpus
-    from tests.seed_questions import OFF_TOPIC, ON_TOPIC
+    from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
 
     index = build_index(load_corpus(ROOT / "seeds"), embedder, corpus="seeds", progress=False)
     retriever = Retriever(index, embedder)

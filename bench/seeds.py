@@ -13,7 +13,7 @@ from pathlib import Path
 from retrieval.build.pipeline import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
-from tests.seed_questions import OFF_TOPIC, ON_TOPIC
+from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
 

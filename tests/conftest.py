@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
-ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ROOT / "seeds"
+from .support.guilds import Site, news_site
+from .support.paths import SEEDS
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +51,9 @@ def many_retriever(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
 @pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL 16 with pgvector on 127.0.0.1, in a temporary folder, for the whole
-    session (tests/pg_server.py); stopped at the end. A server that cannot start fails the
+    session (tests/support/pg_server.py); stopped at the end. A server that cannot start fails the
     tests that need it, with the reason: they are never skipped."""
-    from . import pg_server as server
+    from .support import pg_server as server
 
     try:
         running = server.start()
@@ -84,3 +85,11 @@ def pg_url(pg_server) -> str:
     close_pools()
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """A news site on 127.0.0.1 (tests/support/guilds.py): the articles and feeds a server's
+    admins add. test_fetch.py and test_follow.py have sites of their own."""
+    with news_site() as s:
+        yield s

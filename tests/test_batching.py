@@ -108,7 +108,7 @@ def test_asks_under_different_filters_share_a_batch_and_keep_their_own(tmp_path,
     from retrieval.build.pipeline import index_corpus
     from retrieval.search.filters import Filters
 
-    from .news_by_date import write_corpus
+    from .support.news_by_date import write_corpus
 
     dated = Retriever(index_corpus(write_corpus(tmp_path / "c"), tmp_path / "i", embedder,
                                    progress=False), embedder)

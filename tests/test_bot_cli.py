@@ -13,7 +13,7 @@ from bot.cli import main as bot_main
 from bot.settings import BotConfigError, BotSettings
 from retrieval.cli.config import Settings
 
-from .conftest import ROOT
+from .support.paths import ROOT
 
 
 def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

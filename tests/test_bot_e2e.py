@@ -1,4 +1,4 @@
-"""The real Byline bot (discord.py) end to end against the fake Discord in fake_discord.py."""
+"""The real Byline bot (discord.py) end to end against the fake Discord (tests/support)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import asyncio
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 import discord
 import faiss
@@ -16,57 +13,27 @@ import pytest
 
 from bot.app import APOLOGY, BylineBot, serve
 from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX, render_answer
-from bot.settings import BotConfigError, BotSettings
+from bot.settings import BotConfigError
 from retrieval.build.pipeline import index_corpus
-from retrieval.cli.config import Settings
 from retrieval.model.embed import Embedder
 from retrieval.search.feedback import FeedbackStore
-from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
 
-from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
-from .seed_questions import ON_TOPIC
+from .support.bot_harness import (
+    APP_ID,
+    GUILD_ID,
+    TOKEN,
+    USER_ID,
+    bot_settings,
+    custom_ids,
+    embed_of,
+    requests,
+    run_bot,
+)
+from .support.fake_discord import EPHEMERAL, FakeDiscord
+from .support.seed_questions import ON_TOPIC
 
-TOKEN = "fake-token-never-logged"
-FAKE = FakeDiscord()  # only for its default ids
-APP_ID, GUILD_ID, USER_ID = FAKE.app_id, FAKE.guild_id, FAKE.user_id
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message content
-
-Scenario = Callable[[FakeDiscord, BylineBot], Awaitable[None]]
-
-
-def bot_settings(tmp_path: Path, **options: Any) -> BotSettings:
-    """Settings for a bot under test: its feedback store in tmp_path, no cooldown."""
-    defaults: dict[str, Any] = {"guild_id": GUILD_ID, "cooldown_seconds": 0.0,
-                                "core": Settings(index_dir=tmp_path / "index"),
-                                "feedback_db": tmp_path / "feedback.sqlite"}
-    return BotSettings(token=TOKEN, **(defaults | options))
-
-
-def run_bot(retriever: Retriever | LiveRetriever, tmp_path: Path, scenario: Scenario,
-            **options: Any) -> None:
-    """Start the fake and the real bot in one event loop, run `scenario`, shut both down;
-    `options` are BotSettings fields (cooldown_seconds, guild_id, metrics_port, ...)."""
-    settings = bot_settings(tmp_path, **options)
-
-    async def main() -> None:
-        async with FakeDiscord(token=TOKEN) as fake:
-            bot = BylineBot(settings, retriever, guild_ready_timeout=0.05)
-            async with running(bot, token=TOKEN):
-                await scenario(fake, bot)
-
-    asyncio.run(main())
-
-
-def embed_of(r: Request) -> discord.Embed:
-    """The first embed of a followup, or of a callback's message data."""
-    body = r.json.get("data", r.json) if r.path.endswith("/callback") else r.json
-    return discord.Embed.from_dict(body["embeds"][0])
-
-
-def requests(fake: FakeDiscord, method: str, token: str | None = None) -> list[Request]:
-    return [r for r in fake.requests if r.method == method and (token is None or token in r.path)]
-
 
 def identify(fake: FakeDiscord) -> dict:
     return next(f["d"] for f in fake.gateway_frames if f.get("op") == 2)
@@ -87,10 +54,6 @@ def assert_numbering_matches(embed: discord.Embed) -> list[int]:
 def assert_within_limits(embed: discord.Embed) -> None:
     assert len(embed.title or "") <= TITLE_MAX and len(embed) <= TOTAL_MAX
     assert all(len(f.value) <= FIELD_VALUE_MAX for f in embed.fields)
-
-
-def custom_ids(r: Request) -> list[str]:
-    return [c["custom_id"] for row in r.json.get("components", []) for c in row["components"]]
 
 
 # -- fixtures: other coverages ----------------------------------------------------------

@@ -4,166 +4,45 @@ real fetching, real indexes built by the bot's worker, the real model."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import discord
 import pytest
-
 from bot.admin import NOT_ADMIN
+
 from bot.app import BylineBot
 from bot.coverage import GUILDS
 from retrieval.cli.config import Settings
-from retrieval.feeds.addresses import AddressPolicy
-from retrieval.feeds.fetch import FetchSettings
-from retrieval.model.embed import Embedder
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
-from .conftest import SEEDS
-from .fake_discord import ADMIN_PERMISSIONS, EPHEMERAL, FakeDiscord, Request, running
-from .local_http import base_url, http_server
-from .test_bot_e2e import GUILD_ID, TOKEN, USER_ID, bot_settings, embed_of
-from .test_bot_live import until
-from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
-
-OTHER_GUILD = GUILD_ID + 1000
-ADMIN_ID = USER_ID + 7
-LOCAL = AddressPolicy.allowing(["127.0.0.1"])  # the test servers, on any port
-FAST = FetchSettings(policy=LOCAL, rate=1000.0, timeout=2.0)
-FERRY_Q = "When did the Eastport ferry resume its crossings?"
-LIBRARY_Q = "How late will the central library stay open on weekdays?"
-TRIP_Q = "why was the trip cancelled"
-
-
-def _page(title: str, *paragraphs: str) -> bytes:
-    body = "".join(f"<p>{p}</p>" for p in paragraphs)
-    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
-            f"{body}</article></body></html>").encode()
-
-
-FERRY = ("Eastport ferry resumes crossings",
-         "The Eastport ferry resumed its crossings on Monday after the harbour authority "
-         "finished rebuilding the main pier, which storm waves wrecked in January.",
-         "Commuters had driven around the bay for three months, adding an hour each way.")
-LIBRARY = ("Central library to open late",
-           "The central library will stay open until 10 pm on weekdays from March, the "
-           "council said, after a petition signed by four thousand students.",
-           "The longer hours will be paid for by closing the library on Sunday mornings.")
-BRIDGE = ("Old Mill bridge reopens",
-          "The Old Mill bridge reopened to traffic on Wednesday after eight months of "
-          "repairs to its deck and railings, the county engineer said.")
-PAGES = {"/news/ferry.html": _page(*FERRY), "/news/library.html": _page(*LIBRARY),
-         "/news/bridge.html": _page(*BRIDGE),
-         "/news/empty.html": b"<html><head><title>Menu</title></head><body></body></html>"}
-
-
-def text_file(title: str, *paragraphs: str) -> str:
-    return "\n\n".join([title, *paragraphs]) + "\n"
-
-
-@dataclass
-class Site:
-    """A news site on 127.0.0.1: pages, a feed of two of them, a failing feed."""
-
-    base: str = ""
-    requests: list[str] = field(default_factory=list)
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def feed(self) -> bytes:
-        items = "".join(f"<item><title>{p}</title><link>{self.base}{p}</link></item>"
-                        for p in ("/news/ferry.html", "/news/library.html"))
-        return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Test News'
-                f"</title><link>{self.base}/</link>{items}</channel></rss>").encode()
-
-
-@pytest.fixture
-def site() -> Iterator[Site]:
-    s = Site()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            s.requests.append(self.path)
-            if self.path == "/feed.xml":
-                status, ctype, body = 200, "application/rss+xml", s.feed()
-            elif self.path in PAGES:
-                status, ctype, body = 200, "text/html; charset=utf-8", PAGES[self.path]
-            elif self.path == "/flaky.xml":
-                status, ctype, body = 503, "text/plain", b"try later"
-            else:
-                status, ctype, body = 404, "text/plain", b"not here"
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    with http_server(Handler) as server:
-        s.base = base_url(server)
-        yield s
-
-
-Scenario = Callable[[FakeDiscord, BylineBot], Awaitable[None]]
-
-
-def run_guilds(embedder: Embedder, tmp_path: Path, scenario: Scenario,
-               retriever: LiveRetriever | None = None, **options: Any) -> None:
-    """The real bot in two guilds of the fake Discord, commands synced globally; per-server
-    coverage under tmp_path/data unless a shared `retriever` is given."""
-    defaults: dict[str, Any] = {"guild_id": None, "fetch": FAST, "reload_seconds": 0.2,
-                                "follow_check_seconds": 0.2}
-    if retriever is None:
-        defaults |= {"coverage": "per-server", "data_dir": tmp_path / "data"}
-    settings = bot_settings(tmp_path, **(defaults | options))
-
-    async def main() -> None:
-        async with FakeDiscord(token=TOKEN, extra_guilds=(OTHER_GUILD,)) as fake:
-            bot = BylineBot(settings, retriever, embedder=embedder, guild_ready_timeout=0.05)
-            async with running(bot, token=TOKEN):
-                await scenario(fake, bot)
-
-    asyncio.run(main())
-
-
-async def admin(fake: FakeDiscord, name: str, options: dict[str, Any] | None = None, *,
-                guild: int = GUILD_ID, timeout: float = 30) -> str:
-    """Run `/coverage ...` as a member with Manage Server; its private reply's text."""
-    handle = await fake.send_command(name, options, guild_id=guild, user_id=ADMIN_ID,
-                                     permissions=ADMIN_PERMISSIONS)
-    callback = await handle.callback()
-    if callback.json["type"] == 4:
-        data = callback.json["data"]
-    else:
-        data = (await handle.followup(timeout=timeout)).json
-    assert data["flags"] & EPHEMERAL, data
-    return data.get("content") or ""
-
-
-async def ask(fake: FakeDiscord, question: str, guild: int = GUILD_ID,
-              user: int = USER_ID) -> Request:
-    handle = await fake.send_command("ask", {"question": question, "results": 1},
-                                     guild_id=guild, user_id=user)
-    return await handle.followup(timeout=30)
-
-
-def first_source(r: Request) -> str:
-    """The title of the first passage of an answer, or "Not covered"."""
-    embed = embed_of(r)
-    return embed.title if embed.title == "Not covered" else embed.fields[0].name[4:]
+from .support.bot_harness import GUILD_ID, USER_ID, embed_of
+from .support.fake_discord import ADMIN_PERMISSIONS, EPHEMERAL, FakeDiscord
+from .support.guilds import (
+    ADMIN_ID,
+    FERRY,
+    FERRY_Q,
+    LIBRARY,
+    LIBRARY_Q,
+    OTHER_GUILD,
+    TRIP_Q,
+    admin,
+    ask,
+    first_source,
+    run_guilds,
+    text_file,
+)
+from .support.local_http import (
+    only_localhost,  # noqa: F401 (autouse: nothing but 127.0.0.1)
+)
+from .support.paths import SEEDS
+from .support.polling import until
 
 
 async def choices(fake: FakeDiscord, name: str, options: dict[str, Any], focused: str, *,
@@ -297,7 +176,7 @@ def test_coverage_commands_are_for_manage_server_only(embedder, site, tmp_path, 
 
 def fake_permissions() -> int:
     """What an ordinary member may do (no Manage Server)."""
-    from .fake_discord import CHANNEL_PERMISSIONS
+    from .support.fake_discord import CHANNEL_PERMISSIONS
 
     return CHANNEL_PERMISSIONS
 
@@ -473,6 +352,7 @@ def test_settings_for_coverage_per_server():
 
 def test_article_choice_values_fit_discord(tmp_path):
     from bot.admin import article_value, find_article
+
     from retrieval.store import ArticleInfo
 
     long_id = "example.com/" + "a-very-long-slug-" * 10

@@ -11,55 +11,42 @@ import shutil
 import threading
 import time
 
-import aiohttp
-import discord
 import pytest
+from bot.commands import RESTARTING
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import APOLOGY, BylineBot, serve
-from bot.commands import RESTARTING
 from bot.settings import BotConfigError
 from retrieval.build.pipeline import index_corpus
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
-from .conftest import SEEDS
-from .fake_discord import EPHEMERAL, FakeDiscord, Reply
-from .test_bot_e2e import GUILD_ID, TOKEN, USER_ID, bot_settings, custom_ids, embed_of, run_bot
-from .test_live import LIBRARY, LIBRARY_Q, TRIP_Q
-
-
-async def get(bot: BylineBot, path: str) -> tuple[int, str]:
-    """GET `path` from the bot's health and metrics server over 127.0.0.1."""
-    server = bot.metrics_server
-    assert server is not None and server.host == "127.0.0.1"
-    async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{server.port}{path}") as response:
-        return response.status, await response.text()
+from .support.bot_harness import (
+    GUILD_ID,
+    TOKEN,
+    USER_ID,
+    bot_settings,
+    custom_ids,
+    embed_of,
+    get,
+    run_bot,
+)
+from .support.fake_discord import EPHEMERAL, FakeDiscord, Reply
+from .support.library_article import (
+    LIBRARY,
+    LIBRARY_Q,
+    TRIP_Q,
+    assert_the_library_article_answers,
+)
+from .support.paths import SEEDS
+from .support.polling import until
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """(sample name, sorted labels) -> value, from Prometheus text."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-async def until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
-async def assert_the_library_article_answers(fake: FakeDiscord) -> None:
-    """/ask answers from the article indexed while the bot ran, and /sources lists it."""
-    after = await fake.send_command("ask", {"question": LIBRARY_Q, "results": 1})
-    embed = embed_of(await after.followup(timeout=30))
-    assert embed.fields[0].name == "[1] Riverside library reopens after the flood"
-    sources = await fake.send_command("sources")
-    listed = discord.Embed.from_dict((await sources.callback()).json["data"]["embeds"][0])
-    assert "Riverside library reopens after the flood" in listed.description
 
 
 def test_a_reindexed_index_is_picked_up_between_questions(seed_index_dir, embedder, tmp_path):

@@ -7,15 +7,15 @@ import re
 import time
 
 import pytest
+from bot.commands import RESTARTING
+from bot.menu import MENU_NAME, NO_TEXT, MessageQuestion, UserCooldowns
 from discord import app_commands
 
 from bot.app import BylineBot
-from bot.commands import RESTARTING
-from bot.menu import MENU_NAME, NO_TEXT, MessageQuestion, UserCooldowns
 from retrieval.search.retriever import MAX_QUESTION_CHARS
 
-from .fake_discord import COMMAND_MESSAGE, EPHEMERAL, FakeDiscord
-from .test_bot_e2e import GUILD_ID, USER_ID, custom_ids, embed_of, requests, run_bot
+from .support.bot_harness import GUILD_ID, USER_ID, custom_ids, embed_of, requests, run_bot
+from .support.fake_discord import COMMAND_MESSAGE, EPHEMERAL, FakeDiscord
 
 CLAIM = ("Heard that Trump called off Pompeo's trip to North Korea because the nuclear talks "
          "weren't going anywhere. True?")

@@ -13,43 +13,11 @@ from pathlib import Path
 
 from bot.commands import RESTARTING
 
-from .conftest import ROOT
-from .fake_discord import DEFERRED_CHANNEL_MESSAGE, EPHEMERAL, FakeDiscord, SentInteraction
-from .seed_questions import ON_TOPIC
-from .test_bot_e2e import GUILD_ID, TOKEN, USER_ID, embed_of
-
-
-class Process:
-    """A subprocess whose stderr lines are collected as they come."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._changed = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for raw in self.proc.stderr:
-            async with self._changed:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self._changed.notify_all()
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for_line(self, text: str, timeout: float) -> None:
-        def seen() -> bool:
-            return any(text in line for line in self.lines) or self._reader.done()
-
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(seen)
-        assert any(text in line for line in self.lines), "\n".join(self.lines[-20:])
-
-    async def exit_status(self, timeout: float) -> int:
-        async with asyncio.timeout(timeout):
-            status = await self.proc.wait()
-            await self._reader
-        return status
+from .support.bot_harness import GUILD_ID, TOKEN, USER_ID, embed_of
+from .support.bot_process import Process
+from .support.fake_discord import DEFERRED_CHANNEL_MESSAGE, EPHEMERAL, FakeDiscord, SentInteraction
+from .support.paths import ROOT
+from .support.seed_questions import ON_TOPIC
 
 
 def test_sigterm_mid_burst_answers_or_turns_away_every_ask_and_exits_0(seed_index_dir,
@@ -67,7 +35,7 @@ def test_sigterm_mid_burst_answers_or_turns_away_every_ask_and_exits_0(seed_inde
                 "BYLINE_INDEX_DIR": str(index_dir), "BYLINE_COOLDOWN_SECONDS": "0",
                 "BYLINE_FEEDBACK_DB": str(tmp_path / "feedback.sqlite")}
             proc = Process(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.bot_entry", cwd=tmp_path, env=env,
+                sys.executable, "-m", "tests.support.bot_entry", cwd=tmp_path, env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE))
             try:

@@ -18,8 +18,8 @@ from bot.pages import NOT_YOURS, SourcesPageButton
 from retrieval.search.feedback import FeedbackStore
 from retrieval.search.retriever import Retriever
 
-from .fake_discord import EPHEMERAL, FakeDiscord, Request, running
-from .test_bot_e2e import TOKEN, USER_ID, bot_settings, custom_ids
+from .support.bot_harness import TOKEN, USER_ID, bot_settings, custom_ids
+from .support.fake_discord import EPHEMERAL, FakeDiscord, Request, running
 
 Start = Callable[[Retriever], contextlib.AbstractAsyncContextManager[BylineBot]]
 

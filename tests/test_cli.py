@@ -13,9 +13,7 @@ import pytest
 
 from retrieval.cli.main import main
 
-from .conftest import ROOT, SEEDS
-
-BYLINE = Path(sys.executable).parent / "byline"
+from .support.paths import BYLINE, ROOT, SEEDS
 
 
 def _snapshot(index_dir: Path) -> dict[str, bytes]:

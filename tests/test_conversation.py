@@ -12,8 +12,8 @@ from retrieval.search.conversation import MAX_TURNS, Conversation
 from retrieval.search.filters import Filters
 from retrieval.search.retriever import Retriever
 
-from .seed_questions import HANOI, TRIP
-from .test_cli import BYLINE
+from .support.paths import BYLINE
+from .support.seed_questions import HANOI, TRIP
 
 TRIP_Q = "why was the trip cancelled"
 
@@ -100,8 +100,8 @@ def test_follow_ups_through_discord_keep_each_members_conversation(retriever, tm
     resolve against their own questions, an unanswerable follow-up is refused, a new
     question switches the topic, and the next follow-up follows the new topic; in a thread,
     three follow-ups in a row, apart from the channel's conversation."""
-    from .test_bot_e2e import run_bot
-    from .test_bot_guilds import first_source
+    from .support.bot_harness import run_bot
+    from .support.guilds import first_source
 
     alice, bob = 2_000_000_000_000_000_001, 2_000_000_000_000_000_002
 

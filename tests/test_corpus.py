@@ -10,7 +10,7 @@ import pytest
 from retrieval.corpus import load_corpus, parse_article
 from retrieval.errors import CorpusError
 
-from .conftest import SEEDS
+from .support.paths import SEEDS
 
 # The opening words of every real paragraph of each seed article, in order.
 REAL_PARAGRAPHS = {

@@ -17,8 +17,8 @@ from retrieval.build.pipeline import index_corpus
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
-from .conftest import ROOT
-from .wire_story import OUTLETS, PARAGRAPHS, QUESTION, write_corpus
+from .support.paths import ROOT
+from .support.wire_story import OUTLETS, PARAGRAPHS, QUESTION, write_corpus
 
 WIRE = PARAGRAPHS[1]  # the sheriff's account: two sentences, 47 words
 

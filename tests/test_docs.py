@@ -10,7 +10,7 @@ from pathlib import Path
 
 from retrieval.cli.reference import markdown
 
-from .conftest import ROOT
+from .support.paths import ROOT
 
 DOCS = ROOT / "docs"
 PACKAGES = ("retrieval", "bot")

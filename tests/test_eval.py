@@ -10,7 +10,7 @@ from retrieval.cli.main import main
 from retrieval.errors import CorpusError
 from retrieval.search.evaluate import load_jsonl
 
-from .conftest import ROOT
+from .support.paths import ROOT
 
 DATA = ROOT / "tests" / "data"
 KEYS = {"questions", "recall@1", "recall@5", "recall@10", "mrr@10", "quote_hit",

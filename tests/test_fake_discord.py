@@ -21,7 +21,7 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket, KeepAliveHandler
 from discord.http import Route
 
-from tests.fake_discord import FakeDiscord, Reply, running
+from tests.support.fake_discord import FakeDiscord, Reply, running
 
 
 class AgainView(discord.ui.View):

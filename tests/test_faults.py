@@ -34,7 +34,7 @@ from retrieval.errors import IndexCorrupt, IndexMissing
 from retrieval.search.feedback import FeedbackError, FeedbackStore
 from retrieval.store.manifest import MANIFEST
 
-from .faults import (
+from .support.faults import (
     QUESTION,
     appeared,
     byline,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ import pytest
 
 from retrieval.cli.main import main
 from retrieval.errors import FetchError
-from retrieval.feeds.addresses import AddressPolicy
 from retrieval.feeds.fetch import (
     MAX_NAME,
     RECORD_NAME,
@@ -28,9 +26,14 @@ from retrieval.feeds.fetch import (
     slug,
 )
 
-from .local_http import QuietHandler, rss, site_server
+from .support.local_http import (  # noqa: F401 (only_localhost: autouse, nothing but 127.0.0.1)
+    LOCAL,
+    QuietHandler,
+    only_localhost,
+    rss,
+    site_server,
+)
 
-LOCAL = AddressPolicy.allowing(["127.0.0.1"])  # the test servers, on any port
 FAST = FetchSettings(policy=LOCAL, rate=1000.0, timeout=0.5)  # quick; one test checks the rate
 PAGE_A = (b"<html><head><title>Bridge reopens</title></head><body><article><h1>Bridge reopens"
           b"</h1><p>The Old Mill bridge reopened to traffic on Wednesday after eight months "
@@ -43,18 +46,6 @@ BIG = 50 * 1024 * 1024
 CHUNK = b"x" * 65536
 ETAG = '"feed-v1"'
 LAST_MODIFIED = "Wed, 01 May 2024 10:00:00 GMT"
-
-
-@pytest.fixture(autouse=True)
-def only_localhost(monkeypatch):
-    """Any connection to an address other than 127.0.0.1 fails the test."""
-    real = socket.create_connection
-
-    def guarded(address, *args, **kwargs):
-        assert address[0] == "127.0.0.1", f"tried to reach {address}"
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
 
 
 @dataclass

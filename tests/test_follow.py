@@ -29,8 +29,12 @@ from retrieval.feeds.lists import read_feeds
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index, WriterLock, read_manifest
 
-from .local_http import QuietHandler, rss, site_server
-from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
+from .support.local_http import (
+    QuietHandler,
+    only_localhost,  # noqa: F401 (autouse: nothing but 127.0.0.1)
+    rss,
+    site_server,
+)
 
 LOCAL = AddressPolicy.allowing(["127.0.0.1"])  # the test servers, on any port
 FAST = FetchSettings(policy=LOCAL, rate=1000.0, timeout=2.0)

@@ -17,7 +17,7 @@ from retrieval.model.probes import PROBES
 from retrieval.search.retriever import Retriever, check_question
 from retrieval.store import MANIFEST, Index, parts
 
-from .conftest import SEEDS
+from .support.paths import SEEDS
 
 EXTRA = """Council Votes to Expand Night Bus Service
 Outlet: City Ledger

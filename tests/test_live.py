@@ -16,14 +16,8 @@ from retrieval.search.retriever import Retriever
 from retrieval.store import Index, read_manifest
 from retrieval.store.manifest import write_manifest
 
-from .conftest import SEEDS
-
-LIBRARY = ("Date: 2024-05-06\nOutlet: Riverside Courier\n\nRiverside library reopens after "
-           "the flood\n\nThe Riverside public library reopened on Monday, two months after a "
-           "flood filled its basement archive with river water and mud.\n\nVolunteers dried "
-           "and scanned more than four thousand old newspapers before the doors opened.\n")
-LIBRARY_Q = "When did the Riverside library reopen after the flood?"
-TRIP_Q = "why was the trip cancelled"
+from .support.library_article import LIBRARY, LIBRARY_Q, TRIP_Q
+from .support.paths import SEEDS
 
 
 def live_copy(seed_index_dir: Path, embedder: Embedder, tmp_path: Path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from retrieval.cli.config import PACKAGED_SEEDS, Settings
 
-from .conftest import ROOT, SEEDS
+from .support.paths import ROOT, SEEDS
 
 
 def test_the_packaged_seeds_are_the_seeds():

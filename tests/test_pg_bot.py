@@ -20,11 +20,10 @@ from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
 from retrieval.store.base import open_store
 
-from .conftest import ROOT, SEEDS
-from .fake_discord import FakeDiscord
-from .test_bot_e2e import embed_of, run_bot
-from .test_bot_live import assert_the_library_article_answers
-from .test_live import LIBRARY, LIBRARY_Q, TRIP_Q
+from .support.bot_harness import embed_of, run_bot
+from .support.fake_discord import FakeDiscord
+from .support.library_article import LIBRARY, LIBRARY_Q, TRIP_Q, assert_the_library_article_answers
+from .support.paths import ROOT, SEEDS
 
 
 def test_the_bot_answers_from_the_store_and_picks_up_a_reindex(
@@ -61,8 +60,8 @@ def test_two_bot_processes_answer_a_reindex_by_a_third(pg_url, seed_index_dir, t
     """Two real `byline-bot` processes (each with its own fake Discord) on one database; a
     third process re-indexes into it with `byline --store URL index`; both answer from the
     new generation without a restart."""
-    from .test_bot_e2e import GUILD_ID, TOKEN
-    from .test_bot_process import Process
+    from .support.bot_harness import GUILD_ID, TOKEN
+    from .support.bot_process import Process
 
     assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
     corpus = shutil.copytree(SEEDS, tmp_path / "corpus")
@@ -85,7 +84,7 @@ def test_two_bot_processes_answer_a_reindex_by_a_third(pg_url, seed_index_dir, t
                     "BYLINE_RELOAD_SECONDS": "0.2",
                     "BYLINE_FEEDBACK_DB": str(tmp_path / f"feedback{n}.sqlite")}
                 bots.append(Process(await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "tests.bot_entry", cwd=tmp_path, env=env,
+                    sys.executable, "-m", "tests.support.bot_entry", cwd=tmp_path, env=env,
                     stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.PIPE)))
             try:

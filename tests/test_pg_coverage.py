@@ -1,6 +1,6 @@
 """The bot's write paths over the PostgreSQL store, end to end: the real bot (discord.py)
 against the fake Discord, pages and a feed served on 127.0.0.1, a real PostgreSQL with
-pgvector (tests/pg_server.py). /coverage add, remove and status and the feed task publish
+pgvector (tests/support/pg_server.py). /coverage add, remove and status and the feed task publish
 into the database and answer at once; per server, each guild's coverage is a database of its
 own, created on its first write, and what one guild adds never answers another."""
 
@@ -32,10 +32,9 @@ from retrieval.store.base import (
 )
 from retrieval.store.postgres.connect import close_pools, redact
 
-from .conftest import SEEDS
-from .fake_discord import ADMIN_PERMISSIONS, FakeDiscord
-from .test_bot_e2e import GUILD_ID
-from .test_bot_guilds import (
+from .support.bot_harness import GUILD_ID
+from .support.fake_discord import ADMIN_PERMISSIONS, FakeDiscord
+from .support.guilds import (
     BRIDGE,
     FERRY,
     FERRY_Q,
@@ -47,10 +46,10 @@ from .test_bot_guilds import (
     ask,
     first_source,
     run_guilds,
-    site,  # noqa: F401 (fixture)
     text_file,
 )
-from .test_fetch import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
+from .support.local_http import only_localhost  # noqa: F401 (autouse: nothing but 127.0.0.1)
+from .support.paths import SEEDS
 
 BRIDGE_Q = "When did the Old Mill bridge reopen to traffic?"
 DREDGING = ("Harbour channel to be dredged",
@@ -61,7 +60,7 @@ DREDGING_Q = "Why will the harbour channel be dredged?"
 
 async def status(fake: FakeDiscord, guild: int = GUILD_ID) -> dict:
     """/coverage status's embed, as sent."""
-    from .test_bot_guilds import ADMIN_ID
+    from .support.guilds import ADMIN_ID
 
     handle = await fake.send_command("coverage status", guild_id=guild, user_id=ADMIN_ID,
                                      permissions=ADMIN_PERMISSIONS)
@@ -87,7 +86,7 @@ def test_the_store_seam_gives_a_writer_what_it_needs(pg_url, seed_index_dir):
 
 
 def test_coverage_add_remove_and_status_publish_into_the_store(
-        pg_url, seed_index_dir, embedder, site, tmp_path):  # noqa: F811
+        pg_url, seed_index_dir, embedder, site, tmp_path):
     """Shared coverage on a database: /coverage add fetches into the corpus folder and
     publishes into the database, the reply comes once it answers; status shows the store
     (no password); remove publishes again; no index folder is ever written."""
@@ -142,7 +141,7 @@ def guild_store(pg_server):
             conn.execute(f"DROP DATABASE IF EXISTS {prefix}{guild} WITH (FORCE)")
 
 
-def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_path):  # noqa: F811
+def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_path):
     """Per server on PostgreSQL: a question creates nothing; a guild's first /coverage add
     creates its database; the other guild's first question indexes the file dropped into its
     folder into a database of its own, and its feed task publishes there; neither

@@ -8,24 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 from retrieval.cli.main import main
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
 from retrieval.store.base import open_store
 
-from .conftest import ROOT, SEEDS
-from .test_live import LIBRARY, LIBRARY_Q, TRIP_Q
-
-
-def _wait(check, seconds: float = 15.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
+from .support.library_article import LIBRARY, LIBRARY_Q, TRIP_Q
+from .support.paths import ROOT, SEEDS
+from .support.polling import wait_for
 
 
 def test_two_followers_pick_up_a_generation_published_elsewhere(
@@ -48,7 +39,7 @@ def test_two_followers_pick_up_a_generation_published_elsewhere(
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["embedded"] == 2  # the new article's paragraphs only
         for f in followers:
-            assert _wait(f.stale), "no notification heard"
+            assert wait_for(f.stale), "no notification heard"
             held = f.current
             assert f.refresh()
             assert f.generation != first

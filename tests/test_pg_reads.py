@@ -17,8 +17,8 @@ from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 from retrieval.store.base import open_store
 
-from .seed_questions import OFF_TOPIC, ON_TOPIC
-from .wire_story import QUESTION, write_corpus
+from .support.seed_questions import OFF_TOPIC, ON_TOPIC
+from .support.wire_story import QUESTION, write_corpus
 
 QUESTION_QUERIES = 4  # was 8 to 18 (13.3 on average) before reads were batched
 COPIES_QUERIES = 1  # the other outlets of a wire story's copies

@@ -1,7 +1,8 @@
 """Read replicas: a hot standby refuses LISTEN (and NOTIFY is not replicated), so a
 LiveRetriever on one polls the manifest row's generation; a real primary and a real
-streaming standby (tests/pg_server.py, pg_basebackup) show a publish on the primary picked up
-from the standby. And the safety-net poll where LISTEN works but a notification is lost."""
+streaming standby (tests/support/pg_server.py, pg_basebackup) show a publish on the
+primary picked up from the standby. And the safety-net poll where LISTEN works but a
+notification is lost."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from retrieval.search.retriever import Retriever
 from retrieval.store.base import open_store, publish
 from retrieval.store.postgres import listen, schema
 
-from .test_live import TRIP_Q
-from .test_pg_live import _wait
+from .support.library_article import TRIP_Q
+from .support.polling import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def replica():
     127.0.0.1; both stopped at the end."""
     from retrieval.store.postgres.connect import close_pools
 
-    from . import pg_server as server
+    from .support import pg_server as server
 
     try:
         primary = server.start()
@@ -46,7 +47,7 @@ def replica():
 
 def test_a_follower_on_a_standby_polls_and_picks_up_a_publish(
         replica, seed_index_dir, many_retriever, retriever, embedder, caplog):
-    from . import pg_server as server
+    from .support import pg_server as server
 
     primary, standby = replica
     assert main(["migrate", "--from", str(seed_index_dir), "--to", primary.url]) == 0
@@ -62,7 +63,7 @@ def test_a_follower_on_a_standby_polls_and_picks_up_a_publish(
         assert len(said) == 1 and "polling" in said[0] and primary.password not in said[0]
         assert not live.stale()
         publish(many_retriever.index, primary.url)  # a writer on the primary
-        assert _wait(live.stale, 20), "the standby's follower never saw the new generation"
+        assert wait_for(live.stale, 20), "the standby's follower never saw the new generation"
         held = live.current
         assert live.refresh()
         assert live.generation == many_retriever.index.manifest.generation != first
@@ -77,7 +78,7 @@ def test_a_follower_on_a_standby_polls_and_picks_up_a_publish(
 
 @pytest.mark.parametrize("command", ["migrate", "index"])
 def test_a_writer_on_a_standby_fails_in_one_line(replica, seed_index_dir, command, capsys):
-    from .conftest import SEEDS
+    from .support.paths import SEEDS
 
     _, standby = replica
     args = (["migrate", "--from", str(seed_index_dir), "--to", standby.url]
@@ -100,7 +101,7 @@ def test_a_lost_notification_is_caught_by_the_safety_poll(
         assert live._listener is not None and live._listener.mode == "listen"
         monkeypatch.setattr(schema, "CHANNEL", "byline_nobody_listens")
         publish(many_retriever.index, pg_url)
-        assert _wait(live.stale, 10), "the safety poll did not see the new generation"
+        assert wait_for(live.stale, 10), "the safety poll did not see the new generation"
         assert live.refresh()
         assert live.generation == many_retriever.index.manifest.generation
     finally:

@@ -1,4 +1,4 @@
-"""The PostgreSQL store against a real server (tests/pg_server.py): the same answers as the
+"""The PostgreSQL store against a real server (tests/support/pg_server.py): the same answers as the
 folder it was copied from, migrations, transactional publishing, one-line errors."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from retrieval.store import Index
 from retrieval.store.base import Store, open_store, publish
 from retrieval.store.postgres import open_postgres, publish_postgres, schema, writer
 
-from .seed_questions import OFF_TOPIC, ON_TOPIC
+from .support.seed_questions import OFF_TOPIC, ON_TOPIC
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_an_approximate_index_is_published_with_a_tuned_hnsw(pg_url, embedder):
     from retrieval.corpus import load_corpus
     from retrieval.store.ann import ANN_DEPTH
 
-    from .conftest import SEEDS
+    from .support.paths import SEEDS
 
     index = calibrated(build_index(load_corpus(SEEDS), embedder, progress=False,
                                    exact_max=5), embedder)
@@ -225,7 +225,7 @@ def test_old_generations_are_dropped_beyond_the_previous_one(seeded, many_retrie
 
 
 def test_index_into_the_store_reuses_its_vectors(pg_url, embedder, capsys):
-    from .conftest import SEEDS
+    from .support.paths import SEEDS
 
     assert main(["--store", pg_url, "index", str(SEEDS), "--json"]) == 0
     first = json.loads(capsys.readouterr().out)

@@ -20,7 +20,7 @@ from retrieval.corpus.meta import clean_text, clean_url, parse_date
 from retrieval.errors import CorpusError
 from retrieval.model.embed import Embedder
 
-from .conftest import SEEDS
+from .support.paths import SEEDS
 
 PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8">
 <title>Tram line opens to the airport | Metro Ledger</title>

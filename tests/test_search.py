@@ -11,7 +11,7 @@ from retrieval.errors import BadQuestion
 from retrieval.search.retriever import MAX_QUESTION_CHARS, Retriever, check_question
 from retrieval.text import split_sentences
 
-from .seed_questions import HARD, OFF_TOPIC, ON_TOPIC
+from .support.seed_questions import HARD, OFF_TOPIC, ON_TOPIC
 
 # Of len(ON_TOPIC) right first: the fewest any encoder kernel gave (docs/quality.md: 21 on
 # AVX-512 VNNI, AVX2, NEON and NEON dot). Raise it as ranking improves.

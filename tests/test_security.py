@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from bot.commands import RESTARTING
 
 from bot.app import BylineBot
-from bot.commands import RESTARTING
 from bot.render import cite, markdown_link, render_help, safe
 from retrieval.build.pipeline import index_corpus
 from retrieval.corpus import Passage
@@ -30,13 +30,12 @@ from retrieval.search.retriever import Retriever
 from retrieval.search.timeline import timeline
 from retrieval.store import ArticleInfo
 
-from .conftest import SEEDS
-from .fake_discord import FakeDiscord
-from .news_by_date import write_corpus
-from .test_bot_e2e import TOKEN, bot_settings, run_bot
-from .test_bot_live import get, until
-from .test_cli import BYLINE
-from .test_live import TRIP_Q
+from .support.bot_harness import TOKEN, bot_settings, get, run_bot
+from .support.fake_discord import FakeDiscord
+from .support.library_article import TRIP_Q
+from .support.news_by_date import write_corpus
+from .support.paths import BYLINE, SEEDS
+from .support.polling import until
 
 REAL = "https://news.example/budget"
 # Titles an attacker would write: closing the link early, a second link, escaped brackets,
@@ -305,7 +304,7 @@ class _Internal:
 
 @pytest.fixture
 def internal():
-    from .local_http import QuietHandler, base_url, http_server
+    from .support.local_http import QuietHandler, base_url, http_server
 
     state = _Internal()
 
@@ -409,7 +408,7 @@ def test_coverage_add_of_an_internal_address_is_not_allowed(internal, embedder, 
     is told the address is not allowed, the internal service sees nothing."""
     from retrieval.feeds.fetch import FetchSettings
 
-    from .test_bot_guilds import admin, run_guilds
+    from .support.guilds import admin, run_guilds
 
     async def scenario(fake, bot) -> None:
         for url in (f"{internal.base}/secret.html", f"http://localhost:{internal.port}/x",
@@ -471,7 +470,7 @@ def hostile():
     its headers a byte at a time."""
     import gzip
 
-    from .local_http import QuietHandler, base_url, http_server
+    from .support.local_http import QuietHandler, base_url, http_server
 
     bomb = _bomb(1024)
     long = _prose(3_000_000)
@@ -519,7 +518,7 @@ def test_a_long_gzipped_page_is_no_bomb(hostile, tmp_path: Path):
     """3 MB of text gzipped (a long read) unpacks well under the bomb's ratio: fetched."""
     from retrieval.feeds.fetch import Fetcher, FetchSettings
 
-    from .test_fetch import LOCAL
+    from .support.local_http import LOCAL
 
     with Fetcher(tmp_path, FetchSettings(policy=LOCAL, rate=1000.0)) as fetcher:
         result = fetcher.fetch_page(f"{hostile[0]}/long.html")
@@ -533,7 +532,7 @@ def test_a_tarpit_is_given_up_at_the_fetch_deadline(hostile, tmp_path: Path):
 
     from retrieval.feeds.fetch import Fetcher, FetchSettings
 
-    from .test_fetch import LOCAL
+    from .support.local_http import LOCAL
 
     settings = FetchSettings(policy=LOCAL, rate=1000.0, timeout=1.0, deadline=2.0)
     started = _time.monotonic()
@@ -624,8 +623,7 @@ def test_a_feed_with_malformed_links_costs_one_line_each(tmp_path: Path):
     crashed `byline fetch`, `follow --once` and the bot's feed task."""
     from retrieval.feeds.fetch import Fetcher, FetchSettings
 
-    from .local_http import QuietHandler, base_url, http_server
-    from .test_fetch import LOCAL
+    from .support.local_http import LOCAL, QuietHandler, base_url, http_server
 
     bad = ["http://h:abc/", f"http://{'a' * 70}.example/x", "http://[::1/x",
            "http://exa\x01mple.com/a"]
@@ -675,8 +673,7 @@ def test_a_feed_fills_no_more_than_its_poll_and_the_folder_allow(tmp_path: Path,
     from retrieval.feeds.fetch import FetchSettings
     from retrieval.feeds.follow import PAGES_PER_POLL, Follower
 
-    from .local_http import QuietHandler, base_url, http_server
-    from .test_fetch import LOCAL
+    from .support.local_http import LOCAL, QuietHandler, base_url, http_server
 
     page = (b"<html><head><title>Big page</title></head><body><article><p>Ferry crews walked "
             b"out on Wednesday, halting sailings to the islands.</p></article><!--"
@@ -750,8 +747,8 @@ def test_a_huge_page_is_read_only_up_to_its_markup_limits(tmp_path: Path):
 def _hostile_feed_site(asked: list[str]):
     """A feed whose links are malformed, or lead to a page with nothing to index, or to one
     good article; a second feed with another good article."""
-    from .local_http import QuietHandler, http_server
-    from .test_bot_guilds import PAGES
+    from .support.guilds import PAGES
+    from .support.local_http import QuietHandler, http_server
 
     bad = ["http://h:abc/", f"http://{'a' * 70}.example/x", "http://[::1/x",
            "http://exa\x01mple.com/a"]
@@ -782,8 +779,7 @@ def test_a_feed_page_with_nothing_to_index_is_not_kept(tmp_path: Path, embedder)
     from retrieval.feeds.fetch import FetchSettings
     from retrieval.feeds.follow import Follower
 
-    from .local_http import base_url
-    from .test_fetch import LOCAL
+    from .support.local_http import LOCAL, base_url
 
     asked: list[str] = []
     corpus = tmp_path / "corpus"
@@ -808,8 +804,8 @@ def test_the_bots_feed_task_survives_a_hostile_feed_and_keeps_its_schedule(tmp_p
     and their good articles answer."""
     import asyncio
 
-    from .local_http import base_url
-    from .test_bot_guilds import FERRY, FERRY_Q, GUILD_ID, admin, ask, first_source, run_guilds
+    from .support.guilds import FERRY, FERRY_Q, GUILD_ID, admin, ask, first_source, run_guilds
+    from .support.local_http import base_url
 
     asked: list[str] = []
 
@@ -848,7 +844,7 @@ def test_a_feeds_links_cannot_write_to_the_terminal_or_the_log(tmp_path: Path):
 
     from retrieval.logs import OneLineFormatter
 
-    from .local_http import QuietHandler, base_url, http_server
+    from .support.local_http import QuietHandler, base_url, http_server
 
     bad = ["http://exa\x01mple.com/a", "http://127.0.0.1:1/\x1b[31mred\nFAKE: ok",
            "http://example.com/\x1b]8;;https://evil.example\x07x"]
@@ -891,9 +887,8 @@ def test_a_server_has_one_fetch_in_flight_at_a_time(tmp_path: Path, embedder):
 
     from retrieval.feeds.fetch import FetchSettings
 
-    from .local_http import QuietHandler, base_url, http_server
-    from .test_bot_guilds import OTHER_GUILD, admin, run_guilds
-    from .test_fetch import LOCAL
+    from .support.guilds import OTHER_GUILD, admin, run_guilds
+    from .support.local_http import LOCAL, QuietHandler, base_url, http_server
 
     started: dict[str, list[float]] = {"a": [], "b": []}
 
@@ -921,7 +916,7 @@ def test_a_server_has_one_fetch_in_flight_at_a_time(tmp_path: Path, embedder):
 def test_a_refused_admin_action_is_logged_with_its_target(tmp_path: Path, embedder, caplog):
     """A member without Manage Server tries `/coverage add` and `/coverage feed add`: the
     operator's log names who, where and what they tried to add (before: an empty target)."""
-    from .test_bot_guilds import GUILD_ID, run_guilds
+    from .support.guilds import GUILD_ID, run_guilds
 
     urls = ["https://news.example/a.html", "https://news.example/feed.xml\x1b[2J"]
 

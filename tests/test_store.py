@@ -17,7 +17,7 @@ from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
 from retrieval.store import MANIFEST, Index, RowFile, Sentences
 
-from .conftest import SEEDS
+from .support.paths import SEEDS
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -14,8 +14,8 @@ from retrieval.search.filters import Filters, complete_outlets, prefer_recent, w
 from retrieval.search.retriever import Retriever
 from retrieval.search.timeline import timeline
 
-from .news_by_date import write_corpus
-from .seed_questions import ON_TOPIC
+from .support.news_by_date import write_corpus
+from .support.seed_questions import ON_TOPIC
 
 NOW = datetime(2022, 9, 8, 12, 0, tzinfo=UTC)
 
@@ -192,9 +192,9 @@ def ivf(embedder: Embedder) -> Retriever:
 
     from retrieval.store import Index
 
-    from .test_scale import _corpus
+    from .support.synthetic import zipf_corpus
 
-    articles, vecs, sentences = _corpus(3000, embedder.dimension)
+    articles, vecs, sentences = zipf_corpus(3000, embedder.dimension)
     day0 = datetime(2022, 1, 1)
     articles = [replace(a, date=(day0 + timedelta(days=i)).date().isoformat(),
                         outlet=("Daily" if i % 2 else "Weekly")) for i, a in enumerate(articles)]

@@ -13,9 +13,9 @@ from retrieval.search.retriever import Retriever
 from retrieval.search.timeline import Story, Timeline
 from retrieval.store import Copy
 
-from .fake_discord import EPHEMERAL, FakeDiscord
-from .news_by_date import write_corpus
-from .test_bot_e2e import embed_of, requests, run_bot
+from .support.bot_harness import embed_of, requests, run_bot
+from .support.fake_discord import EPHEMERAL, FakeDiscord
+from .support.news_by_date import write_corpus
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from retrieval.build.pipeline import index_corpus
 from retrieval.cli.main import main
 from retrieval.model.embed import Embedder
 
-from .news_by_date import write_corpus
+from .support.news_by_date import write_corpus
 
 
 @pytest.fixture(scope="module")

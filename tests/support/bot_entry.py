@@ -1,7 +1,8 @@
-"""Test only: `byline-bot`'s real entry point, pointed at a fake Discord (tests/fake_discord.py)
-listening at FAKE_DISCORD_URL (http://127.0.0.1:PORT). Production never runs this file.
+"""Test only: `byline-bot`'s real entry point, pointed at a fake Discord
+(tests/support/fake_discord) listening at FAKE_DISCORD_URL (http://127.0.0.1:PORT).
+Production never runs this file.
 
-    FAKE_DISCORD_URL=http://127.0.0.1:PORT python -m tests.bot_entry [byline-bot options]
+    FAKE_DISCORD_URL=http://127.0.0.1:PORT python -m tests.support.bot_entry [byline-bot options]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .conftest import SEEDS
+from .paths import SEEDS
 
 PARAGRAPHS = [
     "A freight train carrying corn syrup and fertilizer derailed near the river town of "

@@ -1,12 +1,18 @@
-"""A real HTTP server on 127.0.0.1 for the tests that fetch (no traffic goes elsewhere)."""
+"""A real HTTP server on 127.0.0.1 for the tests that fetch, and a fixture that fails a test
+whose traffic goes elsewhere."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
+
+import pytest
+
+from retrieval.feeds.addresses import AddressPolicy
 
 S = TypeVar("S")
 
@@ -65,3 +71,19 @@ def rss(base: str, items: list[tuple[str, str]], title: str = "Test feed") -> by
                       for t, p in items)
     return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>{title}</title>'
             f"<link>{base}/</link>{entries}</channel></rss>").encode()
+
+
+LOCAL = AddressPolicy.allowing(["127.0.0.1"])  # the test servers, on any port
+
+
+@pytest.fixture(autouse=True)
+def only_localhost(monkeypatch):
+    """Any connection to an address other than 127.0.0.1 fails the test (autouse in the
+    modules that import it)."""
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        assert address[0] == "127.0.0.1", f"tried to reach {address}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)

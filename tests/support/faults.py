@@ -24,7 +24,7 @@ from retrieval.store.folder.generations import TMP_PREFIX
 from retrieval.store.folder.lock import LOCK
 from retrieval.store.manifest import GENERATION_PREFIX, MANIFEST
 
-ROOT = Path(__file__).resolve().parent.parent
+from .paths import ROOT
 
 _PLACES = ("Ashford", "Brindle", "Corvale", "Dunmore", "Elsworth", "Fairhaven", "Glenrock",
            "Harwick", "Ivybridge", "Jarrow", "Kelso", "Larkhill", "Marden")

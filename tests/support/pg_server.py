@@ -6,7 +6,7 @@ PostgreSQL refuses to run as root: under root (CI containers, this machine) the 
 as `nobody`, its data folder handed to that user, and from a copy of the binaries in a
 folder of its own under the temporary folder: the venv's copy may lie in a folder `nobody`
 cannot enter (a clone in root's home, or in a `mktemp -d` folder). `python -m
-tests.pg_server` starts one and prints its URL until interrupted (for trying `byline
+tests.support.pg_server` starts one and prints its URL until interrupted (for trying `byline
 --store ...` by hand).
 """
 

@@ -47,8 +47,9 @@ from retrieval.errors import BadQuestion
 from retrieval.model.embed import Embedder
 from retrieval.search.evaluate import EvalQuestion, load_jsonl, load_news, load_squad
 from retrieval.search.filters import Filters
-from retrieval.search.retriever import Retriever, SearchSettings, lexical_background
-from retrieval.store.base import open_store
+from retrieval.search.refusal import lexical_background
+from retrieval.search.retriever import Retriever, SearchSettings
+from retrieval.store import open_store
 from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent

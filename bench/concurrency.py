@@ -20,7 +20,7 @@ from typing import Any
 from bot.app import BylineBot
 from bot.batching import MAX_BATCH
 from bot.settings import BotSettings
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.cli.config import Settings
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from retrieval.errors import BadQuestion
 from retrieval.search.conversation import Conversation
-from retrieval.search.evaluate import EvalQuestion, _is_gold
+from retrieval.search.evaluate import EvalQuestion, is_gold
 from retrieval.search.filters import Filters
 from retrieval.search.retriever import Answer, Retriever
 from retrieval.text import analyze
@@ -80,7 +80,7 @@ def build(questions: list[EvalQuestion], titles: dict[str, str]) -> list[Talk]:
 
 
 def _first(q: EvalQuestion, a: Answer) -> bool:
-    return a.answered and bool(a.hits) and _is_gold(q, a.hits[0])
+    return a.answered and bool(a.hits) and is_gold(q, a.hits[0])
 
 
 def evaluate(retriever: Retriever, talks: list[Talk]) -> dict[str, float]:

@@ -106,7 +106,7 @@ def measure_index(pages: list[tuple[str, bytes, str]], n: int = 1000) -> dict:
     """`n` HTML pages (the dev pages repeated under new names) in a folder, indexed end to end
     by `index_corpus` (walk, extract, clean, embed, save); the walk and extraction alone
     (`scan_corpus`) are timed first."""
-    from retrieval.build.pipeline import index_corpus
+    from retrieval import index_corpus
     from retrieval.corpus import scan_corpus
     from retrieval.model.embed import Embedder
 

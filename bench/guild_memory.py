@@ -38,7 +38,7 @@ def prepare(data_dir: Path, guilds: int, articles: int) -> int:
     """Each guild's corpus and index; the indexes' total size on disk, in bytes."""
     from bench.heartbeat import generate_corpus
     from bot.coverage import CORPUS, GUILDS, INDEX, size_on_disk
-    from retrieval.build.pipeline import index_corpus
+    from retrieval import index_corpus
     from retrieval.model.embed import Embedder
 
     embedder = Embedder()

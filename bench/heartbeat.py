@@ -39,7 +39,7 @@ from typing import Any
 from bench.concurrency import percentile
 from bot.app import BylineBot
 from bot.settings import PROCESS, THREAD, BotSettings
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.cli.config import Settings
 from retrieval.feeds.fetch import FetchSettings
 from retrieval.model.embed import Embedder

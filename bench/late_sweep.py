@@ -6,7 +6,7 @@ normalise MaxSim for passage length) on the news dev set, SQuAD dev A and the se
 
 Each corpus is indexed once (kept under --cache between runs). News and the seeds are scored
 with `evaluate` / `ask_many` (the code path of `byline eval` and `ask`); SQuAD A's ranking
-with the late term applied to a cached ranking without it (exactly what `_rank` adds), so a
+with the late term applied to a cached ranking without it (exactly what `rank` adds), so a
 sweep costs seconds, not minutes.
 """
 
@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 
 import retrieval.search.retriever as search
-from retrieval.build.pipeline import build_index, index_corpus
+from retrieval import index_corpus
+from retrieval.build.pipeline import build_index
 from retrieval.model.embed import Embedder
 from retrieval.search.evaluate import evaluate, load_jsonl, load_news, load_squad
 from retrieval.search.filters import prefer_recent, wants_recent
 from retrieval.search.late import late_interaction
-from retrieval.search.retriever import Retriever, SearchSettings, _minmax
+from retrieval.search.rank import minmax as _minmax
+from retrieval.search.retriever import Retriever, SearchSettings
 from retrieval.store import Index, Tokens
 from retrieval.text import analyze
 from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
@@ -140,7 +142,7 @@ class SquadCache:
         ids = {p.id: i for i, p in enumerate(index.all_passages())}
         self.gold = [ids[next(iter(q.gold_ids))] for q in questions]
         self.recent = [wants_recent(t) for t in texts]
-        self.base = [self.r._rank(v, analyze(t)) for v, t in zip(self.qvecs, texts, strict=True)]
+        self.base = [self.r.rank(v, analyze(t)) for v, t in zip(self.qvecs, texts, strict=True)]
         print(f"A: {len(texts)} questions ranked in {time.perf_counter() - start:.0f} s",
               flush=True)
         self.late: dict[str, list[np.ndarray]] = {}
@@ -207,7 +209,7 @@ def latency(index: Index, embedder: Embedder, texts: list[str], settings: Search
                 r.ask(q)
                 times[name].append((time.perf_counter() - start) * 1000)
     qvecs, qtokens = embedder.encode_questions(texts)
-    rows = [late._rank(v, analyze(t))[0] for v, t in zip(qvecs, texts, strict=True)]
+    rows = [late.rank(v, analyze(t))[0] for v, t in zip(qvecs, texts, strict=True)]
     start = time.perf_counter()
     for q, r in zip(qtokens, rows, strict=True):
         late_interaction(q, index.tokens, np.array(r[:settings.late_depth]))

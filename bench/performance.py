@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     import faiss
     from sentence_transformers import SentenceTransformer
 
-from retrieval.build.pipeline import build_index, calibrated, index_corpus
+from retrieval import index_corpus
+from retrieval.build.pipeline import build_index
 from retrieval.corpus import Article
 from retrieval.model.embed import Embedder, bundled_model_path
 from retrieval.search.evaluate import EvalQuestion, evaluate, load_squad
+from retrieval.search.refusal import calibrated
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 

@@ -47,7 +47,7 @@ SERVER = {"shared_buffers": "2GB", "maintenance_work_mem": "4GB",
 def _child(questions_path: Path, out_path: Path) -> None:
     """In a fresh process: open the store (its URL in BYLINE_STORE), answer every question,
     report time and memory."""
-    from retrieval.store.base import open_store
+    from retrieval.store import open_store
 
     q = json.loads(questions_path.read_text(encoding="utf-8"))
     start = time.perf_counter()
@@ -69,7 +69,7 @@ def _child(questions_path: Path, out_path: Path) -> None:
 def _recall(url: str, local_dir: Path, qvecs: np.ndarray, candidates: int) -> dict[str, float]:
     """HNSW's recall@10 against exact search over the same vectors: its `candidates` re-scored
     with the exact vectors (what the Retriever does), and its raw top 10 beside."""
-    from retrieval.store.base import open_store
+    from retrieval.store import open_store
     from retrieval.store.folder.index import Index
 
     K = scale.K

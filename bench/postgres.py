@@ -27,11 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.concurrency import percentile
-from retrieval.build.pipeline import build_index, calibrated
+from retrieval.build.pipeline import build_index
 from retrieval.model.embed import Embedder
 from retrieval.search.evaluate import evaluate, load_squad
+from retrieval.search.refusal import calibrated
 from retrieval.search.retriever import Retriever
-from retrieval.store.base import open_store
+from retrieval.store import open_store
 from retrieval.store.postgres.connect import connect
 from retrieval.store.postgres.migrate import migrate_store
 from tests.support import pg_server

@@ -246,7 +246,7 @@ def padded_section(padded: Path | None, embedder: Embedder) -> list[str]:
                f"--out {padded}` (never commit them).")
         print(f"SKIPPED: {msg}")
         return ["## News dev set as coverage grows", "", f"Skipped: {msg}", ""]
-    from retrieval.build.pipeline import index_corpus
+    from retrieval import index_corpus
 
     off_topic = load_jsonl(ROOT / "tests" / "data" / "news_off_topic.jsonl")
     lines = ["## News dev set as coverage grows", "",

@@ -457,7 +457,7 @@ def _questions(data: Path, count: int, warmup: int) -> tuple[list[str], list[str
 
 def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
     """In a fresh process: load the index, answer every question, report time and memory."""
-    from retrieval.search.retriever import _search_one
+    from retrieval.store.subset import search_one
     from retrieval.text import analyze
 
     q = json.loads(questions_path.read_text(encoding="utf-8"))
@@ -472,9 +472,9 @@ def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
     for question in q["timed"]:
         terms = analyze(question)
         qvec = _clock(stages, "encode", embedder.encode, [question])[0]
-        _clock(stages, "ann", _search_one, index.vectors, qvec, n)
+        _clock(stages, "ann", search_one, index.vectors, qvec, n)
         _clock(stages, "bm25", _bm25_candidates, retriever, terms, n)
-        rows, _, _ = _clock(stages, "rank", retriever._rank, qvec, terms)
+        rows, _, _ = _clock(stages, "rank", retriever.rank, qvec, terms)
         top = _clock(stages, "fetch", index.passages, rows[:5])
         _clock(stages, "quotes", _quotes, retriever, qvec, terms, top, rows)
     result = {"load_s": load_s, "rss_after_load_mb": rss_load, "peak_rss_mb": _rss_mb(),
@@ -503,8 +503,8 @@ def asked(index: object, q: dict) -> tuple[Retriever, list[float]]:
 
 
 def _bm25_candidates(retriever: Retriever, terms: list[str], n: int) -> np.ndarray:
-    ids = retriever._term_ids(terms)
-    return retriever._bm25_top(retriever._bm25(ids), ids, n)
+    ids = retriever.lexical.term_ids(terms)
+    return retriever.lexical.top(retriever.lexical.scores(ids), ids, n)
 
 
 def _quotes(retriever: Retriever, qvec: np.ndarray, terms: list[str], top: list[Passage],
@@ -579,11 +579,11 @@ def _dense_checks(index: Index, flat: faiss.Index, qvecs: np.ndarray, candidates
 
     Byline's dense top K is the ANN's `candidates` re-scored with the exact vectors (what
     the Retriever does); the raw ANN top K is shown beside it."""
-    from retrieval.search.retriever import _search_one
+    from retrieval.store.subset import search_one
 
     exact, _ = flat.search(qvecs, K)
     medians = []
-    for search in (_search_one, lambda x, v, k: x.search(v[None, :], k)):  # 1 thread, all
+    for search in (search_one, lambda x, v, k: x.search(v[None, :], k)):  # 1 thread, all
         times = []
         for v in qvecs[:timed]:
             start = time.perf_counter()
@@ -631,7 +631,7 @@ def _hybrid_agreement(index: Index, flat: faiss.Index, embedder: Embedder,
     """Share of questions whose top 5 is the same with exact dense search instead of ANN."""
     from retrieval.search.retriever import Retriever
 
-    exact = Index(index.manifest, flat, index.postings, index._db, index.sentences,
+    exact = Index(index.manifest, flat, index.postings, index.db, index.sentences,
                   index.passage_vectors)
     a, b = Retriever(index, embedder), Retriever(exact, embedder)
     same = [[h.row for h in x.hits] == [h.row for h in y.hits]

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
 from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC

@@ -31,7 +31,7 @@ def main(path: str) -> None:
         r = Retriever(base.index, embedder, settings)
         ranks = []
         for v, t, g in zip(qvecs, terms, gold, strict=True):
-            rows = r._rank(v, t)[0][:10]
+            rows = r.rank(v, t)[0][:10]
             ranks.append(rows.index(g) + 1 if g in rows else None)
         rec = {c: np.mean([x is not None and x <= c for x in ranks]) for c in (1, 5, 10)}
         mrr = np.mean([1 / x if x else 0 for x in ranks])

@@ -143,10 +143,6 @@ class BylineBot(commands.Bot):
         return self.shared.batcher
 
     @property
-    def catalogue(self) -> Catalogue | None:
-        return self.shared.catalogue
-
-    @property
     def articles(self) -> list[ArticleInfo]:
         return self.shared.articles
 

@@ -113,9 +113,6 @@ class Metrics:
         self.gateway_connected.set_function(lambda: float(health().gateway_connected))
         self.in_flight.set_function(lambda: float(health().answers_in_flight))
 
-    def index_in_use(self, manifest: Manifest) -> None:
-        self.coverages_loaded([manifest], manifest)
-
     def coverages_loaded(self, manifests: Sequence[Manifest],
                          latest: Manifest | None = None) -> None:
         """Passages and articles summed over the loaded coverages (shared mode: the one);

@@ -11,8 +11,8 @@ from discord.utils import escape_markdown
 
 from retrieval.corpus import Passage
 from retrieval.corpus.meta import date_key
-from retrieval.search import quotes as citation
-from retrieval.search.quotes import UNDATED, Style, copy_names, day
+from retrieval.search import citations as citation
+from retrieval.search.citations import UNDATED, Style, copy_names, day
 from retrieval.search.retriever import Answer, Hit
 from retrieval.search.timeline import Story, Timeline
 from retrieval.store import ArticleInfo
@@ -172,13 +172,6 @@ def timeline_line(story: Story, limit: int = 480) -> str:
     tail = _also(c.also_in)
     room = limit - len(head) - len(tail) - 5
     return f"{head} — “{truncate(safe(story.quote), max(room, 20))}”{tail}"
-
-
-def render_sources(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_PAGE
-                   ) -> list[discord.Embed]:
-    """The articles in the coverage, one embed per page (never empty)."""
-    return [render_sources_page(articles, page, per_page)
-            for page in range(sources_pages(articles, per_page))]
 
 
 def sources_pages(articles: Sequence[ArticleInfo], per_page: int = SOURCES_PER_PAGE) -> int:

@@ -105,7 +105,7 @@ def test_a_cancelled_ask_is_left_out_of_its_batch(retriever: Retriever):
 
 def test_asks_under_different_filters_share_a_batch_and_keep_their_own(tmp_path, embedder):
     """One batch, one ask_many per set of filters; bad filters fail their own asks only."""
-    from retrieval.build.pipeline import index_corpus
+    from retrieval import index_corpus
     from retrieval.search.filters import Filters
 
     from .support.news_by_date import write_corpus

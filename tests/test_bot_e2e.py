@@ -14,7 +14,7 @@ import pytest
 from bot.app import APOLOGY, BylineBot, serve
 from bot.render import FIELD_VALUE_MAX, TITLE_MAX, TOTAL_MAX, render_answer
 from bot.settings import BotConfigError
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.feedback import FeedbackStore
 from retrieval.search.retriever import Retriever

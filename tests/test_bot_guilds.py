@@ -13,10 +13,10 @@ from typing import Any
 
 import discord
 import pytest
-from bot.admin import NOT_ADMIN
 
 from bot.app import BylineBot
 from bot.coverage import GUILDS
+from bot.replies import NOT_ADMIN
 from retrieval.cli.config import Settings
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
@@ -351,8 +351,7 @@ def test_settings_for_coverage_per_server():
 
 
 def test_article_choice_values_fit_discord(tmp_path):
-    from bot.admin import article_value, find_article
-
+    from bot.cogs.admin import article_value, find_article
     from retrieval.store import ArticleInfo
 
     long_id = "example.com/" + "a-very-long-slug-" * 10

@@ -12,12 +12,12 @@ import threading
 import time
 
 import pytest
-from bot.commands import RESTARTING
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import APOLOGY, BylineBot, serve
+from bot.replies import RESTARTING
 from bot.settings import BotConfigError
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index

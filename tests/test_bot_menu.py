@@ -7,12 +7,12 @@ import re
 import time
 
 import pytest
-from bot.commands import RESTARTING
-from bot.menu import MENU_NAME, NO_TEXT, MessageQuestion, UserCooldowns
 from discord import app_commands
 
 from bot.app import BylineBot
-from retrieval.search.retriever import MAX_QUESTION_CHARS
+from bot.cogs.menu import MENU_NAME, NO_TEXT, MessageQuestion, UserCooldowns
+from bot.replies import RESTARTING
+from retrieval.search.answer import MAX_QUESTION_CHARS
 
 from .support.bot_harness import GUILD_ID, USER_ID, custom_ids, embed_of, requests, run_bot
 from .support.fake_discord import COMMAND_MESSAGE, EPHEMERAL, FakeDiscord

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bot.commands import RESTARTING
+from bot.replies import RESTARTING
 
 from .support.bot_harness import GUILD_ID, TOKEN, USER_ID, embed_of
 from .support.bot_process import Process

@@ -1,4 +1,4 @@
-"""The one citation formatter (retrieval.search.quotes) and its use by the CLI and the bot."""
+"""The one citation formatter (retrieval.search.citations) and its use by the CLI and the bot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from bot.render import discord_style, markdown_link, safe
 from retrieval.cli.main import also_in as cli_also_in
 from retrieval.cli.main import citation as cli_citation
 from retrieval.corpus import Passage
-from retrieval.search.quotes import PLAIN, Citation, Style, cite, copy_names, day
+from retrieval.search.citations import PLAIN, Citation, Style, cite, copy_names, day
 from retrieval.search.retriever import Hit
 from retrieval.search.timeline import Story
 from retrieval.store import ArticleInfo, Copy

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from retrieval import index_corpus
 from retrieval.build.dedup import copy_groups, shingles
-from retrieval.build.pipeline import index_corpus
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 

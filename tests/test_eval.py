@@ -97,13 +97,13 @@ def test_news_gold_must_come_from_the_questions_own_article(tmp_path):
     assert len(articles) == 2 and questions[0].own_sources == {"a001_bridge.txt"}
     # "bridge" also appears in the ferry article, but only the bridge article's passage
     # holding "four million euros" is gold.
-    from retrieval.search.evaluate import _is_gold
+    from retrieval.search.evaluate import is_gold
     from retrieval.search.retriever import Hit
 
     for a in articles:
         for p in a.passages():
             expected = p.source == "a001_bridge.txt" and "four million euros" in p.text
-            assert _is_gold(questions[0], Hit(1, 1.0, p, p.text)) == expected
+            assert is_gold(questions[0], Hit(1, 1.0, p, p.text)) == expected
 
 
 def test_news_questions_are_asked_as_of_their_day(tmp_path, capsys):

@@ -21,7 +21,7 @@ from retrieval.feeds.fetch import (
     USER_AGENT,
     Fetcher,
     FetchSettings,
-    _RateLimiter,
+    RateLimiter,
     recorded_urls,
     slug,
 )
@@ -297,12 +297,12 @@ def test_rate_limiter_counts_each_host_separately():
         slept.append(seconds)
         now[0] += seconds
 
-    limiter = _RateLimiter(2.0, clock=lambda: now[0], sleep=sleep)
+    limiter = RateLimiter(2.0, clock=lambda: now[0], sleep=sleep)
     for host in ("a", "b", "a", "a", "b"):
         limiter.wait(host)
     assert slept == [0.5, 0.5]  # a waits twice; b's second request is already 1 s later
     with pytest.raises(FetchError):
-        _RateLimiter(0)
+        RateLimiter(0)
 
 
 def test_names_are_safe_short_and_distinct():

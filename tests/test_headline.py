@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever, SearchSettings
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.corpus import load_corpus
 from retrieval.errors import IndexCorrupt
 from retrieval.model.probes import PROBES
 from retrieval.search.retriever import Retriever, check_question
-from retrieval.store import MANIFEST, Index, parts
+from retrieval.store import MANIFEST, Index
 
 from .support.paths import SEEDS
 
@@ -147,20 +147,19 @@ def test_other_cleaning_rules_or_probes_mean_parsing_and_encoding_again(tmp_path
                                   first.probe_vectors)
 
 
-def test_a_reindex_links_the_token_file_and_writes_only_new_rows(tmp_path, embedder, monkeypatch):
-    """Above SPLICE_MIN (0 here), a re-index hard-links the previous token file (base.npy,
+def test_a_reindex_links_the_token_file_and_writes_only_new_rows(tmp_path, embedder):
+    """Above `splice_min` (0 here), a re-index hard-links the previous token file (base.npy,
     with the checksum recorded for it) and writes only the other rows, and still equals a
     full build; a damaged base is never reused, and a mostly unused one is not linked."""
-    monkeypatch.setattr(parts, "SPLICE_MIN", 0)
     corpus, inc = _corpus(tmp_path / "corpus"), tmp_path / "inc"
-    first = index_corpus(corpus, inc, embedder, progress=False)
+    first = index_corpus(corpus, inc, embedder, progress=False, splice_min=0)
     folder = inc / first.manifest.folder / "tokens"
     assert not (folder / "base.npy").exists()
     bus = corpus / "night-bus.txt"
     for n, vote in enumerate(("6-3", "5-4")):
         before = json.loads((inc / MANIFEST).read_text())["files"]["tokens/vectors.npy"]
         bus.write_text(EXTRA.replace("7-2", vote), encoding="utf-8")
-        again = index_corpus(corpus, inc, embedder, progress=False)
+        again = index_corpus(corpus, inc, embedder, progress=False, splice_min=0)
         assert again.reused == len(again) - 1
         tokens = inc / again.manifest.folder / "tokens"
         assert (tokens / "base.npy").stat().st_ino == first.tokens.vectors.path.stat().st_ino \
@@ -178,17 +177,17 @@ def test_a_reindex_links_the_token_file_and_writes_only_new_rows(tmp_path, embed
     path.write_bytes(bytes(data))
     with pytest.raises(IndexCorrupt, match=r"base\.npy does not match its checksum"):
         Index.load(inc, verify=True)
-    rebuilt = index_corpus(corpus, inc, embedder, progress=False)
+    rebuilt = index_corpus(corpus, inc, embedder, progress=False, splice_min=0)
     assert rebuilt.reused == 0 and not (inc / rebuilt.manifest.folder / "tokens" /
                                         "base.npy").exists()
     _same(Index.load(inc, verify=True), Index.load(tmp_path / "full1"))
 
     # Most articles removed: the token file is written whole again, not linked.
-    index_corpus(corpus, inc, embedder, progress=False)  # spliced once more
+    index_corpus(corpus, inc, embedder, progress=False, splice_min=0)  # spliced once more
     for f in corpus.iterdir():
         if f != bus:
             os.unlink(f)
-    small = index_corpus(corpus, inc, embedder, progress=False)
+    small = index_corpus(corpus, inc, embedder, progress=False, splice_min=0)
     assert not (inc / small.manifest.folder / "tokens" / "base.npy").exists()
     index_corpus(corpus, tmp_path / "full2", embedder, progress=False, incremental=False)
     _same(Index.load(inc, verify=True), Index.load(tmp_path / "full2"))

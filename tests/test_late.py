@@ -54,13 +54,13 @@ def test_late_weight_reranks_only_the_best_candidates(retriever: Retriever):
     terms = analyze(question)
     plain = Retriever(retriever.index, retriever.embedder,
                       replace(retriever.settings, late_weight=0.0))
-    rows0, _, _ = plain._rank(qvecs[0], terms, qtokens=qtokens[0])
-    rows1, _, _ = late._rank(qvecs[0], terms, qtokens=qtokens[0])
+    rows0, _, _ = plain.rank(qvecs[0], terms, qtokens=qtokens[0])
+    rows1, _, _ = late.rank(qvecs[0], terms, qtokens=qtokens[0])
     assert set(rows1[:3]) == set(rows0[:3]) and rows1[3:] == rows0[3:]
 
 
 def test_sentence_maxsim_by_runs_equals_by_masks():
-    from retrieval.search.retriever import _sentence_maxsim, _sentence_maxsim_masked
+    from retrieval.search.late import sentence_maxsim, sentence_maxsim_masked
 
     rng = np.random.default_rng(3)
     spans = np.array([[0, 10], [11, 25], [26, 40], [41, 60]], np.int32)
@@ -71,8 +71,8 @@ def test_sentence_maxsim_by_runs_equals_by_masks():
              np.zeros((3, 2), np.int64), words[:0]]
     for offsets in cases:
         sims = rng.standard_normal((5, len(offsets))).astype(np.float32)
-        expected = _sentence_maxsim_masked(sims, offsets, spans)
-        assert np.array_equal(_sentence_maxsim(sims, offsets, spans), expected)
+        expected = sentence_maxsim_masked(sims, offsets, spans)
+        assert np.array_equal(sentence_maxsim(sims, offsets, spans), expected)
 
 
 def test_late_interaction_keeps_each_rows_token_cosines():

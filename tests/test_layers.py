@@ -126,3 +126,46 @@ def test_there_is_no_import_circle():
         if v not in index:
             visit(v)
     assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return [p for f in folders for p in sorted((ROOT / f).rglob("*.py"))]
+
+
+def _defined_names(paths: list[Path]) -> set[str]:
+    return {node.name for path in paths for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
+def test_tests_and_benches_use_only_the_products_public_names():
+    """No test or bench imports or calls a private (`_name`) function of the product, and
+    none monkeypatches a product module's globals: what they need is a parameter."""
+    product = _defined_names(_python_files("retrieval", "bot"))
+    own = _defined_names(_python_files("tests", "bench"))
+    private = {n for n in product if n.startswith("_") and not n.startswith("__")} - own
+    wrong = []
+    for path in _python_files("tests", "bench"):
+        tree = ast.parse(path.read_text())
+        modules = set()  # names bound to product modules here
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+                    "retrieval", "bot"):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        wrong.append(f"{path.name}: imports {node.module}.{alias.name}")
+                    if (ROOT / (node.module or "").replace(".", "/") / f"{alias.name}.py"
+                            ).exists():
+                        modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                modules |= {a.asname for a in node.names
+                            if a.asname and a.name.split(".")[0] in ("retrieval", "bot")}
+        for node in ast.walk(tree):
+            mine = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in ("self", "cls")
+            if isinstance(node, ast.Attribute) and node.attr in private and not mine:
+                wrong.append(f"{path.name}:{node.lineno}: uses the private {node.attr}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "setattr" and node.args
+                    and isinstance(node.args[0], ast.Name) and node.args[0].id in modules):
+                wrong.append(f"{path.name}:{node.lineno}: monkeypatches {node.args[0].id}")
+    assert not wrong, "\n".join(wrong)

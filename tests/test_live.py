@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
@@ -34,7 +34,7 @@ def test_a_new_generation_is_swapped_in_and_the_old_one_keeps_answering(
     live, index_dir, corpus = live_copy(seed_index_dir, embedder, tmp_path)
     first = live.current
     before = first.ask(TRIP_Q, 3)
-    assert live.index_dir == index_dir and not live.stale() and live.load() is None
+    assert live.location == index_dir and not live.stale() and live.load() is None
     assert not first.ask(LIBRARY_Q).answered
 
     (corpus / "library.txt").write_text(LIBRARY, "utf-8")
@@ -95,7 +95,7 @@ def test_a_damaged_new_generation_is_logged_once_and_the_old_one_keeps_serving(
 def test_nothing_to_watch_or_nothing_new(seed_index_dir, embedder, tmp_path):
     built = index_corpus(SEEDS, tmp_path / "built", embedder, progress=False)
     unwatched = LiveRetriever(Retriever(built, embedder))  # an index never loaded from disk
-    assert unwatched.index_dir is None and not unwatched.stale() and unwatched.load() is None
+    assert unwatched.location is None and not unwatched.stale() and unwatched.load() is None
 
     live, index_dir, _ = live_copy(seed_index_dir, embedder, tmp_path)
     write_manifest(index_dir, read_manifest(index_dir))  # rewritten, same generation

@@ -14,7 +14,7 @@ import pytest
 
 from retrieval.corpus import parse_article
 from retrieval.corpus.clean import blocks, furniture_reason, plain
-from retrieval.corpus.plain import _split_header
+from retrieval.corpus.plain import split_header
 
 LEAD = "A city council voted on Tuesday to expand the bus network, officials said."
 TAIL = "The plan adds six routes and costs $4 million over two years."
@@ -166,7 +166,7 @@ def test_real_news_pages():
     articles = {}
     for path in sorted(corpus.glob("*.txt")):
         text = path.read_text(encoding="utf-8")
-        body = blocks(_split_header(text.split("\n"))[2])
+        body = blocks(split_header(text.split("\n"))[2])
         articles[path.name] = (body, parse_article(text, path.stem, path.name).paragraphs)
     for name, (_, paragraphs) in articles.items():
         for text in paragraphs:

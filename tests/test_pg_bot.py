@@ -14,11 +14,11 @@ import sys
 import discord
 
 from bot.app import BylineBot
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.cli.main import main
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store.base import open_store
+from retrieval.store import open_store
 
 from .support.bot_harness import embed_of, run_bot
 from .support.fake_discord import FakeDiscord

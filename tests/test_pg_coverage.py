@@ -22,14 +22,7 @@ from retrieval.cli.main import main
 from retrieval.errors import StoreError
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store.base import (
-    indexed_sources,
-    open_store,
-    prepare,
-    published,
-    stored_bytes,
-    withdraw,
-)
+from retrieval.store import backend, open_store
 from retrieval.store.postgres.connect import close_pools, redact
 
 from .support.bot_harness import GUILD_ID
@@ -69,16 +62,17 @@ async def status(fake: FakeDiscord, guild: int = GUILD_ID) -> dict:
 
 
 def test_the_store_seam_gives_a_writer_what_it_needs(pg_url, seed_index_dir):
-    """published, indexed_sources, stored_bytes and withdraw on a database as on a folder."""
-    assert published(pg_url) is None and indexed_sources(pg_url) == set()
+    """A backend's published, sources, size and withdraw on a database as on a folder."""
+    assert backend(pg_url).published() is None and backend(pg_url).sources() == set()
     assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
     for location in (pg_url, seed_index_dir):
-        manifest = published(location)
+        manifest = backend(location).published()
         assert manifest is not None and manifest.articles == 2
-        assert len(indexed_sources(location)) == 2
-        assert stored_bytes(location, manifest) > 100_000
-    assert indexed_sources(pg_url) == indexed_sources(seed_index_dir)
-    assert withdraw(pg_url) and published(pg_url) is None and not withdraw(pg_url)
+        assert len(backend(location).sources()) == 2
+        assert backend(location).size(manifest) > 100_000
+    assert backend(pg_url).sources() == backend(seed_index_dir).sources()
+    store = backend(pg_url)
+    assert store.withdraw() and store.published() is None and not store.withdraw()
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM byline_generations").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE "
@@ -126,7 +120,7 @@ def test_coverage_add_remove_and_status_publish_into_the_store(
     finally:
         live.close()
     assert not (tmp_path / "index").exists()
-    assert published(pg_url).articles == 2  # type: ignore[union-attr]
+    assert backend(pg_url).published().articles == 2  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -156,17 +150,17 @@ def test_each_server_has_a_database_of_its_own(guild_store, embedder, site, tmp_
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         refused = await ask(fake, BRIDGE_Q)
         assert refused.json["content"].startswith("This server has no coverage yet.")
-        assert published(one) is None
+        assert backend(one).published() is None
         assert (await admin(fake, "coverage add", {"url": site.url("/news/bridge.html")})
                 ).startswith("Added “Old Mill bridge reopens”: it answers questions now "
                              "(1 article in the coverage)")
         assert first_source(await ask(fake, DREDGING_Q, OTHER_GUILD)) == DREDGING[0]
-        assert published(other).articles == 1  # type: ignore[union-attr]
+        assert backend(other).published().articles == 1  # type: ignore[union-attr]
         assert (await admin(fake, "coverage feed add", {"url": site.url("/feed.xml")},
                             guild=OTHER_GUILD)).startswith("Following")
 
         for _ in range(600):  # the feed task's first poll, fetched and indexed
-            found = await asyncio.to_thread(published, other)
+            found = await asyncio.to_thread(backend(other).published)
             if found is not None and found.articles == 3:
                 break
             await asyncio.sleep(0.1)
@@ -226,7 +220,7 @@ def test_a_role_that_may_not_create_databases_is_told_what_to_do(pg_server):
     url = f"postgresql://{role}:{password}@{host}/byline_{role}"
     try:
         with pytest.raises(StoreError) as refused:
-            prepare(url)
+            backend(url).prepare()
         assert str(refused.value) == (
             f"Cannot create the database 'byline_{role}' at {redact(url)}: permission denied; "
             f'create it (CREATE DATABASE "byline_{role}") or grant Byline\'s role CREATEDB.')

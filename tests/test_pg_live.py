@@ -12,7 +12,7 @@ import sys
 from retrieval.cli.main import main
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store.base import open_store
+from retrieval.store import open_store
 
 from .support.library_article import LIBRARY, LIBRARY_Q, TRIP_Q
 from .support.paths import ROOT, SEEDS
@@ -53,5 +53,5 @@ def test_two_followers_pick_up_a_generation_published_elsewhere(
 
 def test_a_folder_follower_needs_no_listener(seed_index_dir, embedder):
     live = LiveRetriever(Retriever(open_store(seed_index_dir), embedder))
-    assert live.store_url is None and live._listener is None
+    assert live.store is not None and not live.store.shared
     live.close()

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.cli.main import main
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
-from retrieval.store.base import open_store
+from retrieval.store import Index, open_store
 
 from .support.seed_questions import OFF_TOPIC, ON_TOPIC
 from .support.wire_story import QUESTION, write_corpus

@@ -13,8 +13,7 @@ import pytest
 from retrieval.cli.main import main
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store.base import open_store, publish
-from retrieval.store.postgres import listen, schema
+from retrieval.store import backend, open_store
 
 from .support.library_article import TRIP_Q
 from .support.polling import wait_for
@@ -58,11 +57,11 @@ def test_a_follower_on_a_standby_polls_and_picks_up_a_publish(
     with caplog.at_level(logging.INFO, logger="byline.live"):
         live = LiveRetriever(on_standby, poll_seconds=0.2)
     try:
-        assert live._listener is not None and live._listener.mode == "poll"
+        assert live.watch is not None and live.watch.mode == "poll"
         said = [r.getMessage() for r in caplog.records if "following" in r.getMessage()]
         assert len(said) == 1 and "polling" in said[0] and primary.password not in said[0]
         assert not live.stale()
-        publish(many_retriever.index, primary.url)  # a writer on the primary
+        backend(primary.url).publish(many_retriever.index)  # a writer on the primary
         assert wait_for(live.stale, 20), "the standby's follower never saw the new generation"
         held = live.current
         assert live.refresh()
@@ -91,16 +90,18 @@ def test_a_writer_on_a_standby_fails_in_one_line(replica, seed_index_dir, comman
 
 
 def test_a_lost_notification_is_caught_by_the_safety_poll(
-        pg_url, seed_index_dir, many_retriever, embedder, monkeypatch):
+        pg_url, seed_index_dir, many_retriever, embedder):
     """On a primary LISTEN works; a publish whose NOTIFY never arrives (sent on another
     channel here, as through a pooler that drops it) is still seen by the periodic poll."""
     assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
-    monkeypatch.setattr(listen, "SAFETY_SECONDS", 0.3)
-    live = LiveRetriever(Retriever(open_store(pg_url, model=embedder.name), embedder))
+    # The listener polls every 0.3 s and listens where no publish notifies (a pooler that
+    # drops NOTIFY): only the safety poll can see the publish.
+    watch = backend(pg_url).watch(safety_seconds=0.3, channel="byline_nobody_notifies")
+    live = LiveRetriever(Retriever(open_store(pg_url, model=embedder.name), embedder),
+                         watch=watch)
     try:
-        assert live._listener is not None and live._listener.mode == "listen"
-        monkeypatch.setattr(schema, "CHANNEL", "byline_nobody_listens")
-        publish(many_retriever.index, pg_url)
+        assert live.watch is not None and live.watch.mode == "listen"
+        backend(pg_url).publish(many_retriever.index)
         assert wait_for(live.stale, 10), "the safety poll did not see the new generation"
         assert live.refresh()
         assert live.generation == many_retriever.index.manifest.generation

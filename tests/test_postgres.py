@@ -15,9 +15,9 @@ from retrieval.cli.main import main
 from retrieval.errors import IndexMissing, StoreError
 from retrieval.search.filters import Filters
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
-from retrieval.store.base import Store, open_store, publish
-from retrieval.store.postgres import open_postgres, publish_postgres, schema, writer
+from retrieval.store import Index, backend, open_store
+from retrieval.store.base import Store
+from retrieval.store.postgres import open_postgres, publish_postgres, schema
 
 from .support.seed_questions import OFF_TOPIC, ON_TOPIC
 
@@ -91,8 +91,9 @@ def test_an_approximate_index_is_published_with_a_tuned_hnsw(pg_url, embedder):
     """An index whose folder searches a tuned IVF is published with HNSW and its own tuned
     ef_search (the smallest reaching the recall target: on 25 short stories, the least
     tried), and answers as the folder does."""
-    from retrieval.build.pipeline import build_index, calibrated
+    from retrieval.build.pipeline import build_index
     from retrieval.corpus import load_corpus
+    from retrieval.search.refusal import calibrated
     from retrieval.store.ann import ANN_DEPTH
 
     from .support.paths import SEEDS
@@ -100,7 +101,7 @@ def test_an_approximate_index_is_published_with_a_tuned_hnsw(pg_url, embedder):
     index = calibrated(build_index(load_corpus(SEEDS), embedder, progress=False,
                                    exact_max=5), embedder)
     assert index.manifest.ann.startswith("ivf")
-    m = publish(index, pg_url)
+    m = backend(pg_url).publish(index)
     assert (m.ann, m.nprobe) == ("hnsw", ANN_DEPTH)
     pg = Retriever(open_store(pg_url, model=embedder.name), embedder)
     assert (pg.index.manifest.ann, pg.index.manifest.nprobe) == ("hnsw", ANN_DEPTH)
@@ -172,29 +173,38 @@ def test_bot_gets_the_store(monkeypatch):
     assert all(argv[-2:] == ["--store", url] for argv in seen) and len(seen) == 2
 
 
-def test_publishing_is_one_transaction(seeded, many_retriever, retriever, embedder,
-                                       monkeypatch):
+def test_publishing_is_one_transaction(seeded, many_retriever, retriever, embedder):
     """While a new generation is being written, readers opening the store get the old one
     whole; once it commits, the new one whole; the old one stays readable after."""
     old = Retriever(open_store(seeded, model=embedder.name), embedder)
     seen: list[tuple[str, int, bool]] = []
-    write = writer._write_postings
+    failed: list[BaseException] = []
 
-    def write_then_look(conn, s, index):
-        write(conn, s, index)
-        done = threading.Event()
+    def publish() -> None:
+        try:
+            backend(seeded).publish(many_retriever.index)
+        except BaseException as exc:
+            failed.append(exc)
 
-        def reader() -> None:  # another connection, while the publish is not committed
-            r = Retriever(open_store(seeded, model=embedder.name), embedder)
-            a = r.ask("why was the trip cancelled")
-            seen.append((r.index.manifest.generation, len(r.index), a.answered))
-            done.set()
-
-        threading.Thread(target=reader).start()
-        assert done.wait(30)
-
-    monkeypatch.setattr(writer, "_write_postings", write_then_look)
-    publish(many_retriever.index, seeded)
+    # Another session holds byline_generations, so the publish stops at its last statement:
+    # every row and the manifest written, nothing committed.
+    with psycopg.connect(seeded) as holder, psycopg.connect(seeded, autocommit=True) as look:
+        holder.execute("LOCK TABLE byline_generations IN SHARE ROW EXCLUSIVE MODE")
+        publishing = threading.Thread(target=publish)
+        publishing.start()
+        waiting = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " \
+                  "WHERE c.relname = 'byline_generations' AND NOT l.granted"
+        for _ in range(600):
+            if look.execute(waiting).fetchone()[0] or not publishing.is_alive():
+                break
+            threading.Event().wait(0.1)
+        assert publishing.is_alive() and not failed, "the publish never reached its commit"
+        r = Retriever(open_store(seeded, model=embedder.name), embedder)  # while it waits
+        a = r.ask("why was the trip cancelled")
+        seen.append((r.index.manifest.generation, len(r.index), a.answered))
+        holder.rollback()  # the lock goes: the publish commits
+        publishing.join(60)
+    assert not publishing.is_alive() and not failed, failed
     assert seen == [(retriever.index.manifest.generation, len(retriever.index), True)]
     new = Retriever(open_store(seeded, model=embedder.name), embedder)
     assert new.index.manifest.generation == many_retriever.index.manifest.generation
@@ -209,7 +219,7 @@ def test_publishing_is_one_transaction(seeded, many_retriever, retriever, embedd
 def test_old_generations_are_dropped_beyond_the_previous_one(seeded, many_retriever,
                                                              retriever, embedder):
     first = open_store(seeded, model=embedder.name)
-    publish(many_retriever.index, seeded)
+    backend(seeded).publish(many_retriever.index)
     third = Index.load(retriever.index.root)
     third = third.with_background(third.manifest.background, third.probe_vectors)
     third.manifest = replace(third.manifest, generation="feedc0de")

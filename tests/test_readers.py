@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.cli.main import main
 from retrieval.corpus import load_corpus, scan_corpus
 from retrieval.corpus.clean import PARAGRAPH_MAX

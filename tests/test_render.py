@@ -19,8 +19,8 @@ from bot.render import (
     render_answer,
     render_help,
     render_not_covered,
-    render_sources,
     render_sources_page,
+    sources_pages,
     truncate,
 )
 from retrieval.corpus import Passage
@@ -154,7 +154,7 @@ def test_sources_pagination(count: int):
     articles = [ArticleInfo(f"a{i}", f"Article number {i} " + "x" * 150, f"a{i}.txt",
                             "Outlet", f"2024-01-{i % 28 + 1:02d}", None, i + 1)
                 for i in range(count)]
-    pages = render_sources(articles)
+    pages = [render_sources_page(articles, n) for n in range(sources_pages(articles))]
     assert len(pages) == max(1, -(-count // 10))
     for i, page in enumerate(pages, start=1):
         check_limits(page)
@@ -169,7 +169,7 @@ def test_a_sources_page_is_rendered_on_its_own_and_clamped():
     articles = [ArticleInfo(f"a{i}", f"Headline {i} " + "y" * 400, f"a{i}.txt", "O" * 90,
                             "2024-01-01", f"https://example.com/{'z' * 200}/{i}", 7)
                 for i in range(23)]
-    pages = render_sources(articles)
+    pages = [render_sources_page(articles, n) for n in range(sources_pages(articles))]
     assert len(pages) == 3 and sum(p.description.count("• ") for p in pages) == 23
     for i, page in enumerate(pages):
         assert render_sources_page(articles, i).to_dict() == page.to_dict()

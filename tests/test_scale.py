@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import search
 from retrieval.model.embed import Embedder
+from retrieval.search.lexical import Lexical
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index, RowFile
 from retrieval.store.folder.postings import Postings
+from retrieval.store.subset import search_one
 from retrieval.text import analyze
 
 from .support.synthetic import WORDS, zipf_corpus
@@ -51,11 +52,11 @@ def test_bm25_scores_equal_summing_every_posting_and_bm25s(lexical: Retriever):
     import bm25s
 
     reference = bm25s.BM25()  # bm25s itself, scoring the same analysed passages
-    reference.index([analyze(p.text) for p in lexical.index.all_passages()],
-                    show_progress=False)
+    every = lexical.index.passages(list(range(len(lexical.index))))
+    reference.index([analyze(p.text) for p in every], show_progress=False)
     for terms in _queries():
-        ids = lexical._term_ids(terms)
-        scores = lexical._bm25(ids)
+        ids = lexical.lexical.term_ids(terms)
+        scores = lexical.lexical.scores(ids)
         docs, expected, _ = _every_posting(lexical, ids, 50)
         assert np.array_equal(np.flatnonzero(scores), docs)
         assert np.array_equal(scores[docs].astype(np.float32), expected)  # bit for bit
@@ -67,7 +68,8 @@ def test_bm25_scores_equal_summing_every_posting_and_bm25s(lexical: Retriever):
 def test_postings_are_bm25s_postings_bit_for_bit(lexical: Retriever, case: str):
     import bm25s
 
-    corpus = ([analyze(p.text) for p in lexical.index.all_passages()] if case == "zipf"
+    every = lexical.index.passages(list(range(len(lexical.index))))
+    corpus = ([analyze(p.text) for p in every] if case == "zipf"
               else [[], ["a", "a", "b"], ["b"], [], ["c", "a", "a", "a"]])
     ours = Postings.build(corpus)
     theirs = bm25s.BM25()
@@ -88,15 +90,15 @@ def test_postings_are_bm25s_postings_bit_for_bit(lexical: Retriever, case: str):
 def test_bm25_top_is_exactly_the_partition_of_every_posting(lexical: Retriever):
     ties = bounded = 0
     for terms in _queries(seed=2, count=150):
-        ids = lexical._term_ids(terms)
-        scores = lexical._bm25(ids)
+        ids = lexical.lexical.term_ids(terms)
+        scores = lexical.lexical.scores(ids)
         for n in (1, 10, 50):
             docs, all_scores, expected = _every_posting(lexical, ids, n)
-            assert set(lexical._bm25_top(scores, ids, n)) == set(expected)
+            assert set(lexical.lexical.top(scores, ids, n)) == set(expected)
             if len(docs) > n:
                 cut = np.sort(all_scores)[-n]
                 ties += np.count_nonzero(all_scores >= cut) > n
-                bounded += lexical._nth_score_bound(scores, ids, n) > 0
+                bounded += lexical.lexical.nth_score_bound(scores, ids, n) > 0
     assert ties > 10 and bounded > 100  # both ways through were taken, many times
 
 
@@ -105,14 +107,14 @@ def test_coverage_of_rows_matches_membership(lexical: Retriever):
     for terms in _queries(seed=3, count=20):
         rows = np.sort(np.random.default_rng(0).choice(3000, 100, replace=False))
         unique = set(terms)
-        total = sum(lexical._idf(t) for t in unique)
+        total = sum(lexical.lexical.idf(t) for t in unique)
         expected = np.zeros(len(rows), np.float32)
         for t in unique:
-            if t in lexical._vocab:
-                i = lexical._vocab[t]
+            if t in lexical.lexical.vocab:
+                i = lexical.lexical.vocab[t]
                 holding = post.docs[post.indptr[i]:post.indptr[i + 1]]
-                expected += np.isin(rows, holding) * lexical._idf(t)
-        assert np.array_equal(lexical._coverage_of_rows(terms, rows), expected / total)
+                expected += np.isin(rows, holding) * lexical.lexical.idf(t)
+        assert np.array_equal(lexical.lexical.coverage_of_rows(terms, rows), expected / total)
 
 
 def test_row_file_reads_rows_like_an_array(tmp_path: Path):
@@ -155,15 +157,14 @@ def test_ivf_index_finds_what_exact_search_finds(tmp_path: Path, embedder: Embed
     assert recall >= 0.95
 
 
-def test_bm25_top_breaks_ties_among_few_passages_for_long_postings(lexical: Retriever,
-                                                                   monkeypatch):
-    monkeypatch.setattr(search, "EXACT_TIES_MAX", 0)  # as at a million passages
+def test_bm25_top_breaks_ties_among_few_passages_for_long_postings(lexical: Retriever):
+    bm25 = Lexical(lexical.index.postings, len(lexical.index), ties_max=0)  # as at a million
     for terms in _queries(seed=2, count=150):
-        ids = lexical._term_ids(terms)
-        scores = lexical._bm25(ids)
+        ids = bm25.term_ids(terms)
+        scores = bm25.scores(ids)
         for n in (1, 10, 50):
             _, _, expected = _every_posting(lexical, ids, n)
-            got = lexical._bm25_top(scores, ids, n)
+            got = bm25.top(scores, ids, n)
             # The same n best scores; a tie at the cut may be broken by another passage.
             assert np.array_equal(np.sort(scores[got].astype(np.float32)),
                                   np.sort(scores[expected].astype(np.float32)))
@@ -185,6 +186,6 @@ def test_one_question_searches_on_one_thread_and_restores_the_setting(lexical: R
         return real_search(self, x, k, **kwargs)
 
     monkeypatch.setattr(type(vectors), "search", spy)
-    _, rows = search._search_one(vectors, q, 10)
+    _, rows = search_one(vectors, q, 10)
     assert seen == [1] and faiss.omp_get_max_threads() == before
     assert np.array_equal(rows, expected)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from retrieval.errors import BadQuestion
-from retrieval.search.retriever import MAX_QUESTION_CHARS, Retriever, check_question
+from retrieval.search.answer import MAX_QUESTION_CHARS, check_question
+from retrieval.search.retriever import Retriever
 from retrieval.text import split_sentences
 
 from .support.seed_questions import HARD, OFF_TOPIC, ON_TOPIC
@@ -109,16 +110,25 @@ def test_question_whitespace_is_normalised():
     assert check_question("  why   was\nthe trip\tcancelled  ") == "why was the trip cancelled"
 
 
+def _token_scores(retriever: Retriever, qtokens: np.ndarray, row: int, spans: np.ndarray
+                  ) -> np.ndarray:
+    """Late interaction's score of each sentence (`spans`) of the passage at `row`."""
+    from retrieval.search.late import sentence_maxsim
+
+    vecs, _ = retriever.index.tokens.many([row])
+    return sentence_maxsim(qtokens @ vecs.T, retriever.index.tokens.raw(row)[2], spans)
+
+
 def test_quote_token_similarity_favours_the_sentence_the_question_is_about(
         retriever: Retriever, embedder):
     # ¶5 of the trip story: the summit, the White House's claim, then the vague statement.
-    row = next(i for i, p in enumerate(retriever.index.all_passages())
+    row = next(i for i, p in enumerate(retriever.index.passages(list(range(len(retriever.index)))))
                if p.id == "000_94a4140cf05cdf3f#5")
     spans = retriever.index.sentences.spans[retriever.index.sentences.of(row)]
     _, tokens = embedder.encode_questions(["Was the joint statement vague about disarmament?",
                                            "When did the leaders meet in Singapore?"])
-    vague = retriever.sentence_token_scores(tokens[0], row, spans)
-    met = retriever.sentence_token_scores(tokens[1], row, spans)
+    vague = _token_scores(retriever, tokens[0], row, spans)
+    met = _token_scores(retriever, tokens[1], row, spans)
     assert len(spans) == 3 and ((vague > 0) & (vague <= 1)).all()
     assert int(np.argmax(vague)) == 2 and int(np.argmax(met)) == 0
 
@@ -160,10 +170,10 @@ def test_a_headline_that_answers_brings_its_article_first(embedder):
 
 
 def test_widened_vectors_are_numpys_cast_bit_for_bit():
-    from retrieval.search.retriever import _widen
+    from retrieval.search.rank import widen
 
     every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)  # NaN too
     for vecs in (every.reshape(-1, 64), every.reshape(64, -1)[:, ::3], every[:0], every[5:6]):
-        assert _widen(vecs).view(np.uint32).tolist() == (
+        assert widen(vecs).view(np.uint32).tolist() == (
             vecs.astype(np.float32).view(np.uint32).tolist())
-    assert _widen(np.ones((2, 3), np.float32)).dtype == np.float32
+    assert widen(np.ones((2, 3), np.float32)).dtype == np.float32

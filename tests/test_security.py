@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from bot.commands import RESTARTING
 
 from bot.app import BylineBot
 from bot.render import cite, markdown_link, render_help, safe
-from retrieval.build.pipeline import index_corpus
+from bot.replies import RESTARTING
+from retrieval import index_corpus
 from retrieval.corpus import Passage
 from retrieval.model.embed import Embedder
 from retrieval.search.filters import Filters
@@ -176,10 +176,10 @@ SECRET_URLS = [  # passwords left unescaped, and libpq's key=value form
 
 @pytest.mark.parametrize(("url", "secrets"), SECRET_URLS)
 def test_a_store_is_shown_by_host_and_database_only(url: str, secrets: list[str]):
-    from retrieval.store.base import describe_location, is_url
+    from retrieval.store import backend
 
-    assert is_url(url)
-    shown = describe_location(url)
+    assert backend(url).shared
+    shown = backend(url).describe()
     assert shown.startswith("postgresql://db.internal") and shown.endswith("/byline")
     assert not any(s in shown for s in secrets) and "byline@" not in shown
 

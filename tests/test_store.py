@@ -10,7 +10,8 @@ import faiss
 import numpy as np
 import pytest
 
-from retrieval.build.pipeline import build_index, index_corpus
+from retrieval import index_corpus
+from retrieval.build.pipeline import build_index
 from retrieval.corpus import Article, load_corpus
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, StoreError
 from retrieval.model.embed import Embedder
@@ -34,7 +35,7 @@ def test_round_trip(seed_index_dir: Path, embedder: Embedder):
     m = index.manifest
     assert (m.model, m.dimension, m.passages, m.articles) == ("all-MiniLM-L6-v2", 384, 20, 2)
     assert set(m.background) == {"dense", "lexical", "sentence"}
-    passages = index.all_passages()
+    passages = index.passages(list(range(len(index))))
     expected = [p for a in load_corpus(SEEDS) for p in a.passages()]
     assert passages == expected
     # The stored vectors are the model's embeddings of the passage texts.
@@ -53,7 +54,8 @@ def test_reindex_keeps_ids_and_replaces_generation(seed_index_dir: Path, tmp_pat
     before = Index.load(index_dir)
     index_corpus(SEEDS, index_dir, embedder, progress=False)
     after = Index.load(index_dir)
-    assert [p.id for p in after.all_passages()] == [p.id for p in before.all_passages()]
+    ids = [[p.id for p in i.passages(list(range(len(i))))] for i in (after, before)]
+    assert ids[0] == ids[1]
     assert after.manifest.generation != before.manifest.generation
     # The generation replaced is kept for readers that loaded it; the one before goes.
     names = {p.name for p in index_dir.iterdir()}
@@ -118,7 +120,7 @@ def test_other_dimension_is_a_mismatch(tmp_path: Path, embedder: Embedder):
     sentences = Sentences(np.ones((1, 8), np.float16), np.array([[0, 10]], np.int32),
                           np.array([0, 1]))
     odd = Index(replace(index.manifest, dimension=8, background={"dense": 0, "lexical": 0}),
-                small, index.postings, index._db, sentences)
+                small, index.postings, index.db, sentences)
     odd.save(tmp_path / "idx")
     with pytest.raises(IndexMismatch, match="8-dimensional vectors"):
         Retriever(Index.load(tmp_path / "idx"), embedder)
@@ -184,7 +186,7 @@ def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embe
 def test_token_vectors_are_kept_and_read_back(seed_index_dir: Path, embedder: Embedder):
     index = Index.load(seed_index_dir)
     assert isinstance(index.tokens.vectors, RowFile)
-    passages = index.all_passages()
+    passages = index.passages(list(range(len(index))))
     for row in (0, 7, len(passages) - 1):
         text = passages[row].text
         stored = index.tokens.of(row)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.errors import BadQuestion
 from retrieval.model.embed import Embedder
 from retrieval.search.filters import Filters, complete_outlets, prefer_recent, wants_recent
@@ -211,15 +211,14 @@ def ivf(embedder: Embedder) -> Retriever:
     ({"outlet": "daily"}, 0.5),
 ])
 def test_ivf_filters_still_give_k_results_from_the_allowed_rows(
-        ivf: Retriever, monkeypatch, filters, share, exact_subset_max):
-    from retrieval import filtered
+        ivf: Retriever, filters, share, exact_subset_max):
+    from retrieval.store.subset import dense_candidates
 
-    monkeypatch.setattr(filtered, "EXACT_SUBSET_MAX", exact_subset_max)
     f = Filters.parse(**filters)
     allowed = ivf.allowed(f)
     assert abs(allowed.mean() - share) < 0.005
     qvec = ivf.index.passage_vectors[5]  # a passage's own vector
-    found = filtered.dense_candidates(ivf.index, qvec, 10, allowed)[0]
+    found = dense_candidates(ivf.index, qvec, 10, allowed, exact_subset_max)[0]
     assert len(found) == 10 and allowed[found].all()
     rows = np.flatnonzero(allowed)
     exact = rows[np.argsort(-(ivf.index.passage_vectors[rows] @ qvec))[:10]]

@@ -7,7 +7,7 @@ import pytest
 
 from bot.app import BylineBot
 from bot.render import DESCRIPTION_MAX, TOTAL_MAX, render_timeline, timeline_line
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
 from retrieval.search.timeline import Story, Timeline

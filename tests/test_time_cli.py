@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.build.pipeline import index_corpus
+from retrieval import index_corpus
 from retrieval.cli.main import main
 from retrieval.model.embed import Embedder
 

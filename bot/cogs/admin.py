@@ -34,7 +34,7 @@ from bot.replies import NO_PINGS, NOT_ADMIN, NotAdmin, ShuttingDown
 from retrieval.corpus.meta import date_key
 from retrieval.errors import FetchError
 from retrieval.feeds.follow import FeedState, stamp
-from retrieval.search.quotes import day
+from retrieval.search.citations import day
 from retrieval.store import ArticleInfo
 from retrieval.text import truncate
 

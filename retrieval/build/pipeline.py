@@ -18,7 +18,7 @@ from retrieval.corpus import Article, LoadReport, Passage, checked, scan_corpus
 from retrieval.build.dedup import copy_groups
 from retrieval.model.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
-from retrieval.store import TOKENS_MAX, Index, PendingTokens, Sentences, Tokens
+from retrieval.store import SPLICE_MIN, TOKENS_MAX, Index, PendingTokens, Sentences, Tokens
 from retrieval.store.ann import EXACT_MAX
 from retrieval.store.base import Backend, Store
 from retrieval.store import backend
@@ -35,7 +35,7 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
                  progress: bool = True, incremental: bool = True, strict: bool = False,
                  on_report: Callable[[LoadReport], None] | None = None,
                  wait: bool = True, on_wait: Callable[[str], None] | None = None, *,
-                 calibrate: Calibrate) -> Index:
+                 calibrate: Calibrate, splice_min: int = SPLICE_MIN) -> Index:
     """Load, clean, embed, calibrate (`calibrate`) and save `corpus_dir` as the index in `index_dir`.
 
     With `incremental`, the index already in `index_dir` (same model and encoder, every file
@@ -59,7 +59,7 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
             on_report(report)
         checked(report, corpus_dir, strict)
         index = calibrate(build_index(report.articles, embedder, str(corpus_dir), progress,
-                                       previous), embedder)
+                                       previous, splice_min=splice_min), embedder)
         index.report = report
         store.publish(index)
     return index
@@ -80,14 +80,16 @@ def _previous(store: Backend, embedder: Embedder) -> Store | None:
 
 def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
                 progress: bool = True, previous: Store | None = None,
-                exact_max: int = EXACT_MAX, tokens_max: int = TOKENS_MAX) -> Index:
+                exact_max: int = EXACT_MAX, tokens_max: int = TOKENS_MAX,
+                splice_min: int = SPLICE_MIN) -> Index:
     """Embed every passage of `articles` and assemble the (unsaved, uncalibrated) index.
 
     With `previous` (an index built by the same model and encoder), passages whose text
     is unchanged reuse its vectors and only new or edited ones are embedded; the result
     equals a full build (each text's vectors depend on that text alone). Above
     `exact_max` passages, dense search goes through a tuned IVF index; up to
-    `tokens_max`, token vectors are kept for picking quotes."""
+    `tokens_max`, token vectors are kept for picking quotes; a previous token file of
+    `splice_min` bytes or more is hard-linked rather than copied where most of it is reused."""
     passages = [p for a in articles for p in a.passages()]
     keep_tokens = len(passages) <= tokens_max
     reuse = previous.reusable(embedder) if previous is not None else {}
@@ -95,7 +97,7 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
         reuse = {}  # its passages' tokens were not kept: embed them again
     before = [reuse.get(p.content_hash) for p in passages]  # row in `previous`, or None
     vecs, sentences, tokens = _embed(passages, before, embedder, previous, keep_tokens,
-                                     progress)
+                                     progress, splice_min)
     groups = copy_groups([p.text for p in passages], [p.article_id for p in passages])
     index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
                                encoder=embedder.encoder, corpus=corpus, exact_max=exact_max,
@@ -108,7 +110,7 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
 
 
 def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder,
-           previous: Store | None, keep_tokens: bool, progress: bool
+           previous: Store | None, keep_tokens: bool, progress: bool, splice_min: int
            ) -> tuple[np.ndarray, Sentences, PendingTokens | None]:
     """Passage, sentence and token vectors: new for `before[i] is None`, else taken from
     row `before[i]` of `previous`."""
@@ -153,7 +155,7 @@ def _embed(passages: list[Passage], before: list[int | None], embedder: Embedder
                 token_items[i] = int(row) if by_row else toks[j]
     sentence_vecs = (np.concatenate(per_passage) if passages
                      else np.empty((0, dim), np.float32))
-    tokens = (PendingTokens(token_items, previous.tokens if by_row else None, dim)
+    tokens = (PendingTokens(token_items, previous.tokens if by_row else None, dim, splice_min)
               if keep_tokens else None)
     return vecs, Sentences.pack(spans, sentence_vecs), tokens
 

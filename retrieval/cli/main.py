@@ -20,9 +20,11 @@ from retrieval.corpus.meta import clean_text
 from retrieval.errors import BylineError, IndexMissing, describe_os_error
 from retrieval.logs import configure
 from retrieval.model.embed import ENCODERS
+from retrieval.search.answer import Answer, Hit, check_question
+from retrieval.search.citations import PLAIN, UNDATED, Style, cite, copy_names, day
 from retrieval.search.filters import Filters
-from retrieval.search.quotes import PLAIN, UNDATED, Style, cite, copy_names, day
-from retrieval.search.retriever import METHODS, Answer, Hit, Retriever, check_question
+from retrieval.search.retriever import Retriever
+from retrieval.search.settings import METHODS
 from retrieval.store import backend, open_store
 from retrieval.version import __version__
 

@@ -18,7 +18,7 @@ _META_LINE = re.compile(r"^\s*(?P<key>[A-Za-z]+)\s*:\s*(?P<value>\S.*?)\s*$")
 def parse_article(text: str, article_id: str, source: str, sha256: str = "") -> Article:
     """Split raw text into header metadata, title and clean paragraphs."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    meta, title, body = _split_header(lines)
+    meta, title, body = split_header(lines)
     raw_blocks = blocks(body)
     paragraphs = clean_paragraphs(raw_blocks, title=title)
     if parse_date(meta.get("date")) is None:
@@ -40,7 +40,7 @@ def dateline(lines: list[str]) -> str | None:
     return None
 
 
-def _split_header(lines: list[str]) -> tuple[dict[str, str], str, list[str]]:
+def split_header(lines: list[str]) -> tuple[dict[str, str], str, list[str]]:
     """Take `Key: value` metadata lines before and right after the title line."""
     meta: dict[str, str] = {}
     title = ""

@@ -147,7 +147,7 @@ def host_dir(url: str) -> str:
     return f"{host}_{parts.port}" if parts.port and parts.port != default else host
 
 
-class _RateLimiter:
+class RateLimiter:
     """At most `rate` requests per host per second, on the monotonic clock."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
@@ -232,7 +232,7 @@ class Fetcher:
         self._record_path = self.folder / RECORD_NAME
         self._record = _Record.load(self._record_path)
         self._held: int | None = None  # the folder's bytes, counted on the first save
-        self._limiter = _RateLimiter(self.settings.rate)
+        self._limiter = RateLimiter(self.settings.rate)
         transport, self._backend = guarded_transport(self.settings.policy)
         self._client = httpx.Client(
             transport=transport,

@@ -122,7 +122,7 @@ def load_dataset(path: str | Path) -> tuple[list[Article] | None, list[EvalQuest
     return load_squad(path)
 
 
-def _is_gold(q: EvalQuestion, hit: Hit) -> bool:
+def is_gold(q: EvalQuestion, hit: Hit) -> bool:
     if q.own_sources:
         p = hit.passage
         return p.source in q.own_sources and any(g in p.text or g in p.title
@@ -149,7 +149,7 @@ def evaluate(retriever: Retriever, questions: list[EvalQuestion],
     ranks = []
     first = []  # (question, answer) whose gold passage is ranked first
     for q, a in zip(questions, answers, strict=True):
-        rank = next((h.rank for h in a.hits if _is_gold(q, h)), None)
+        rank = next((h.rank for h in a.hits if is_gold(q, h)), None)
         ranks.append(rank)
         if rank == 1:
             first.append((q, a))

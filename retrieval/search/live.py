@@ -50,15 +50,19 @@ class LiveRetriever:
     thread at a time; `swap()` is one assignment."""
 
     def __init__(self, retriever: Retriever, location: str | Path | None = None,
-                 poll_seconds: float | None = None) -> None:
+                 poll_seconds: float | None = None, watch: Watch | None = None) -> None:
         """`location`: the folder or store to watch (default: where `retriever`'s index was
         read from; an index that was never saved has none, and then nothing is watched).
         `poll_seconds`: how often a store that refuses LISTEN (a hot standby) is polled
-        (default: BYLINE_RELOAD_SECONDS, else 10)."""
+        (default: BYLINE_RELOAD_SECONDS, else 10). `watch`: how to notice a new generation
+        (default: the store's own Watch)."""
         self._current = retriever
         where = location if location is not None else retriever.index.location
         self.store: Backend | None = backend(where) if where is not None else None
-        self._watch: Watch | None = self.store.watch(poll_seconds) if self.store else None
+        # how a new generation is noticed (None: never saved, nothing to watch)
+        if watch is None and self.store is not None:
+            watch = self.store.watch(poll_seconds)
+        self.watch = watch
         self._stamp: Hashable | None = self._stat()  # as it stood for the current generation
         if self._stamp is not None and self._named() != self.generation:
             self._stamp = None  # saved again since `retriever` was loaded: load that one
@@ -85,8 +89,8 @@ class LiveRetriever:
     def catch_up(self) -> None:
         """Ask a database which generation it serves now, rather than wait for the
         notification (after this process published, say); a folder needs nothing."""
-        if self._watch is not None:
-            self._watch.catch_up()
+        if self.watch is not None:
+            self.watch.catch_up()
 
     def stale(self) -> bool:
         """Whether manifest.json changed since the current generation was loaded (one stat;
@@ -153,17 +157,17 @@ class LiveRetriever:
 
     def close(self) -> None:
         """Stop listening (a PostgreSQL store); a folder needs nothing."""
-        if self._watch is not None:
-            self._watch.close()
+        if self.watch is not None:
+            self.watch.close()
 
     def _where(self) -> str:
         return self.store.describe() if self.store is not None else "(nowhere)"
 
     def _named_or_fail(self) -> str:
         """The generation the store names now (BylineError when it cannot be read)."""
-        if self._watch is None:
+        if self.watch is None:
             raise BylineError("this index was never saved: there is nothing to reload")
-        return self._watch.named()
+        return self.watch.named()
 
     def _open(self, model: str) -> Store:
         assert self.store is not None  # a stamp was seen, so there is a store
@@ -178,4 +182,4 @@ class LiveRetriever:
 
     def _stat(self) -> Hashable | None:
         """What changes when a generation is published (the store's Watch says)."""
-        return self._watch.stamp() if self._watch is not None else None
+        return self.watch.stamp() if self.watch is not None else None

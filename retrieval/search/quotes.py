@@ -1,123 +1,124 @@
-"""How a passage is cited, decided once for every surface (the `byline` CLI, the Discord bot).
-
-A citation reads `Title — Outlet, 2022-09-30 — ¶4` and names the other articles that carry
-the same passage: `The Courier, Derailed and 2 more`. Dates are shown as the day
-(`2022-09-30`), never as the stored timestamp. This module knows nothing of Discord or
-rich: a surface passes a `Style` with its escaping, link syntax and lengths, and gets back
-a `Citation` whose parts it may lay out itself or join with `Citation.line`.
-"""
+"""Which sentence of a passage answers: sentence similarity, the question's rare words, and
+late interaction where the index keeps token vectors; and whether the headline answers better."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
-from retrieval.corpus.meta import clean_text
-from retrieval.corpus.records import Passage
-from retrieval.text import truncate
+import numpy as np
 
-UNDATED = "undated"  # what a timeline shows in place of a missing date
-
-
-class Citable(Protocol):
-    """What a citation is read from: a Passage, an ArticleInfo, a timeline Story, a Copy."""
-
-    @property
-    def title(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def outlet(self) -> str | None: ...
-    @property
-    def date(self) -> str | None: ...
-    @property
-    def url(self) -> str | None: ...
+from retrieval.corpus import Passage
+from retrieval.search.answer import Hit
+from retrieval.search.late import sentence_maxsim
+from retrieval.search.lexical import Lexical
+from retrieval.search.rank import widen
+from retrieval.search.settings import HEADLINE_MIN_WORDS, QUOTE_MODES, SearchSettings
+from retrieval.store.base import Store
+from retrieval.text import analyze
 
 
-def day(date: str | None) -> str | None:
-    """The day of an ISO 8601 date or timestamp: `2022-09-30T14:05:00+00:00` -> `2022-09-30`."""
-    return date[:10] if date else None
+class Quotes:
+    """Quote picking over `index`, with BM25's IDF (`lexical`) and `encode` for headlines."""
 
+    def __init__(self, index: Store, settings: SearchSettings, lexical: Lexical,
+                 encode: Callable[[list[str]], np.ndarray]) -> None:
+        self.index = index
+        self.settings = settings
+        self.lexical = lexical
+        self.encode = encode
+        self._title_vecs: dict[str, np.ndarray] = {}  # headline -> vector (title_vector)
 
-def _unchanged(text: str) -> str:
-    return text
+    def quote(self, qvec: np.ndarray, terms: list[str], passage: Passage, row: int,
+              mode: str = "best", qtokens: np.ndarray | None = None) -> str:
+        """The sentence of `passage` that best answers the question.
 
+        "best": most similar sentence plus a bonus for holding the question's words that are
+        rare both in the corpus and within this passage (a topic word in every sentence says
+        nothing about which one answers), plus, given the question's content tokens
+        (`qtokens`) and an index that keeps token vectors, each sentence's late-interaction
+        similarity; "dense": similarity alone; "lead": the first sentence. The last two are
+        baselines for `byline eval`."""
+        if mode not in QUOTE_MODES:
+            raise ValueError(f"mode must be one of {QUOTE_MODES}")
+        if mode == "best":
+            return self.quotes(qvec, terms, [passage], [row], qtokens)[0]
+        vecs, spans = self.index.sentences.passage(row)
+        texts = [passage.text[a:b] for a, b in spans]
+        if len(texts) == 1 or mode == "lead":
+            return texts[0]
+        return texts[int(np.argmax(widen(vecs) @ qvec))]
 
-def _cut(text: str, limit: int | None) -> str:
-    return text if limit is None else truncate(text, limit)
+    def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
+               rows: Sequence[int], qtokens: np.ndarray | None = None,
+               sims: dict[int, np.ndarray] | None = None) -> list[str]:
+        """`quote` ("best") of each of `passages` (at `rows`), their sentence and token
+        vectors read in one go; `sims`: token cosines late interaction already measured
+        (row -> question tokens x its tokens), not measured again."""
+        own = self.index.sentences.passages(np.asarray(rows, np.int64))
+        tokens = self.index.tokens if qtokens is not None else None
+        several = [r for r, (_, sp) in zip(rows, own, strict=True) if len(sp) > 1]
+        by_token: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if tokens is not None and several:
+            for r, (codes, scales, chars) in zip(
+                    several, tokens.raws(np.asarray(several, np.int64)), strict=True):
+                kept = sims.get(int(r)) if sims is not None else None
+                if kept is None:
+                    kept = ((np.asarray(codes).astype(np.float32) @ qtokens.T)
+                            * scales[:, None]).T  # as late interaction measures them
+                by_token[int(r)] = (kept, np.asarray(chars))
+        out = []
+        for p, row, (vecs, spans) in zip(passages, rows, own, strict=True):
+            texts = [p.text[x:y] for x, y in spans]
+            if len(texts) == 1:
+                out.append(texts[0])
+                continue
+            score = widen(np.asarray(vecs)) @ qvec
+            if terms:
+                score = score + self.settings.quote_lexical * self.sentence_coverage(terms,
+                                                                                       texts)
+            if int(row) in by_token:
+                score = score + self.settings.quote_tokens * sentence_maxsim(
+                    *by_token[int(row)], spans)
+            out.append(texts[int(np.argmax(score))])
+        return out
 
+    def headline_answers(self, qvec: np.ndarray, terms: list[str], hit: Hit) -> bool:
+        """Whether the hit's article headline answers the question better than any sentence
+        of the passage: its similarity plus its share of the question's rare words, against
+        the same for each sentence, by `headline_margin`."""
+        margin = self.settings.headline_margin
+        p = hit.passage
+        if (margin is None or p.title == p.article_id
+                or len(p.title.split()) < HEADLINE_MIN_WORDS):
+            return False
+        vecs, spans = self.index.sentences.passage(hit.row)
+        texts = [p.text[a:b] for a, b in spans]
+        coverage = self.sentence_coverage(terms, [*texts, p.title]) if terms else None
+        scores = np.concatenate([widen(vecs) @ qvec,
+                                 [float(self.title_vector(p.title) @ qvec)]])
+        if coverage is not None:
+            scores = scores + self.settings.quote_lexical * coverage
+        return bool(scores[-1] >= scores[:-1].max() + margin)
 
-@dataclass(frozen=True)
-class Style:
-    """What differs between surfaces; the defaults give plain text with nothing cut."""
+    def title_vector(self, title: str) -> np.ndarray:
+        """A headline's vector, encoded on first use and kept (a bounded cache)."""
+        vec = self._title_vecs.get(title)
+        if vec is None:
+            if len(self._title_vecs) >= 10_000:
+                self._title_vecs.clear()
+            vec = self._title_vecs[title] = self.encode([title])[0]
+        return vec
 
-    escape: Callable[[str], str] = _unchanged  # applied to each piece of article text
-    link: Callable[[str, str], str] | None = None  # (title, url) -> linked title; None: no link
-    title_max: int | None = None  # the (escaped) title cut to this many characters
-    part_max: int | None = None  # the outlet and the date each cut to this
-    source: bool = False  # give the source file, for `line` to end with `(a.txt)`
-    names: int | None = None  # name at most this many copies, then `and 2 more`; 0: none
-    name_max: int | None = None  # each copy's name cut to this
-    copy_dates: bool = False  # each copy with its day: `The Courier (2024-05-01)`
-
-
-PLAIN = Style()
-
-
-@dataclass(frozen=True)
-class Citation:
-    """A citation's parts, escaped, cut and linked for one surface ("" where unknown)."""
-
-    title: str  # linked when the article has a web address and the style links
-    outlet: str = ""
-    date: str = ""  # the day
-    paragraph: int | None = None
-    source: str = ""
-    also_in: str = ""  # the other articles carrying the passage: `A, B and 2 more`
-
-    @property
-    def where(self) -> str:
-        """`Outlet, 2022-09-30` with the parts that are known."""
-        return ", ".join(x for x in (self.outlet, self.date) if x)
-
-    def line(self) -> str:
-        """`Title — Outlet, 2022-09-30 — ¶4 (a.txt)` with the parts that are known."""
-        where = f" — {self.where}" if self.where else ""
-        paragraph = f" — ¶{self.paragraph}" if self.paragraph is not None else ""
-        source = f" ({self.source})" if self.source else ""
-        return f"{self.title}{where}{paragraph}{source}"
-
-
-def cite(item: Citable, style: Style = PLAIN, copies: Sequence[Citable] = ()) -> Citation:
-    """The citation of a passage (with its paragraph) or of an article or story, and of the
-    `copies` other articles carry, in `style`."""
-    esc = style.escape
-    title = _cut(esc(item.title), style.title_max)
-    if style.link and item.url and item.url.startswith(("http://", "https://")):
-        title = style.link(title, item.url)
-    return Citation(
-        title=title,
-        outlet=_cut(esc(item.outlet), style.part_max) if item.outlet else "",
-        date=_cut(esc(d), style.part_max) if (d := day(item.date)) else "",
-        paragraph=item.paragraph if isinstance(item, Passage) else None,
-        # A file name is the corpus owner's, not cleaned when read: one line, no escapes.
-        source=esc(clean_text(item.source) or "") if style.source else "",
-        also_in=copy_names(copies, style),
-    )
-
-
-def copy_names(copies: Sequence[Citable], style: Style = PLAIN) -> str:
-    """`Outlet A, Outlet B and 2 more` for the other articles carrying a passage (each by
-    outlet, else title), "" when none or when the style names none."""
-    if not copies or (style.names is not None and style.names < 1):
-        return ""
-    shown = copies if style.names is None else copies[:style.names]
-    names = []
-    for c in shown:
-        name = _cut(style.escape(c.outlet or c.title), style.name_max)
-        if style.copy_dates and (d := day(c.date)):
-            name += f" ({style.escape(d)})"
-        names.append(name)
-    more = len(copies) - len(shown)
-    return ", ".join(names) + (f" and {more} more" if more else "")
+    def sentence_coverage(self, terms: list[str], texts: list[str]) -> np.ndarray:
+        """Per sentence, the share of the question's term weight it holds, a term weighing
+        its corpus IDF times (log(1 + sentences / sentences holding it))²."""
+        bags = [set(analyze(t)) for t in texts]
+        n = len(texts)
+        weights = {}
+        for t in set(terms):
+            local = math.log(1 + n / (1 + sum(t in bag for bag in bags)))
+            weights[t] = self.lexical.idf(t) * local * local
+        total = sum(weights.values()) or 1.0
+        return np.array([sum(w for t, w in weights.items() if t in bag) / total
+                         for bag in bags], dtype=np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,72 +15,18 @@ from retrieval.model.embed import Embedder
 from retrieval.model.probes import PROBES
 from retrieval.search.answer import Answer, Candidates, Evidence, Hit, check_question
 from retrieval.search.filters import Coverage, Filters, prefer_recent, recency
-from retrieval.search.late import late_interaction, sentence_maxsim
-from retrieval.search.lexical import EXACT_TIES_MAX, Lexical
+from retrieval.search.late import late_interaction
+from retrieval.search.lexical import Lexical
+from retrieval.search.quotes import Quotes
 from retrieval.search.rank import minmax, one_blas_thread, widen
 from retrieval.search.refusal import lexical_background
-from retrieval.store import ANN_DEPTH, open_store
+from retrieval.search.settings import SearchSettings
+from retrieval.store import open_store
 from retrieval.store.base import Store
 from retrieval.text import analyze
 
 # What an index's manifest stores as its background (an index lacking one is measured again).
 BACKGROUND_KEYS = frozenset({"dense", "lexical", "sentence"})
-METHODS = ("hybrid", "dense", "bm25")
-QUOTE_MODES = ("best", "dense", "lead")
-HEADLINE_MARGIN = 0.1  # news dev quote hit 0.735 -> 0.783 (0.0: 0.747; 0.2: no change)
-# A headline can state an answer only when it says something: a bare topic name ("Warsaw",
-# "Super Bowl 50", "Intergovernmental Panel on Climate Change") never replaces a sentence.
-HEADLINE_MIN_WORDS = 6
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Knobs of retrieval; the defaults are the calibrated ones (see docs/quality.md)."""
-
-    method: str = "hybrid"  # "dense" and "bm25" alone are the baselines
-    dense_weight: float = 0.4  # share of the min-max normalised dense score in the fusion
-    sentence_weight: float = 0.7  # weight of the candidates' best-sentence similarity
-    candidates: int = ANN_DEPTH  # how many passages each retriever proposes for fusion
-    coverage_rank_weight: float = 0.6  # bonus for holding more of the question's IDF mass
-    quote_lexical: float = 2.0  # weight of the question's rare words in picking the quote
-    # Weight, in picking the quote, of a sentence's late-interaction similarity: the mean over
-    # the question's content tokens of the best cosine with one of the sentence's tokens.
-    quote_tokens: float = 1.0
-    # The top passage's headline is shown as the answer (the quote) when it scores this much
-    # above the passage's best sentence on the same terms (similarity + quote_lexical x rare
-    # words); None never shows it. News headlines often state the answer the body assumes.
-    headline_margin: float | None = HEADLINE_MARGIN
-    # "Covered" when (dense - bg.dense) + coverage_weight * (lexical - bg.lexical(terms))
-    # + sentence_evidence_weight * (sentence - bg.sentence) + length_weight * ln(terms)
-    # >= threshold, the background (bg) being what generic off-topic probes score on this
-    # corpus (see Evidence), its lexical share scaled to the question's length
-    # (`lexical_background`). Calibrated jointly on SQuAD dev A, the news dev set and that
-    # set padded to 10 and 17 times its articles by bench/calibrate_not_covered.py (see
-    # docs/quality.md).
-    coverage_weight: float = 0.9
-    sentence_evidence_weight: float = 1.0
-    length_weight: float = 0.05
-    threshold: float = 0.61
-    # Article context (news paragraphs are short; the subject is often named in the paragraph
-    # before or in the headline): weight of the question's IDF mass held by the passage, its
-    # previous paragraph and its headline together; of the best fused score among the
-    # candidates of the same article; of the headline's share of the question's IDF mass.
-    context_rank_weight: float = 0.4
-    article_rank_weight: float = 0.0  # measured, did not help (docs/quality.md)
-    headline_rank_weight: float = 0.3
-    # Late interaction in the ranking: the `late_depth` best candidates get `late_weight` x
-    # their (min-max normalised) length-corrected MaxSim with the question's content tokens
-    # (retrieval.search.late), where the index keeps token vectors.
-    late_weight: float = 0.6
-    late_depth: int = 20
-    # Up to this many passages, a tie at the cut of BM25's top candidates is broken by
-    # partitioning every matching passage; above, among the few passages over a bound on the
-    # cut (the same top n but for ties; search/lexical.py).
-    exact_ties_max: int = EXACT_TIES_MAX
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}")
 
 
 class Retriever:
@@ -116,13 +62,15 @@ class Retriever:
         # BM25's postings: term t's passages (sorted) with its score in each, read per term
         # (memory-mapped arrays in a folder; rows of a table in PostgreSQL).
         self.lexical = Lexical(index.postings, len(index), self.settings.exact_ties_max)
+        # the embedder is set by __init__ before any question (measuring a background needs none)
+        self.quoter = Quotes(index, self.settings, self.lexical,
+                             lambda texts: self.embedder.encode(texts))
         self.index = index
         self._titles: dict[str, frozenset[str]] = {}  # headline -> its analysed terms
         bg = index.manifest.background
         self._background = Evidence(dense=bg.get("dense", 0.0), lexical=bg.get("lexical", 0.0),
                                     sentence=bg.get("sentence", 0.0))
         self._rows_meta: Coverage | None = None
-        self._title_vecs: dict[str, np.ndarray] = {}  # headline -> vector (_title_vector)
 
     @classmethod
     def open(cls, index_dir: str | Path, model: str | None = None,
@@ -223,7 +171,7 @@ class Retriever:
                 for n, (i, p, quote) in enumerate(zip(
                     picked, top, self.quotes(qvec, terms, top, [rows[i] for i in picked],
                                              qtokens, sims), strict=True))]
-        if hits and self._headline_answers(qvec, terms, hits[0]):
+        if hits and self.quoter.headline_answers(qvec, terms, hits[0]):
             hits[0] = replace(hits[0], quote=hits[0].passage.title, quote_from="headline")
         return Answer(q, answered, hits, confidence, evidence)
 
@@ -456,104 +404,15 @@ class Retriever:
             raise self.index.damaged("vectors/passages.npy")
         return sims
 
-    # -- quotes ---------------------------------------------------------------------------
+    # -- quotes (search/quotes.py) ---------------------------------------------------------
 
     def quote(self, qvec: np.ndarray, terms: list[str], passage: Passage, row: int,
               mode: str = "best", qtokens: np.ndarray | None = None) -> str:
-        """The sentence of `passage` that best answers the question.
-
-        "best": most similar sentence plus a bonus for holding the question's words that are
-        rare both in the corpus and within this passage (a topic word in every sentence says
-        nothing about which one answers), plus, given the question's content tokens
-        (`qtokens`) and an index that keeps token vectors, each sentence's late-interaction
-        similarity; "dense": similarity alone; "lead": the first sentence. The last two are
-        baselines for `byline eval`."""
-        if mode not in QUOTE_MODES:
-            raise ValueError(f"mode must be one of {QUOTE_MODES}")
-        if mode == "best":
-            return self.quotes(qvec, terms, [passage], [row], qtokens)[0]
-        vecs, spans = self.index.sentences.passage(row)
-        texts = [passage.text[a:b] for a, b in spans]
-        if len(texts) == 1 or mode == "lead":
-            return texts[0]
-        return texts[int(np.argmax(widen(vecs) @ qvec))]
+        """The sentence of `passage` that best answers the question (see Quotes.quote)."""
+        return self.quoter.quote(qvec, terms, passage, row, mode, qtokens)
 
     def quotes(self, qvec: np.ndarray, terms: list[str], passages: Sequence[Passage],
                rows: Sequence[int], qtokens: np.ndarray | None = None,
                sims: dict[int, np.ndarray] | None = None) -> list[str]:
-        """`quote` ("best") of each of `passages` (at `rows`), their sentence and token
-        vectors read in one go; `sims`: token cosines late interaction already measured
-        (row -> question tokens x its tokens), not measured again."""
-        own = self.index.sentences.passages(np.asarray(rows, np.int64))
-        tokens = self.index.tokens if qtokens is not None else None
-        several = [r for r, (_, sp) in zip(rows, own, strict=True) if len(sp) > 1]
-        by_token: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if tokens is not None and several:
-            for r, (codes, scales, chars) in zip(
-                    several, tokens.raws(np.asarray(several, np.int64)), strict=True):
-                kept = sims.get(int(r)) if sims is not None else None
-                if kept is None:
-                    kept = ((np.asarray(codes).astype(np.float32) @ qtokens.T)
-                            * scales[:, None]).T  # as late interaction measures them
-                by_token[int(r)] = (kept, np.asarray(chars))
-        out = []
-        for p, row, (vecs, spans) in zip(passages, rows, own, strict=True):
-            texts = [p.text[x:y] for x, y in spans]
-            if len(texts) == 1:
-                out.append(texts[0])
-                continue
-            score = widen(np.asarray(vecs)) @ qvec
-            if terms:
-                score = score + self.settings.quote_lexical * self._sentence_coverage(terms,
-                                                                                       texts)
-            if int(row) in by_token:
-                score = score + self.settings.quote_tokens * sentence_maxsim(
-                    *by_token[int(row)], spans)
-            out.append(texts[int(np.argmax(score))])
-        return out
-
-    def _headline_answers(self, qvec: np.ndarray, terms: list[str], hit: Hit) -> bool:
-        """Whether the hit's article headline answers the question better than any sentence
-        of the passage: its similarity plus its share of the question's rare words, against
-        the same for each sentence, by `headline_margin`."""
-        margin = self.settings.headline_margin
-        p = hit.passage
-        if (margin is None or p.title == p.article_id
-                or len(p.title.split()) < HEADLINE_MIN_WORDS):
-            return False
-        vecs, spans = self.index.sentences.passage(hit.row)
-        texts = [p.text[a:b] for a, b in spans]
-        coverage = self._sentence_coverage(terms, [*texts, p.title]) if terms else None
-        scores = np.concatenate([widen(vecs) @ qvec,
-                                 [float(self._title_vector(p.title) @ qvec)]])
-        if coverage is not None:
-            scores = scores + self.settings.quote_lexical * coverage
-        return bool(scores[-1] >= scores[:-1].max() + margin)
-
-    def _title_vector(self, title: str) -> np.ndarray:
-        """A headline's vector, encoded on first use and kept (a bounded cache)."""
-        vec = self._title_vecs.get(title)
-        if vec is None:
-            if len(self._title_vecs) >= 10_000:
-                self._title_vecs.clear()
-            vec = self._title_vecs[title] = self.embedder.encode([title])[0]
-        return vec
-
-    def sentence_token_scores(self, qtokens: np.ndarray, row: int, spans: np.ndarray
-                              ) -> np.ndarray:
-        """`sentence_maxsim` of one passage's sentences (`spans`), for a look at one."""
-        vecs, _ = self.index.tokens.many([row])
-        return sentence_maxsim(qtokens @ vecs.T, self.index.tokens.raw(row)[2], spans)
-
-    def _sentence_coverage(self, terms: list[str], texts: list[str]) -> np.ndarray:
-        """Per sentence, the share of the question's term weight it holds, a term weighing
-        its corpus IDF times (log(1 + sentences / sentences holding it))²."""
-        bags = [set(analyze(t)) for t in texts]
-        n = len(texts)
-        weights = {}
-        for t in set(terms):
-            local = math.log(1 + n / (1 + sum(t in bag for bag in bags)))
-            weights[t] = self.lexical.idf(t) * local * local
-        total = sum(weights.values()) or 1.0
-        return np.array([sum(w for t, w in weights.items() if t in bag) / total
-                         for bag in bags], dtype=np.float32)
+        """`quote` ("best") of each of `passages` (see Quotes.quotes)."""
+        return self.quoter.quotes(qvec, terms, passages, rows, qtokens, sims)

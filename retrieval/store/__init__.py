@@ -17,15 +17,15 @@ from retrieval.store.ann import ANN_DEPTH, EXACT_MAX
 from retrieval.store.base import Backend, Store
 from retrieval.store.folder.index import TOKENS_MAX, Index, corpus_fingerprint
 from retrieval.store.folder.lock import WriterLock
-from retrieval.store.folder.parts import PendingTokens, Sentences, Tokens
+from retrieval.store.folder.parts import SPLICE_MIN, PendingTokens, Sentences, Tokens
 from retrieval.store.folder.rows import RowFile
 from retrieval.store.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
 from retrieval.store.tables import ArticleInfo, Copy
 
-__all__ = ["ANN_DEPTH", "EXACT_MAX", "FORMAT_VERSION", "MANIFEST", "TOKENS_MAX", "ArticleInfo",
-           "Backend", "Copy", "Index", "Manifest", "PendingTokens", "RowFile", "Sentences",
-           "Store", "Tokens", "WriterLock", "backend", "corpus_fingerprint", "open_store",
-           "probes_key", "read_manifest"]
+__all__ = ["ANN_DEPTH", "EXACT_MAX", "FORMAT_VERSION", "MANIFEST", "SPLICE_MIN", "TOKENS_MAX",
+           "ArticleInfo", "Backend", "Copy", "Index", "Manifest", "PendingTokens", "RowFile",
+           "Sentences", "Store", "Tokens", "WriterLock", "backend", "corpus_fingerprint",
+           "open_store", "probes_key", "read_manifest"]
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 # libpq's other form, `host=db dbname=byline password=...`: a store, never a folder's name.

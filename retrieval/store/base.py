@@ -118,6 +118,8 @@ class Store(Protocol):
 class Watch(Protocol):
     """How a long-running reader notices a new generation at a location (hot reload)."""
 
+    mode: str  # how: "stat" (a folder's manifest), "listen" or "poll" (a database)
+
     def stamp(self) -> Hashable | None:
         """What changes when a generation is published (None: nothing to go by now)."""
         ...
@@ -189,8 +191,8 @@ class Backend(ABC):
         """`byline check`: verify the index here, print the report; the exit status."""
 
     @abstractmethod
-    def watch(self, poll_seconds: float | None = None) -> Watch:
-        """A Watch on the generations published here."""
+    def watch(self, poll_seconds: float | None = None, **options: Any) -> Watch:
+        """A Watch on the generations published here (`options`: the backend's own)."""
 
     def migrate_from(self, index: Store | None, source: str = "", progress: bool = False
                      ) -> dict[str, Any]:

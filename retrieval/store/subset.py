@@ -17,19 +17,20 @@ EXACT_SUBSET_MAX = 20_000
 
 
 def dense_candidates(index: Index, qvec: np.ndarray, n: int,
-                     allowed: np.ndarray | None = None) -> np.ndarray:
+                     allowed: np.ndarray | None = None,
+                     exact_max: int = EXACT_SUBSET_MAX) -> np.ndarray:
     """The (1, n) rows FAISS proposes for `qvec` (-1 pads a short list), only among the
     `allowed` rows (a boolean mask over rows; None: all).
 
     Flat index: FAISS's exact search with an ID selector (a bitmap of the allowed rows).
-    IVF: up to EXACT_SUBSET_MAX allowed rows, exact scores of their vectors; above, the IVF
+    IVF: up to `exact_max` allowed rows, exact scores of their vectors; above, the IVF
     search with the selector and nprobe raised by 1 / (allowed share), so about as many
     allowed passages are scanned as an unfiltered search scans passages."""
     if allowed is None:
         return search_one(index.vectors, qvec, n)[1]
     count = int(np.count_nonzero(allowed))
     ann = index.manifest.ann
-    if ann != "flat" and count <= EXACT_SUBSET_MAX:
+    if ann != "flat" and count <= exact_max:
         rows = np.flatnonzero(allowed)
         sims = np.asarray(index.passage_vectors[rows], dtype=np.float32) @ qvec
         top = np.argpartition(-sims, n - 1)[:n] if n < len(rows) else np.arange(len(rows))

@@ -29,6 +29,8 @@ class Stamp:
 class FolderWatch:
     """A folder's generations, watched by a stat of manifest.json (no thread)."""
 
+    mode = "stat"
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -110,5 +112,5 @@ class FolderBackend(Backend):
 
         return report(self.location, as_json)
 
-    def watch(self, poll_seconds: float | None = None) -> FolderWatch:
+    def watch(self, poll_seconds: float | None = None, **options: Any) -> FolderWatch:
         return FolderWatch(self.location)

@@ -82,6 +82,11 @@ class Index:
     def location(self) -> Path | None:
         return self.root
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The article and copy tables (SQLite)."""
+        return self._db
+
     def damaged(self, part: str) -> IndexCorrupt:
         """The error for a file of this index found holding values that are not numbers."""
         where = f"at {self.root} " if self.root else ""
@@ -304,9 +309,6 @@ class Index:
         cursor = self._db.execute("SELECT article_id FROM passages ORDER BY row")
         rows = np.fromiter((number[a] for (a,) in cursor), np.int32, count=len(self))
         return rows, articles
-
-    def all_passages(self) -> list[Passage]:
-        return self.passages(range(len(self)))
 
     def parsed_articles(self) -> dict[str, list[Article]]:
         """source path -> the articles stored from that file, when the same parser cleaned

@@ -206,8 +206,9 @@ class PendingTokens:
     copied_on_save = True
 
     def __init__(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray] | int],
-                 previous: Tokens | None, dim: int) -> None:
+                 previous: Tokens | None, dim: int, splice_min: int = SPLICE_MIN) -> None:
         self.items, self.previous, self.dim = items, previous, dim
+        self.splice_min = splice_min  # bytes: a smaller previous file is copied, not linked
         counts = np.array([len(it[1]) if isinstance(it, tuple)
                            else int(previous.offsets[it + 1] - previous.offsets[it])
                            for it in items], dtype=np.int64)
@@ -332,11 +333,11 @@ class PendingTokens:
 
     def _base(self, places: list[tuple], folder: Path) -> RowFile | None:
         """The previous token file, hard-linked into `folder` as base.npy, when it is large
-        (SPLICE_MIN bytes), at least half of it is still used, and it holds at least three
+        (`splice_min` bytes), at least half of it is still used, and it holds at least three
         quarters of the new rows; else None (every row is written into vectors.npy)."""
         prev = self.previous.vectors if self.previous is not None else None
         base = prev.base if isinstance(prev, Spliced) else prev
-        if not isinstance(base, RowFile) or len(base) * self.dim < SPLICE_MIN:
+        if not isinstance(base, RowFile) or len(base) * self.dim < self.splice_min:
             return None
         used = sum(pl[2] for pl in places if pl[0] is base)
         if 2 * used < len(base) or 4 * used < 3 * len(self):

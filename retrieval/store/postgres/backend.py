@@ -80,8 +80,9 @@ class PostgresBackend(Backend):
 
         return check_postgres(self.location, as_json)
 
-    def watch(self, poll_seconds: float | None = None) -> PostgresWatch:
-        return PostgresWatch(self.location, poll_seconds)
+    def watch(self, poll_seconds: float | None = None, **listener: Any) -> PostgresWatch:
+        """`listener`: GenerationListener's `safety_seconds` and `channel`."""
+        return PostgresWatch(self.location, poll_seconds, **listener)
 
     def migrate_from(self, index: Store | None, source: str = "", progress: bool = False
                      ) -> dict[str, Any]:
@@ -93,10 +94,15 @@ class PostgresBackend(Backend):
 class PostgresWatch:
     """A database's generations, heard by LISTEN (or polled on a hot standby)."""
 
-    def __init__(self, url: str, poll_seconds: float | None) -> None:
+    def __init__(self, url: str, poll_seconds: float | None, **listener: Any) -> None:
         from retrieval.store.postgres.listen import GenerationListener
 
-        self.listener: GenerationListener = GenerationListener(url, poll_seconds)
+        self.listener: GenerationListener = GenerationListener(url, poll_seconds, **listener)
+
+    @property
+    def mode(self) -> str:
+        """"listen" (notifications heard) or "poll" (a hot standby refuses LISTEN)."""
+        return self.listener.mode
 
     def stamp(self) -> str | None:
         return self.listener.latest or None

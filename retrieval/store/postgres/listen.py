@@ -43,12 +43,15 @@ def poll_seconds_from_env() -> float:
 
 class GenerationListener:
     """Follows the store at `url`; `latest` changes when a generation is published.
-    `mode` is "listen" (LISTEN/NOTIFY, polled every SAFETY_SECONDS too) or "poll" (a hot
-    standby: the manifest row read every `poll_seconds`); "" until connected."""
+    `mode` is "listen" (LISTEN on `channel`, polled every `safety_seconds` too) or "poll" (a
+    hot standby: the manifest row read every `poll_seconds`); "" until connected."""
 
-    def __init__(self, url: str, poll_seconds: float | None = None) -> None:
+    def __init__(self, url: str, poll_seconds: float | None = None,
+                 safety_seconds: float = SAFETY_SECONDS, channel: str = schema.CHANNEL) -> None:
         self.url = url
         self.poll_seconds = poll_seconds if poll_seconds else poll_seconds_from_env()
+        self.safety_seconds = safety_seconds
+        self.channel = channel
         self.latest = ""
         self.mode = ""
         self.heard = threading.Event()  # set on each change of `latest`
@@ -90,7 +93,7 @@ class GenerationListener:
         self._logged.add(mode)
         if mode == "listen":
             log.info("following %s by LISTEN %s (and a poll every %.0f s)", redact(self.url),
-                     schema.CHANNEL, SAFETY_SECONDS)
+                     self.channel, self.safety_seconds)
         else:
             log.info("following %s by polling its generation every %g s (LISTEN refused: a "
                      "hot standby)", redact(self.url), self.poll_seconds)
@@ -123,13 +126,12 @@ class GenerationListener:
                                 redact(self.url), str(exc).splitlines()[0] if str(exc) else exc)
                     self._stop.wait(RETRY_SECONDS)
 
-    @staticmethod
-    def _listen(conn: psycopg.Connection) -> bool:
+    def _listen(self, conn: psycopg.Connection) -> bool:
         """LISTEN on `conn`; False where the server refuses it (a hot standby)."""
         import psycopg
 
         try:
-            conn.execute(f"LISTEN {schema.CHANNEL}")
+            conn.execute(f"LISTEN {self.channel}")
         except (psycopg.errors.ReadOnlySqlTransaction,
                 psycopg.errors.FeatureNotSupported):
             return False
@@ -138,7 +140,7 @@ class GenerationListener:
     def _follow(self, conn: psycopg.Connection, listening: bool) -> None:
         """Notifications (when `listening`) and the manifest row's generation, polled, until
         stopped or the connection fails."""
-        every = SAFETY_SECONDS if listening else self.poll_seconds
+        every = self.safety_seconds if listening else self.poll_seconds
         due = time.monotonic() + every
         while not self._stop.is_set():
             if listening:

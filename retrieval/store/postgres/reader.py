@@ -225,9 +225,6 @@ class PgIndex:
             "ON a.id = p.article_id WHERE p.rowno = ANY(%s)", (rows,))}
         return [found[r] for r in rows]
 
-    def all_passages(self) -> list[Passage]:
-        return self.passages(range(len(self)))
-
     def row_context(self, rows: Sequence[int]) -> list[tuple[int, int, str]]:
         rows = [int(r) for r in rows]
         if not rows:

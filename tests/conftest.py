@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,8 +13,10 @@ from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
-from .support.guilds import Site, news_site
 from .support.paths import SEEDS
+
+if TYPE_CHECKING:
+    from .support.guilds import Site
 
 
 @pytest.fixture(scope="session")
@@ -91,5 +94,7 @@ def pg_url(pg_server) -> str:
 def site() -> Iterator[Site]:
     """A news site on 127.0.0.1 (tests/support/guilds.py): the articles and feeds a server's
     admins add. test_fetch.py and test_follow.py have sites of their own."""
+    from .support.guilds import news_site  # the bot's modules: only the tests that use it
+
     with news_site() as s:
         yield s

@@ -31,6 +31,7 @@ from retrieval.search.rank import minmax as _minmax
 from retrieval.search.retriever import Retriever, SearchSettings
 from retrieval.store import Index, Tokens
 from retrieval.text import analyze
+from tests.support.passages import every_passage
 from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +140,7 @@ class SquadCache:
         texts = [q.question for q in questions]
         start = time.perf_counter()
         self.qvecs, self.qtokens = embedder.encode_questions(texts)
-        ids = {p.id: i for i, p in enumerate(index.all_passages())}
+        ids = {p.id: i for i, p in enumerate(every_passage(index))}
         self.gold = [ids[next(iter(q.gold_ids))] for q in questions]
         self.recent = [wants_recent(t) for t in texts]
         self.base = [self.r.rank(v, analyze(t)) for v, t in zip(self.qvecs, texts, strict=True)]

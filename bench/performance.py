@@ -35,10 +35,11 @@ from retrieval import index_corpus
 from retrieval.build.pipeline import build_index
 from retrieval.corpus import Article
 from retrieval.model.embed import Embedder, bundled_model_path
+from retrieval.search.calibrate import calibrated
 from retrieval.search.evaluate import EvalQuestion, evaluate, load_squad
-from retrieval.search.refusal import calibrated
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
+from tests.support.passages import every_passage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,7 +174,7 @@ def measure_incremental(embedder: Embedder, articles: list[Article], tmp: Path) 
     start = time.perf_counter()
     full = index_corpus(corpus, tmp / "full", embedder, progress=False, incremental=False)
     rebuild = time.perf_counter() - start
-    same = ([p.id for p in inc.all_passages()] == [p.id for p in full.all_passages()]
+    same = ([p.id for p in every_passage(inc)] == [p.id for p in every_passage(full)]
             and np.array_equal(np.asarray(inc.passage_vectors), np.asarray(full.passage_vectors)))
     return {"files": len(files), "changed": len(changed), "passages": len(full),
             "embedded": len(full) - inc.reused, "incremental_s": incremental,

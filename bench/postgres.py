@@ -29,8 +29,8 @@ from pathlib import Path
 from bench.concurrency import percentile
 from retrieval.build.pipeline import build_index
 from retrieval.model.embed import Embedder
+from retrieval.search.calibrate import calibrated
 from retrieval.search.evaluate import evaluate, load_squad
-from retrieval.search.refusal import calibrated
 from retrieval.search.retriever import Retriever
 from retrieval.store import open_store
 from retrieval.store.postgres.connect import connect

@@ -15,6 +15,7 @@ from retrieval.model.embed import Embedder
 from retrieval.search.evaluate import load_squad
 from retrieval.search.retriever import Retriever, SearchSettings
 from retrieval.text import analyze
+from tests.support.passages import every_passage
 
 
 def main(path: str) -> None:
@@ -24,7 +25,7 @@ def main(path: str) -> None:
     base = Retriever(index, embedder)
     qvecs = embedder.encode([q.question for q in questions])
     terms = [analyze(q.question) for q in questions]
-    ids = {p.id: i for i, p in enumerate(index.all_passages())}
+    ids = {p.id: i for i, p in enumerate(every_passage(index))}
     gold = [ids[next(iter(q.gold_ids))] for q in questions]
 
     def ranking(settings: SearchSettings) -> str:
@@ -45,7 +46,7 @@ def main(path: str) -> None:
             s = replace(default, dense_weight=w, sentence_weight=sw)
             print(f"dense_weight={w} sentence_weight={sw}: {ranking(s)}", flush=True)
 
-    passages = index.all_passages()
+    passages = every_passage(index)
     first = [(i, q) for i, q in enumerate(questions)]
     for lam in (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2):
         r = Retriever(base.index, embedder, replace(default, quote_lexical=lam))

@@ -44,15 +44,15 @@ _LAZY = {"Retriever": "retrieval.search.retriever", "Embedder": "retrieval.model
          "open_store": "retrieval.store", "backend": "retrieval.store"}
 
 
-def index_corpus(corpus_dir: Any, index_dir: Any, embedder: Embedder, *args: Any,
+def index_corpus(corpus_dir: Any, location: Any, embedder: Embedder, *args: Any,
                  **kwargs: Any) -> Index:
     """Read, embed, calibrate and publish the article folder `corpus_dir` as the index at
-    `index_dir` (a folder or a postgresql:// URL): build/pipeline.py's `index_corpus` with
+    `location` (a folder or a postgresql:// URL): build/pipeline.py's `index_corpus` with
     the background measured by the search side (search/refusal.py)."""
     from retrieval.build import pipeline
-    from retrieval.search.refusal import calibrated
+    from retrieval.search.calibrate import calibrated
 
-    return pipeline.index_corpus(corpus_dir, index_dir, embedder, *args,
+    return pipeline.index_corpus(corpus_dir, location, embedder, *args,
                                  calibrate=calibrated, **kwargs)
 
 

@@ -17,6 +17,7 @@ from retrieval.build.dedup import copy_groups, shingles
 from retrieval.search.retriever import Retriever
 from retrieval.store import Index
 
+from .support.passages import every_passage
 from .support.paths import ROOT
 from .support.wire_story import OUTLETS, PARAGRAPHS, QUESTION, write_corpus
 
@@ -122,7 +123,7 @@ def test_reindex_groups_equal_a_full_build(tmp_path: Path, embedder):
     assert inc.reused > 0
 
     def grouped(index: Index) -> list[tuple[str, str]]:
-        ids = [p.id for p in index.all_passages()]  # in row order
+        ids = [p.id for p in every_passage(index)]  # in row order
         return sorted((ids[r], ids[g]) for r, g in index.groups_of(range(len(ids))).items())
 
     assert grouped(Index.load(tmp_path / "inc")) == grouped(Index.load(tmp_path / "full"))

@@ -17,6 +17,7 @@ from retrieval.model.probes import PROBES
 from retrieval.search.retriever import Retriever, check_question
 from retrieval.store import MANIFEST, Index
 
+from .support.passages import every_passage
 from .support.paths import SEEDS
 
 EXTRA = """Council Votes to Expand Night Bus Service
@@ -43,8 +44,8 @@ def _corpus(root: Path) -> Path:
 
 
 def _same(a: Index, b: Index) -> None:
-    assert [(p.id, p.text, p.title, p.paragraph, p.outlet, p.date) for p in a.all_passages()] \
-        == [(p.id, p.text, p.title, p.paragraph, p.outlet, p.date) for p in b.all_passages()]
+    assert [(p.id, p.text, p.title, p.paragraph, p.outlet, p.date) for p in every_passage(a)] \
+        == [(p.id, p.text, p.title, p.paragraph, p.outlet, p.date) for p in every_passage(b)]
     np.testing.assert_array_equal(a.passage_vectors, b.passage_vectors)
     np.testing.assert_array_equal(a.sentences.vectors, b.sentences.vectors)
     np.testing.assert_array_equal(a.sentences.spans, b.sentences.spans)
@@ -63,7 +64,7 @@ def test_reindex_embeds_only_changes_and_equals_a_full_build(tmp_path, embedder)
     incremental, full = tmp_path / "inc", tmp_path / "full"
     first = index_corpus(corpus, incremental, embedder, progress=False)
     assert first.reused == 0
-    ids_before = {p.text: p.id for p in first.all_passages()}
+    ids_before = {p.text: p.id for p in every_passage(first)}
 
     # Edit one paragraph, add one, and remove a whole article.
     bus = corpus / "night-bus.txt"
@@ -77,9 +78,9 @@ def test_reindex_embeds_only_changes_and_equals_a_full_build(tmp_path, embedder)
     assert rebuilt.reused == 0
     # Embedded: the edited paragraph and the new one; everything else was reused.
     assert again.reused == len(again) - 2
-    assert not any(p.source == removed for p in again.all_passages())
+    assert not any(p.source == removed for p in every_passage(again))
     # Unchanged paragraphs keep their ids.
-    for p in again.all_passages():
+    for p in every_passage(again):
         if p.text in ids_before:
             assert p.id == ids_before[p.text]
 

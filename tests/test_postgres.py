@@ -93,7 +93,7 @@ def test_an_approximate_index_is_published_with_a_tuned_hnsw(pg_url, embedder):
     tried), and answers as the folder does."""
     from retrieval.build.pipeline import build_index
     from retrieval.corpus import load_corpus
-    from retrieval.search.refusal import calibrated
+    from retrieval.search.calibrate import calibrated
     from retrieval.store.ann import ANN_DEPTH
 
     from .support.paths import SEEDS

@@ -39,7 +39,7 @@ del _rng
 _WORD = np.zeros(256, bool)
 _WORD[[*range(ord("0"), ord("9") + 1), *range(ord("a"), ord("z") + 1), *range(0x80, 256)]] = True
 # Typographic punctuation that outlets spell differently: not part of words. (A regular
-# expression, not str.translate: translate looks up every character, 30 ms for SQuAD dev.)
+# expression, not str.translate, which looks up every character.)
 _PUNCT = re.compile("[\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u00ab\u00bb"
                     "\u2013\u2014\u2015\u2026\u00a0\u2032\u2033]")
 

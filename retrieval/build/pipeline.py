@@ -2,7 +2,7 @@
 
 Data flows one way: the corpus readers give articles, the Embedder gives vectors, the store
 assembles and publishes the generation. The background "not covered" needs is measured by
-the search side, which the caller hands in (`calibrate`: search/refusal.py's `calibrated`),
+the search side, which the caller hands in (`calibrate`: search/calibrate.py's `calibrated`),
 as the build sits below the search.
 """
 
@@ -26,19 +26,20 @@ from retrieval.store.quantise import quantise
 from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
-# The index with its background measured (search/refusal.py's `calibrated`).
+# The index with its background measured (search/calibrate.py's `calibrated`).
 Calibrate = Callable[[Index, Embedder], Index]
 REUSE_BATCH = 2_000  # passages whose vectors are read from the previous index at a time
 
 
-def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder,
+def index_corpus(corpus_dir: str | Path, location: str | Path, embedder: Embedder,
                  progress: bool = True, incremental: bool = True, strict: bool = False,
                  on_report: Callable[[LoadReport], None] | None = None,
                  wait: bool = True, on_wait: Callable[[str], None] | None = None, *,
                  calibrate: Calibrate, splice_min: int = SPLICE_MIN) -> Index:
-    """Load, clean, embed, calibrate (`calibrate`) and save `corpus_dir` as the index in `index_dir`.
+    """Load, clean, embed, calibrate (`calibrate`) and publish `corpus_dir` as the index at
+    `location` (a folder or a postgresql:// URL).
 
-    With `incremental`, the index already in `index_dir` (same model and encoder, every file
+    With `incremental`, the index already there (same model and encoder, every file
     matching its checksum) lends the vectors of every unchanged paragraph, so only new or
     edited ones are embedded; removed articles simply drop out. Everything is read and
     embedded before the first byte is written, so a bad corpus (or a crash) leaves any
@@ -49,7 +50,7 @@ def index_corpus(corpus_dir: str | Path, index_dir: str | Path, embedder: Embedd
     `on_report` as soon as the folder is read, and kept as the index's `report`); with
     `strict`, any skip is a CorpusError instead.
     """
-    store = backend(index_dir)
+    store = backend(location)
     with store.writer_lock(wait=wait, on_wait=on_wait):
         previous = _previous(store, embedder) if incremental else None
         # Unchanged files keep the articles the previous index parsed from them.

@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.build.pipeline import index_corpus
     from retrieval.model.embed import Embedder
-    from retrieval.search.refusal import calibrated
+    from retrieval.search.calibrate import calibrated
 
     corpus = args.corpus or settings.default_corpus()
     start = time.perf_counter()
@@ -375,7 +375,7 @@ def open_retriever(settings: Settings) -> Retriever:
     """The Retriever over the configured index, built from the default corpus if missing."""
     from retrieval.build.pipeline import index_corpus
     from retrieval.model.embed import Embedder
-    from retrieval.search.refusal import calibrated
+    from retrieval.search.calibrate import calibrated
     from retrieval.search.retriever import Retriever
 
     embedder = Embedder(settings.model, encoder=settings.encoder)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +22,7 @@ from retrieval.corpus.folder import SOURCES_RECORD, recorded_urls  # noqa: F401 
 from retrieval.errors import FetchError
 from retrieval.feeds.addresses import AddressPolicy, Blocked
 from retrieval.feeds.transport import guarded_transport
+from retrieval.store.files import write_atomic
 from retrieval.version import __version__
 
 TIMEOUT_SECONDS = 15.0  # each connect, read and write
@@ -190,7 +189,7 @@ class _Record:
 
     def save(self, path: Path) -> None:
         data = {"version": 1, "files": self.files, "feeds": self.feeds}
-        _write_atomic(path, (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode())
+        write_atomic(path, (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode())
 
     def page_for(self, url: str) -> str | None:
         """The stored file for this URL, asked for or reached through redirects."""
@@ -198,19 +197,6 @@ class _Record:
             if url in (entry.get("requested"), entry.get("url")):
                 return rel
         return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write beside the target, then rename over it: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _media_type(content_type: str | None) -> str:
@@ -291,7 +277,7 @@ class Fetcher:
                 body = self._read(response)
             rel = rel or self._page_path(url)
             self._make_room(len(body))
-            _write_atomic(self.folder / rel, body)
+            write_atomic(self.folder / rel, body)
         except _Failed as exc:
             return FetchResult(url, "page", "failed", reason=str(exc), blocked=exc.blocked)
         except OSError as exc:
@@ -346,7 +332,7 @@ class Fetcher:
             if result is None:
                 rel = rel or self._feed_path(url)
                 self._make_room(len(body))
-                _write_atomic(self.folder / rel, body)
+                write_atomic(self.folder / rel, body)
                 self._record.feeds[url] = {"path": rel, **self._validators(response)}
                 self._record.save(self._record_path)
                 result = FetchResult(url, "feed", "fetched", rel, final)
@@ -490,7 +476,7 @@ DECODED_PIECE = 64 * 1024  # the most a decoder gives at once
 RAW_PIECE = 1024  # bytes off the wire handed to the decoders at a time
 # A body that unpacks past BOMB_FLOOR at more than BOMB_RATIO times the bytes received is a
 # decompression bomb: HTML compresses 4-20 times; zeros gzipped twice, a million times. It
-# is given up there, not at the size cap: 1 MB of zeros decoded, not 10 (3 ms against 27).
+# is given up there rather than at the size cap (docs/security.md, "Measured").
 BOMB_RATIO = 200
 BOMB_FLOOR = 1024 * 1024
 

@@ -145,10 +145,10 @@ def stamp(ts: float) -> str:
 
 
 class Follower:
-    """Polls the feeds of one corpus folder into it and re-indexes `index_dir` when new
+    """Polls the feeds of one corpus folder into it and re-indexes `location` when new
     articles arrive; thread-safe (each call opens its own database connection)."""
 
-    def __init__(self, corpus_dir: str | Path, index_dir: str | Path, embedder: Embedder, *,
+    def __init__(self, corpus_dir: str | Path, location: str | Path, embedder: Embedder, *,
                  interval: float = INTERVAL, jitter: float = JITTER,
                  settings: FetchSettings | None = None,
                  clock: Callable[[], float] = time.time,
@@ -159,7 +159,7 @@ class Follower:
         if not interval > 0:
             raise FollowError("The poll interval must be a positive number of minutes.")
         # a folder, or a store URL, where each new generation goes
-        self.index_dir: str | Path = backend(index_dir).location
+        self.location: str | Path = backend(location).location
         self.embedder = embedder
         self.interval = interval
         self.jitter = jitter
@@ -329,7 +329,7 @@ class Follower:
     def _index_if_due(self, now: float, report: PollReport) -> None:
         """Index the corpus when articles arrived (now or in a round that could not index)."""
         from retrieval.build.pipeline import index_corpus
-        from retrieval.search.refusal import calibrated
+        from retrieval.search.calibrate import calibrated
 
         with self._db() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'index_due'").fetchone()
@@ -337,7 +337,7 @@ class Follower:
             return
         retry = now + INDEX_RETRY
         try:
-            index = index_corpus(self.corpus_dir, self.index_dir, self.embedder,
+            index = index_corpus(self.corpus_dir, self.location, self.embedder,
                                  progress=False, wait=False, calibrate=calibrated)
         except IndexBusy as exc:
             report.index_error = str(exc)

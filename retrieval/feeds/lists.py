@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.errors import BylineError, FetchError
-from retrieval.feeds.fetch import _write_atomic, check_url
+from retrieval.feeds.fetch import check_url
+from retrieval.store.files import write_atomic
 
 HEADER = "# Feeds `byline follow` polls: one URL a line; # starts a comment.\n"
 
@@ -113,6 +114,6 @@ def _read(path: Path) -> str:
 def _write(path: Path, text: str) -> None:
     """Write beside the list, then rename over it: a reader sees the old list or the new."""
     try:
-        _write_atomic(path, text.encode("utf-8"))
+        write_atomic(path, text)
     except OSError as exc:
         raise FeedListError(f"Cannot write {path} ({exc}).") from None

@@ -101,8 +101,8 @@ class _BoundedStream(httpcore.NetworkStream):
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every fetch: loading the CA bundle takes 20 ms of CPU
-    with the GIL held, which each /coverage add paid again."""
+    """One verifying TLS context for every fetch: loading the CA bundle costs CPU with the
+    GIL held (docs/security.md, "Measured")."""
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())

@@ -92,9 +92,8 @@ class FeedbackStore:
             if not self.path.exists():  # private, whatever the umask
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             db = sqlite3.connect(self.path, check_same_thread=False)
-            # WAL with NORMAL sync: a commit no longer waits for an fsync (18 ms each, which
-            # serialised a burst of answers); a power cut can lose the last commits, never
-            # corrupt the file.
+            # WAL with NORMAL sync: a commit does not wait for an fsync, which would serialise
+            # a burst of answers; a power cut can lose the last commits, never corrupt the file.
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             with db:

@@ -160,7 +160,7 @@ def prefer_recent(scores: np.ndarray, seconds: np.ndarray, strength: float = 1.0
     return out
 
 
-class Coverage:
+class RowMeta:
     """Each passage row's article date and outlet as arrays (built once per index from
     SQLite), so a filter becomes a boolean mask over a million rows in milliseconds."""
 

@@ -79,7 +79,7 @@ def sentence_maxsim(sims: np.ndarray, offsets: np.ndarray, spans: np.ndarray) ->
         bounds = np.stack([lo[some], hi[some]], axis=1).reshape(-1)
         best = np.maximum.reduceat(sims, bounds[:-1] if bounds[-1] == sims.shape[1]
                                    else bounds, axis=1)[:, ::2]
-        out[some] = np.ascontiguousarray(best.T).mean(axis=1)  # row by row, as before
+        out[some] = np.ascontiguousarray(best.T).mean(axis=1)  # row by row
     return out
 
 

@@ -58,8 +58,8 @@ class Lexical:
 
     def scores(self, ids: list[int]) -> np.ndarray:
         """Every passage's BM25 score for the question (float64, 0 where none of its terms
-        occurs), added up from the postings of its terms in the question's order (the same
-        sums as ever): the cost follows the question's postings, plus one pass over an array
+        occurs), added up from the postings of its terms in the question's order (so the
+        sums equal bm25s's): the cost follows the question's postings, plus one pass over an array
         of the passages (8 MB at a million)."""
         postings = self.lexicon.terms(ids)  # one read for all the terms (a database)
         if not postings:

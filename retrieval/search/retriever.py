@@ -14,7 +14,7 @@ from retrieval.errors import BadQuestion, IndexMismatch
 from retrieval.model.embed import Embedder
 from retrieval.model.probes import PROBES
 from retrieval.search.answer import Answer, Candidates, Evidence, Hit, check_question
-from retrieval.search.filters import Coverage, Filters, prefer_recent, recency
+from retrieval.search.filters import Filters, RowMeta, prefer_recent, recency
 from retrieval.search.late import late_interaction
 from retrieval.search.lexical import Lexical
 from retrieval.search.quotes import Quotes
@@ -33,7 +33,11 @@ class Retriever:
     """Hybrid retrieval (dense FAISS + BM25, score-normalised fusion) with answer quotes."""
 
     def __init__(self, index: Store, embedder: Embedder,
-                 settings: SearchSettings | None = None) -> None:
+                 settings: SearchSettings | None = None,
+                 probe_vectors: np.ndarray | None = None) -> None:
+        """Search `index` with `embedder` (the model that built it). An index without its
+        background (assembled, not yet published) has it measured here, with the probes'
+        vectors if given (`probe_vectors`), else encoded now."""
         if embedder.name != index.manifest.model:
             raise IndexMismatch(
                 f"The index was built with model {index.manifest.model!r}, not "
@@ -53,7 +57,8 @@ class Retriever:
         self.embedder = embedder
         self._setup(index, settings)
         if set(index.manifest.background) != BACKGROUND_KEYS:  # assembled, not indexed: measure
-            probes = self.embedder.encode([check_question(q) for q in PROBES])
+            probes = probe_vectors if probe_vectors is not None else self.embedder.encode(
+                [check_question(q) for q in PROBES])
             self._setup(index.with_background(self._background_of(probes), probes), settings)
 
     def _setup(self, index: Store, settings: SearchSettings | None) -> None:
@@ -70,15 +75,15 @@ class Retriever:
         bg = index.manifest.background
         self._background = Evidence(dense=bg.get("dense", 0.0), lexical=bg.get("lexical", 0.0),
                                     sentence=bg.get("sentence", 0.0))
-        self._rows_meta: Coverage | None = None
+        self._rows_meta: RowMeta | None = None
 
     @classmethod
-    def open(cls, index_dir: str | Path, model: str | None = None,
+    def open(cls, location: str | Path, model: str | None = None,
              settings: SearchSettings | None = None, encoder: str | None = None) -> Retriever:
-        """Load the index at `index_dir` (a folder or a store URL) and the model it was
+        """Load the index at `location` (a folder or a store URL) and the model it was
         built with."""
         embedder = Embedder(model, encoder=encoder)
-        return cls(open_store(index_dir, model=embedder.name), embedder, settings)
+        return cls(open_store(location, model=embedder.name), embedder, settings)
 
     def ask(self, question: str, k: int = 5, filters: Filters | None = None) -> Answer:
         """Rank passages for `question`; `answered` is False when the coverage lacks it.
@@ -112,10 +117,10 @@ class Retriever:
             qvecs[0], terms, rows[0], dense)) >= self.settings.threshold
         return Candidates(q, rows, scores, qvecs[0], terms, qtokens[0], covered)
 
-    def rows_meta(self) -> Coverage:
+    def rows_meta(self) -> RowMeta:
         """Each row's date and outlet as arrays, read from the index on first use."""
         if self._rows_meta is None:
-            self._rows_meta = Coverage(self.index)
+            self._rows_meta = RowMeta(self.index)
         return self._rows_meta
 
     def allowed(self, filters: Filters | None) -> np.ndarray | None:

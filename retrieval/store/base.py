@@ -78,9 +78,9 @@ class Store(Protocol):
     """One published generation of an index, open for reading."""
 
     manifest: Manifest
-    postings: Any  # a Lexicon
-    sentences: Any  # a SentenceStore
-    tokens: Any  # a TokenStore, or None when the index keeps no token vectors
+    postings: Lexicon
+    sentences: SentenceStore
+    tokens: TokenStore | None  # None when the index keeps no token vectors
     passage_vectors: Any  # row-indexable: passage_vectors[rows] -> (len(rows), dim) float32
     probe_vectors: np.ndarray | None
     location: str | Path | None  # where it was read from (None: never published)

@@ -15,13 +15,15 @@ import xxhash
 CHECKSUM = "xxh3_128"  # the checksum's name, written before each file's value
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step: a temp file, fsynced, then renamed over it.
-    On any error the temp file is removed and `path` is as it was."""
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace `path` with `data` (text is written as UTF-8) in one step: a temp file beside
+    it, fsynced, then renamed over it, so readers never see half a file. On any error the
+    temp file is removed and `path` is as it was. Its folder is created if need be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
+    try:  # private to this user whatever the umask
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -49,8 +51,7 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 def fsync_tree(path: Path) -> None:
     """fsync every file under `path` (or `path` itself), then the folders holding them.
-    The files' fsyncs run side by side (the file system commits them together: a
-    generation's 20 files took 80 ms one by one on ext4)."""
+    The files' fsyncs run side by side: the file system commits them together."""
     if path.is_file():
         _fsync(path)
         return
@@ -79,9 +80,9 @@ def fsync_dir(path: Path) -> None:
 
 
 def digest(path: Path) -> str:
-    """A checksum of a file's bytes: "xxh3_128:<hex>". xxHash's XXH3 runs at about 18 GB/s
-    here, ten times sha256, so checking a 130 MB index costs 7 ms; it detects damage (a
-    checksum, not a defence against someone who can also rewrite the manifest)."""
+    """A checksum of a file's bytes: "xxh3_128:<hex>" (XXH3, many times sha256's speed:
+    docs/performance.md); it detects damage (a checksum, not a defence against someone who
+    can also rewrite the manifest)."""
     with path.open("rb") as fh:
         return f"{CHECKSUM}:{hashlib.file_digest(fh, xxhash.xxh3_128).hexdigest()}"
 

@@ -24,6 +24,7 @@ from retrieval.store.folder.generations import TMP_PREFIX
 from retrieval.store.folder.lock import LOCK
 from retrieval.store.manifest import GENERATION_PREFIX, MANIFEST
 
+from .passages import every_passage
 from .paths import ROOT
 
 _PLACES = ("Ashford", "Brindle", "Corvale", "Dunmore", "Elsworth", "Fairhaven", "Glenrock",
@@ -140,7 +141,7 @@ def content(index_dir: Path) -> dict:
                      m.fingerprint, m.corpus, m.ann, m.nprobe, m.probes, m.parser,
                      tuple(sorted(m.background.items()))),
         "passages": [(p.id, p.article_id, p.title, p.source, p.paragraph, p.text, p.outlet,
-                      p.date, p.url) for p in index.all_passages()],
+                      p.date, p.url) for p in every_passage(index)],
         "articles": index.articles(),
         "passage_vectors": _digest(index.passage_vectors),
         "sentences": [_digest(a) for a in (index.sentences.vectors, index.sentences.spans,

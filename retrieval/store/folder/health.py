@@ -31,7 +31,7 @@ class FileHealth:
 
 
 @dataclass
-class Health:
+class IndexHealth:
     """What `byline check` found; `ok` when nothing is wrong."""
 
     root: Path
@@ -71,11 +71,11 @@ class Health:
                           for f in self.files]}
 
 
-def check_index(root: str | Path) -> Health:
+def check_index(root: str | Path) -> IndexHealth:
     """Check the index at `root` fully: manifest, every file's size and checksum, the arrays'
     shapes and values, the background; leftovers and old generations are noted."""
     root = Path(root)
-    health = Health(root)
+    health = IndexHealth(root)
     try:
         health.manifest = manifest = read_manifest(root)
     except (IndexMissing, StoreError) as exc:
@@ -127,7 +127,7 @@ def _unreadable(root: Path, shown: str, exc: OSError) -> str:
     return f"Cannot read the index at {root}: {shown}: {reason}."
 
 
-def _check_values(index: Index, health: Health) -> None:
+def _check_values(index: Index, health: IndexHealth) -> None:
     """Every stored vector and scale finite; the background measured and finite."""
     m = index.manifest
     arrays = {"vectors/passages.npy": index.passage_vectors,
@@ -145,7 +145,7 @@ def _check_values(index: Index, health: Health) -> None:
         health.problems.append("the background (what unrelated questions score) is missing")
 
 
-def _notes(root: Path, manifest: Manifest, health: Health) -> None:
+def _notes(root: Path, manifest: Manifest, health: IndexHealth) -> None:
     left = generations.leftovers(root)
     if left:
         health.notes.append(f"{len(left)} temp file(s) left by interrupted saves; the next "

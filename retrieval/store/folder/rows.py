@@ -158,7 +158,7 @@ def load_rows(path: Path) -> RowFile | np.ndarray:
 
 def load_array(path: Path, ndim: int) -> np.ndarray:
     """A memory-mapped .npy array of `ndim` dimensions (ValueError if it is not), as a plain
-    ndarray view of the map: np.memmap's per-index bookkeeping cost 0.5 ms a question."""
+    ndarray view of the map (np.memmap's per-index bookkeeping costs time on every read)."""
     array = np.load(path, mmap_mode="r", allow_pickle=False)
     if array.ndim != ndim:
         raise ValueError(f"{path.name} has {array.ndim} dimensions, not {ndim}")

@@ -255,7 +255,7 @@ _STATIC = """## What makes it fast
 - **Incremental indexing.** Every paragraph's content hash is stored; a re-index reuses the vectors
   (and sentence vectors and spans) of unchanged paragraphs and embeds only new or edited ones.
   Files whose bytes hash as before are not parsed again: their cleaned articles come back from the
-  index while the cleaning code (`retrieval/corpus.py`, fingerprinted) is the same. The background
+  index while the cleaning code (`retrieval/corpus/`, fingerprinted) is the same. The background
   probes' vectors are kept with the index too. Removed articles drop out.
 - **Scale.** Exact FAISS search up to 50,000 passages; above, IVF with 8-bit codes whose `nprobe` is
   tuned at build time, then exact re-scoring of the candidates with their float32 vectors. The IVF

@@ -26,7 +26,7 @@ def test_two_followers_pick_up_a_generation_published_elsewhere(
                  for _ in range(2)]
     try:
         first = followers[0].generation
-        assert all(f.store_url == pg_url and not f.stale() and f.load() is None
+        assert all(f.location == pg_url and not f.stale() and f.load() is None
                    for f in followers)
         assert not followers[0].current.ask(LIBRARY_Q).answered
         # a third process re-indexes the coverage, one article added, into the store

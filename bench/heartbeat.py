@@ -41,6 +41,7 @@ from bot.app import BylineBot
 from bot.settings import PROCESS, THREAD, BotSettings
 from retrieval import index_corpus
 from retrieval.cli.config import Settings
+from retrieval.feeds.addresses import AddressPolicy
 from retrieval.feeds.fetch import FetchSettings
 from retrieval.model.embed import Embedder
 from retrieval.search.live import LiveRetriever
@@ -163,7 +164,9 @@ async def run_one(kind: str, articles: int, embedder: Embedder, seed_index: Path
     settings = BotSettings(token=TOKEN, guild_id=None, cooldown_seconds=0.0,
                            core=Settings(index_dir=index_dir, corpus_dir=corpus),
                            feedback_db=workdir / kind / "feedback.sqlite", worker=kind,
-                           fetch=FetchSettings(rate=1000.0), follow=False,
+                           fetch=FetchSettings(rate=1000.0,
+                                               policy=AddressPolicy.allowing(["127.0.0.1"])),
+                           follow=False,
                            reload_seconds=10.0)
     try:
         async with FakeDiscord() as fake:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from retrieval.cli.config import private_files
-from retrieval.cli.main import add_settings_options, open_retriever, settings_from
+from retrieval.cli.options import add_settings_options, open_retriever, settings_from
 from retrieval.errors import BylineError, describe_os_error
 from retrieval.logs import configure
 from retrieval.version import __version__

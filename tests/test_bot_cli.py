@@ -51,7 +51,7 @@ def test_dotenv_is_read_once_for_both_settings(monkeypatch, tmp_path: Path):
     """The entry point reads .env; the core and the bot's settings come from the same place,
     and the command line's --index-dir reaches the bot (its feedback store's default)."""
     from bot.cli import build_parser
-    from retrieval.cli.main import settings_from
+    from retrieval.cli.options import settings_from
 
     for name in ("DISCORD_TOKEN", "BYLINE_INDEX_DIR", "BYLINE_METRICS_PORT"):
         monkeypatch.delenv(name, raising=False)

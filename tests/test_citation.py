@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.render import cite as bot_cite
 from bot.render import discord_style, markdown_link, safe
-from retrieval.cli.main import also_in as cli_also_in
-from retrieval.cli.main import citation as cli_citation
+from retrieval.cli.ask import also_in as cli_also_in
+from retrieval.cli.ask import citation as cli_citation
 from retrieval.corpus import Passage
 from retrieval.search.citations import PLAIN, Citation, Style, cite, copy_names, day
 from retrieval.search.retriever import Hit

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the follower (httpx, the model) is imported only when the c
 TICK = 60.0  # the longest sleep: a feed added to feeds.txt is polled within a minute
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_follow(sub: argparse._SubParsersAction) -> None:
     """The `follow` subcommand's options."""
     p = sub.add_parser("follow", help="poll the feeds in feeds.txt and index new articles")
     p.add_argument("corpus", nargs="?", type=Path, metavar="CORPUS_DIR",
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="show each feed's state: last poll, failures, next poll, last error")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per poll round (with --list: one JSON list)")
-    return p
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

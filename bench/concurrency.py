@@ -60,7 +60,7 @@ async def burst(retriever: Retriever, max_batch: int, asks: list[tuple[str, int]
         async with running(bot, token=TOKEN):
             warm = await fake.send_command("ask", {"question": "why was the trip cancelled"})
             await warm.followup(timeout=60)  # thread pool, SQLite and caches warmed
-            warm_batches = len(bot.batcher.batch_sizes)
+            warm_batches = len(bot.shared.batcher.batch_sizes)
             fake.start_probing(every=PROBE_EVERY)
             await asyncio.sleep(0.2)  # a few probes at rest first
             first_probe = len(fake.heartbeat_rtts)
@@ -72,7 +72,7 @@ async def burst(retriever: Retriever, max_batch: int, asks: list[tuple[str, int]
             await asyncio.sleep(2 * PROBE_EVERY)  # a probe or two after the last answer
             await fake.stop_probing()
             rtts = list(fake.heartbeat_rtts[first_probe:])
-            sizes = list(bot.batcher.batch_sizes)[warm_batches:]
+            sizes = list(bot.shared.batcher.batch_sizes)[warm_batches:]
 
     latencies, answered = [], 0
     for (_, k), handle, reply in zip(asks, handles, replies, strict=True):

@@ -208,7 +208,7 @@ async def run_one(kind: str, articles: int, embedder: Embedder, seed_index: Path
                     latencies.append(r.received_at - sent)
                 text = reply.json.get("content", "")
                 ok = text.startswith("Added")
-                articles_now = len(bot.articles)
+                articles_now = len(bot.shared.articles)
     finally:
         server.shutdown()
         server.server_close()

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.batching import MAX_BATCH, AskBatcher
+from bot.batching import MAX_BATCH
 from bot.conversations import Conversations
 from bot.coverage import TIMELINE_STORIES, Catalogue, Coverage, CoverageSet  # noqa: F401
 from bot.feeds import FeedTasks
@@ -118,37 +118,12 @@ class BylineBot(commands.Bot):
             self._watch = tasks.loop(seconds=settings.reload_seconds)(self.reload_index)
         self._stopping: set[asyncio.Task[None]] = set()
 
-    # The shared coverage, as the single-coverage bot had it (RuntimeError per server).
-
     @property
     def shared(self) -> Coverage:
+        """The one coverage of shared mode (RuntimeError in per-server mode)."""
         if self.coverages.shared is None:
             raise RuntimeError("per-server coverage: use bot.coverages.use(guild_id)")
         return self.coverages.shared
-
-    @property
-    def live(self) -> LiveRetriever:
-        live = self.shared.live
-        if live is None:
-            raise RuntimeError("the shared coverage has no index")
-        return live
-
-    @property
-    def retriever(self) -> Retriever:
-        """The Retriever answering now (shared coverage)."""
-        return self.shared.retriever
-
-    @property
-    def batcher(self) -> AskBatcher:
-        return self.shared.batcher
-
-    @property
-    def articles(self) -> list[ArticleInfo]:
-        return self.shared.articles
-
-    @property
-    def outlets(self) -> list[str]:
-        return self.shared.outlets
 
     async def articles_in(self, guild_id: int | None) -> list[ArticleInfo]:
         """The articles of the coverage answering in this guild (loaded if need be);
@@ -309,9 +284,11 @@ async def serve(settings: BotSettings, retriever: Retriever | LiveRetriever | No
     """Connect and serve until closed (with `handle_signals`: until SIGTERM or SIGINT, then
     gracefully); the model (and in shared mode the index) are already loaded."""
     bot = BylineBot(settings, retriever, embedder=embedder, **options)
-    if bot.coverages.shared is not None:
+    shared = bot.coverages.shared
+    if shared is not None:
         log.info("loaded %d articles (%d passages, index generation %s); connecting to "
-                 "Discord", len(bot.articles), len(bot.retriever.index), bot.live.generation)
+                 "Discord", len(shared.articles), len(shared.retriever.index),
+                 shared.retriever.index.manifest.generation)
     else:
         indexes = (f", indexes in the databases {backend(settings.store_url).describe()}"
                    if settings.store_url else "")

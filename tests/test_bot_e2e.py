@@ -318,8 +318,8 @@ def test_gateway_is_answered_while_retrieval_is_stuck(retriever, tmp_path):
     keeps answering, because /ask waits in a worker thread. Were retrieval run on the event
     loop, the loop itself would wait on the lock and the probes would show it."""
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        bot.batcher._lock.acquire()
-        threading.Timer(1.5, bot.batcher._lock.release).start()
+        bot.shared.batcher._lock.acquire()
+        threading.Timer(1.5, bot.shared.batcher._lock.release).start()
         fake.start_probing(every=0.1)  # on the fake's own thread and clock
         handle = await fake.send_command("ask", {"question": "why was the trip cancelled"})
         assert (await handle.callback()).json["type"] == 5
@@ -354,8 +354,8 @@ def test_concurrent_asks_are_batched_and_each_gets_its_own_answer(retriever, tmp
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         fake.start_probing(every=0.05)
-        bot.batcher._lock.acquire()
-        threading.Timer(0.5, bot.batcher._lock.release).start()
+        bot.shared.batcher._lock.acquire()
+        threading.Timer(0.5, bot.shared.batcher._lock.release).start()
         handles = await asyncio.gather(*(
             fake.send_command("ask", {"question": q} | ({"results": k} if k else {}),
                               user_id=USER_ID + i)
@@ -384,7 +384,7 @@ def test_concurrent_asks_are_batched_and_each_gets_its_own_answer(retriever, tmp
             assert [(f.name, f.value) for f in embed.fields] == \
                 [(f.name, f.value) for f in want.fields]
 
-        sizes = bot.batcher.batch_sizes
+        sizes = bot.shared.batcher.batch_sizes
         assert sum(sizes) == 7  # the blank question never reached retrieval
         assert 1 <= len(sizes) <= 2, sizes  # 7 asks, at most 2 retrieval calls
         rtts = fake.heartbeat_rtts

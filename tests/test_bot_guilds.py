@@ -90,7 +90,7 @@ def test_coverage_add_fetches_an_article_that_then_answers(seed_index_dir, embed
         empty = site.url("/news/empty.html")
         reply = await admin(fake, "coverage add", {"url": empty})
         assert reply.startswith(f"Could not add <{empty}>: nothing to index on that page (")
-        assert bot.live.generation != live_first and bot.live.reloads == 1
+        assert bot.shared.live.generation != live_first and bot.shared.live.reloads == 1
 
     live_first = live.generation
     with caplog.at_level(logging.INFO, logger="byline.bot"):

@@ -66,7 +66,7 @@ def test_a_reindexed_index_is_picked_up_between_questions(seed_index_dir, embedd
         indexing = asyncio.create_task(asyncio.to_thread(
             index_corpus, corpus, index_dir, embedder, progress=False))
         during = []
-        while not indexing.done() or bot.live.generation == first:
+        while not indexing.done() or bot.shared.live.generation == first:
             if len(during) < 6:  # questions keep coming meanwhile, each answered
                 during.append(await fake.send_command("ask", {"question": TRIP_Q},
                                                       user_id=USER_ID + len(during) + 1))
@@ -78,10 +78,10 @@ def test_a_reindexed_index_is_picked_up_between_questions(seed_index_dir, embedd
             assert embed.fields[0].name == "[1] Trump Calls Off Pompeo's North Korea Trip"
 
         await assert_the_library_article_answers(fake)
-        assert "Riverside Courier" in bot.outlets
+        assert "Riverside Courier" in bot.shared.outlets
 
         status, body = await get(bot, "/healthz")
-        assert status == 200 and f'"generation": "{bot.live.generation}"' in body
+        assert status == 200 and f'"generation": "{bot.shared.live.generation}"' in body
         _, text = await get(bot, "/metrics")
         values = samples(text)
         assert values[("byline_index_reloads_total", (("result", "ok"),))] == 1
@@ -140,7 +140,7 @@ def test_shutdown_finishes_answers_in_flight_and_turns_new_questions_away(retrie
     A new /ask is told to come back, /healthz says 503, the first /ask still gets its
     answer, and only then does the bot close (its feedback store with it)."""
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        bot.batcher._lock.acquire()
+        bot.shared.batcher._lock.acquire()
         try:
             first = await fake.send_command("ask", {"question": TRIP_Q})
             assert (await first.callback()).json["type"] == 5  # deferred: in flight
@@ -157,7 +157,7 @@ def test_shutdown_finishes_answers_in_flight_and_turns_new_questions_away(retrie
             await asyncio.sleep(0.2)
             assert not stopping.done()  # still waiting for the first answer
         finally:
-            bot.batcher._lock.release()
+            bot.shared.batcher._lock.release()
         followup = await first.followup(timeout=30)
         assert embed_of(followup).fields[0].name.startswith("[1] Trump Calls Off")
         await asyncio.wait_for(stopping, 10)
@@ -173,8 +173,8 @@ def test_shutdown_finishes_answers_in_flight_and_turns_new_questions_away(retrie
 
 def test_shutdown_waits_no_longer_than_its_grace(retriever, tmp_path, caplog):
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        bot.batcher._lock.acquire()
-        threading.Timer(1.2, bot.batcher._lock.release).start()  # stuck well past the grace
+        bot.shared.batcher._lock.acquire()
+        threading.Timer(1.2, bot.shared.batcher._lock.release).start()  # stuck well past the grace
         stuck = await fake.send_command("ask", {"question": TRIP_Q})
         await stuck.callback()
         started = time.monotonic()

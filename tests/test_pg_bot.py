@@ -43,10 +43,10 @@ def test_the_bot_answers_from_the_store_and_picks_up_a_reindex(
         (corpus / "library.txt").write_text(LIBRARY, "utf-8")
         await asyncio.to_thread(index_corpus, corpus, pg_url, embedder, progress=False)
         for _ in range(400):
-            if bot.live.generation != first:
+            if bot.shared.live.generation != first:
                 break
             await asyncio.sleep(0.05)
-        assert bot.live.generation != first, "the new generation was never picked up"
+        assert bot.shared.live.generation != first, "the new generation was never picked up"
         await assert_the_library_article_answers(fake)
 
     try:

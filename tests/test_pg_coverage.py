@@ -96,7 +96,7 @@ def test_coverage_add_remove_and_status_publish_into_the_store(
         assert await admin(fake, "coverage add", {"url": url}) == (
             "Added “Eastport ferry resumes crossings”: it answers questions now (3 articles "
             "in the coverage).")
-        assert bot.live.generation != first  # swapped in before the reply, no waiting
+        assert bot.shared.live.generation != first  # swapped in before the reply, no waiting
         assert first_source(await ask(fake, FERRY_Q)) == FERRY[0]
         assert first_source(await ask(fake, TRIP_Q)).startswith("Trump Calls Off")
         assert (await admin(fake, "coverage add", {"url": url})).endswith(

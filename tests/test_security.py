@@ -990,7 +990,7 @@ def test_an_answer_cut_off_by_the_shutdown_is_told_so_without_tracebacks(retriev
     traceback (before: ServerDisconnectedError, "Session is closed", "Task exception was
     never retrieved", and no reply)."""
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
-        bot.batcher._lock.acquire()
+        bot.shared.batcher._lock.acquire()
         try:
             stuck = await fake.send_command("ask", {"question": TRIP_Q})
             assert (await stuck.callback()).json["type"] == 5  # deferred: in flight
@@ -1004,7 +1004,7 @@ def test_an_answer_cut_off_by_the_shutdown_is_told_so_without_tracebacks(retriev
             told = await stuck.followup(timeout=10)
             assert told.json["content"] == RESTARTING
         finally:
-            bot.batcher._lock.release()
+            bot.shared.batcher._lock.release()
 
     with caplog.at_level(logging.INFO):
         run_bot(retriever, tmp_path, scenario, shutdown_seconds=30)

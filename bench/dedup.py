@@ -112,7 +112,7 @@ def score(groups: np.ndarray, family: np.ndarray, quoted: np.ndarray) -> dict[st
 def answer_lookups(article: np.ndarray, groups: np.ndarray, rounds: int = 300) -> dict[str, float]:
     """Per answer, the Retriever's two extra SQLite queries at this size: the groups of ~100
     candidate rows, then the articles of the 5 hits' groups."""
-    from retrieval.store import Index
+    from retrieval.store import FolderIndex
 
     db = _lookup_db(article, groups)
     index = SimpleNamespace(_db=db, has_copies=True)
@@ -122,8 +122,8 @@ def answer_lookups(article: np.ndarray, groups: np.ndarray, rounds: int = 300) -
     for _ in range(rounds):
         rows = np.concatenate([rng.choice(len(article), 95), rng.choice(grouped, 5)]).tolist()
         start = time.perf_counter()
-        found = Index.groups_of(index, rows)
-        Index.copies(index, sorted(set(found.values()))[:5])
+        found = FolderIndex.groups_of(index, rows)
+        FolderIndex.copies(index, sorted(set(found.values()))[:5])
         times.append(time.perf_counter() - start)
     return {"lookup_p50_ms": float(np.median(times)) * 1e3,
             "lookup_p95_ms": float(np.percentile(times, 95)) * 1e3}

@@ -24,7 +24,7 @@ from retrieval.corpus import Article
 from retrieval.model.embed import Embedder
 from retrieval.search.filters import Filters
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index, Sentences
+from retrieval.store import FolderIndex, Sentences
 from retrieval.text import sentence_spans
 
 WORDS = [f"{a}{b}" for a in ("harbor", "ledger", "tunnel", "orchid", "glacier", "violin",
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     articles, vecs, sentences = build(args.passages, embedder.dimension)
     passages = [p for a in articles for p in a.passages()]
-    index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+    index = FolderIndex.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
                                encoder=embedder.encoder)
     retriever = Retriever(index, embedder)
     print(f"{len(index):,} passages, {index.manifest.ann} nprobe {index.manifest.nprobe}; "

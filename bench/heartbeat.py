@@ -46,7 +46,7 @@ from retrieval.feeds.fetch import FetchSettings
 from retrieval.model.embed import Embedder
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 from tests.support.fake_discord import ADMIN_PERMISSIONS, FakeDiscord, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +159,7 @@ async def run_one(kind: str, articles: int, embedder: Embedder, seed_index: Path
     corpus = shutil.copytree(ROOT / "seeds", workdir / kind / "corpus")
     index_dir = shutil.copytree(seed_index, workdir / kind / "index")
     generate_corpus(corpus / "generated", articles)
-    live = LiveRetriever(Retriever(Index.load(index_dir), embedder))
+    live = LiveRetriever(Retriever(FolderIndex.load(index_dir), embedder))
     server, url = serve_page()
     settings = BotSettings(token=TOKEN, guild_id=None, cooldown_seconds=0.0,
                            core=Settings(index_dir=index_dir, corpus_dir=corpus),

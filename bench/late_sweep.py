@@ -29,7 +29,7 @@ from retrieval.search.filters import prefer_recent, wants_recent
 from retrieval.search.late import late_interaction
 from retrieval.search.rank import minmax as _minmax
 from retrieval.search.retriever import Retriever, SearchSettings
-from retrieval.store import Index, Tokens
+from retrieval.store import FolderIndex, Tokens
 from retrieval.text import analyze
 from tests.support.passages import every_passage
 from tests.support.seed_questions import OFF_TOPIC, ON_TOPIC
@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 Late = Callable[[np.ndarray, Tokens, np.ndarray], np.ndarray]
 
 
-def cached(path: Path, build: Callable[[], Index], embedder: Embedder) -> Index:
+def cached(path: Path, build: Callable[[], FolderIndex], embedder: Embedder) -> FolderIndex:
     if not (path / "manifest.json").is_file():
         build().save(path)
-    return Index.load(path, model=embedder.name)
+    return FolderIndex.load(path, model=embedder.name)
 
 
 # -- normalisations of MaxSim for passage length (each: qtokens, tokens, rows -> scores) ----
@@ -106,7 +106,7 @@ def expected_max(sample: np.ndarray, alpha: float) -> Late:
     return late
 
 
-def sentences(index: Index, embedder: Embedder) -> Late:
+def sentences(index: FolderIndex, embedder: Embedder) -> Late:
     """The best sentence's MaxSim (as quotes use it): a passage's length adds sentences."""
     offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -134,7 +134,7 @@ def sentences(index: Index, embedder: Embedder) -> Late:
 class SquadCache:
     """SQuAD A's questions ranked without the late term, once; the late term added on top."""
 
-    def __init__(self, index: Index, embedder: Embedder, path: str) -> None:
+    def __init__(self, index: FolderIndex, embedder: Embedder, path: str) -> None:
         _, questions = load_squad(path)
         self.r = Retriever(index, embedder)
         texts = [q.question for q in questions]
@@ -175,7 +175,7 @@ class SquadCache:
                 "MRR": sum(1 / r for r in ranks if r) / n}
 
 
-def seeds(index: Index, embedder: Embedder, settings: SearchSettings) -> tuple[int, int, int]:
+def seeds(index: FolderIndex, embedder: Embedder, settings: SearchSettings) -> tuple[int, int, int]:
     r = Retriever(index, embedder, settings)
     answers = r.ask_many([q for q, _ in ON_TOPIC], k=1)
     right = sum(a.answered and a.hits[0].passage.id in gold
@@ -185,14 +185,14 @@ def seeds(index: Index, embedder: Embedder, settings: SearchSettings) -> tuple[i
     return right, answered, refused
 
 
-def news(index: Index, embedder: Embedder, settings: SearchSettings, questions, off_topic
+def news(index: FolderIndex, embedder: Embedder, settings: SearchSettings, questions, off_topic
          ) -> dict[str, float]:
     r = evaluate(Retriever(index, embedder, settings), questions, off_topic, progress=False)
     return {k: r[k] for k in ("first_and_answered", "recall@1", "recall@5", "mrr@10",
                               "answered_rate", "refused_rate")}
 
 
-def latency(index: Index, embedder: Embedder, texts: list[str], settings: SearchSettings
+def latency(index: FolderIndex, embedder: Embedder, texts: list[str], settings: SearchSettings
             ) -> str:
     """Warm `ask` p50 / p95 (ms) without and with the late term, interleaved, and the
     late term's own cost per ask."""
@@ -242,7 +242,7 @@ def main() -> None:
     seed_dir = args.cache / "seeds"
     if not (seed_dir / "manifest.json").is_file():
         index_corpus(ROOT / "seeds", seed_dir, embedder, progress=False)
-    seed_index = Index.load(seed_dir, model=embedder.name)
+    seed_index = FolderIndex.load(seed_dir, model=embedder.name)
     squad_index = cached(args.cache / "a",
                          lambda: build_index(load_squad(args.squad)[0], embedder,
                                              corpus=args.squad.name), embedder)

@@ -38,7 +38,7 @@ from retrieval.model.embed import Embedder, bundled_model_path
 from retrieval.search.calibrate import calibrated
 from retrieval.search.evaluate import EvalQuestion, evaluate, load_squad
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 from tests.support.passages import every_passage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def measure_build(st: SentenceTransformer, embedder: Embedder, articles: list[Ar
             "speedup": floor / byline, "index": index}
 
 
-def measure_queries(st: SentenceTransformer, index: Index, embedder: Embedder,
+def measure_queries(st: SentenceTransformer, index: FolderIndex, embedder: Embedder,
                     questions: list[EvalQuestion]) -> dict:
     """Warm in-process latency of one question: Byline's whole `ask` vs encode + flat search.
 

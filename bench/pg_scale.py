@@ -70,10 +70,10 @@ def _recall(url: str, local_dir: Path, qvecs: np.ndarray, candidates: int) -> di
     """HNSW's recall@10 against exact search over the same vectors: its `candidates` re-scored
     with the exact vectors (what the Retriever does), and its raw top 10 beside."""
     from retrieval.store import open_store
-    from retrieval.store.folder.index import Index
+    from retrieval.store.folder.index import FolderIndex
 
     K = scale.K
-    flat = scale._flat(Index.load(local_dir))
+    flat = scale._flat(FolderIndex.load(local_dir))
     exact, _ = flat.search(qvecs, K)
     del flat
     pg = open_store(url)

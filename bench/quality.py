@@ -36,7 +36,7 @@ from retrieval.search.evaluate import (
     load_squad,
 )
 from retrieval.search.retriever import Retriever, SearchSettings
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 HALVES = {"A": "squad-v1.1-dev-a.json", "B": "squad-v1.1-dev-b.json"}
@@ -221,7 +221,7 @@ def news_section(news: Path | None, embedder: Embedder, limit: int = 0) -> list[
     return lines
 
 
-def conversation_table(index: Index, embedder: Embedder, articles: list[Article],
+def conversation_table(index: FolderIndex, embedder: Embedder, articles: list[Article],
                        questions: list[EvalQuestion]) -> list[str]:
     """bench/conversations.py's table over the news dev set's index."""
     from bench.conversations import build

@@ -15,7 +15,7 @@ only with --rebuild or when the index format changes).
 
 Queries are real SQuAD questions, asked through the full `Retriever.ask` path (encode, ANN +
 BM25 candidates, fusion, best-sentence re-scoring, quotes, SQLite fetch) in a fresh
-subprocess, which also gives `Index.load` time and peak RSS (VmHWM; build memory does not
+subprocess, which also gives `FolderIndex.load` time and peak RSS (VmHWM; build memory does not
 count). The index's files are read once first, so they are in the OS page cache, as on a
 server that has been answering. Each figure stands beside a floor measured in the same run
 (exact FAISS flat search, bm25s scoring every passage, the encoder alone, a process holding
@@ -48,7 +48,7 @@ from retrieval.corpus import Article, Passage
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.model.embed import Embedder
 from retrieval.search.evaluate import load_squad
-from retrieval.store import Index, Sentences, read_manifest
+from retrieval.store import FolderIndex, Sentences, read_manifest
 from retrieval.text import sentence_spans
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -401,7 +401,7 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
     if not rebuild and info_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
         try:
-            if info.get("key") == key and len(Index.load(folder / "index")) == n:
+            if info.get("key") == key and len(FolderIndex.load(folder / "index")) == n:
                 return info
         except (IndexMissing, IndexCorrupt, IndexMismatch) as exc:
             _say(log, f"cached index unusable ({exc}); rebuilding")
@@ -416,7 +416,7 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
     steps["copies"] = time.perf_counter() - started
     with _timed(store, ("build_ann", "memory_db")) as times, \
             _timed(Postings, ("build",)) as bm25:
-        index = Index.from_vectors(corpus.articles, corpus.passages, corpus.vectors,
+        index = FolderIndex.from_vectors(corpus.articles, corpus.passages, corpus.vectors,
                                    corpus.sentences, model=embedder.name,
                                    encoder=embedder.encoder, corpus=f"bench-scale-{n}",
                                    groups=groups)
@@ -462,7 +462,7 @@ def _child(index_dir: Path, questions_path: Path, out_path: Path) -> None:
 
     q = json.loads(questions_path.read_text(encoding="utf-8"))
     start = time.perf_counter()
-    index = Index.load(index_dir)
+    index = FolderIndex.load(index_dir)
     load_s = time.perf_counter() - start
     rss_load = _rss_mb()
     retriever, latencies = asked(index, q)
@@ -564,7 +564,7 @@ def _subprocess(args: list[str], out: Path) -> dict:
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-def _flat(index: Index) -> faiss.Index:
+def _flat(index: FolderIndex) -> faiss.Index:
     """Exact search over the index's own vectors (the floor, and the truth for recall)."""
     import faiss
 
@@ -573,7 +573,7 @@ def _flat(index: Index) -> faiss.Index:
     return flat
 
 
-def _dense_checks(index: Index, flat: faiss.Index, qvecs: np.ndarray, candidates: int,
+def _dense_checks(index: FolderIndex, flat: faiss.Index, qvecs: np.ndarray, candidates: int,
                   timed: int = 50) -> dict[str, float]:
     """ANN recall against exact search over the same vectors, and exact search's time.
 
@@ -626,12 +626,12 @@ def _bm25_floor(index_dir: Path, questions: list[str], n: int) -> float:
     return statistics.median(times)
 
 
-def _hybrid_agreement(index: Index, flat: faiss.Index, embedder: Embedder,
+def _hybrid_agreement(index: FolderIndex, flat: faiss.Index, embedder: Embedder,
                       questions: list[str]) -> float:
     """Share of questions whose top 5 is the same with exact dense search instead of ANN."""
     from retrieval.search.retriever import Retriever
 
-    exact = Index(index.manifest, flat, index.postings, index.db, index.sentences,
+    exact = FolderIndex(index.manifest, flat, index.postings, index.db, index.sentences,
                   index.passage_vectors)
     a, b = Retriever(index, embedder), Retriever(exact, embedder)
     same = [[h.row for h in x.hits] == [h.row for h in y.hits]
@@ -642,7 +642,7 @@ def _hybrid_agreement(index: Index, flat: faiss.Index, embedder: Embedder,
 
 def disk_mb(index_dir: Path) -> dict[str, float]:
     """Megabytes on disk per component of the saved index."""
-    folder = index_dir / Index.load(index_dir).manifest.folder
+    folder = index_dir / FolderIndex.load(index_dir).manifest.folder
 
     def size(path: Path) -> float:
         paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
@@ -682,7 +682,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
     load_avg = os.getloadavg()[0]  # shared machine: how busy it was over the timed asks
     floor = _subprocess(["--floor", str(qpath), str(floor_out)], floor_out)
     _say(log, "checking recall against exact search")
-    index = Index.load(index_dir)
+    index = FolderIndex.load(index_dir)
     from retrieval.search.retriever import SearchSettings
 
     candidates = SearchSettings().candidates

@@ -2,7 +2,7 @@
 own) follows up on their own last questions there, for IDLE_SECONDS after the last one.
 
 Kept in memory only, at most MAX_CONVERSATIONS (the least recently used goes first), each at
-most retrieval.conversation.MAX_TURNS turns: a restart forgets them, and the next question
+most retrieval.search.conversation.MAX_TURNS turns: a restart forgets them, and the next question
 simply starts a new conversation. Two members in one channel never share one.
 """
 

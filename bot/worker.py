@@ -6,7 +6,7 @@ loop's default executor, which answers /ask (six slow fetches from six servers o
 every default thread, and /help waited). `process` runs them in up to two worker processes
 (spawned, each loading the model once, on its first job): their CPU work cannot hold the
 bot's GIL, at the price of a second copy of the model in memory. bench/heartbeat.py
-measures both (README, Running it for months).
+measures both (docs/operations.md, "Running it for months").
 """
 
 from __future__ import annotations

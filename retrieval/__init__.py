@@ -23,7 +23,7 @@ from retrieval.version import __version__
 if TYPE_CHECKING:
     from retrieval.model.embed import Embedder
     from retrieval.search.retriever import Retriever
-    from retrieval.store import Index, backend, open_store
+    from retrieval.store import FolderIndex, backend, open_store
 
 __all__ = [
     "BadQuestion",
@@ -45,7 +45,7 @@ _LAZY = {"Retriever": "retrieval.search.retriever", "Embedder": "retrieval.model
 
 
 def index_corpus(corpus_dir: Any, location: Any, embedder: Embedder, *args: Any,
-                 **kwargs: Any) -> Index:
+                 **kwargs: Any) -> FolderIndex:
     """Read, embed, calibrate and publish the article folder `corpus_dir` as the index at
     `location` (a folder or a postgresql:// URL): build/pipeline.py's `index_corpus` with
     the background measured by the search side (search/refusal.py)."""

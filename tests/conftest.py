@@ -11,7 +11,7 @@ import pytest
 from retrieval import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 
 from .support.paths import SEEDS
 
@@ -35,7 +35,7 @@ def seed_index_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
 
 @pytest.fixture(scope="session")
 def retriever(seed_index_dir: Path, embedder: Embedder) -> Retriever:
-    return Retriever(Index.load(seed_index_dir, model=embedder.name), embedder)
+    return Retriever(FolderIndex.load(seed_index_dir, model=embedder.name), embedder)
 
 
 @pytest.fixture(scope="session")

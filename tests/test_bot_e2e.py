@@ -400,10 +400,10 @@ def test_vectors_damaged_while_running_give_an_apology_not_a_wrong_answer(
 
     import numpy as np
 
-    from retrieval.store import Index
+    from retrieval.store import FolderIndex
 
     index_dir = shutil.copytree(seed_index_dir, tmp_path / "damaged")
-    retriever = Retriever(Index.load(index_dir), embedder)
+    retriever = Retriever(FolderIndex.load(index_dir), embedder)
     vectors = index_dir / retriever.index.manifest.folder / "vectors" / "passages.npy"
     data = np.load(vectors)
     data[:] = np.nan  # the disk returns garbage after the bot loaded the index

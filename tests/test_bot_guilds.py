@@ -20,7 +20,7 @@ from bot.replies import NOT_ADMIN
 from retrieval.cli.config import Settings
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 
 from .support.bot_harness import GUILD_ID, USER_ID, embed_of
 from .support.fake_discord import ADMIN_PERMISSIONS, EPHEMERAL, FakeDiscord
@@ -68,7 +68,7 @@ def test_coverage_add_fetches_an_article_that_then_answers(seed_index_dir, embed
     URLs, fetch failures and pages with nothing to index are one private line each."""
     corpus = shutil.copytree(SEEDS, tmp_path / "corpus")
     index_dir = shutil.copytree(seed_index_dir, tmp_path / "index")
-    live = LiveRetriever(Retriever(Index.load(index_dir), embedder))
+    live = LiveRetriever(Retriever(FolderIndex.load(index_dir), embedder))
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:
         assert first_source(await ask(fake, FERRY_Q)) == "Not covered"

@@ -20,7 +20,7 @@ from bot.settings import BotConfigError
 from retrieval import index_corpus
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 
 from .support.bot_harness import (
     GUILD_ID,
@@ -55,7 +55,7 @@ def test_a_reindexed_index_is_picked_up_between_questions(seed_index_dir, embedd
     while it was indexed and swapped in are all answered. No restart, no error."""
     index_dir = shutil.copytree(seed_index_dir, tmp_path / "index")
     corpus = shutil.copytree(SEEDS, tmp_path / "corpus")
-    live = LiveRetriever(Retriever(Index.load(index_dir), embedder))
+    live = LiveRetriever(Retriever(FolderIndex.load(index_dir), embedder))
     first = live.generation
 
     async def scenario(fake: FakeDiscord, bot: BylineBot) -> None:

@@ -15,7 +15,7 @@ import pytest
 from retrieval import index_corpus
 from retrieval.build.dedup import copy_groups, shingles
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 
 from .support.passages import every_passage
 from .support.paths import ROOT
@@ -76,7 +76,7 @@ def wire_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
 
 
 def test_three_copies_of_a_wire_story_are_one_result(wire_index: Path, embedder):
-    answer = Retriever(Index.load(wire_index), embedder).ask(QUESTION, k=5)
+    answer = Retriever(FolderIndex.load(wire_index), embedder).ask(QUESTION, k=5)
     assert answer.answered
     top = answer.hits[0]
     assert "Red Cross" in top.passage.text  # the paragraph that answers, from one outlet
@@ -95,7 +95,7 @@ def test_three_copies_of_a_wire_story_are_one_result(wire_index: Path, embedder)
 
 
 def test_a_trimmed_copys_cut_paragraph_still_counts_as_the_story(wire_index: Path, embedder):
-    answer = Retriever(Index.load(wire_index), embedder).ask(
+    answer = Retriever(FolderIndex.load(wire_index), embedder).ask(
         "Who will pay for the cleanup of the derailment?", k=5)
     payers = [h for h in answer.hits if "pay for the cleanup" in h.passage.text]
     assert len(payers) == 1
@@ -103,7 +103,7 @@ def test_a_trimmed_copys_cut_paragraph_still_counts_as_the_story(wire_index: Pat
 
 
 def test_passages_without_copies_have_an_empty_also_in(wire_index: Path, embedder):
-    answer = Retriever(Index.load(wire_index), embedder).ask("why was the trip cancelled")
+    answer = Retriever(FolderIndex.load(wire_index), embedder).ask("why was the trip cancelled")
     assert answer.hits[0].passage.source == "000_94a4140cf05cdf3f.txt"
     assert answer.hits[0].also_in == () and answer.to_dict()["results"][0]["citation"][
         "also_in"] == []
@@ -122,14 +122,15 @@ def test_reindex_groups_equal_a_full_build(tmp_path: Path, embedder):
     index_corpus(corpus, tmp_path / "full", embedder, progress=False, incremental=False)
     assert inc.reused > 0
 
-    def grouped(index: Index) -> list[tuple[str, str]]:
+    def grouped(index: FolderIndex) -> list[tuple[str, str]]:
         ids = [p.id for p in every_passage(index)]  # in row order
         return sorted((ids[r], ids[g]) for r, g in index.groups_of(range(len(ids))).items())
 
-    assert grouped(Index.load(tmp_path / "inc")) == grouped(Index.load(tmp_path / "full"))
+    loaded = [FolderIndex.load(tmp_path / name) for name in ("inc", "full")]
+    assert grouped(loaded[0]) == grouped(loaded[1])
     assert ("zz-gazette#1", "ap-derailment#1") in grouped(inc)
-    r_inc = Retriever(Index.load(tmp_path / "inc"), embedder)
-    r_full = Retriever(Index.load(tmp_path / "full"), embedder)
+    r_inc = Retriever(FolderIndex.load(tmp_path / "inc"), embedder)
+    r_full = Retriever(FolderIndex.load(tmp_path / "full"), embedder)
     assert r_inc.ask(QUESTION).to_dict() == r_full.ask(QUESTION).to_dict()
     outlets = {c.outlet for c in r_inc.ask(QUESTION).hits[0].also_in}
     assert "Marlow Gazette" in outlets | {r_inc.ask(QUESTION).hits[0].passage.outlet}

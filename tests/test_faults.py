@@ -434,10 +434,10 @@ def test_asks_during_reindexes_never_fail(tmp_path: Path, clean, corpora, embedd
     """A long-lived retriever (the bot), fresh loads and `byline ask` processes keep asking
     while 6 re-indexes replace the index (each save deletes the generation before last)."""
     from retrieval.search.retriever import Retriever
-    from retrieval.store import Index
+    from retrieval.store import FolderIndex
 
     index = fresh(clean, 1, tmp_path / "idx")
-    long_lived = Retriever(Index.load(index), embedder)
+    long_lived = Retriever(FolderIndex.load(index), embedder)
     failures: list[str] = []
     asked = {"long": 0, "fresh": 0, "cli": 0}
     stop = threading.Event()
@@ -450,7 +450,7 @@ def test_asks_during_reindexes_never_fail(tmp_path: Path, clean, corpora, embedd
             try:
                 assert top_source(long_lived.ask(QUESTION)) == "a000.txt"
                 asked["long"] += 1
-                fresh_retriever = Retriever(Index.load(index), embedder)
+                fresh_retriever = Retriever(FolderIndex.load(index), embedder)
                 assert top_source(fresh_retriever.ask(QUESTION)) == "a000.txt"
                 asked["fresh"] += 1
             except Exception as exc:  # every failure is recorded

@@ -27,7 +27,7 @@ from retrieval.feeds.fetch import FetchSettings
 from retrieval.feeds.follow import INDEX_RETRY, MAX_BACKOFF, STATE_FILE, FeedState, Follower
 from retrieval.feeds.lists import read_feeds
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index, WriterLock, read_manifest
+from retrieval.store import FolderIndex, WriterLock, read_manifest
 
 from .support.local_http import (
     QuietHandler,
@@ -163,7 +163,7 @@ def _state(follower: Follower, url: str) -> FeedState:
 
 
 def _ask(index_dir: Path, embedder, question: str):
-    return Retriever(Index.load(index_dir, model=embedder.name), embedder).ask(question)
+    return Retriever(FolderIndex.load(index_dir, model=embedder.name), embedder).ask(question)
 
 
 # --- the feed list ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from retrieval.corpus import load_corpus
 from retrieval.errors import IndexCorrupt
 from retrieval.model.probes import PROBES
 from retrieval.search.retriever import Retriever, check_question
-from retrieval.store import MANIFEST, Index
+from retrieval.store import MANIFEST, FolderIndex
 
 from .support.passages import every_passage
 from .support.paths import SEEDS
@@ -43,7 +43,7 @@ def _corpus(root: Path) -> Path:
     return root
 
 
-def _same(a: Index, b: Index) -> None:
+def _same(a: FolderIndex, b: FolderIndex) -> None:
     assert [(p.id, p.text, p.title, p.paragraph, p.outlet, p.date) for p in every_passage(a)] \
         == [(p.id, p.text, p.title, p.paragraph, p.outlet, p.date) for p in every_passage(b)]
     np.testing.assert_array_equal(a.passage_vectors, b.passage_vectors)
@@ -84,7 +84,7 @@ def test_reindex_embeds_only_changes_and_equals_a_full_build(tmp_path, embedder)
         if p.text in ids_before:
             assert p.id == ids_before[p.text]
 
-    loaded_inc, loaded_full = Index.load(incremental), Index.load(full)
+    loaded_inc, loaded_full = FolderIndex.load(incremental), FolderIndex.load(full)
     _same(loaded_inc, loaded_full)
     r_inc, r_full = Retriever(loaded_inc, embedder), Retriever(loaded_full, embedder)
     for q in QUESTIONS:
@@ -118,7 +118,7 @@ def test_vectors_of_another_encoder_graph_are_not_reused(tmp_path, embedder):
 def test_reindex_takes_unchanged_articles_and_probe_vectors_from_the_index(tmp_path, embedder):
     corpus = _corpus(tmp_path / "corpus")
     index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
-    loaded = Index.load(tmp_path / "idx")
+    loaded = FolderIndex.load(tmp_path / "idx")
     articles = load_corpus(corpus)
     assert loaded.parsed_articles() == {a.source: [a] for a in articles}  # exactly as parsed
     probes = embedder.encode([check_question(q) for q in PROBES])
@@ -138,13 +138,13 @@ def test_other_cleaning_rules_or_probes_mean_parsing_and_encoding_again(tmp_path
     manifest = tmp_path / "idx" / MANIFEST
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**data, "parser": "0" * 16, "probes": "0" * 16}))
-    stale = Index.load(tmp_path / "idx")
+    stale = FolderIndex.load(tmp_path / "idx")
     assert stale.parsed_articles() == {} and stale.probe_vectors is None
     again = index_corpus(corpus, tmp_path / "idx", embedder, progress=False)
     assert again.reused == len(again)
     assert again.manifest.background == first.manifest.background
     assert again.manifest.parser == first.manifest.parser != "0" * 16
-    np.testing.assert_array_equal(Index.load(tmp_path / "idx").probe_vectors,
+    np.testing.assert_array_equal(FolderIndex.load(tmp_path / "idx").probe_vectors,
                                   first.probe_vectors)
 
 
@@ -169,19 +169,19 @@ def test_a_reindex_links_the_token_file_and_writes_only_new_rows(tmp_path, embed
             assert again.manifest.files["tokens/base.npy"] == before  # its checksum, kept
         assert (tokens / "vectors.npy").stat().st_size < (tokens / "base.npy").stat().st_size
         index_corpus(corpus, tmp_path / f"full{n}", embedder, progress=False, incremental=False)
-        _same(Index.load(inc, verify=True), Index.load(tmp_path / f"full{n}"))
+        _same(FolderIndex.load(inc, verify=True), FolderIndex.load(tmp_path / f"full{n}"))
 
     # Damage the shared file: the index is damaged, and a re-index rebuilds from scratch.
-    path = inc / Index.load(inc).manifest.folder / "tokens" / "base.npy"
+    path = inc / FolderIndex.load(inc).manifest.folder / "tokens" / "base.npy"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(IndexCorrupt, match=r"base\.npy does not match its checksum"):
-        Index.load(inc, verify=True)
+        FolderIndex.load(inc, verify=True)
     rebuilt = index_corpus(corpus, inc, embedder, progress=False, splice_min=0)
     assert rebuilt.reused == 0 and not (inc / rebuilt.manifest.folder / "tokens" /
                                         "base.npy").exists()
-    _same(Index.load(inc, verify=True), Index.load(tmp_path / "full1"))
+    _same(FolderIndex.load(inc, verify=True), FolderIndex.load(tmp_path / "full1"))
 
     # Most articles removed: the token file is written whole again, not linked.
     index_corpus(corpus, inc, embedder, progress=False, splice_min=0)  # spliced once more
@@ -191,4 +191,4 @@ def test_a_reindex_links_the_token_file_and_writes_only_new_rows(tmp_path, embed
     small = index_corpus(corpus, inc, embedder, progress=False, splice_min=0)
     assert not (inc / small.manifest.folder / "tokens" / "base.npy").exists()
     index_corpus(corpus, tmp_path / "full2", embedder, progress=False, incremental=False)
-    _same(Index.load(inc, verify=True), Index.load(tmp_path / "full2"))
+    _same(FolderIndex.load(inc, verify=True), FolderIndex.load(tmp_path / "full2"))

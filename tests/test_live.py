@@ -13,7 +13,7 @@ from retrieval import index_corpus
 from retrieval.model.embed import Embedder
 from retrieval.search.live import LiveRetriever
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index, read_manifest
+from retrieval.store import FolderIndex, read_manifest
 from retrieval.store.manifest import write_manifest
 
 from .support.library_article import LIBRARY, LIBRARY_Q, TRIP_Q
@@ -26,7 +26,7 @@ def live_copy(seed_index_dir: Path, embedder: Embedder, tmp_path: Path
     seeds) to re-index it from."""
     index_dir = shutil.copytree(seed_index_dir, tmp_path / "index")
     corpus = shutil.copytree(SEEDS, tmp_path / "corpus")
-    return LiveRetriever(Retriever(Index.load(index_dir), embedder)), index_dir, corpus
+    return LiveRetriever(Retriever(FolderIndex.load(index_dir), embedder)), index_dir, corpus
 
 
 def test_a_new_generation_is_swapped_in_and_the_old_one_keeps_answering(
@@ -109,7 +109,7 @@ def test_nothing_to_watch_or_nothing_new(seed_index_dir, embedder, tmp_path):
 def test_a_save_between_loading_and_watching_is_not_missed(seed_index_dir, embedder, tmp_path):
     index_dir = shutil.copytree(seed_index_dir, tmp_path / "index")
     corpus = shutil.copytree(SEEDS, tmp_path / "corpus")
-    retriever = Retriever(Index.load(index_dir), embedder)
+    retriever = Retriever(FolderIndex.load(index_dir), embedder)
     (corpus / "library.txt").write_text(LIBRARY, "utf-8")
     index_corpus(corpus, index_dir, embedder, progress=False)  # before the watch begins
     live = LiveRetriever(retriever)

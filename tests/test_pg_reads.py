@@ -14,7 +14,7 @@ import pytest
 from retrieval import index_corpus
 from retrieval.cli.main import main
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index, open_store
+from retrieval.store import FolderIndex, open_store
 
 from .support.seed_questions import OFF_TOPIC, ON_TOPIC
 from .support.wire_story import QUESTION, write_corpus
@@ -95,7 +95,7 @@ def test_wire_copies_cost_one_more_query_and_answer_as_the_folder(pg_url, tmp_pa
     assert len(answers[QUESTION].hits[0].also_in) == 2  # the copies were read
     pg = Retriever(open_store(pg_url, model=embedder.name), embedder)
     rows = list(range(len(pg.index)))
-    assert pg.index.groups_of(rows) == Index.load(folder).groups_of(rows)
+    assert pg.index.groups_of(rows) == FolderIndex.load(folder).groups_of(rows)
 
 
 def test_a_scan_reads_only_its_column(seeded_store, embedder, counted):

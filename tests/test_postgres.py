@@ -15,7 +15,7 @@ from retrieval.cli.main import main
 from retrieval.errors import IndexMissing, StoreError
 from retrieval.search.filters import Filters
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index, backend, open_store
+from retrieval.store import FolderIndex, backend, open_store
 from retrieval.store.base import Store
 from retrieval.store.postgres import open_postgres, publish_postgres, schema
 
@@ -220,7 +220,7 @@ def test_old_generations_are_dropped_beyond_the_previous_one(seeded, many_retrie
                                                              retriever, embedder):
     first = open_store(seeded, model=embedder.name)
     backend(seeded).publish(many_retriever.index)
-    third = Index.load(retriever.index.root)
+    third = FolderIndex.load(retriever.index.root)
     third = third.with_background(third.manifest.background, third.probe_vectors)
     third.manifest = replace(third.manifest, generation="feedc0de")
     publish_postgres(third, seeded)

@@ -11,7 +11,7 @@ import pytest
 from retrieval.model.embed import Embedder
 from retrieval.search.lexical import Lexical
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index, RowFile
+from retrieval.store import FolderIndex, RowFile
 from retrieval.store.folder.postings import Postings
 from retrieval.store.subset import search_one
 from retrieval.text import analyze
@@ -23,7 +23,7 @@ from .support.synthetic import WORDS, zipf_corpus
 def lexical(embedder: Embedder) -> Retriever:
     articles, vecs, sentences = zipf_corpus(3000, embedder.dimension)
     passages = [p for a in articles for p in a.passages()]
-    index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+    index = FolderIndex.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
                                encoder=embedder.encoder)
     return Retriever(index, embedder)
 
@@ -143,11 +143,11 @@ def test_row_file_reads_rows_like_an_array(tmp_path: Path):
 def test_ivf_index_finds_what_exact_search_finds(tmp_path: Path, embedder: Embedder):
     articles, vecs, sentences = zipf_corpus(4000, embedder.dimension, seed=5)
     passages = [p for a in articles for p in a.passages()]
-    built = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+    built = FolderIndex.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
                                encoder=embedder.encoder, exact_max=1000)
     assert built.manifest.ann.startswith("ivf") and built.manifest.nprobe >= 1
     built.with_background({"dense": 0.0, "lexical": 0.0}).save(tmp_path / "idx")
-    index = Index.load(tmp_path / "idx")
+    index = FolderIndex.load(tmp_path / "idx")
     queries = np.asarray(sentences.vectors[::40], np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]

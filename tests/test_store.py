@@ -16,7 +16,7 @@ from retrieval.corpus import Article, load_corpus
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, StoreError
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
-from retrieval.store import MANIFEST, Index, RowFile, Sentences
+from retrieval.store import MANIFEST, FolderIndex, RowFile, Sentences
 
 from .support.paths import SEEDS
 
@@ -31,7 +31,7 @@ def _snapshot(index_dir: Path) -> dict[str, bytes]:
 
 
 def test_round_trip(seed_index_dir: Path, embedder: Embedder):
-    index = Index.load(seed_index_dir, model=embedder.name)
+    index = FolderIndex.load(seed_index_dir, model=embedder.name)
     m = index.manifest
     assert (m.model, m.dimension, m.passages, m.articles) == ("all-MiniLM-L6-v2", 384, 20, 2)
     assert set(m.background) == {"dense", "lexical", "sentence"}
@@ -51,9 +51,9 @@ def test_round_trip(seed_index_dir: Path, embedder: Embedder):
 def test_reindex_keeps_ids_and_replaces_generation(seed_index_dir: Path, tmp_path: Path,
                                                    embedder: Embedder):
     index_dir = _copy(seed_index_dir, tmp_path / "idx")
-    before = Index.load(index_dir)
+    before = FolderIndex.load(index_dir)
     index_corpus(SEEDS, index_dir, embedder, progress=False)
-    after = Index.load(index_dir)
+    after = FolderIndex.load(index_dir)
     ids = [[p.id for p in i.passages(list(range(len(i))))] for i in (after, before)]
     assert ids[0] == ids[1]
     assert after.manifest.generation != before.manifest.generation
@@ -61,14 +61,14 @@ def test_reindex_keeps_ids_and_replaces_generation(seed_index_dir: Path, tmp_pat
     names = {p.name for p in index_dir.iterdir()}
     assert names == {MANIFEST, ".lock", before.manifest.folder, after.manifest.folder}
     index_corpus(SEEDS, index_dir, embedder, progress=False)
-    last = Index.load(index_dir)
+    last = FolderIndex.load(index_dir)
     names = {p.name for p in index_dir.iterdir()}
     assert names == {MANIFEST, ".lock", after.manifest.folder, last.manifest.folder}
 
 
 def test_missing_index(tmp_path: Path):
     with pytest.raises(IndexMissing, match="run `byline index`"):
-        Index.load(tmp_path / "nowhere")
+        FolderIndex.load(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("damage", ["garbage manifest", "truncated vectors", "missing meta",
@@ -76,7 +76,7 @@ def test_missing_index(tmp_path: Path):
 def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage: str):
     index_dir = _copy(seed_index_dir, tmp_path / "idx")
     manifest = json.loads((index_dir / MANIFEST).read_text())
-    folder = index_dir / Index.load(index_dir).manifest.folder
+    folder = index_dir / FolderIndex.load(index_dir).manifest.folder
     if damage == "garbage manifest":
         (index_dir / MANIFEST).write_text("{not json")
     elif damage == "truncated vectors":
@@ -92,12 +92,12 @@ def test_damaged_index_is_reported(seed_index_dir: Path, tmp_path: Path, damage:
     else:
         (folder / "sentences" / "vectors.npy").unlink()
     with pytest.raises(IndexCorrupt, match=r"run `byline index --full` to rebuild it"):
-        Index.load(index_dir)
+        FolderIndex.load(index_dir)
 
 
 def test_other_model_is_a_mismatch(seed_index_dir: Path):
     with pytest.raises(IndexMismatch, match="built with model 'all-MiniLM-L6-v2'"):
-        Index.load(seed_index_dir, model="sentence-transformers/all-mpnet-base-v2")
+        FolderIndex.load(seed_index_dir, model="sentence-transformers/all-mpnet-base-v2")
 
 
 def test_other_format_is_a_mismatch(seed_index_dir: Path, tmp_path: Path):
@@ -106,7 +106,7 @@ def test_other_format_is_a_mismatch(seed_index_dir: Path, tmp_path: Path):
     manifest["format"] = 99
     (index_dir / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatch, match="format 99"):
-        Index.load(index_dir)
+        FolderIndex.load(index_dir)
 
 
 def test_other_dimension_is_a_mismatch(tmp_path: Path, embedder: Embedder):
@@ -119,11 +119,11 @@ def test_other_dimension_is_a_mismatch(tmp_path: Path, embedder: Embedder):
     from dataclasses import replace
     sentences = Sentences(np.ones((1, 8), np.float16), np.array([[0, 10]], np.int32),
                           np.array([0, 1]))
-    odd = Index(replace(index.manifest, dimension=8, background={"dense": 0, "lexical": 0}),
+    odd = FolderIndex(replace(index.manifest, dimension=8, background={"dense": 0, "lexical": 0}),
                 small, index.postings, index.db, sentences)
     odd.save(tmp_path / "idx")
     with pytest.raises(IndexMismatch, match="8-dimensional vectors"):
-        Retriever(Index.load(tmp_path / "idx"), embedder)
+        Retriever(FolderIndex.load(tmp_path / "idx"), embedder)
 
 
 def test_bad_corpus_leaves_index_untouched(seed_index_dir: Path, tmp_path: Path,
@@ -158,7 +158,7 @@ def test_crash_during_save_keeps_old_index(seed_index_dir: Path, tmp_path: Path,
     monkeypatch.undo()
     assert saved  # it failed mid-save, after writing the first file
     assert _snapshot(index_dir) == before  # no half-written files, no temp folder left
-    assert len(Index.load(index_dir)) == 20
+    assert len(FolderIndex.load(index_dir)) == 20
 
 
 def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embedder):
@@ -172,7 +172,7 @@ def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embe
     assert flat.manifest.ann == "flat" and ivf.manifest.ann.startswith("ivf")
     assert ivf.manifest.nprobe >= 1
     ivf.save(tmp_path / "ivf")
-    loaded = Index.load(tmp_path / "ivf")
+    loaded = FolderIndex.load(tmp_path / "ivf")
     assert isinstance(loaded.vectors, faiss.IndexIVF)
     assert faiss.extract_index_ivf(loaded.vectors).nprobe == ivf.manifest.nprobe
     # Vectors are read from disk by row (memory stays flat), never loaded whole.
@@ -184,7 +184,7 @@ def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embe
 
 
 def test_token_vectors_are_kept_and_read_back(seed_index_dir: Path, embedder: Embedder):
-    index = Index.load(seed_index_dir)
+    index = FolderIndex.load(seed_index_dir)
     assert isinstance(index.tokens.vectors, RowFile)
     passages = index.passages(list(range(len(index))))
     for row in (0, 7, len(passages) - 1):
@@ -204,7 +204,7 @@ def test_above_tokens_max_no_token_vectors_are_kept(tmp_path: Path, embedder: Em
     index = build_index(articles, embedder, progress=False, tokens_max=5)
     assert index.tokens is None
     index.save(tmp_path / "idx")
-    loaded = Index.load(tmp_path / "idx")
+    loaded = FolderIndex.load(tmp_path / "idx")
     assert loaded.tokens is None
     answer = Retriever(loaded, embedder).ask("Who did Trump phone while leaving Vietnam?")
     assert answer.answered and "Moon" in answer.hits[0].passage.text

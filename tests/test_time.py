@@ -190,7 +190,7 @@ def ivf(embedder: Embedder) -> Retriever:
     from dataclasses import replace
     from datetime import timedelta
 
-    from retrieval.store import Index
+    from retrieval.store import FolderIndex
 
     from .support.synthetic import zipf_corpus
 
@@ -199,7 +199,7 @@ def ivf(embedder: Embedder) -> Retriever:
     articles = [replace(a, date=(day0 + timedelta(days=i)).date().isoformat(),
                         outlet=("Daily" if i % 2 else "Weekly")) for i, a in enumerate(articles)]
     passages = [p for a in articles for p in a.passages()]
-    index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+    index = FolderIndex.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
                                encoder=embedder.encoder, exact_max=1000)
     assert index.manifest.ann.startswith("ivf")
     return Retriever(index, embedder)

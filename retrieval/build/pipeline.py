@@ -18,7 +18,7 @@ from retrieval.corpus import Article, LoadReport, Passage, checked, scan_corpus
 from retrieval.build.dedup import copy_groups
 from retrieval.model.embed import Embedder
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
-from retrieval.store import SPLICE_MIN, TOKENS_MAX, Index, PendingTokens, Sentences, Tokens
+from retrieval.store import SPLICE_MIN, TOKENS_MAX, FolderIndex, PendingTokens, Sentences, Tokens
 from retrieval.store.ann import EXACT_MAX
 from retrieval.store.base import Backend, Store
 from retrieval.store import backend
@@ -27,7 +27,7 @@ from retrieval.text import sentence_spans
 
 log = logging.getLogger("byline.index")
 # The index with its background measured (search/calibrate.py's `calibrated`).
-Calibrate = Callable[[Index, Embedder], Index]
+Calibrate = Callable[[FolderIndex, Embedder], FolderIndex]
 REUSE_BATCH = 2_000  # passages whose vectors are read from the previous index at a time
 
 
@@ -35,7 +35,7 @@ def index_corpus(corpus_dir: str | Path, location: str | Path, embedder: Embedde
                  progress: bool = True, incremental: bool = True, strict: bool = False,
                  on_report: Callable[[LoadReport], None] | None = None,
                  wait: bool = True, on_wait: Callable[[str], None] | None = None, *,
-                 calibrate: Calibrate, splice_min: int = SPLICE_MIN) -> Index:
+                 calibrate: Calibrate, splice_min: int = SPLICE_MIN) -> FolderIndex:
     """Load, clean, embed, calibrate (`calibrate`) and publish `corpus_dir` as the index at
     `location` (a folder or a postgresql:// URL).
 
@@ -82,7 +82,7 @@ def _previous(store: Backend, embedder: Embedder) -> Store | None:
 def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
                 progress: bool = True, previous: Store | None = None,
                 exact_max: int = EXACT_MAX, tokens_max: int = TOKENS_MAX,
-                splice_min: int = SPLICE_MIN) -> Index:
+                splice_min: int = SPLICE_MIN) -> FolderIndex:
     """Embed every passage of `articles` and assemble the (unsaved, uncalibrated) index.
 
     With `previous` (an index built by the same model and encoder), passages whose text
@@ -100,7 +100,7 @@ def build_index(articles: list[Article], embedder: Embedder, corpus: str = "",
     vecs, sentences, tokens = _embed(passages, before, embedder, previous, keep_tokens,
                                      progress, splice_min)
     groups = copy_groups([p.text for p in passages], [p.article_id for p in passages])
-    index = Index.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
+    index = FolderIndex.from_vectors(articles, passages, vecs, sentences, model=embedder.name,
                                encoder=embedder.encoder, corpus=corpus, exact_max=exact_max,
                                tokens=tokens, groups=groups, graph=embedder.graph,
                                kernel=embedder.kernel)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 
 
-def calibrated(index: Index, embedder: Embedder) -> Index:
+def calibrated(index: FolderIndex, embedder: Embedder) -> FolderIndex:
     """`index` with its background measured: the evidence generic unrelated questions (the
     probes, encoded unless the previous index lent their vectors) find in it. The build is
     handed this function, as it sits below the search."""
     measured = Retriever(index.with_background({}, None), embedder,
                          probe_vectors=index.probe_vectors).index
-    assert isinstance(measured, Index)
+    assert isinstance(measured, FolderIndex)
     return measured

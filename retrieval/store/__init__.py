@@ -3,7 +3,7 @@
 `backend(location)` chooses the backend once (the folder backend, store/folder/, or the
 PostgreSQL backend, store/postgres/); everything else goes through the Backend and the Store
 it opens. Shared by both: `manifest`, `tables` (article metadata), `ann` (FAISS structures),
-`quantise`, `files` (fsync, checksums, atomic writes). The build assembles an `Index` (the
+`quantise`, `files` (fsync, checksums, atomic writes). The build assembles a `FolderIndex` (the
 folder backend's in-memory form) and either backend publishes it.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from retrieval.model.probes import probes_key
 from retrieval.store.ann import ANN_DEPTH, EXACT_MAX
 from retrieval.store.base import Backend, Store
-from retrieval.store.folder.index import TOKENS_MAX, Index, corpus_fingerprint
+from retrieval.store.folder.index import TOKENS_MAX, FolderIndex, corpus_fingerprint
 from retrieval.store.folder.lock import WriterLock
 from retrieval.store.folder.parts import SPLICE_MIN, PendingTokens, Sentences, Tokens
 from retrieval.store.folder.rows import RowFile
@@ -23,7 +23,7 @@ from retrieval.store.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_ma
 from retrieval.store.tables import ArticleInfo, Copy
 
 __all__ = ["ANN_DEPTH", "EXACT_MAX", "FORMAT_VERSION", "MANIFEST", "SPLICE_MIN", "TOKENS_MAX",
-           "ArticleInfo", "Backend", "Copy", "Index", "Manifest", "PendingTokens", "RowFile",
+           "ArticleInfo", "Backend", "Copy", "FolderIndex", "Manifest", "PendingTokens", "RowFile",
            "Sentences", "Store", "Tokens", "WriterLock", "backend", "corpus_fingerprint",
            "open_store", "probes_key", "read_manifest"]
 

@@ -149,7 +149,7 @@ class Backend(ABC):
 
     @abstractmethod
     def publish(self, index: Any) -> Manifest:
-        """Publish the assembled `index` (a folder Index) as the new generation here."""
+        """Publish the assembled `index` (a FolderIndex) as the new generation here."""
 
     @abstractmethod
     def writer_lock(self, wait: bool = True, on_wait: Callable[[str], None] | None = None

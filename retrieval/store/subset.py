@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from retrieval.store import Index
+    from retrieval.store import FolderIndex
 
 # Up to this many allowed passages, an IVF index is bypassed: their exact vectors are read
 # and scored directly (cheaper than scanning enough IVF lists to find them, and exact).
 EXACT_SUBSET_MAX = 20_000
 
 
-def dense_candidates(index: Index, qvec: np.ndarray, n: int,
+def dense_candidates(index: FolderIndex, qvec: np.ndarray, n: int,
                      allowed: np.ndarray | None = None,
                      exact_max: int = EXACT_SUBSET_MAX) -> np.ndarray:
     """The (1, n) rows FAISS proposes for `qvec` (-1 pads a short list), only among the

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.store import Index
+from retrieval.store import FolderIndex
 from retrieval.store.folder.generations import TMP_PREFIX
 from retrieval.store.folder.lock import LOCK
 from retrieval.store.manifest import GENERATION_PREFIX, MANIFEST
@@ -134,7 +134,7 @@ def content(index_dir: Path) -> dict:
     indexes of the same corpus, one built from scratch and one by any mix of re-indexes,
     must have equal contents. Loads with every checksum verified (IndexCorrupt if any
     file is damaged)."""
-    index = Index.load(index_dir, verify=True)
+    index = FolderIndex.load(index_dir, verify=True)
     m = index.manifest
     return {
         "manifest": (m.format, m.model, m.encoder, m.dimension, m.passages, m.articles,
@@ -153,7 +153,7 @@ def content(index_dir: Path) -> dict:
     }
 
 
-def _postings(index: Index) -> str:
+def _postings(index: FolderIndex) -> str:
     """The BM25 postings by term: bm25s numbers terms in an order that changes from one
     process to the next (string hashing), so the arrays are compared term by term."""
     p = index.postings

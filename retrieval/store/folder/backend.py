@@ -61,9 +61,9 @@ class FolderBackend(Backend):
         self.location: Path = location
 
     def open(self, model: str | None = None, verify: bool | None = None) -> Store:
-        from retrieval.store.folder.index import Index
+        from retrieval.store.folder.index import FolderIndex
 
-        return Index.load(self.location, model=model, verify=verify)
+        return FolderIndex.load(self.location, model=model, verify=verify)
 
     def publish(self, index: Any) -> Manifest:
         index.save(self.location)

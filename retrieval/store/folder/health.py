@@ -14,7 +14,7 @@ import numpy as np
 from retrieval.errors import BylineError, IndexMissing, StoreError, describe_os_error
 from retrieval.store.files import digest
 from retrieval.store.folder import generations
-from retrieval.store.folder.index import Index
+from retrieval.store.folder.index import FolderIndex
 from retrieval.store.folder.lock import LOCK
 from retrieval.store.manifest import Manifest, read_manifest
 
@@ -112,7 +112,7 @@ def check_index(root: str | Path) -> IndexHealth:
         health.files.append(FileHealth(shown, actual, status))
     if health.ok:
         try:
-            _check_values(Index.load(root, verify=False), health)
+            _check_values(FolderIndex.load(root, verify=False), health)
         except StoreError as exc:
             health.cannot_read(str(exc))
         except BylineError as exc:
@@ -127,7 +127,7 @@ def _unreadable(root: Path, shown: str, exc: OSError) -> str:
     return f"Cannot read the index at {root}: {shown}: {reason}."
 
 
-def _check_values(index: Index, health: IndexHealth) -> None:
+def _check_values(index: FolderIndex, health: IndexHealth) -> None:
     """Every stored vector and scale finite; the background measured and finite."""
     m = index.manifest
     arrays = {"vectors/passages.npy": index.passage_vectors,

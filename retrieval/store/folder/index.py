@@ -1,4 +1,4 @@
-"""The Index: a generation's passages, vectors, postings and tables, opened for reading."""
+"""The FolderIndex: a generation's passages, vectors, postings and tables, opened for reading."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def corpus_fingerprint(articles: list[Article]) -> str:
     return h.hexdigest()[:16]
 
 
-class Index:
+class FolderIndex:
     """Passages with their vectors, searchable densely (FAISS) and lexically (BM25)."""
 
     def __init__(self, manifest: Manifest, vectors: faiss.Index, postings: Postings,
@@ -94,14 +94,14 @@ class Index:
                             f"holds values that are not numbers; {REBUILD}.")
 
     def with_background(self, background: dict[str, float],
-                        probe_vectors: np.ndarray | None = None) -> Index:
+                        probe_vectors: np.ndarray | None = None) -> FolderIndex:
         """This index with its manifest's background evidence set, and the probes' vectors
         it was measured with kept (so a re-index need not encode the probes again)."""
         if probe_vectors is None:
             probe_vectors = self.probe_vectors
         m = self.manifest
         probes = probes_key(m.model, m.encoder) if probe_vectors is not None else ""
-        index = Index(replace(m, background=dict(background), probes=probes), self.vectors,
+        index = FolderIndex(replace(m, background=dict(background), probes=probes), self.vectors,
                       self.postings, self._db, self.sentences, self.passage_vectors,
                       self.tokens)
         index.probe_vectors = probe_vectors
@@ -113,7 +113,7 @@ class Index:
                      sentences: Sentences, model: str, encoder: str, corpus: str = "",
                      exact_max: int = EXACT_MAX, tokens: Tokens | PendingTokens | None = None,
                      groups: np.ndarray | None = None, graph: str = "", kernel: str = ""
-                     ) -> Index:
+                     ) -> FolderIndex:
         """The index of already-embedded passages: their ANN and BM25 structures and tables.
         `groups[row]` is each passage's near-duplicate group (-1: none; see retrieval.build.dedup);
         `graph` and `kernel` say how and where the vectors were encoded (Embedder's)."""
@@ -176,7 +176,7 @@ class Index:
 
     @classmethod
     def load(cls, index_dir: str | Path, model: str | None = None,
-             verify: bool | None = None) -> Index:
+             verify: bool | None = None) -> FolderIndex:
         """Open the index in `index_dir`; `model`, if given, must be the one it was built with.
 
         Files are checked against the manifest first: sizes always, content hashes when
@@ -199,7 +199,7 @@ class Index:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @classmethod
-    def _open(cls, root: Path, manifest: Manifest) -> Index:
+    def _open(cls, root: Path, manifest: Manifest) -> FolderIndex:
         folder = root / manifest.folder
         n, dim = manifest.passages, manifest.dimension
         part = "manifest.json"

@@ -28,7 +28,7 @@ from retrieval.store.tables import COPY_LISTS_SELECT, MAX_COPIES
 if TYPE_CHECKING:
     import psycopg
 
-    from retrieval.store.folder.index import Index
+    from retrieval.store.folder.index import FolderIndex
     from retrieval.store.manifest import Manifest
 
 log = logging.getLogger("byline.store")
@@ -41,7 +41,7 @@ KEEP = 2  # generations kept: the current one and the one before it
 CHUNK = 2_000  # passages per progress step
 
 
-def publish_postgres(index: Index, url: str, progress: bool = False) -> Manifest:
+def publish_postgres(index: FolderIndex, url: str, progress: bool = False) -> Manifest:
     """Publish `index` (assembled or loaded from a folder) as the current generation at
     `url`; nothing to do when that generation is already current (so a copy is idempotent).
     Vectors are copied as they are: nothing is embedded again."""
@@ -95,7 +95,7 @@ def retire(conn: psycopg.Connection, keep: int = KEEP) -> list[str]:
     return old
 
 
-def _write_generation(conn: psycopg.Connection, index: Index, m: Manifest,
+def _write_generation(conn: psycopg.Connection, index: FolderIndex, m: Manifest,
                       progress: bool) -> Manifest:
     """Create and fill the generation's schema; its manifest (with the HNSW's tuned
     ef_search where dense search is approximate)."""
@@ -126,7 +126,7 @@ def _write_generation(conn: psycopg.Connection, index: Index, m: Manifest,
     return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, index))
 
 
-def tune_ef_search(conn: psycopg.Connection, s: str, index: Index, k: int = 10,
+def tune_ef_search(conn: psycopg.Connection, s: str, index: FolderIndex, k: int = 10,
                    depth: int = ANN_DEPTH, queries: int = 200) -> int:
     """Smallest HNSW ef_search (doubling from `depth`) whose top `depth` holds HNSW_RECALL of
     the exact top `k`, for question-like queries (random sentences of the corpus), as a
@@ -164,7 +164,7 @@ def _chunks(n: int) -> Iterator[tuple[int, int]]:
         yield a, min(n, a + CHUNK)
 
 
-def _write_passages(conn: psycopg.Connection, s: str, index: Index, db: Any,
+def _write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, db: Any,
                     groups: dict[int, int], a: int, b: int) -> None:
     vecs = np.asarray(index.passage_vectors[a:b], np.float32)
     rows = db.execute("SELECT row, id, article_id, paragraph, text, hash FROM passages "
@@ -194,7 +194,7 @@ def _write_passages(conn: psycopg.Connection, s: str, index: Index, db: Any,
                                   _bytes(spans, np.int32)))
 
 
-def _write_postings(conn: psycopg.Connection, s: str, index: Index) -> None:
+def _write_postings(conn: psycopg.Connection, s: str, index: FolderIndex) -> None:
     p = index.postings
     terms = {t: term for term, t in p.vocab.items()}
     with conn.cursor() as cur, cur.copy(

@@ -1,0 +1,1 @@
+"""Building an index: the pipeline from articles to a published generation, and wire-copy detection."""

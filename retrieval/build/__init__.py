@@ -1,1 +1,2 @@
-"""Building an index: the pipeline from articles to a published generation, and wire-copy detection."""
+"""Building an index: the pipeline from articles to a published generation, and wire-copy
+detection."""

@@ -14,14 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.corpus import Article, LoadReport, Passage, checked, scan_corpus
 from retrieval.build.dedup import copy_groups
-from retrieval.model.embed import Embedder
+from retrieval.corpus import Article, LoadReport, Passage, checked, scan_corpus
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, ModelError
-from retrieval.store import SPLICE_MIN, TOKENS_MAX, FolderIndex, PendingTokens, Sentences, Tokens
+from retrieval.model.embed import Embedder
+from retrieval.store import (
+    SPLICE_MIN,
+    TOKENS_MAX,
+    FolderIndex,
+    PendingTokens,
+    Sentences,
+    backend,
+)
 from retrieval.store.ann import EXACT_MAX
 from retrieval.store.base import Backend, Store
-from retrieval.store import backend
 from retrieval.store.quantise import quantise
 from retrieval.text import sentence_spans
 

@@ -99,6 +99,16 @@ class TestServer:
     def url_without_password(self) -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{DATABASE}"
 
+    def restart(self) -> None:
+        """Stop the server (every session ended: "terminating connection due to
+        administrator command") and start it again, as an operator's restart does."""
+        done = subprocess.run([str(_bin() / "pg_ctl"), "-D", str(self.folder / "data"), "-l",
+                               str(self.folder / "log"), "-m", "fast", "-w", "-t", "60",
+                               "restart"], capture_output=True,
+                              text=True, timeout=120, check=False, cwd=self.folder, **self._as)
+        if done.returncode:
+            raise ServerFailed(f"pg_ctl restart failed: {done.stderr.strip()[-2000:]}")
+
     def stop(self) -> None:
         subprocess.run([str(_bin() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
                         "-w", "stop"], capture_output=True, timeout=60, check=False,

@@ -12,7 +12,8 @@ import os
 import re
 import struct
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
+T = TypeVar("T")
 _pools: dict[str, ConnectionPool] = {}
 _guard = threading.Lock()
 
@@ -118,6 +120,27 @@ def pool(url: str) -> ConnectionPool:
                               configure=_register_vector, open=True, name="byline")
         _pools[url] = made
         return made
+
+
+def read(pool: ConnectionPool, work: Callable[[psycopg.Connection], T]) -> T:
+    """`work(conn)` on one of `pool`'s connections, for a read. When the server dropped that
+    connection (a restart, an administrator's terminate), the pool's idle connections are
+    checked, the dead ones replaced, and the read runs once more: a question asked once the
+    server is back never fails for a connection it killed earlier. Errors are psycopg's;
+    the caller makes them one line."""
+    import psycopg
+
+    used: list[psycopg.Connection] = []
+    try:
+        with pool.connection() as conn:
+            used.append(conn)
+            return work(conn)
+    except psycopg.OperationalError:
+        if not used or not used[0].broken:
+            raise  # the query failed, not the connection: the same read would fail again
+    pool.check()
+    with pool.connection() as conn:
+        return work(conn)
 
 
 def forget_pool(url: str) -> None:

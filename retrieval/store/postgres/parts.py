@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retrieval.store.postgres.connect import failure, read
 from retrieval.store.postgres.rows import Lru
 
 if TYPE_CHECKING:
@@ -43,9 +44,13 @@ class _Rows:
         """row -> the other columns, for the distinct `rows` asked."""
         if not rows:
             return {}
-        with self._pool.connection() as conn:
-            cur = conn.cursor(binary=binary)
-            found = cur.execute(sql.format(s=self._schema), (sorted(set(rows)),)).fetchall()
+        import psycopg
+
+        try:
+            found = read(self._pool, lambda conn: conn.cursor(binary=binary).execute(
+                sql.format(s=self._schema), (sorted(set(rows)),)).fetchall())
+        except psycopg.Error as exc:
+            raise failure(self._pool.conninfo, exc) from None
         return {int(r[0]): tuple(r[1:]) for r in found}
 
 

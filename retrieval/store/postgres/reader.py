@@ -21,7 +21,14 @@ from retrieval.corpus import Article, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.store.manifest import FORMAT_VERSION, Manifest
 from retrieval.store.postgres import schema
-from retrieval.store.postgres.connect import failure, forget_pool, pool, redact, vector_text
+from retrieval.store.postgres.connect import (
+    failure,
+    forget_pool,
+    pool,
+    read,
+    redact,
+    vector_text,
+)
 from retrieval.store.postgres.parts import PgPostings, PgSentences, PgTokens, PgVectors
 from retrieval.store.postgres.rows import PgRows
 from retrieval.store.subset import EXACT_SUBSET_MAX
@@ -43,44 +50,43 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
 
     where = redact(url)
     p = pool(url)
-    empty = False
+
+    def opened(conn: psycopg.Connection) -> tuple:
+        if schema.version(conn) == 0:
+            forget_pool(url)  # its connections predate the vector type: not for the next open
+            raise IndexMissing(f"No index in the store at {where}; run `byline --store URL "
+                               "index` or `byline migrate --from FOLDER --to URL`.")
+        schema.check_version(conn, where)
+        row = conn.execute("SELECT manifest, probe_vectors FROM byline_manifest").fetchone()
+        if row is None:
+            raise IndexMissing(f"No index in the store at {where} yet; run `byline --store URL "
+                               "index` or `byline migrate --from FOLDER --to URL`.")
+        manifest = _manifest(row[0], where)
+        if model is not None and manifest.model != model:
+            raise IndexMismatch(
+                f"The index at {where} was built with model {manifest.model!r} but Byline "
+                f"is set to use {model!r}; {REPUBLISH} (or set BYLINE_MODEL="
+                f"{manifest.model}).")
+        s = schema.schema_of(manifest.generation)
+        vocab: dict[str, int] = {}
+        df = np.zeros(0, np.int64)
+        terms = conn.execute(f"SELECT term_id, term, df FROM {s}.postings").fetchall()
+        if terms:
+            df = np.zeros(max(t for t, _, _ in terms) + 1, np.int64)
+            for t, term, n in terms:
+                vocab[term] = t
+                df[t] = n
+        tokens = int(conn.execute(f"SELECT coalesce(sum(length(scales)) / 4, 0) "
+                                  f"FROM {s}.tokens").fetchone()[0])
+        has_copies = conn.execute(  # a layout-1 generation has no copy_lists: none
+            f"SELECT to_regclass('{s}.copy_lists') IS NOT NULL AND EXISTS "
+            f"(SELECT 1 FROM {s}.passages WHERE grp IS NOT NULL)").fetchone()[0]
+        return row, manifest, s, vocab, df, tokens, has_copies
+
     try:
-        with p.connection() as conn:
-            if schema.version(conn) == 0:
-                empty = True
-                raise IndexMissing(f"No index in the store at {where}; run `byline --store URL "
-                                   "index` or `byline migrate --from FOLDER --to URL`.")
-            schema.check_version(conn, where)
-            row = conn.execute("SELECT manifest, probe_vectors FROM byline_manifest").fetchone()
-            if row is None:
-                raise IndexMissing(f"No index in the store at {where} yet; run `byline --store URL "
-                                   "index` or `byline migrate --from FOLDER --to URL`.")
-            manifest = _manifest(row[0], where)
-            if model is not None and manifest.model != model:
-                raise IndexMismatch(
-                    f"The index at {where} was built with model {manifest.model!r} but Byline "
-                    f"is set to use {model!r}; {REPUBLISH} (or set BYLINE_MODEL="
-                    f"{manifest.model}).")
-            s = schema.schema_of(manifest.generation)
-            vocab: dict[str, int] = {}
-            df = np.zeros(0, np.int64)
-            terms = conn.execute(f"SELECT term_id, term, df FROM {s}.postings").fetchall()
-            if terms:
-                df = np.zeros(max(t for t, _, _ in terms) + 1, np.int64)
-                for t, term, n in terms:
-                    vocab[term] = t
-                    df[t] = n
-            tokens = int(conn.execute(f"SELECT coalesce(sum(length(scales)) / 4, 0) "
-                                      f"FROM {s}.tokens").fetchone()[0])
-            has_copies = conn.execute(  # a layout-1 generation has no copy_lists: none
-                f"SELECT to_regclass('{s}.copy_lists') IS NOT NULL AND EXISTS "
-                f"(SELECT 1 FROM {s}.passages WHERE grp IS NOT NULL)").fetchone()[0]
+        row, manifest, s, vocab, df, tokens, has_copies = read(p, opened)
     except psycopg.Error as exc:
         raise failure(url, exc) from None
-    except IndexMissing:
-        if empty:  # its connections were opened before the vector type: not for the next open
-            forget_pool(url)
-        raise
     index = PgIndex(url, p, manifest, PgPostings(p, s, vocab, df, manifest.passages),
                     tokens, bool(has_copies))
     if row[1] is not None and manifest.probes:
@@ -155,9 +161,8 @@ class PgIndex:
         import psycopg
 
         try:
-            with self._pool.connection() as conn:
-                cur = conn.cursor(binary=binary)
-                return cur.execute(sql.format(s=self.schema), params).fetchall()
+            return read(self._pool, lambda conn: conn.cursor(binary=binary).execute(
+                sql.format(s=self.schema), params).fetchall())
         except psycopg.errors.UndefinedTable:
             raise IndexMissing(f"Generation {self.manifest.generation} of the store at "
                                f"{self.where} was dropped (two newer ones were published); "
@@ -200,13 +205,16 @@ class PgIndex:
     def _hnsw(self, q: str, n: int) -> list[int]:
         import psycopg
 
-        try:
-            with self._pool.connection() as conn, conn.transaction():
+        def nearest(conn: psycopg.Connection) -> list[int]:
+            with conn.transaction():
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
                              (str(self._ef_search(n)),))
                 return [r for (r,) in conn.execute(
                     f"SELECT rowno FROM {self.schema}.passages "
                     "ORDER BY embedding <=> %s::vector LIMIT %s", (q, n))]
+
+        try:
+            return read(self._pool, nearest)
         except psycopg.Error as exc:
             raise failure(self.url, exc) from None
 

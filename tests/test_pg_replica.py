@@ -107,3 +107,16 @@ def test_a_lost_notification_is_caught_by_the_safety_poll(
         assert live.generation == many_retriever.index.manifest.generation
     finally:
         live.close()
+
+
+def test_index_into_a_standby_fails_before_reading_anything(replica, tmp_path, capsys):
+    """`byline index` with a standby's URL: refused at once, in one line naming the primary,
+    before a file is read or a passage embedded."""
+    _, standby = replica
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "unreadable.txt").write_bytes(b"\xff\xfe not an article")  # would be reported
+    assert main(["--store", standby.url, "index", str(corpus)]) == 1
+    err = capsys.readouterr().err
+    assert "read-only, a hot standby" in err and "primary" in err, err
+    assert len(err.strip().splitlines()) == 1 and "unreadable" not in err, err

@@ -213,7 +213,9 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     store = backend(target)
     # every file of the folder checked: nothing damaged is copied
     index = backend(args.source).open(verify=True) if args.source else None
-    result = store.migrate_from(index, str(args.source or ""), progress=not args.json)
+    result = store.migrate_from(index, str(args.source or ""), progress=not args.json,
+                                on_wait=lambda message: print(f"byline: {message}",
+                                                              file=sys.stderr))
     if args.json:
         print_json(result)
     else:

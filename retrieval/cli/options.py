@@ -80,7 +80,9 @@ def print_json(data: object, indent: int | None = 2) -> None:
 
 
 def open_retriever(settings: Settings) -> Retriever:
-    """The Retriever over the configured index, built from the default corpus if missing."""
+    """The Retriever over the configured index; a missing one is built from the default
+    corpus in a folder of this machine, never into a database others share (there, the
+    IndexMissing error says how to fill it)."""
     from retrieval.build.pipeline import index_corpus
     from retrieval.model.embed import Embedder
     from retrieval.search.calibrate import calibrated
@@ -90,6 +92,8 @@ def open_retriever(settings: Settings) -> Retriever:
     try:
         index = open_store(settings.location, model=embedder.name)
     except IndexMissing:
+        if backend(settings.location).shared:
+            raise
         corpus = settings.default_corpus()
         print(
             f"No index at {backend(settings.location).describe()} yet; building one from "

@@ -194,10 +194,11 @@ class Backend(ABC):
     def watch(self, poll_seconds: float | None = None, **options: Any) -> Watch:
         """A Watch on the generations published here (`options`: the backend's own)."""
 
-    def migrate_from(self, index: Store | None, source: str = "", progress: bool = False
-                     ) -> dict[str, Any]:
+    def migrate_from(self, index: Store | None, source: str = "", progress: bool = False,
+                     on_wait: Callable[[str], None] | None = None) -> dict[str, Any]:
         """`byline migrate`: bring the store's tables up to date and copy in `index` (read
-        from the folder `source`); only a database store takes one."""
+        from the folder `source`), waiting for any other writer (`on_wait` is told); only a
+        database store takes one."""
         from retrieval.errors import BylineError
 
         raise BylineError("migrate needs --to postgresql://... (or BYLINE_STORE set to one).")

@@ -46,12 +46,13 @@ def _installed() -> Path:
 
 
 @functools.cache
-def _bin() -> Path:
+def _bin(pgvector: bool = True) -> Path:
     """The binaries the server runs from: pgserver's own when we are not root; as root, a
     copy `nobody` can reach (made once a process, removed when it exits; PostgreSQL finds
-    its libraries and share/ relative to the binary, so a copy runs as the original)."""
+    its libraries and share/ relative to the binary, so a copy runs as the original).
+    Without `pgvector`, a copy whose vector extension is gone (a server that lacks it)."""
     installed = _installed()
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and pgvector:
         return installed / "bin"
     copy = Path(tempfile.mkdtemp(prefix="byline-pgbin-"))  # root's, not writable by others
     atexit.register(shutil.rmtree, copy, ignore_errors=True)
@@ -64,6 +65,10 @@ def _bin() -> Path:
             shutil.copytree(site / "pgserver.libs", copy / "pgserver.libs", symlinks=True)
     except OSError as exc:
         raise ServerFailed(f"could not copy PostgreSQL from {installed}: {exc}") from None
+    if not pgvector:
+        for found in (copy / "pgserver" / "pginstall").rglob("vector*"):
+            if found.is_file() and ("extension" in found.parts or found.suffix == ".so"):
+                found.unlink()
     for folder, _, files in os.walk(copy):  # a venv made under umask 077 is root's alone
         os.chmod(folder, 0o755)
         for name in files:
@@ -90,6 +95,7 @@ class TestServer:
     port: int
     password: str
     _as: dict[str, Any]
+    pgvector: bool = True
 
     @property
     def url(self) -> str:
@@ -102,7 +108,8 @@ class TestServer:
     def restart(self) -> None:
         """Stop the server (every session ended: "terminating connection due to
         administrator command") and start it again, as an operator's restart does."""
-        done = subprocess.run([str(_bin() / "pg_ctl"), "-D", str(self.folder / "data"), "-l",
+        pg_ctl = str(_bin(self.pgvector) / "pg_ctl")
+        done = subprocess.run([pg_ctl, "-D", str(self.folder / "data"), "-l",
                                str(self.folder / "log"), "-m", "fast", "-w", "-t", "60",
                                "restart"], capture_output=True,
                               text=True, timeout=120, check=False, cwd=self.folder, **self._as)
@@ -110,9 +117,9 @@ class TestServer:
             raise ServerFailed(f"pg_ctl restart failed: {done.stderr.strip()[-2000:]}")
 
     def stop(self) -> None:
-        subprocess.run([str(_bin() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
-                        "-w", "stop"], capture_output=True, timeout=60, check=False,
-                       **self._as)
+        subprocess.run([str(_bin(self.pgvector) / "pg_ctl"), "-D", str(self.folder / "data"),
+                        "-m", "fast", "-w", "stop"], capture_output=True, timeout=60,
+                       check=False, **self._as)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -148,10 +155,11 @@ def _options(folder: Path, port: int, settings: dict[str, str] | None = None) ->
     return opts + "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
 
 
-def start(settings: dict[str, str] | None = None) -> TestServer:
-    """initdb, start on 127.0.0.1, create DATABASE with the vector extension; `settings`
-    are extra server settings (`-c name=value`: a benchmark's memory, say)."""
-    bin_dir = _bin()
+def start(settings: dict[str, str] | None = None, pgvector: bool = True) -> TestServer:
+    """initdb, start on 127.0.0.1, create DATABASE with the vector extension (without
+    `pgvector`: a server that has no such extension to create); `settings` are extra server
+    settings (`-c name=value`: a benchmark's memory, say)."""
+    bin_dir = _bin(pgvector)
     folder, run_as = _folder()
     password = secrets.token_hex(12)
     pwfile = folder / "pw"
@@ -171,15 +179,16 @@ def start(settings: dict[str, str] | None = None) -> TestServer:
         if isinstance(exc, ServerFailed):
             raise
         raise ServerFailed(f"could not run PostgreSQL from {bin_dir}: {exc}") from None
-    server = TestServer(folder, port, password, run_as)
+    server = TestServer(folder, port, password, run_as, pgvector)
     try:
         import psycopg
 
         admin = f"postgresql://{USER}:{password}@127.0.0.1:{port}/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE}")
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        if pgvector:
+            with psycopg.connect(server.url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     except Exception as exc:
         server.stop()
         raise ServerFailed(f"PostgreSQL started but could not be set up: {exc}") from None

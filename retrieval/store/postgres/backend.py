@@ -84,11 +84,11 @@ class PostgresBackend(Backend):
         """`listener`: GenerationListener's `safety_seconds` and `channel`."""
         return PostgresWatch(self.location, poll_seconds, **listener)
 
-    def migrate_from(self, index: Store | None, source: str = "", progress: bool = False
-                     ) -> dict[str, Any]:
+    def migrate_from(self, index: Store | None, source: str = "", progress: bool = False,
+                     on_wait: Callable[[str], None] | None = None) -> dict[str, Any]:
         from retrieval.store.postgres.migrate import migrate_store
 
-        return migrate_store(self.location, index, source, progress=progress)
+        return migrate_store(self.location, index, source, progress=progress, on_wait=on_wait)
 
 
 class PostgresWatch:

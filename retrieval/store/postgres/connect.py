@@ -8,6 +8,7 @@ pass through untouched, and a password left out of it is taken from PGPASSWORD o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
+# How often a session busy in a statement checks that its client is still there: a writer
+# killed during a long HNSW build would otherwise leave its session building, and holding
+# the publish lock, until the build ends (PostgreSQL 14 and later; ignored before).
+CLIENT_CHECK = "2s"
 T = TypeVar("T")
 _pools: dict[str, ConnectionPool] = {}
 _guard = threading.Lock()
@@ -93,12 +98,18 @@ def _kwargs(url: str) -> dict[str, Any]:
 
 
 def connect(url: str) -> psycopg.Connection:
-    """A connection of its own (LISTEN, the writer's lock, migrations), autocommit."""
+    """A connection of its own (LISTEN, the writer's lock, publishing, migrations),
+    autocommit; its server session ends soon after this process dies, even mid-statement."""
     import psycopg
 
     kwargs = _kwargs(url)
     try:
         conn = psycopg.connect(url, **kwargs)
+        # before PostgreSQL 14 there is no such setting; where the kernel cannot tell, 0 only
+        with contextlib.suppress(psycopg.errors.UndefinedObject,
+                                 psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
+                         (CLIENT_CHECK,))
     except psycopg.Error as exc:
         raise failure(url, exc) from None
     _register_vector(conn)

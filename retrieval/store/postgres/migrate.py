@@ -4,17 +4,19 @@ generation copied into the store without embedding anything again."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from retrieval.store.postgres import schema
-from retrieval.store.postgres.connect import connect, redact
+from retrieval.store.postgres.connect import connect, failure, redact
 
 if TYPE_CHECKING:
     from retrieval.store.base import Store
 
 
 def migrate_store(url: str, index: Store | None = None, source: str = "",
-                  progress: bool = False) -> dict[str, Any]:
+                  progress: bool = False, on_wait: Callable[[str], None] | None = None
+                  ) -> dict[str, Any]:
     """Apply pending schema migrations at `url`, then publish `index` (read, every file
     checked, from the folder `source`), if given, as the store's generation; what was done,
     with a one-line `message`."""
@@ -22,9 +24,14 @@ def migrate_store(url: str, index: Store | None = None, source: str = "",
 
     start = time.perf_counter()
     where = redact(url)
-    with connect(url) as conn:
-        applied = schema.migrate(conn)
-        before = conn.execute("SELECT generation FROM byline_manifest").fetchone()
+    import psycopg
+
+    try:
+        with connect(url) as conn:
+            applied = schema.migrate(conn)
+            before = conn.execute("SELECT generation FROM byline_manifest").fetchone()
+    except psycopg.Error as exc:
+        raise failure(url, exc) from None
     result: dict[str, Any] = {"store": where, "schema": schema.LATEST, "applied": applied}
     tables = (f"applied migration{'s' * (len(applied) > 1)} "
               f"{', '.join(map(str, applied))}" if applied else "tables up to date")
@@ -32,7 +39,7 @@ def migrate_store(url: str, index: Store | None = None, source: str = "",
         result["message"] = f"Store {where}: {tables} (schema version {schema.LATEST})."
         return result
     m = index.manifest
-    with PostgresWriterLock(url):
+    with PostgresWriterLock(url, on_wait=on_wait):
         publish_postgres(index, url, progress=progress)
     copied = not (before and before[0] == m.generation)
     seconds = time.perf_counter() - start

@@ -71,6 +71,9 @@ CREATE INDEX ON {s}.passages USING hnsw (embedding vector_cosine_ops)
     WITH (m = {m}, ef_construction = {ef});
 ANALYZE {s}.articles; ANALYZE {s}.passages;
 """
+NO_PGVECTOR = ("The PostgreSQL server has no pgvector extension (\"vector\" is not available "
+               "to CREATE EXTENSION); install pgvector 0.5 or later on the server, or keep the "
+               "index in a folder.")
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 
@@ -116,14 +119,22 @@ def migrate(conn: psycopg.Connection) -> list[int]:
                                  (number, name))
                 applied.append(number)
     except psycopg.errors.ReadOnlySqlTransaction as exc:
-        raise StoreError("The store is read-only, a hot standby (a read replica) "
-                         f"({str(exc).splitlines()[0]}); write to the primary's URL: readers "
-                         "may use a standby, writers may not.") from None
+        raise StoreError(read_only(str(exc).splitlines()[0])) from None
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.UndefinedFile) as exc:
+        if "vector" not in str(exc):
+            raise
+        raise StoreError(NO_PGVECTOR) from None
     except psycopg.errors.InsufficientPrivilege as exc:
         raise StoreError("The store's tables cannot be created: permission denied "
                          f"({str(exc).splitlines()[0]}); a database owner must run "
                          "`byline migrate --to URL` (and CREATE EXTENSION vector).") from None
     return applied
+
+
+def read_only(reason: str) -> str:
+    """The error for a write to a hot standby."""
+    return (f"The store is read-only, a hot standby (a read replica) ({reason}); write to the "
+            "primary's URL: readers may use a standby, writers may not.")
 
 
 def check_version(conn: psycopg.Connection, where: str) -> None:

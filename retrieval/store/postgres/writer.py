@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrieval.errors import IndexBusy
+from retrieval.errors import IndexBusy, StoreError
 from retrieval.progress import progress_bar
 from retrieval.store.ann import ANN_DEPTH
 from retrieval.store.postgres import schema
@@ -52,11 +52,29 @@ def publish_postgres(index: FolderIndex, url: str, progress: bool = False) -> Ma
         schema.migrate(conn)
         m = replace(index.manifest, files={})
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.PUBLISH_LOCK,))
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                               (schema.PUBLISH_LOCK,)).fetchone()
+            if not (got and got[0]):
+                log.warning("another process is publishing to the store at %s; waiting for it "
+                            "to finish", redact(url))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.PUBLISH_LOCK,))
             row = conn.execute("SELECT generation FROM byline_manifest").fetchone()
             if row and row[0] == m.generation:
                 return m
-            m = _write_generation(conn, index, m, progress)
+            kept = conn.execute("SELECT layout, passages FROM byline_generations "
+                                "WHERE generation = %s", (m.generation,)).fetchone()
+            if kept == (schema.LAYOUT, m.passages):
+                # Still kept for its readers: served again as it is, never rewritten under them.
+                m = _tuned(conn, schema.schema_of(m.generation), index, m)
+                conn.execute("UPDATE byline_generations SET published = now() "
+                             "WHERE generation = %s", (m.generation,))
+            else:
+                if kept is not None:  # an older layout: replaced whole
+                    conn.execute("DELETE FROM byline_generations WHERE generation = %s",
+                                  (m.generation,))
+                m = _write_generation(conn, index, m, progress)
+                conn.execute("INSERT INTO byline_generations (generation, layout, passages) "
+                             "VALUES (%s, %s, %s)", (m.generation, schema.LAYOUT, m.passages))
             probes = (None if index.probe_vectors is None
                       else np.asarray(index.probe_vectors, np.float32).tobytes())
             conn.execute(
@@ -65,8 +83,6 @@ def publish_postgres(index: FolderIndex, url: str, progress: bool = False) -> Ma
                 "generation = excluded.generation, manifest = excluded.manifest, "
                 "probe_vectors = excluded.probe_vectors, published = now()",
                 (m.generation, json.dumps(asdict(m)), probes))
-            conn.execute("INSERT INTO byline_generations (generation, layout, passages) "
-                         "VALUES (%s, %s, %s)", (m.generation, schema.LAYOUT, m.passages))
             conn.execute("SELECT pg_notify(%s, %s)", (schema.CHANNEL, m.generation))
         try:
             retire(conn)
@@ -121,7 +137,13 @@ def _write_generation(conn: psycopg.Connection, index: FolderIndex, m: Manifest,
             cp.write_row(r)
     conn.execute(schema.GENERATION_INDEXES.format(
         s=s, m=schema.HNSW_M, ef=schema.HNSW_EF_CONSTRUCTION))
-    if m.ann == "flat":  # exact scans, as the folder's flat index
+    return _tuned(conn, s, index, m)
+
+
+def _tuned(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest) -> Manifest:
+    """`m` as the store serves it: flat stays exact scans (as the folder's flat index);
+    otherwise HNSW, with the ef_search its recall target needs."""
+    if m.ann == "flat":
         return m
     return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, index))
 
@@ -235,6 +257,9 @@ class PostgresWriterLock:
 
     def __enter__(self) -> PostgresWriterLock:
         conn = connect(self.url)
+        if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # before any work
+            conn.close()
+            raise StoreError(schema.read_only(f"{redact(self.url)} is in recovery"))
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (schema.WRITER_LOCK,)).fetchone()
         if not (got and got[0]):
             if not self.wait:

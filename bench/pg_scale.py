@@ -6,7 +6,7 @@ PostgreSQL with pgvector, and measured as bench/scale.py measures the folder.
 
 The index is bench/scale.py's (built there, or reused from its cache under .byline/bench/),
 so both stores hold the same passages, vectors, sentences and postings. It is copied with
-`byline migrate` (`migrate_store`: one transaction, binary COPY, then the indexes, HNSW
+`byline migrate` (`Backend.migrate_from`: one transaction, binary COPY, then the indexes, HNSW
 m=16, ef_construction=64), which gives the load rate; the database's size follows.
 
 Queries: the same real SQuAD questions as bench/scale.py, asked through the full
@@ -115,7 +115,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
     """Copy bench/scale.py's index of `passages` into a fresh PostgreSQL and measure it: a
     flat dict of plain numbers."""
     from retrieval.search.retriever import SearchSettings
-    from retrieval.store.postgres.migrate import migrate_store
+    from retrieval.store import backend
     from tests.support import pg_server
 
     embedder = Embedder()
@@ -130,7 +130,8 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
     try:
         scale._say(log, f"copying {passages:,} passages into PostgreSQL (byline migrate)")
         start = time.perf_counter()
-        copied = migrate_store(server.url, index_dir, progress=log)
+        copied = backend(server.url).migrate_from(backend(index_dir).open(verify=True),
+                                                  str(index_dir), progress=log)
         load_s = time.perf_counter() - start
         sizes = _sizes(server.url, copied["generation"])
         scale._say(log, f"asking {len(timed)} questions in a fresh process")

@@ -32,9 +32,8 @@ from retrieval.model.embed import Embedder
 from retrieval.search.calibrate import calibrated
 from retrieval.search.evaluate import evaluate, load_squad
 from retrieval.search.retriever import Retriever
-from retrieval.store import open_store
+from retrieval.store import backend, open_store
 from retrieval.store.postgres.connect import connect
-from retrieval.store.postgres.migrate import migrate_store
 from tests.support import pg_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +55,7 @@ def run(data: Path) -> dict:
             index = calibrated(build_index(articles, embedder, progress=False), embedder)
             index.save(folder)
             start = time.perf_counter()
-            migrate_store(server.url, folder)
+            backend(server.url).migrate_from(backend(folder).open(verify=True), str(folder))
             copy_s = time.perf_counter() - start
             with connect(server.url) as conn:
                 size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]

@@ -391,7 +391,7 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
     """The index of `n` passages under `cache` (built unless a valid one is cached), and
     how it was built (seconds per step)."""
     from retrieval.build.dedup import copy_groups
-    from retrieval.build.pipeline import calibrated
+    from retrieval.search.calibrate import calibrated
     from retrieval.store.folder import index as store
     from retrieval.store.folder.postings import Postings
 

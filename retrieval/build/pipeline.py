@@ -37,7 +37,7 @@ Calibrate = Callable[[FolderIndex, Embedder], FolderIndex]
 REUSE_BATCH = 2_000  # passages whose vectors are read from the previous index at a time
 
 
-def index_corpus(corpus_dir: str | Path, location: str | Path, embedder: Embedder,
+def index_corpus(corpus_dir: str | Path, location: str | Path | Backend, embedder: Embedder,
                  progress: bool = True, incremental: bool = True, strict: bool = False,
                  on_report: Callable[[LoadReport], None] | None = None,
                  wait: bool = True, on_wait: Callable[[str], None] | None = None, *,

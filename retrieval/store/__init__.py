@@ -40,7 +40,7 @@ def _is_database(location: str | Path | None) -> bool:
                                           or bool(_DSN.match(location)))
 
 
-def backend(location: str | Path) -> Backend:
+def backend(location: str | Path | Backend) -> Backend:
     """The backend of `location`: the one place where a folder and a database are told
     apart. StoreError for another `scheme://` (`postgresql+psycopg://`, say), which would
     otherwise become a folder with its password in the name; the location itself is not

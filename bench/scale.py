@@ -740,7 +740,7 @@ def markdown(r: dict) -> str:
          f"raw ANN top {K}: {r['ann_raw_recall_at_10']:.3f}", "≥ 0.98",
          ok("recall_at_10", below=False)),
         ("hybrid top 5 same as with exact search", f"{r['hybrid_top5_same']:.0%}", "", "", ""),
-        ("`Index.load`", f"{r['load_s']:.2f} s", "", "< 2 s", ok("load_s")),
+        ("`FolderIndex.load`", f"{r['load_s']:.2f} s", "", "< 2 s", ok("load_s")),
         ("peak RSS, load + answer", f"{r['peak_rss_mb']:,.0f} MB",
          f"model alone {r['floor_rss_mb']:,.0f} MB", "< 2,560 MB", ok("peak_rss_mb")),
         ("encode throughput (real text)", f"{r['encode_sample_passages_per_s']:.0f} passages/s",

@@ -312,9 +312,10 @@ def main() -> None:
     figures["extraction"] = _optional("extraction", lambda m: m.run(args.data))
     figures["postgres"] = _optional("postgres", lambda m: m.run(args.data))
     if args.scale:
-        figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale)))
+        figures["scale"] = _optional("scale", lambda m: _with_table(m, m.run(passages=args.scale,
+                                                                                  data=args.data)))
         figures["dedup"] = _optional("dedup", lambda m: _with_table(m, m.run(passages=args.scale)))
-        figures["pg_scale"] = _optional("pg_scale", lambda m: _pg_scale(m, args.scale,
+        figures["pg_scale"] = _optional("pg_scale", lambda m: _pg_scale(m, args.scale, args.data,
                                                                         figures["scale"]))
     from bench.report import render  # the Markdown page, kept apart from the measuring
 
@@ -333,9 +334,9 @@ def _with_table(module: ModuleType, result: dict) -> dict:
     return {**result, "markdown": module.markdown(result)}
 
 
-def _pg_scale(module: ModuleType, passages: int, local: dict) -> dict:
+def _pg_scale(module: ModuleType, passages: int, data: Path, local: dict) -> dict:
     """The scale run's index in PostgreSQL, with its table beside this run's folder figures."""
-    result = module.run(passages=passages)
+    result = module.run(passages=passages, data=data)
     return {**result, "markdown": module.markdown(result, None if "error" in local else local)}
 
 

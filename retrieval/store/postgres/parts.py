@@ -89,7 +89,7 @@ class PgSentences(_Rows):
         if ahead is not None:
             return {r: row.sentences for r, row in ahead.items() if row.sentences is not None}
         found = self._fetch("SELECT rowno, vectors, spans FROM {s}.sentences "
-                            "WHERE rowno = ANY(%s)", rows)
+                            "WHERE rowno = ANY(%s)", rows, binary=True)
         return {r: (np.frombuffer(v, "<f2").reshape(-1, self.dim),
                     np.frombuffer(sp, "<i4").reshape(-1, 2)) for r, (v, sp) in found.items()}
 
@@ -127,7 +127,7 @@ class PgTokens(_Rows):
         missing = [r for r in rows if r not in out]
         if missing:
             found = self._fetch("SELECT rowno, codes, scales, spans FROM {s}.tokens "
-                                "WHERE rowno = ANY(%s)", missing)
+                                "WHERE rowno = ANY(%s)", missing, binary=True)
             empty = (np.empty((0, self.dim), np.int8), np.empty(0, np.float32),
                      np.empty((0, 2), np.int32))
             read = {r: (np.frombuffer(c, np.int8).reshape(-1, self.dim),
@@ -203,7 +203,7 @@ class PgPostings(_Rows):
         if not missing:
             return [found[t] for t in terms]
         rows = self._fetch("SELECT term_id, docs, weights FROM {s}.postings "
-                           "WHERE term_id = ANY(%s)", missing)
+                           "WHERE term_id = ANY(%s)", missing, binary=True)
         empty = (np.empty(0, np.int32), np.empty(0, np.float32))
         read = {t: ((np.frombuffer(rows[t][0], "<i4").astype(np.int32),
                      np.frombuffer(rows[t][1], "<f4").astype(np.float32)) if t in rows

@@ -1,16 +1,18 @@
 """The PostgreSQL store's read side: one published generation, as the Retriever reads it.
 
-Dense candidates come from pgvector (HNSW, cosine) in SQL; a question's terms' postings are
-read in one query, its candidates' whole rows (exact vector, sentences, context, group,
-citation) in one more (rows.py), the late interaction's token vectors in a third; the
-ranking itself stays the Retriever's (Python, the same code as for a folder). See
-docs/postgres.md.
+Dense candidates come from pgvector (HNSW, cosine) in SQL, or, for a generation small
+enough to be published flat, from its vectors searched exactly in this process as a
+folder's are; a question's terms' postings are read in one query, its candidates' whole rows
+(exact vector, sentences, context, group, citation) in one more (rows.py), the late
+interaction's token vectors in a third; the ranking itself stays the Retriever's (Python,
+the same code as for a folder). See docs/postgres.md.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -19,6 +21,7 @@ import numpy as np
 
 from retrieval.corpus import Article, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from retrieval.store.ann import flat
 from retrieval.store.manifest import FORMAT_VERSION, Manifest
 from retrieval.store.postgres import schema
 from retrieval.store.postgres.connect import (
@@ -31,11 +34,11 @@ from retrieval.store.postgres.connect import (
 )
 from retrieval.store.postgres.parts import PgPostings, PgSentences, PgTokens, PgVectors
 from retrieval.store.postgres.rows import PgRows
-from retrieval.store.subset import EXACT_SUBSET_MAX
+from retrieval.store.subset import EXACT_SUBSET_MAX, dense_candidates
 from retrieval.store.tables import ArticleInfo, Copy
 
 if TYPE_CHECKING:
-
+    import faiss
     from psycopg_pool import ConnectionPool
 
     from retrieval.model.embed import Embedder
@@ -128,6 +131,8 @@ class PgIndex:
         self.sentences = PgSentences(pool, s, dim, self.rows)
         self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
         self.has_copies = has_copies
+        self._flat: faiss.Index | None = None
+        self._flat_lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.manifest.passages
@@ -177,11 +182,12 @@ class PgIndex:
         """The (1, n) rows nearest `qvec` by cosine (-1 pads). Up to EXACT_MAX passages (a
         folder's flat index) or EXACT_SUBSET_MAX allowed rows, an exact scan; above, the
         HNSW index with ef_search raised to n (filters: over-fetched, then kept)."""
+        if self.manifest.ann == "flat":
+            return dense_candidates(self, qvec, n, allowed)
         q = vector_text(qvec)
-        exact = self.manifest.ann == "flat"
         if allowed is not None:
             keep = np.flatnonzero(allowed)
-            if exact or len(keep) <= EXACT_SUBSET_MAX:
+            if len(keep) <= EXACT_SUBSET_MAX:
                 found = self._query(
                     "SELECT rowno FROM {s}.passages WHERE rowno = ANY(%s) "
                     "ORDER BY (embedding <=> %s::vector) + 0, rowno LIMIT %s",
@@ -190,11 +196,25 @@ class PgIndex:
             want = min(len(self), math.ceil(n * len(allowed) / max(len(keep), 1)))
             found = [r for r in self._hnsw(q, want) if allowed[r]]
             return _padded(found[:n], n)
-        if exact:
-            found = self._query("SELECT rowno FROM {s}.passages "
-                                "ORDER BY (embedding <=> %s::vector) + 0, rowno LIMIT %s", (q, n))
-            return _padded([r for (r,) in found], n)
         return _padded(self._hnsw(q, n), n)
+
+    @property
+    def vectors(self) -> faiss.Index:
+        """A flat generation's vectors as an exact FAISS index in this process, read once
+        (at most EXACT_MAX rows, as a folder keeps them): a question then costs no round trip
+        and ranks exactly as the folder it was published from."""
+        with self._flat_lock:
+            if self._flat is None:
+                if self.manifest.ann != "flat":
+                    raise AttributeError("an HNSW generation is searched in the server")
+                found = self._query("SELECT embedding FROM {s}.passages ORDER BY rowno",
+                                    binary=True)
+                if len(found) != len(self):
+                    raise self.damaged("passages")
+                vecs = (np.stack([v for (v,) in found]) if found
+                        else np.empty((0, self.manifest.dimension), np.float32))
+                self._flat = flat(vecs)
+            return self._flat
 
     def _ef_search(self, n: int) -> int:
         """HNSW's breadth for `n` rows: the one tuned when published (its recall target, see

@@ -13,7 +13,8 @@ store with `open_store` and its own Retriever and Embedder; once every one has l
 answered a warm-up question, they are told to go together and each fires PER_PROCESS of
 SQuAD B's questions at once from as many threads: all 200 in flight against one database.
 Per-question latency (from the go to the answer), errors, wall time and questions/s; the
-same against the folder store for comparison. The issue's bar: no error.
+same against the folder store for comparison, the two alternated LOAD_ROUNDS times (each
+store's steadiest round kept). The issue's bar: no error, p95 within 1.5x the folder's.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("recall@1", "recall@5", "recall@10", "mrr@10", "quote_hit", "answered_rate",
            "refused_rate", "questions_per_s")
 PROCESSES, PER_PROCESS = 4, 50
+# Load rounds per store: the machine is shared, and a run now and then is several times
+# slower for both stores alike; each store's steadiest round is kept, every round shown.
+LOAD_ROUNDS = 2
 
 
 def run(data: Path) -> dict:
@@ -66,8 +70,15 @@ def run(data: Path) -> dict:
                 r = evaluate(retriever, questions, off_topic=off_topic, progress=False)
                 out[name] = {k: r[k] for k in FIGURES}
             asks = [q.question for q in questions[:PROCESSES * PER_PROCESS]]
-            for name, where in (("folder", folder), ("postgresql", server.url)):
-                out[f"load_{name}"] = load(str(where), embedder.name, asks)
+            runs: dict[str, list[dict]] = {"folder": [], "postgresql": []}
+            for _ in range(LOAD_ROUNDS):  # alternated, so a passing disturbance hits both
+                for name, where in (("folder", folder), ("postgresql", server.url)):
+                    runs[name].append(load(str(where), embedder.name, asks))
+            for name, done in runs.items():
+                out[f"load_{name}"] = {  # errors count from every round
+                    **min(done, key=lambda r: r["p95_s"]), "p95_runs": [r["p95_s"] for r in done],
+                    "errors": sum(r["errors"] for r in done),
+                    "first_error": next((r["first_error"] for r in done if r["errors"]), [])}
     finally:
         server.stop()
     out["within_half_a_point"] = all(
@@ -158,17 +169,20 @@ def load_markdown(r: dict) -> str:
         return ""
     rows = [f"{first['processes']} processes × {first['concurrent']} concurrent questions "
             "(threads calling `Retriever.ask`), all started together; latency from the start "
-            "to each answer.", "",
-            "| store | answered | errors | p50 | p95 | max | wall | questions/s |",
-            "|---|---|---|---|---|---|---|---|"]
+            f"to each answer. {LOAD_ROUNDS} rounds, the stores alternated; each store's round "
+            "with the lowest p95 is shown, and every round's p95 in the last column.", "",
+            "| store | answered | errors | p50 | p95 | max | wall | questions/s "
+            "| p95, each round |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name in ("folder", "postgresql"):
         f = r.get(f"load_{name}")
         if f:
             rows.append(f"| {name} | {f['answered']}/{f['questions']} | {f['errors']} | "
                         f"{f['p50_s']:.2f} s | {f['p95_s']:.2f} s | {f['max_s']:.2f} s | "
-                        f"{f['wall_s']:.1f} s | {f['questions_per_s']:.0f} |")
+                        f"{f['wall_s']:.1f} s | {f['questions_per_s']:.0f} | "
+                        f"{' / '.join(f'{x:.2f} s' for x in f.get('p95_runs', []))} |")
             if f["first_error"]:
-                rows.append(f"| | first error: {f['first_error'][0]} | | | | | | |")
+                rows.append(f"| | first error: {f['first_error'][0]} | | | | | | | |")
     return "\n".join(rows)
 
 

@@ -4,19 +4,28 @@ still come back when the filter keeps 1% of a million passages."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from retrieval.store import FolderIndex
+    from retrieval.store.manifest import Manifest
+
 
 # Up to this many allowed passages, an IVF index is bypassed: their exact vectors are read
 # and scored directly (cheaper than scanning enough IVF lists to find them, and exact).
 EXACT_SUBSET_MAX = 20_000
 
 
-def dense_candidates(index: FolderIndex, qvec: np.ndarray, n: int,
+class Searchable(Protocol):
+    """What the search reads of an index (a folder's, or a flat PostgreSQL generation's)."""
+
+    vectors: Any  # a FAISS index over every row
+    manifest: Manifest
+    passage_vectors: Any  # row-indexable: passage_vectors[rows] -> (len(rows), dim) float32
+
+
+def dense_candidates(index: Searchable, qvec: np.ndarray, n: int,
                      allowed: np.ndarray | None = None,
                      exact_max: int = EXACT_SUBSET_MAX) -> np.ndarray:
     """The (1, n) rows FAISS proposes for `qvec` (-1 pads a short list), only among the

@@ -179,9 +179,10 @@ class PgIndex:
 
     def dense_search(self, qvec: np.ndarray, n: int,
                      allowed: np.ndarray | None = None) -> np.ndarray:
-        """The (1, n) rows nearest `qvec` by cosine (-1 pads). Up to EXACT_MAX passages (a
-        folder's flat index) or EXACT_SUBSET_MAX allowed rows, an exact scan; above, the
-        HNSW index with ef_search raised to n (filters: over-fetched, then kept)."""
+        """The (1, n) rows nearest `qvec` by cosine (-1 pads). A flat generation (up to
+        EXACT_MAX passages): FAISS in this process, as a folder (`vectors`); above, up to
+        EXACT_SUBSET_MAX allowed rows an exact scan in SQL, else the HNSW index with
+        ef_search raised to n (filters: over-fetched, then kept)."""
         if self.manifest.ann == "flat":
             return dense_candidates(self, qvec, n, allowed)
         q = vector_text(qvec)

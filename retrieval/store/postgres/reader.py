@@ -131,7 +131,8 @@ class PgIndex:
         self.sentences = PgSentences(pool, s, dim, self.rows)
         self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
         self.has_copies = has_copies
-        self._flat: faiss.Index | None = None
+        # a list, so that with_background's copies share what one of them read
+        self._flat: list[faiss.Index] = []
         self._flat_lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -205,7 +206,7 @@ class PgIndex:
         (at most EXACT_MAX rows, as a folder keeps them): a question then costs no round trip
         and ranks exactly as the folder it was published from."""
         with self._flat_lock:
-            if self._flat is None:
+            if not self._flat:
                 if self.manifest.ann != "flat":
                     raise AttributeError("an HNSW generation is searched in the server")
                 found = self._query("SELECT embedding FROM {s}.passages ORDER BY rowno",
@@ -214,8 +215,8 @@ class PgIndex:
                     raise self.damaged("passages")
                 vecs = (np.stack([v for (v,) in found]) if found
                         else np.empty((0, self.manifest.dimension), np.float32))
-                self._flat = flat(vecs)
-            return self._flat
+                self._flat.append(flat(vecs))
+            return self._flat[0]
 
     def _ef_search(self, n: int) -> int:
         """HNSW's breadth for `n` rows: the one tuned when published (its recall target, see

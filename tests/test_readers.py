@@ -17,6 +17,7 @@ from retrieval.cli.main import main
 from retrieval.corpus import load_corpus, scan_corpus
 from retrieval.corpus.clean import PARAGRAPH_MAX
 from retrieval.corpus.meta import clean_text, clean_url, parse_date
+from retrieval.corpus.workers import POOL_MIN, Parsers
 from retrieval.errors import CorpusError
 from retrieval.model.embed import Embedder
 
@@ -119,6 +120,50 @@ def test_every_format_in_one_folder(tmp_path: Path):
     assert all(a.date for a in report.articles if not a.source.startswith("0"))
     skipped = {(p.source, p.row) for p in report.problems}
     assert skipped == {("exports/cms.jsonl", "line 2"), ("feeds/gazette.xml", "entry 3")}
+
+
+def test_pages_parsed_in_worker_processes_give_the_same_report(tmp_path: Path):
+    """A folder big enough for worker processes: pages and feeds parsed there, the rest here,
+    and the report (articles, their order, every problem) equals one read all here."""
+    folder = _mixed(tmp_path / "corpus")
+    for i in range(POOL_MIN):
+        (folder / "pages" / f"tram-{i:03d}.html").write_text(
+            PAGE.replace("Friday", f"day {i}").replace("tram-airport", f"tram-{i}"), "utf-8")
+    (folder / "pages" / "broken.html.gz").write_bytes(b"not gzip")
+    (folder / "pages" / "empty.html").write_text("<html><body><nav>Home</nav></body></html>")
+    (folder / "pages" / "latin.txt").write_bytes("caf\xe9 ".encode("latin-1") * 20)
+    (folder / "feeds" / "bad.xml").write_text("<rss><channel><item>", "utf-8")
+    here = scan_corpus(folder, workers=0)
+    pooled = scan_corpus(folder, workers=2)
+    assert len(here.articles) == POOL_MIN + 7
+    assert pooled.articles == here.articles
+    assert pooled.problems == here.problems and pooled.files == here.files
+    reasons = {p.source: p.reason for p in here.problems if p.kind != "warning"}
+    assert {"pages/broken.html.gz", "pages/empty.html", "pages/latin.txt",
+            "feeds/bad.xml"} <= set(reasons)
+
+
+def _where(job: tuple[int, int]) -> tuple[list[int], list[int]]:
+    """A parse for `Parsers`: the process it ran in; a worker process dies on the last
+    even job."""
+    number, parent = job
+    if number == POOL_MIN - 2 and os.getpid() != parent:
+        os._exit(1)
+    return [os.getpid()], [number]
+
+
+def test_worker_processes_keep_the_walks_order_and_survive_a_dead_worker():
+    jobs = [(i, os.getpid()) for i in range(POOL_MIN)]
+    walk = [(f"file-{i}", job, []) for i, job in enumerate(jobs)]
+    with Parsers(len(walk), _where, offload=lambda job: job[0] % 2 == 0, workers=2) as parsers:
+        out = list(parsers.in_order(walk))
+    assert [name for name, _, _ in out] == [name for name, _, _ in walk]
+    assert [notes for _, _, notes in out] == [[i] for i in range(POOL_MIN)]
+    pids = [items[0] for _, items, _ in out]
+    assert all(pid == os.getpid() for pid in pids[1::2])  # not offloaded: parsed here
+    # Job 0 was collected long before the last jobs went out (a bounded window ahead).
+    assert pids[0] != os.getpid()  # offloaded
+    assert pids[-2] == os.getpid()  # the job its worker died on: parsed here
 
 
 def test_mixed_folder_indexes_in_one_run(tmp_path: Path, embedder: Embedder, capsys,

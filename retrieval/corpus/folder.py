@@ -25,6 +25,7 @@ from retrieval.corpus.html import parse_html
 from retrieval.corpus.meta import clean_url
 from retrieval.corpus.plain import parse_article
 from retrieval.corpus.records import Article
+from retrieval.corpus.workers import Parsers
 from retrieval.errors import CorpusError
 from retrieval.progress import progress_bar
 
@@ -118,11 +119,13 @@ def checked(report: LoadReport, folder: str | Path, strict: bool = False) -> Loa
 
 
 def scan_corpus(folder: str | Path, known: Mapping[str, list[Article]] | None = None,
-                progress: bool = False) -> LoadReport:
+                progress: bool = False, workers: int | None = None) -> LoadReport:
     """Read every article file under `folder` (see READERS), never failing on one file.
 
     `known` maps a source path to the articles parsed from it before (by this same parser:
-    see `parser_fingerprint`); a file whose bytes still hash the same is not parsed again."""
+    see `parser_fingerprint`); a file whose bytes still hash the same is not parsed again.
+    Pages are parsed in up to `workers` processes (default: one per core, up to four; 0:
+    all here) when the folder is big enough to repay starting them; the report is the same."""
     root = Path(folder)
     if not root.exists():
         raise CorpusError(f"Corpus folder {root} does not exist.")
@@ -133,21 +136,27 @@ def scan_corpus(folder: str | Path, known: Mapping[str, list[Article]] | None = 
     ids = _file_ids(files, report)
     recorded = recorded_urls(root)
     seen: set[str] = set()
+
+    def collect(rel: str, articles: list[Article], problems: list[Problem]) -> None:
+        report.problems.extend(problems)
+        if rel in recorded:
+            articles = [a if a.url else replace(a, url=recorded[rel]) for a in articles]
+        if articles:
+            report.files += 1
+        for a in articles:
+            if a.id in seen:  # a row key that collides with another file's id
+                report.problems.append(Problem(rel, f"article id {a.id!r} is taken; "
+                                                    "this copy was skipped"))
+                continue
+            seen.add(a.id)
+            report.articles.append(a)
+
     with progress_bar("Reading articles", len(files),
-                      progress and len(files) >= PROGRESS_MIN) as advance:
-        for rel, path in files:
-            articles = _read(path, rel, ids[rel], report, known)
-            if rel in recorded:
-                articles = [a if a.url else replace(a, url=recorded[rel]) for a in articles]
-            if articles:
-                report.files += 1
-            for a in articles:
-                if a.id in seen:  # a row key that collides with another file's id
-                    report.problems.append(Problem(rel, f"article id {a.id!r} is taken; "
-                                                        "this copy was skipped"))
-                    continue
-                seen.add(a.id)
-                report.articles.append(a)
+                      progress and len(files) >= PROGRESS_MIN) as advance, \
+            Parsers(len(files), parse_file, _offload, workers) as parsers:
+        for rel, articles, problems in parsers.in_order(
+                (rel, *_load(path, rel, ids[rel], known)) for rel, path in files):
+            collect(rel, articles, problems)
             advance(1)
     return report
 
@@ -157,12 +166,15 @@ def read_article(path: Path, root: Path | None = None) -> list[Article]:
     CorpusError saying why when it gives none."""
     path = Path(path)
     rel = path.relative_to(root).as_posix() if root else path.name
-    report = LoadReport()
     if not path.is_file():
         raise CorpusError(f"{path} is not a readable file.")
-    articles = _read(path, rel, _base_id(rel), report, None)
+    got, problems = _load(path, rel, _base_id(rel), None)
+    articles = got if isinstance(got, list) else []
+    if isinstance(got, ParseJob):
+        articles, more = parse_file(got)
+        problems += more
     if not articles:
-        reason = report.problems[0].reason if report.problems else "no article text"
+        reason = problems[0].reason if problems else "no article text"
         raise CorpusError(f"{path}: {reason}.")
     return articles
 
@@ -256,24 +268,35 @@ def _file_ids(files: list[tuple[str, Path]], report: LoadReport) -> dict[str, st
 
 # -- reading --------------------------------------------------------------------------------
 
-def _read(path: Path, rel: str, base: str, report: LoadReport,
-          known: Mapping[str, list[Article]] | None) -> list[Article]:
+@dataclass(frozen=True)
+class ParseJob:
+    """One file's bytes, to be parsed (here or in a worker process: see `Parsers`)."""
+
+    kind: str
+    raw: bytes
+    rel: str
+    base: str
+    sha256: str
+
+
+def _load(path: Path, rel: str, base: str, known: Mapping[str, list[Article]] | None
+          ) -> tuple[list[Article] | ParseJob, list[Problem]]:
+    """Read one file: its articles when it cannot be read or was parsed before, else the
+    job of parsing it; and what the user should hear of so far."""
     kind = READERS[_suffix(path.name)]
     limit = SINGLE_MAX if kind in ("text", "html") else MULTI_MAX
+    problems: list[Problem] = []
     try:
         raw, whole = _read_bytes(path, limit)
     except (EOFError, zlib.error, gzip.BadGzipFile):  # BadGzipFile is an OSError: first
-        report.problems.append(Problem(rel, "not a valid .gz file"))
-        return []
+        return [], [Problem(rel, "not a valid .gz file")]
     except OSError as exc:
-        report.problems.append(Problem(rel, f"cannot be read ({exc.strerror or exc})"))
-        return []
+        return [], [Problem(rel, f"cannot be read ({exc.strerror or exc})")]
     if not whole:
         if kind not in ("text", "html"):
-            report.problems.append(Problem(rel, f"larger than {limit // 2**20} MB; not read"))
-            return []
-        report.problems.append(Problem(rel, f"only its first {limit // 2**20} MB were read",
-                                       "warning"))
+            return [], [Problem(rel, f"larger than {limit // 2**20} MB; not read")]
+        problems.append(Problem(rel, f"only its first {limit // 2**20} MB were read",
+                                "warning"))
     sha256 = hashlib.sha256(raw).hexdigest()
     # A page or text file read before is taken as it was; a feed or an export is read again
     # (cheap beside embedding, and its skipped rows are named again).
@@ -281,33 +304,43 @@ def _read(path: Path, rel: str, base: str, report: LoadReport,
     rows = base + exports.ROW_SEPARATOR
     if before and all(a.sha256 == sha256 and (a.id == base or a.id.startswith(rows))
                       for a in before):
-        return list(before)
-    kind = _sniff(kind, raw)
+        return list(before), problems
+    return ParseJob(_sniff(kind, raw), raw, rel, base, sha256), problems
+
+
+def _offload(job: ParseJob) -> bool:
+    """Whether a worker process should parse this file: pages and feeds (slow); plain
+    text and exports are parsed as fast as they could be sent."""
+    return job.kind in ("html", "feed")
+
+
+def parse_file(job: ParseJob) -> tuple[list[Article], list[Problem]]:
+    """The articles of one file's bytes, never raising on bad input: what could not be
+    used is a Problem."""
+    rel = job.rel
+    problems: list[Problem] = []
     try:
-        articles, notes = _parse(kind, raw, rel, base, sha256, report)
+        articles, notes = _parse(job.kind, job.raw, rel, job.base, job.sha256, problems)
     except (exports.ExportError, FeedError, UnicodeDecodeError) as exc:
         reason = (f"not UTF-8 text (bad byte at offset {exc.start}); convert it to UTF-8"
                   if isinstance(exc, UnicodeDecodeError) else str(exc))
-        report.problems.append(Problem(rel, reason))
-        return []
+        return [], [Problem(rel, reason)]
     except RecursionError:
-        report.problems.append(Problem(rel, "nested too deeply to read"))
-        return []
+        return [], [Problem(rel, "nested too deeply to read")]
     except (ValueError, LookupError, TypeError, AttributeError) as exc:
         # One bad file is skipped with its reason; it never stops the others (a page's
         # charset naming a codec that is no text encoding raised a bare UnicodeError).
-        report.problems.append(Problem(rel, f"cannot be read ({type(exc).__name__})"))
-        return []
+        return [], [Problem(rel, f"cannot be read ({type(exc).__name__})")]
     for note in notes:  # "row 3 skipped: no text", "row 9 cut to its first ... characters"
         row, skipped, reason = note.partition(" skipped: ")
         if skipped:
-            report.problems.append(Problem(rel, reason, "skipped", row))
+            problems.append(Problem(rel, reason, "skipped", row))
         else:
-            report.problems.append(Problem(rel, note, "warning"))
+            problems.append(Problem(rel, note, "warning"))
     usable = [a for a in articles if a.paragraphs]
     if not usable and not notes:
-        report.problems.append(Problem(rel, "empty, or a title and no text", "empty"))
-    return usable
+        problems.append(Problem(rel, "empty, or a title and no text", "empty"))
+    return usable, problems
 
 
 def _read_bytes(path: Path, limit: int) -> tuple[bytes, bool]:
@@ -333,7 +366,7 @@ def _sniff(kind: str, raw: bytes) -> str:
     return kind
 
 
-def _parse(kind: str, raw: bytes, rel: str, base: str, sha256: str, report: LoadReport
+def _parse(kind: str, raw: bytes, rel: str, base: str, sha256: str, problems: list[Problem]
            ) -> tuple[list[Article], list[str]]:
     """(articles, notes) of one file's bytes by the reader `kind`."""
     if kind == "html":
@@ -346,8 +379,8 @@ def _parse(kind: str, raw: bytes, rel: str, base: str, sha256: str, report: Load
         if len(text) > TEXT_MAX:
             cut = text.rfind("\n", 0, TEXT_MAX)
             text = text[:cut if cut > TEXT_MAX // 2 else TEXT_MAX]
-            report.problems.append(Problem(rel, f"cut to its first {len(text):,} characters "
-                                                "(an article's limit)", "warning"))
+            problems.append(Problem(rel, f"cut to its first {len(text):,} characters "
+                                        "(an article's limit)", "warning"))
         return [parse_article(text, base, rel, sha256=sha256)], []
     rows = {"jsonl": exports.read_jsonl, "json": exports.read_json,
             "csv": exports.read_csv}[kind](text)

@@ -71,6 +71,26 @@ def test_filters_and_timelines_match(seeded, retriever, embedder):
     assert timeline(pg, q).to_dict() == timeline(retriever, q).to_dict()
 
 
+def test_a_questions_rows_are_read_whole_from_their_pages(seeded, retriever, embedder):
+    """A passage's vector and its sentence vectors stay in its row (PostgreSQL moves values of
+    a row over 2 kB to a TOAST table by default: a lookup more per value when a question
+    reads its candidates); they come back exact."""
+    pg = open_postgres(seeded, model=embedder.name)
+    with psycopg.connect(seeded) as conn:
+        for table in ("passages", "sentences"):
+            toasted = conn.execute(
+                "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = %s::regclass",
+                (f"{pg.schema}.{table}",)).fetchone()[0]
+            assert toasted == 0, table
+    rows = np.arange(len(pg))
+    np.testing.assert_array_equal(pg.passage_vectors[rows],
+                                  np.asarray(retriever.index.passage_vectors[rows]))
+    for got, expected in zip(pg.sentences.passages(rows),
+                             retriever.index.sentences.passages(rows), strict=True):
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
 def test_hnsw_candidates_find_the_exact_neighbours(seeded, embedder):
     """Above EXACT_MAX the store searches pgvector's HNSW index: on the seeds (forced) it
     finds the exact scan's nearest passages, filtered or not."""

@@ -45,6 +45,12 @@ MIGRATE_LOCK = 0x6279_6C69_6E65_01  # advisory lock keys ("byline" + n)
 PUBLISH_LOCK = 0x6279_6C69_6E65_02
 WRITER_LOCK = 0x6279_6C69_6E65_03
 
+# A question reads its candidates' whole rows (rows.py), each at a random place. A row kept in
+# one piece is one heap page read; PostgreSQL's default moves the largest value of any row
+# over 2 kB out to the TOAST table (a passage's 1.5 kB vector beside its text; a passage's
+# sentence vectors), which costs an index lookup and another page per value. So rows stay
+# whole up to a page (toast_tuple_target), and the vectors (MAIN) are the last values moved
+# out, only when a row still exceeds a page (docs/postgres.md, "Where a question's time goes").
 GENERATION_DDL = """
 CREATE SCHEMA {s};
 CREATE TABLE {s}.articles (code integer PRIMARY KEY, id text UNIQUE NOT NULL,
@@ -52,9 +58,12 @@ CREATE TABLE {s}.articles (code integer PRIMARY KEY, id text UNIQUE NOT NULL,
     author text, sha256 text NOT NULL);
 CREATE TABLE {s}.passages (rowno integer PRIMARY KEY, id text UNIQUE NOT NULL,
     article_id text NOT NULL, paragraph integer NOT NULL, text text NOT NULL,
-    hash text NOT NULL, grp integer, embedding vector({dim}) NOT NULL);
+    hash text NOT NULL, grp integer, embedding vector({dim}) NOT NULL)
+    WITH (toast_tuple_target = 8160);
+ALTER TABLE {s}.passages ALTER embedding SET STORAGE MAIN;
 CREATE TABLE {s}.sentences (rowno integer PRIMARY KEY, vectors bytea NOT NULL,
-    spans bytea NOT NULL);
+    spans bytea NOT NULL) WITH (toast_tuple_target = 8160);
+ALTER TABLE {s}.sentences ALTER vectors SET STORAGE MAIN, ALTER spans SET STORAGE MAIN;
 CREATE TABLE {s}.tokens (rowno integer PRIMARY KEY, codes bytea NOT NULL,
     scales bytea NOT NULL, spans bytea NOT NULL);
 CREATE TABLE {s}.postings (term_id integer PRIMARY KEY, term text NOT NULL, df integer NOT NULL,

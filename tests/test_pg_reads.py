@@ -120,3 +120,30 @@ def test_a_scan_reads_only_its_column(seeded_store, embedder, counted):
 def seeded_store(pg_url, seed_index_dir) -> str:
     assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
     return pg_url
+
+
+def test_a_reloaded_generation_reads_its_flat_vectors_before_the_first_question(
+        pg_url, seed_index_dir, embedder, tmp_path, counted):
+    """A LiveRetriever that loads a newly published flat generation reads its vectors while
+    loading (a worker thread's time): the first question after the swap does not."""
+    import shutil
+
+    from retrieval.search.live import LiveRetriever
+
+    from .support.library_article import LIBRARY, LIBRARY_Q
+    from .support.paths import SEEDS
+
+    assert main(["migrate", "--from", str(seed_index_dir), "--to", pg_url]) == 0
+    live = LiveRetriever(Retriever(open_store(pg_url, model=embedder.name), embedder))
+    try:
+        corpus = shutil.copytree(SEEDS, tmp_path / "corpus")
+        (corpus / "library.txt").write_text(LIBRARY, "utf-8")
+        index_corpus(corpus, pg_url, embedder, progress=False)
+        assert live.refresh()
+        counted.reset()
+        assert live.current.ask(LIBRARY_Q).answered
+        assert live.current.index.manifest.ann == "flat"
+        assert not [sql for sql in counted.sql if "ORDER BY rowno" in sql], counted.sql
+        assert 0 < counted.n < QUESTION_QUERIES
+    finally:
+        live.close()

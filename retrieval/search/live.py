@@ -21,6 +21,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from retrieval.errors import BylineError, describe_os_error
 from retrieval.search.retriever import Retriever
 from retrieval.store import backend
@@ -117,6 +119,10 @@ class LiveRetriever:
                 index = self._open(current.embedder.name)
                 fresh = Retriever(index, current.embedder, current.settings)
                 fresh.rows_meta()  # what filters need, read now rather than by a question
+                if index.probe_vectors is not None and len(index.probe_vectors):
+                    # The dense index's first search reads what every later one needs (a
+                    # flat PostgreSQL generation's vectors): here, not in a member's question.
+                    index.dense_search(np.asarray(index.probe_vectors[0], np.float32), 1)
             except (BylineError, OSError) as exc:
                 reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
                 return self._failure(stamp, generation, reason)

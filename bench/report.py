@@ -296,7 +296,11 @@ _STATIC = """## What makes it fast
   machine spinning is a little faster (the table above). With another process busy on the same
   2 cores (`measure_spinning` run while a SQuAD sweep ran, 2026-11-24) it halves throughput:
   spin 24 passages/s and question p90 7.4 ms, sleep 47 passages/s and 3.7 ms. A bot shares its
-  cores with its event loop, FAISS and whatever else the host runs, so Byline sleeps.
+  cores with its event loop, FAISS and whatever else the host runs, so Byline sleeps. Spinning
+  only while a run lasts (`session.force_spinning_stop = 1`, 2026-12-07) keeps the quiet
+  machine's gain (question p50 1.39 ms against 1.99 sleeping, no CPU burnt between questions)
+  but not the shared one's: beside a process multiplying matrices it took 6.54 ms a question
+  (sleeping 2.75, spinning 6.06) and 28 passages/s (sleeping 50).
 - **Concurrency.** In the bot, `/ask`s that arrive while a retrieval runs are answered together in
   one worker-thread call (one encode for the batch); the event loop never waits on the model.
 

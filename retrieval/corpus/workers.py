@@ -1,7 +1,7 @@
 """Parse pages in worker processes while the walk goes on, results in the walk's order.
 
-Extracting a page's text (trafilatura, lxml) is pure CPU work that holds the GIL, and a
-folder of pages spent about a third of its indexing time there on one core. With enough
+Extracting a page's text (trafilatura, lxml) is CPU work that holds the GIL, a large share
+of indexing a folder of pages on one core (docs/extraction.md). With enough
 pages to repay starting them, the slow kinds are parsed in up to WORKERS spawned processes
 (spawn, not fork: the caller may have threads, ONNX Runtime's or the bot's); everything else,
 and every file when the folder is small, is parsed here. What a page gives does not depend

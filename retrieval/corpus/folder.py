@@ -124,8 +124,9 @@ def scan_corpus(folder: str | Path, known: Mapping[str, list[Article]] | None = 
 
     `known` maps a source path to the articles parsed from it before (by this same parser:
     see `parser_fingerprint`); a file whose bytes still hash the same is not parsed again.
-    Pages are parsed in up to `workers` processes (default: one per core, up to four; 0:
-    all here) when the folder is big enough to repay starting them; the report is the same."""
+    Pages are parsed in up to `workers` processes (default: one per core, up to four, none
+    on one core; 0: all here) when the folder is big enough to repay starting them; the
+    report is the same."""
     root = Path(folder)
     if not root.exists():
         raise CorpusError(f"Corpus folder {root} does not exist.")
@@ -168,10 +169,9 @@ def read_article(path: Path, root: Path | None = None) -> list[Article]:
     rel = path.relative_to(root).as_posix() if root else path.name
     if not path.is_file():
         raise CorpusError(f"{path} is not a readable file.")
-    got, problems = _load(path, rel, _base_id(rel), None)
-    articles = got if isinstance(got, list) else []
-    if isinstance(got, ParseJob):
-        articles, more = parse_file(got)
+    articles, problems = _load(path, rel, _base_id(rel), None)
+    if isinstance(articles, ParseJob):
+        articles, more = parse_file(articles)
         problems += more
     if not articles:
         reason = problems[0].reason if problems else "no article text"

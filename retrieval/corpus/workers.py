@@ -37,7 +37,8 @@ class Parsers(Generic[Job, Item, Note]):
                  offload: Callable[[Job], bool], workers: int | None = None) -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-        self.workers = min(WORKERS, cores) if workers is None else workers
+        # One core gains nothing from a second process, only the cost of sending pages to it.
+        self.workers = (min(WORKERS, cores) if cores > 1 else 0) if workers is None else workers
         if files < POOL_MIN:
             self.workers = 0
         self.parse = parse

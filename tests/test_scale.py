@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from retrieval.errors import IndexCorrupt
 from retrieval.model.embed import Embedder
 from retrieval.search.lexical import Lexical
 from retrieval.search.retriever import Retriever
 from retrieval.store import FolderIndex, RowFile
-from retrieval.store.folder.postings import Postings
+from retrieval.store.ann import exact_top
+from retrieval.store.folder.postings import Postings, PostingsWriter
 from retrieval.store.subset import search_one
 from retrieval.text import analyze
 
@@ -85,6 +87,56 @@ def test_postings_are_bm25s_postings_bit_for_bit(lexical: Retriever, case: str):
             assert np.array_equal(docs, s["indices"][a:b])
             assert weights.tobytes() == s["data"][a:b].tobytes()  # bit for bit
     assert ours.vocab[""] == len(ours.vocab) - 1 == len(ours.indptr) - 1
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000, 5000])
+def test_postings_written_a_chunk_at_a_time_are_built_postings_bit_for_bit(
+        lexical: Retriever, tmp_path: Path, chunk: int):
+    every = lexical.index.passages(list(range(len(lexical.index))))
+    corpus = [*[analyze(p.text) for p in every][:2000], [], ["a", "a", "b"], [], ["b"]]
+    built = Postings.build(corpus)
+    writer = PostingsWriter()
+    for start in range(0, len(corpus), chunk):
+        writer.add_tokens(corpus[start:start + chunk])
+    written = writer.finish(tmp_path / "bm25", tmp_path / "scratch")
+    assert written.vocab == built.vocab and written.passages == built.passages
+    for name in ("indptr", "docs", "weights"):
+        ours, theirs = getattr(written, name), getattr(built, name)
+        assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), name
+    assert Postings.load(tmp_path / "bm25").vocab == built.vocab
+    with pytest.raises(ValueError, match="lengths"):
+        PostingsWriter().add(np.array([0, 1]), np.array([2, 0]))
+
+
+def test_postings_rows_out_of_range_are_found_when_their_term_is_read(
+        lexical: Retriever, tmp_path: Path):
+    corpus = [["a", "b"], ["b"], ["c", "b"]]
+    Postings.build(corpus).save(tmp_path / "bm25")
+    docs = np.load(tmp_path / "bm25" / "indices.csc.index.npy", mmap_mode="r+")
+    post = Postings.load(tmp_path / "bm25")
+    b = post.vocab["b"]
+    docs[post.indptr[b + 1] - 1] = 3  # past the last passage: found on reading "b" only
+    docs.flush()
+    post = Postings.load(tmp_path / "bm25")
+    assert post.term(post.vocab["a"])[0].tolist() == [0]
+    with pytest.raises(IndexCorrupt, match="out of range"):
+        post.term(b)
+    docs[post.indptr[b]] = -1
+    docs.flush()
+    with pytest.raises(IndexCorrupt, match="out of range"):
+        Postings.load(tmp_path / "bm25").terms([post.vocab["c"], b])
+
+
+def test_exact_top_in_blocks_is_one_exact_search():
+    import faiss
+
+    rng = np.random.default_rng(4)
+    vecs = rng.standard_normal((5000, 16)).astype(np.float32)
+    queries = rng.standard_normal((30, 16)).astype(np.float32)
+    scores, expected = faiss.knn(queries, vecs, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    assert (np.diff(scores, axis=1) < 0).all()  # no ties: one right answer
+    for block in (3, 999, 1000, 10_000):
+        assert np.array_equal(exact_top(queries, vecs, 10, block), expected), block
 
 
 def test_bm25_top_is_exactly_the_partition_of_every_posting(lexical: Retriever):

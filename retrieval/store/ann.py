@@ -69,16 +69,12 @@ def _tune_nprobe(ivf: faiss.IndexIVF, vecs: np.ndarray, sentences: Sentences,
     question-like queries: random sentences of the corpus itself. Those sit closer to their
     passages than real questions do, hence the strict target: at a million passages it
     chose nprobe 128 of 4096 lists, where SQuAD questions measured 0.997 (bench/scale.py)."""
-    import faiss
 
     picks = rng.choice(len(sentences.vectors), size=min(500, len(sentences.vectors)),
                        replace=False)
     queries = np.asarray(sentences.vectors[np.sort(picks)], dtype=np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    # FAISS's blocked exact search: a (500, n) score matrix and its argsort would take
-    # gigabytes and minutes at a million passages.
-    _, exact = faiss.knn(queries, np.ascontiguousarray(vecs, dtype=np.float32), k,
-                         metric=faiss.METRIC_INNER_PRODUCT)
+    exact = exact_top(queries, vecs, k)
     for nprobe in (4, 8, 16, 32, 64, 128, 256):
         ivf.nprobe = min(nprobe, ivf.nlist)
         _, found = ivf.search(queries, depth)
@@ -86,3 +82,24 @@ def _tune_nprobe(ivf: faiss.IndexIVF, vecs: np.ndarray, sentences: Sentences,
         if recall >= IVF_RECALL or nprobe >= ivf.nlist:
             break
     return int(ivf.nprobe)
+
+
+def exact_top(queries: np.ndarray, vecs: np.ndarray, k: int, block: int = 1_000_000
+              ) -> np.ndarray:
+    """The rows of the `k` best inner products of each query over `vecs`, exactly, reading
+    `vecs` a block at a time: a memory-mapped array of ten million vectors (15 GB) is never
+    copied whole. FAISS's blocked search within a block: a (500, n) score matrix and its
+    argsort would take gigabytes and minutes at a million passages."""
+    import faiss
+
+    best_d = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(vecs), block):
+        part = np.ascontiguousarray(vecs[start:start + block], dtype=np.float32)
+        d, i = faiss.knn(queries, part, min(k, len(part)), metric=faiss.METRIC_INNER_PRODUCT)
+        best_d = np.concatenate([best_d, d], axis=1)
+        best_i = np.concatenate([best_i, i + start], axis=1)
+        keep = np.argsort(-best_d, axis=1, kind="stable")[:, :k]
+        best_d = np.take_along_axis(best_d, keep, axis=1)
+        best_i = np.take_along_axis(best_i, keep, axis=1)
+    return best_i

@@ -74,8 +74,7 @@ def memory_db(articles: list[Article], passages: list[Passage],
               groups: np.ndarray | None = None) -> sqlite3.Connection:
     """The metadata tables in memory; `copies` holds the rows that have near-duplicates in
     other articles, with their group (`groups[row]`, -1 for none)."""
-    db = sqlite3.connect(":memory:", check_same_thread=False)
-    db.executescript(_SCHEMA)
+    db = empty_db(":memory:")
     with db:
         db.executemany("INSERT INTO articles VALUES (?,?,?,?,?,?,?,?)", [
             (a.id, a.title, a.source, a.outlet, a.date, a.url, a.author, a.sha256)
@@ -88,6 +87,14 @@ def memory_db(articles: list[Article], passages: list[Passage],
             db.executemany("INSERT INTO copies VALUES (?,?)",
                            zip(grouped.tolist(), groups[grouped].tolist(), strict=True))
             db.execute(_COPY_LISTS, (MAX_COPIES,))
+    return db
+
+
+def empty_db(path: str | Path) -> sqlite3.Connection:
+    """A new database at `path` (":memory:" for one in memory) holding the empty tables:
+    what `memory_db` fills, and what a build too large for memory fills in place."""
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.executescript(_SCHEMA)
     return db
 
 

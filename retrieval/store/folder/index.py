@@ -217,8 +217,8 @@ class FolderIndex:
                     raise ValueError("wrong size")
             part = "bm25"
             postings = Postings.load(folder / part)
-            if int(postings.docs.max(initial=-1)) >= n:
-                raise ValueError("rows out of range")
+            if postings.passages != n:
+                raise ValueError("postings of another number of passages")
             part = "meta.sqlite"
             db = open_db(folder / part)
             if db.execute("SELECT count(*) FROM passages").fetchone()[0] != n:

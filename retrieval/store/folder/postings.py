@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.errors import IndexCorrupt
+
 # bm25s's file names, so an index saved by either reads with either.
 _ARRAYS = {"weights": "data.csc.index.npy", "docs": "indices.csc.index.npy",
            "indptr": "indptr.csc.index.npy"}
@@ -39,9 +41,17 @@ class Postings:
         return np.diff(self.indptr)
 
     def term(self, term: int) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted rows holding term id `term`, the term's BM25 score in each)."""
+        """(sorted rows holding term id `term`, the term's BM25 score in each). IndexCorrupt
+        when they fall outside the index: checked here, per term (two values, as the rows
+        are sorted), rather than over every posting at load (1.6 GB at 10M passages)."""
         a, b = self.indptr[term], self.indptr[term + 1]
-        return self.docs[a:b], self.weights[a:b]
+        docs = self.docs[a:b]
+        if len(docs) and (docs[0] < 0 or docs[-1] >= self.passages):
+            from retrieval.store.manifest import REBUILD
+
+            raise IndexCorrupt(f"The index is damaged: bm25/{_ARRAYS['docs']} holds rows "
+                               f"out of range; {REBUILD}.")
+        return docs, self.weights[a:b]
 
     def terms(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """`term` of each of `terms` (a store over a network reads them in one go)."""
@@ -79,10 +89,7 @@ class Postings:
         folder.mkdir()
         for attr, name in _ARRAYS.items():
             save_array(folder / name, getattr(self, attr))
-        (folder / _VOCAB).write_text(json.dumps(self.vocab, ensure_ascii=False),
-                                     encoding="utf-8")
-        params = {"k1": K1, "b": B, "method": "lucene", "num_docs": self.passages}
-        (folder / _PARAMS).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+        _write_vocab(folder, self.vocab, self.passages)
 
     @classmethod
     def load(cls, folder: Path) -> Postings:
@@ -99,7 +106,97 @@ class Postings:
                 or int(indptr[-1]) != len(postings.docs) or bool((np.diff(indptr) < 0).any())
                 or not isinstance(vocab, dict)
                 or not all(isinstance(t, int) and 0 <= t < len(indptr)
-                           for t in vocab.values())
-                or (len(postings.docs) and int(postings.docs.min()) < 0)):
+                           for t in vocab.values())):
             raise ValueError("BM25 postings do not fit together")
         return postings
+
+
+class PostingsWriter:
+    """`Postings.build` for a corpus too large for memory, a chunk of passages at a time:
+    each chunk's (term, passage, count) triples are kept compactly (10 bytes each), and
+    `finish` writes the arrays in place on disk, scored as `Postings.build` scores them, bit
+    for bit. Term ids are given in order of first use, as in `build`."""
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._lengths: list[np.ndarray] = []
+        self._df = np.zeros(0, np.int64)
+        self.passages = 0
+
+    def ids(self, tokens: list[str]) -> np.ndarray:
+        """The term ids of `tokens` (new terms get the next ids)."""
+        vocab = self.vocab
+        return np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), np.int64,
+                           len(tokens))
+
+    def add_tokens(self, corpus: list[list[str]]) -> None:
+        """The next passages, one analysed token list each."""
+        docs = [toks or ["\0"] for toks in corpus]  # as `build`: an empty passage gets a token
+        self.add(self.ids([t for d in docs for t in d]),
+                 np.fromiter((len(d) for d in docs), np.int64, len(docs)))
+
+    def add(self, ids: np.ndarray, lengths: np.ndarray) -> None:
+        """The next passages: their term ids one passage after another, `lengths[i]` of them
+        for passage i (none may be 0: see `add_tokens`)."""
+        lengths = np.asarray(lengths, np.int64)
+        if len(lengths) and (lengths.min() < 1 or int(lengths.sum()) != len(ids)):
+            raise ValueError("every passage needs a token, and the lengths must add up")
+        n, v = len(lengths), max(len(self.vocab), 1)
+        pairs, tf = np.unique(ids * n + np.repeat(np.arange(n, dtype=np.int64), lengths),
+                              return_counts=True)  # by term, then passage
+        terms = (pairs // n).astype(np.int32)
+        if len(self._df) < v:
+            self._df = np.concatenate([self._df, np.zeros(v - len(self._df), np.int64)])
+        self._df += np.bincount(terms, minlength=v)
+        if tf.max(initial=0) > np.iinfo(np.uint16).max:
+            raise ValueError("a term repeats more than 65,535 times in one passage")
+        self._chunks.append((terms, (pairs % n + self.passages).astype(np.int32),
+                             tf.astype(np.uint16)))
+        self._lengths.append(lengths)
+        self.passages += n
+
+    def finish(self, folder: Path, scratch: Path) -> Postings:
+        """Write the postings into the new folder `folder` (through arrays in `scratch`, a
+        folder on the same disk) and return them, memory-mapped."""
+        n, v = self.passages, len(self.vocab)
+        df = np.concatenate([self._df, np.zeros(v - len(self._df), np.int64)])[:v]
+        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
+        idf = {f: math.log(1 + (n - f + 0.5) / (f + 0.5)) for f in set(df.tolist())}
+        idf32 = np.array([idf[f] for f in df.tolist()], np.float32)
+        k = K1 * ((1 - B) + B * lengths.astype(np.float64) / (lengths.mean() if n else 1.0))
+        indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
+        total = int(indptr[-1])
+        scratch.mkdir(parents=True, exist_ok=True)
+        docs = np.lib.format.open_memmap(scratch / _ARRAYS["docs"], "w+", np.int32, (total,))
+        weights = np.lib.format.open_memmap(scratch / _ARRAYS["weights"], "w+", np.float32,
+                                            (total,))
+        cursor = indptr[:-1].copy()
+        while self._chunks:
+            terms, rows, tf = self._chunks.pop(0)
+            count = np.bincount(terms, minlength=v)
+            first = np.cumsum(count) - count
+            at = cursor[terms] + np.arange(len(terms)) - first[terms]
+            docs[at] = rows
+            tf32 = tf.astype(np.float32)
+            weights[at] = (idf32[terms] * (tf32 / (k[rows] + tf32))).astype(np.float32)
+            cursor += count
+        vocab = dict(self.vocab)
+        vocab.setdefault("", len(vocab))  # as `build`: bm25s's empty token
+        docs.flush()
+        weights.flush()
+        del docs, weights  # unmapped before the files move
+        folder.mkdir()
+        for name in ("docs", "weights"):
+            (scratch / _ARRAYS[name]).replace(folder / _ARRAYS[name])
+        from retrieval.store.files import save_array
+
+        save_array(folder / _ARRAYS["indptr"], indptr)
+        _write_vocab(folder, vocab, n)
+        return Postings.load(folder)
+
+
+def _write_vocab(folder: Path, vocab: dict[str, int], passages: int) -> None:
+    (folder / _VOCAB).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    params = {"k1": K1, "b": B, "method": "lucene", "num_docs": passages}
+    (folder / _PARAMS).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")

@@ -65,6 +65,8 @@ REAL = 20_000  # passages encoded for real
 PER_ARTICLE = 10  # passages per (synthetic) article in the index
 RECIPE = 1  # bump when the generated corpus changes, so caches are rebuilt
 K = 10  # recall@K of dense search
+STREAM_MIN = 2_000_000  # above, the index is built a chunk at a time (bench/stream.py)
+BIG_FILES = ("vectors/passages.npy", "sentences/vectors.npy")  # not read ahead above it
 
 
 # -- real passages ---------------------------------------------------------------------------
@@ -387,17 +389,18 @@ def _timed(module: object, names: tuple[str, ...]) -> Iterator[dict[str, float]]
 
 
 def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = False,
-          log: bool = True) -> dict:
+          log: bool = True, stream: bool = False) -> dict:
     """The index of `n` passages under `cache` (built unless a valid one is cached), and
-    how it was built (seconds per step)."""
+    how it was built (seconds per step). Above STREAM_MIN passages (or with `stream`) it is
+    written a chunk at a time (bench/stream.py): ten million do not fit in memory."""
     from retrieval.build.dedup import copy_groups
     from retrieval.search.calibrate import calibrated
     from retrieval.store.folder import index as store
     from retrieval.store.folder.postings import Postings
 
-    folder = cache / f"scale-{n}"
+    folder = _folder(cache, n, stream)
     info_path = folder / "build.json"
-    key = f"{_data_key(data, embedder)}-{n}"
+    key = f"{_data_key(data, embedder)}-{n}" + ("-stream" if stream else "")
     if not rebuild and info_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
         try:
@@ -406,6 +409,13 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
         except (IndexMissing, IndexCorrupt, IndexMismatch) as exc:
             _say(log, f"cached index unusable ({exc}); rebuilding")
     real = real_passages(data, embedder, cache, log)
+    if stream or n > STREAM_MIN:
+        from bench import stream as streamed
+
+        _say(log, f"building the index of {n:,} passages a chunk at a time (bench/stream.py)")
+        index, steps, noise = streamed.build(n, embedder, real, folder, f"bench-scale-{n}",
+                                             log)
+        return _record(info_path, key, n, index, steps, real, noise)
     started = time.perf_counter()
     corpus = make_corpus(real, n, log)
     steps = {"generate": time.perf_counter() - started}
@@ -430,6 +440,18 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
     shutil.rmtree(folder, ignore_errors=True)
     index.save(folder / "index")
     steps["save"] = time.perf_counter() - start
+    return _record(info_path, key, n, index, steps, real, noise)
+
+
+def _folder(cache: Path, n: int, stream: bool = False) -> Path:
+    """Where the index of `n` passages is cached (one built a chunk at a time below
+    STREAM_MIN, to compare with the one built in memory, beside it)."""
+    return cache / (f"scale-{n}-stream" if stream and n <= STREAM_MIN else f"scale-{n}")
+
+
+def _record(info_path: Path, key: str, n: int, index: FolderIndex, steps: dict[str, float],
+            real: Real, noise: dict[str, float]) -> dict:
+    """build.json beside the cached index: what it is and how it was built."""
     info = {"key": key, "passages": n, "sentences": len(index.sentences.vectors),
             "ann": index.manifest.ann, "nprobe": index.manifest.nprobe,
             "build_s": {k: round(v, 2) for k, v in steps.items()},
@@ -547,11 +569,12 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def warm_page_cache(index_dir: Path) -> float:
-    """Read every file of the index once, so the timed questions find it in the OS page
-    cache (a server that has been answering); seconds taken."""
+def warm_page_cache(index_dir: Path, skip: tuple[str, ...] = ()) -> float:
+    """Read every file of the index once (but those named in `skip`), so the timed
+    questions find it in the OS page cache (a server that has been answering); seconds."""
     start = time.perf_counter()
-    for path in sorted(p for p in index_dir.rglob("*") if p.is_file()):
+    for path in sorted(p for p in index_dir.rglob("*") if p.is_file()
+                       and str(p.relative_to(index_dir)).split("/", 1)[-1] not in skip):
         with path.open("rb") as fh:
             while fh.read(1 << 24):
                 pass
@@ -573,17 +596,21 @@ def _flat(index: FolderIndex) -> faiss.Index:
     return flat
 
 
-def _dense_checks(index: FolderIndex, flat: faiss.Index, qvecs: np.ndarray, candidates: int,
-                  timed: int = 50) -> dict[str, float]:
-    """ANN recall against exact search over the same vectors, and exact search's time.
+def _dense_checks(index: FolderIndex, vectors: np.ndarray, flat: faiss.Index | None,
+                  qvecs: np.ndarray, candidates: int, timed: int = 50) -> dict[str, float]:
+    """ANN recall against exact search over the same vectors (`vectors`, memory-mapped, read
+    a block at a time), and exact search's time (`flat`, when the vectors fit in memory).
 
     Byline's dense top K is the ANN's `candidates` re-scored with the exact vectors (what
     the Retriever does); the raw ANN top K is shown beside it."""
+    from retrieval.store.ann import exact_top
     from retrieval.store.subset import search_one
 
-    exact, _ = flat.search(qvecs, K)
+    exact = exact_top(qvecs, vectors, K)
     medians = []
     for search in (search_one, lambda x, v, k: x.search(v[None, :], k)):  # 1 thread, all
+        if flat is None:
+            break
         times = []
         for v in qvecs[:timed]:
             start = time.perf_counter()
@@ -591,18 +618,18 @@ def _dense_checks(index: FolderIndex, flat: faiss.Index, qvecs: np.ndarray, cand
             times.append((time.perf_counter() - start) * 1000)
         medians.append(statistics.median(times))
     raw, rescored = [], []
-    for v, scores in zip(qvecs, exact, strict=True):
+    for v, best in zip(qvecs, exact, strict=True):
+        kth = float(np.min(np.asarray(vectors[np.sort(best)], np.float32) @ v))
         _, found = index.vectors.search(v[None, :], candidates)
         rows = found[0][found[0] >= 0]
         sims = np.asarray(index.passage_vectors[rows], np.float32) @ v
         # A passage counts when its exact score reaches the exact K-th best (ties and
         # rounding between FAISS's and numpy's dot products are not misses).
-        good = sims >= scores[K - 1] - 1e-5
+        good = sims >= kth - 1e-5
         raw.append(min(np.count_nonzero(good[:K]), K) / K)
-        rescored.append(min(np.count_nonzero(np.sort(sims)[::-1][:K] >= scores[K - 1] - 1e-5),
-                            K) / K)
+        rescored.append(min(np.count_nonzero(np.sort(sims)[::-1][:K] >= kth - 1e-5), K) / K)
     return {"recall_at_10": float(np.mean(rescored)), "ann_raw_recall_at_10": float(np.mean(raw)),
-            "flat_search_ms": min(medians)}  # the floor at its best
+            "flat_search_ms": min(medians) if medians else float("nan")}  # the floor at its best
 
 
 def _bm25_floor(index_dir: Path, questions: list[str], n: int) -> float:
@@ -664,19 +691,23 @@ TARGETS = {"query_p50_ms": 10.0, "query_p99_ms": 50.0, "recall_at_10": 0.98, "lo
 
 
 def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, rounds: int = 3,
-        rebuild: bool = False, data: Path = DATA, cache: Path = CACHE, log: bool = True
-        ) -> dict:
+        rebuild: bool = False, data: Path = DATA, cache: Path = CACHE, log: bool = True,
+        stream: bool = False) -> dict:
     """Build (or reuse) the index of `passages` passages and measure it: a flat dict of
     plain numbers (milliseconds, seconds, megabytes, shares). Each of `questions` real
-    SQuAD questions is asked `rounds` times (after `warmup` others)."""
+    SQuAD questions is asked `rounds` times (after `warmup` others). `stream`: build it a
+    chunk at a time even below STREAM_MIN (to compare the two builds)."""
     embedder = Embedder()
-    info = build(passages, embedder, data, cache, rebuild, log)
-    index_dir = cache / f"scale-{passages}" / "index"
+    info = build(passages, embedder, data, cache, rebuild, log, stream)
+    index_dir = _folder(cache, passages, stream) / "index"
     timed, warm = _questions(data, questions, warmup)
-    qpath, out, floor_out = (cache / f"scale-{passages}" / name
+    qpath, out, floor_out = (_folder(cache, passages, stream) / name
                              for name in ("questions.json", "child.json", "floor.json"))
     _write_json(qpath, {"timed": timed, "warmup": warm, "rounds": rounds})
-    warm_s = warm_page_cache(index_dir)
+    # Above STREAM_MIN the vectors outgrow the memory (38 GB at ten million on a 24 GB
+    # machine): they stay on disk, read by row as questions need them.
+    big = passages > STREAM_MIN
+    warm_s = warm_page_cache(index_dir, BIG_FILES if big else ())
     _say(log, f"asking {len(timed)} questions in a fresh process")
     child = _subprocess(["--child", str(index_dir), str(qpath), str(out)], out)
     load_avg = os.getloadavg()[0]  # shared machine: how busy it was over the timed asks
@@ -686,10 +717,13 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
     from retrieval.search.retriever import SearchSettings
 
     candidates = SearchSettings().candidates
-    flat = _flat(index)
-    dense = _dense_checks(index, flat, embedder.encode(timed), candidates)
-    agreement = _hybrid_agreement(index, flat, embedder, timed[:100])
-    del flat
+    flat = None if big else _flat(index)
+    vectors = np.load(index_dir / index.manifest.folder / "vectors" / "passages.npy",
+                      mmap_mode="r")
+    dense = _dense_checks(index, vectors, flat, embedder.encode(timed), candidates)
+    agreement = float("nan") if flat is None else _hybrid_agreement(index, flat, embedder,
+                                                                    timed[:100])
+    del flat, vectors
     lat = np.array(child["latencies_ms"])
     result = {
         "passages": passages, "sentences": info["sentences"], "questions": len(timed),
@@ -770,6 +804,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached index")
+    parser.add_argument("--stream", action="store_true",
+                        help=f"build a chunk at a time (always above {STREAM_MIN:,} passages)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     parser.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
@@ -781,7 +817,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.floor:
         _floor_child(*args.floor)
         return
-    result = run(args.passages, args.questions, rebuild=args.rebuild, data=args.data)
+    result = run(args.passages, args.questions, rebuild=args.rebuild, data=args.data,
+                 stream=args.stream)
     print(json.dumps(result, indent=2) if args.json else markdown(result))
 
 

@@ -11,6 +11,7 @@ times, because this machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -330,6 +331,10 @@ def main() -> None:
         figures["pg_scale"] = _optional("pg_scale", lambda m: _pg_scale(m, args.scale, args.data,
                                                                         figures["scale"]))
     from bench.report import render  # the Markdown page, kept apart from the measuring
+
+    ten = args.out.parent / "scale-10m.json"  # `make bench-10m`'s, measured apart
+    if ten.is_file():
+        figures["scale_10m"] = json.loads(ten.read_text(encoding="utf-8"))
 
     args.out.write_text(render(figures), encoding="utf-8")
     print(f"\nwritten to {args.out}")

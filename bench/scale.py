@@ -688,6 +688,14 @@ def disk_mb(index_dir: Path) -> dict[str, float]:
 
 TARGETS = {"query_p50_ms": 10.0, "query_p99_ms": 50.0, "recall_at_10": 0.98, "load_s": 2.0,
            "peak_rss_mb": 2.5 * 1024}
+# At ten million passages (issue 24; `make bench-10m`): no load-time target.
+TARGETS_10M = {"query_p50_ms": 25.0, "query_p99_ms": 100.0, "recall_at_10": 0.95,
+               "peak_rss_mb": 6 * 1024}
+
+
+def targets(passages: int) -> dict[str, float]:
+    """The targets a run at `passages` is held to."""
+    return TARGETS_10M if passages >= 10_000_000 else TARGETS
 
 
 def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, rounds: int = 3,
@@ -755,28 +763,41 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
 
 def markdown(r: dict) -> str:
     """The figures as a small Markdown table."""
-    def ok(key: str, below: bool = True) -> str:
-        return "yes" if (r[key] < TARGETS[key]) == below else "**no**"
+    goal = targets(r["passages"])
 
+    def ok(key: str, below: bool = True) -> str:
+        if key not in goal:
+            return ""
+        return "yes" if (r[key] < goal[key]) == below else "**no**"
+
+    def aim(key: str, unit: str = "", below: bool = True) -> str:
+        return f"{'<' if below else '≥'} {goal[key]:,g}{unit}" if key in goal else ""
+
+    flat = ("not timed (the vectors do not fit in memory)" if r["flat_search_ms"] != r[
+        "flat_search_ms"] else f"exact flat {r['flat_search_ms']:.1f} ms")
+    same = r["hybrid_top5_same"]
     rows = [
         ("query p50 (full `ask`)", f"{r['query_p50_ms']:.1f} ms",
-         f"encode alone {r['floor_encode_ms']:.1f} ms", "< 10 ms", ok("query_p50_ms")),
+         f"encode alone {r['floor_encode_ms']:.1f} ms", aim("query_p50_ms", " ms"),
+         ok("query_p50_ms")),
         ("query p99", f"{r['query_p99_ms']:.1f} ms", f"p90 {r['query_p90_ms']:.1f} ms, "
-         f"max {r['query_max_ms']:.1f} ms", "< 50 ms", ok("query_p99_ms")),
-        ("dense search (ANN)", f"{r['stage_ann_ms']:.2f} ms",
-         f"exact flat {r['flat_search_ms']:.1f} ms", "", ""),
+         f"max {r['query_max_ms']:.1f} ms", aim("query_p99_ms", " ms"), ok("query_p99_ms")),
+        ("dense search (ANN)", f"{r['stage_ann_ms']:.2f} ms", flat, "", ""),
         ("BM25 candidates", f"{r['stage_bm25_ms']:.2f} ms",
          f"bm25s full scoring {r['floor_bm25s_full_ms']:.1f} ms", "", ""),
         ("ranking (both + fusion + sentences)", f"{r['stage_rank_ms']:.2f} ms", "", "", ""),
         ("SQLite fetch / quotes", f"{r['stage_fetch_ms']:.2f} / {r['stage_quotes_ms']:.2f} ms",
          "", "", ""),
         (f"dense recall@{K} vs exact", f"{r['recall_at_10']:.3f}",
-         f"raw ANN top {K}: {r['ann_raw_recall_at_10']:.3f}", "≥ 0.98",
+         f"raw ANN top {K}: {r['ann_raw_recall_at_10']:.3f}", aim("recall_at_10", below=False),
          ok("recall_at_10", below=False)),
-        ("hybrid top 5 same as with exact search", f"{r['hybrid_top5_same']:.0%}", "", "", ""),
-        ("`FolderIndex.load`", f"{r['load_s']:.2f} s", "", "< 2 s", ok("load_s")),
+        ("hybrid top 5 same as with exact search",
+         "not measured (exact search needs the vectors in memory)" if same != same
+         else f"{same:.0%}", "", "", ""),
+        ("`FolderIndex.load`", f"{r['load_s']:.2f} s", "", aim("load_s", " s"), ok("load_s")),
         ("peak RSS, load + answer", f"{r['peak_rss_mb']:,.0f} MB",
-         f"model alone {r['floor_rss_mb']:,.0f} MB", "< 2,560 MB", ok("peak_rss_mb")),
+         f"model alone {r['floor_rss_mb']:,.0f} MB", aim("peak_rss_mb", " MB"),
+         ok("peak_rss_mb")),
         ("encode throughput (real text)", f"{r['encode_sample_passages_per_s']:.0f} passages/s",
          f"all {REAL:,} when cached: {r['encode_passages_per_s']:.0f}/s "
          f"(load {r['encode_load_avg']:.1f})", "", ""),
@@ -785,8 +806,9 @@ def markdown(r: dict) -> str:
     ]
     disk = ", ".join(f"{k} {r[f'disk_{k}_mb']:,.0f}" for k in
                      ("vectors", "ann", "sentences", "bm25", "sqlite"))
-    build = ", ".join(f"{k} {r[f'build_{k}_s']:.0f}" for k in
-                      ("generate", "ann", "bm25", "sqlite", "copies", "background", "save")
+    build = ", ".join(f"{k.replace('_', ' + ')} {r[f'build_{k}_s']:.0f}" for k in
+                      ("generate", "texts_sqlite", "vectors", "ann", "bm25", "sqlite", "copies",
+                       "background", "save")
                       if f"build_{k}_s" in r)  # indexes cached before "copies" lack it
     lines = [f"Byline at {r['passages']:,} passages ({r['sentences']:,} sentences), "
              f"{r['questions']} SQuAD questions asked {r['asks'] // r['questions']} times each, "
@@ -808,6 +830,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"build a chunk at a time (always above {STREAM_MIN:,} passages)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    parser.add_argument("--record", type=Path, metavar="PREFIX",
+                        help="also write PREFIX.json and PREFIX.md (`make bench-10m`: "
+                        "docs/scale-10m) and the 10M row of docs/performance.md")
     parser.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--floor", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -820,6 +845,32 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args.passages, args.questions, rebuild=args.rebuild, data=args.data,
                  stream=args.stream)
     print(json.dumps(result, indent=2) if args.json else markdown(result))
+    if args.record:
+        record(result, args.record)
+
+
+def record(result: dict, prefix: Path) -> None:
+    """Keep a run's figures (`make bench-10m`): PREFIX.json, PREFIX.md, and the 10M row
+    of docs/performance.md rewritten in place (the rest of that page is `make bench`'s)."""
+    from bench.performance import machine
+    from bench.report import TEN_MILLION, ten_million_row
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                            capture_output=True).stdout.strip() or "unknown"
+    m = machine()
+    figures = {**result, "date": m["date"], "commit": commit, "machine": m}
+    _write_json(prefix.with_suffix(".json"), figures)
+    prefix.with_suffix(".md").write_text(
+        f"# Scale: {result['passages']:,} passages\n\nGenerated by `make bench-10m` "
+        f"(`bench/scale.py`, `bench/stream.py`) at {commit}, {m['date']}, on {m['cpu']}, "
+        f"{m['cores']} cores, {m['memory']}; do not edit by hand. How the corpus is made: "
+        "bench/scale.py's docstring; how it is built a chunk at a time: bench/stream.py's.\n\n"
+        + markdown(result) + "\n", encoding="utf-8")
+    page = ROOT / "docs" / "performance.md"
+    lines = page.read_text(encoding="utf-8").splitlines()
+    lines = [ten_million_row(figures) if line.startswith(TEN_MILLION) else line
+             for line in lines]
+    page.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

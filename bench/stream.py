@@ -54,6 +54,7 @@ class _Terms:
 
     def __init__(self, pool: Pool, writer: PostingsWriter) -> None:
         per = [writer.ids(analyze(t)) for t in pool.texts]
+        self.empty = int(writer.ids(["\0"])[0])  # as Postings.build: a passage with no terms
         self.counts = np.array([len(p) for p in per], np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.ids = np.concatenate(per) if per else np.zeros(0, np.int64)
@@ -65,7 +66,12 @@ class _Terms:
         at = np.repeat(self.starts[rows] - np.cumsum(counts) + counts, counts) + np.arange(
             int(counts.sum()))
         lengths = np.add.reduceat(counts, np.cumsum((picks >= 0).sum(1)) - (picks >= 0).sum(1))
-        return self.ids[at], lengths
+        ids = self.ids[at]
+        none = np.flatnonzero(lengths == 0)  # only stopwords in all its sentences
+        if len(none):
+            ids = np.insert(ids, (np.cumsum(lengths) - lengths)[none], self.empty)
+            lengths[none] = 1
+        return ids, lengths
 
 
 def _check_terms(terms: _Terms, writer: PostingsWriter, texts: list[str], picks: np.ndarray,

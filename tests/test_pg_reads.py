@@ -139,6 +139,7 @@ def test_a_reloaded_generation_reads_its_flat_vectors_before_the_first_question(
         corpus = shutil.copytree(SEEDS, tmp_path / "corpus")
         (corpus / "library.txt").write_text(LIBRARY, "utf-8")
         index_corpus(corpus, pg_url, embedder, progress=False)
+        live.catch_up()  # this process published: no need to wait for the notification
         assert live.refresh()
         counted.reset()
         assert live.current.ask(LIBRARY_Q).answered

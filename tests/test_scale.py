@@ -248,7 +248,7 @@ def test_passages_that_can_reach_the_bound_hold_every_passage_that_does(lexical:
             continue
         bound = float(np.sort(full)[-10]) * (1 - 1e-6)
         by_term = dict(zip(ids, bm25.lexicon.terms(ids), strict=True))
-        reaching = bm25._reaching(ids, by_term, bound)
+        reaching = bm25.reaching(ids, by_term, bound)
         if reaching is None:  # over an eighth of the corpus: every passage is scored
             continue
         assert set(np.flatnonzero(full >= bound)) <= set(reaching.tolist())

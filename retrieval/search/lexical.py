@@ -106,7 +106,7 @@ class Lexical:
             s = scored(seen)
             bound = float(np.partition(s, len(s) - n)[len(s) - n]) * (1 - 1e-6)
         if bound > 0:
-            docs = self._reaching(ids, by_term, bound)
+            docs = self.reaching(ids, by_term, bound)
             if docs is None:
                 full = self.scores(ids)
                 return self.top(full if allowed is None else np.where(allowed, full, 0.0),
@@ -126,7 +126,7 @@ class Lexical:
         top32 = self.scores_of(ids, docs, postings).astype(np.float32)
         return docs[np.argpartition(-top32, n - 1)[:n]] if len(docs) > n else docs
 
-    def _reaching(self, ids: list[int], by_term: dict[int, tuple[np.ndarray, np.ndarray]],
+    def reaching(self, ids: list[int], by_term: dict[int, tuple[np.ndarray, np.ndarray]],
                   bound: float) -> np.ndarray | None:
         """The sorted passages holding a term outside the least weighty terms whose bounds
         add up to less than `bound` (None when they are over an eighth of the corpus). A

@@ -302,8 +302,19 @@ _STATIC = """## What makes it fast
   tuned at build time, then exact re-scoring of the candidates with their float32 vectors. The IVF
   index and the BM25 postings are memory-mapped; passage and sentence vectors are read by row with
   positional reads (so resident memory does not grow with the pages queries touch). Loading is
-  fast and a query touches only its candidates; BM25 scores are summed straight from the postings
-  of the question's terms, and each query's FAISS search runs on the calling thread.
+  fast (no check reads a whole array: BM25's rows are checked per term as it is read) and a
+  query touches only its candidates; each query's FAISS search runs on the calling thread.
+- **BM25 without an array of every passage's score.** The n best BM25 passages are found
+  MaxScore-wise: a lower bound on the n-th score comes from the passages holding the question's
+  rarest terms; a passage holding none of the terms whose idfs add up to that bound cannot reach
+  it, so only passages holding one of those are scored, each by a binary search in every term's
+  sorted postings (the candidates' scores the same way). The rows and float64 sums are those of
+  adding up every posting (tested bit for bit); a question whose such passages are over an eighth
+  of the corpus is scored the old way. At ten million passages the array alone cost about
+  50 ms a question.
+- **Ten million passages** (`make bench-10m`, [scale-10m.md](scale-10m.md)) are built a chunk at
+  a time (`bench/stream.py`: vectors into memory-mapped files, BM25 through `PostingsWriter`,
+  SQLite filled in place), since the in-memory build would need more than 40 GB.
 - **Cold start.** `byline ask` reads the BM25 postings with numpy alone, so neither bm25s (nor the
   scipy it imports) nor torch is loaded to answer; the model and graph hashes are recomputed only
   when their files change.

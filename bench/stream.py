@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import shutil
+import sqlite3
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +47,9 @@ from retrieval.store.folder.rows import load_rows
 from retrieval.store.manifest import FORMAT_VERSION, Manifest
 from retrieval.store.tables import empty_db, open_db
 from retrieval.text import analyze
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 CHUNK = 250_000  # passages generated and written at a time (a multiple of PER_ARTICLE)
 
@@ -84,9 +89,10 @@ def _check_terms(terms: _Terms, writer: PostingsWriter, texts: list[str], picks:
             raise AssertionError(f"terms of a joined passage differ: {text[:80]!r}")
 
 
-def _articles(db: object, fingerprint: object, first_row: int, texts: list[str],
+def _articles(db: sqlite3.Connection, fingerprint: Hash, first_row: int, texts: list[str],
               titles: list[str]) -> int:
-    """Insert the articles (PER_ARTICLE passages each) and passages of one chunk."""
+    """Insert the articles (PER_ARTICLE passages each) and passages of one chunk, and add
+    them to the corpus fingerprint (`corpus_fingerprint`'s, whose id order is this order)."""
     articles, passages = [], []
     for i in range(0, len(texts), PER_ARTICLE):
         group = (first_row + i) // PER_ARTICLE

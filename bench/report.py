@@ -304,14 +304,6 @@ _STATIC = """## What makes it fast
   positional reads (so resident memory does not grow with the pages queries touch). Loading is
   fast (no check reads a whole array: BM25's rows are checked per term as it is read) and a
   query touches only its candidates; each query's FAISS search runs on the calling thread.
-- **BM25 without an array of every passage's score.** The n best BM25 passages are found
-  MaxScore-wise: a lower bound on the n-th score comes from the passages holding the question's
-  rarest terms; a passage holding none of the terms whose idfs add up to that bound cannot reach
-  it, so only passages holding one of those are scored, each by a binary search in every term's
-  sorted postings (the candidates' scores the same way). The rows and float64 sums are those of
-  adding up every posting (tested bit for bit); a question whose such passages are over an eighth
-  of the corpus is scored the old way. At ten million passages the array alone cost about
-  50 ms a question.
 - **Ten million passages** (`make bench-10m`, [scale-10m.md](scale-10m.md)) are built a chunk at
   a time (`bench/stream.py`: vectors into memory-mapped files, BM25 through `PostingsWriter`,
   SQLite filled in place), since the in-memory build would need more than 40 GB.
@@ -337,6 +329,18 @@ _STATIC = """## What makes it fast
   4.57.6, which sentence-transformers 6.2 does not accept; `optimum[openvino]` would replace the
   pinned CPU torch 2.13.0 with torch 2.14.1 and several GB of CUDA libraries. So Byline exports
   and quantises with `torch.onnx` and ONNX Runtime's own tools, which need neither.
+- BM25 scored only where it can matter (MaxScore: a lower bound on the n-th score from the
+  passages holding the question's rarest terms; only passages holding a term outside the least
+  weighty ones whose idfs add up to less than the bound are scored, by binary search in each
+  term's postings; same rows and float64 sums as adding up every posting, tested bit for bit).
+  At ten million passages (2026-12-07) it made `make bench-10m` slower, p50 70 → 197 ms and
+  BM25 22 → 182 ms a question: the recombined corpus has no rare terms (every term of its
+  10,196 real sentences is in thousands of passages), so the bound pruned little and the union
+  of the remaining postings (`np.unique` over up to a million rows) cost more than adding
+  every posting up. Adding up into a kept per-thread array instead of `np.bincount`'s new one
+  measured 2× slower again (90 against 45 ms for 2M postings). Not kept; a real corpus with
+  rare names might prune, which per-term (or per-block) maximum weights stored at build time
+  would make tighter.
 - Batches for the ONNX encoder: see "ONNX batch size" above (one text per call is kept because it
   measures at least as fast on 2 cores and keeps int8 vectors independent of batch-mates).
 """

@@ -526,7 +526,7 @@ def asked(index: object, q: dict) -> tuple[Retriever, list[float]]:
 
 def _bm25_candidates(retriever: Retriever, terms: list[str], n: int) -> np.ndarray:
     ids = retriever.lexical.term_ids(terms)
-    return retriever.lexical.best(ids, n)
+    return retriever.lexical.top(retriever.lexical.scores(ids), ids, n)
 
 
 def _quotes(retriever: Retriever, qvec: np.ndarray, terms: list[str], top: list[Passage],

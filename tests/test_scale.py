@@ -222,40 +222,6 @@ def test_bm25_top_breaks_ties_among_few_passages_for_long_postings(lexical: Retr
                                   np.sort(scores[expected].astype(np.float32)))
 
 
-@pytest.mark.parametrize("ties_max", [0, 100_000])
-def test_best_rows_are_top_of_every_score_in_the_same_order(lexical: Retriever, ties_max: int):
-    bm25 = Lexical(lexical.index.postings, len(lexical.index), ties_max=ties_max)
-    rng = np.random.default_rng(5)
-    for terms in [*_queries(seed=4, count=120), [], ["unseenword"]]:
-        ids = bm25.term_ids(terms)
-        full = bm25.scores(ids)
-        rows = rng.choice(len(full), 200)
-        assert bm25.scores_of(ids, rows).tobytes() == full[rows].tobytes()  # bit for bit
-        for allowed in (None, rng.random(len(full)) < 0.3, np.zeros(len(full), bool)):
-            masked = full if allowed is None else np.where(allowed, full, 0.0)
-            for n in (1, 10, 50):
-                assert np.array_equal(bm25.best(ids, n, allowed), bm25.top(masked, ids, n))
-
-
-def test_passages_that_can_reach_the_bound_hold_every_passage_that_does(lexical: Retriever):
-    bm25 = lexical.lexical
-    pruned = 0
-    for terms in _queries(seed=6, count=150):
-        ids = bm25.term_ids(terms)
-        full = bm25.scores(ids)
-        matching = np.flatnonzero(full)
-        if len(matching) <= 10:
-            continue
-        bound = float(np.sort(full)[-10]) * (1 - 1e-6)
-        by_term = dict(zip(ids, bm25.lexicon.terms(ids), strict=True))
-        reaching = bm25.reaching(ids, by_term, bound)
-        if reaching is None:  # over an eighth of the corpus: every passage is scored
-            continue
-        assert set(np.flatnonzero(full >= bound)) <= set(reaching.tolist())
-        pruned += len(reaching) < len(matching)
-    assert pruned >= 10  # passages holding only common terms were left unscored, often
-
-
 def test_one_question_searches_on_one_thread_and_restores_the_setting(lexical: Retriever,
                                                                       monkeypatch):
     import faiss

@@ -68,98 +68,6 @@ class Lexical:
                            weights=np.concatenate([w for _, w in postings]),
                            minlength=self.passages)
 
-    def scores_of(self, ids: list[int], rows: np.ndarray,
-                  postings: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
-        """`scores(ids)[rows]` without scoring every passage: a binary search per row in
-        each term's sorted postings, added in the question's order (the same float64 sums).
-        `postings`: the terms' postings, if already read."""
-        rows = np.asarray(rows, np.int64)
-        out = np.zeros(len(rows), np.float64)
-        if postings is None:
-            postings = self.lexicon.terms(ids) if len(rows) else []
-        for docs, weights in postings:
-            if len(docs):
-                at = np.minimum(np.searchsorted(docs, rows), len(docs) - 1)
-                out += np.where(docs[at] == rows, weights[at], 0)
-        return out
-
-    def best(self, ids: list[int], n: int, allowed: np.ndarray | None = None,
-             postings: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
-        """`top(scores(ids) masked by allowed, ids, n)`, the same rows, without an array of
-        every passage's score: only the passages that can reach a lower bound on the n-th
-        score are scored (MaxScore: a passage holding none of the terms whose idf sums
-        reach the bound cannot). Falls back to scoring every passage when those would be
-        more than an eighth of the corpus. `postings`: `lexicon.terms(ids)`, if read."""
-        if not ids:
-            return np.zeros(0, np.int64)
-        if postings is None:
-            postings = self.lexicon.terms(ids)  # one read for all the terms (a database)
-        by_term = dict(zip(ids, postings, strict=True))
-
-        def scored(rows: np.ndarray) -> np.ndarray:
-            s = self.scores_of(ids, rows, postings)
-            return s if allowed is None else np.where(allowed[rows], s, 0.0)
-
-        seen = self._rarest(ids, n, lambda t: by_term[t][0])
-        bound = 0.0
-        if len(seen) >= n:
-            s = scored(seen)
-            bound = float(np.partition(s, len(s) - n)[len(s) - n]) * (1 - 1e-6)
-        if bound > 0:
-            docs = self.reaching(ids, by_term, bound)
-            if docs is None:
-                full = self.scores(ids)
-                return self.top(full if allowed is None else np.where(allowed, full, 0.0),
-                                ids, n)
-            if allowed is not None:
-                docs = docs[allowed[docs]]
-            s = self.scores_of(ids, docs, postings)
-            docs, top32 = docs[s >= bound], s[s >= bound].astype(np.float32)
-            top = np.argpartition(-top32, n - 1)[:n]
-            if (np.count_nonzero(top32 >= top32[top].min()) == n  # no tie at the cut
-                    or self.passages > self.ties_max):
-                return docs[top]
-        # Every matching passage, as `top` does (few: a small corpus, or a rare question).
-        docs = np.unique(np.concatenate([d for d, _ in postings]))
-        if allowed is not None:
-            docs = docs[allowed[docs]]
-        top32 = self.scores_of(ids, docs, postings).astype(np.float32)
-        return docs[np.argpartition(-top32, n - 1)[:n]] if len(docs) > n else docs
-
-    def reaching(self, ids: list[int], by_term: dict[int, tuple[np.ndarray, np.ndarray]],
-                  bound: float) -> np.ndarray | None:
-        """The sorted passages holding a term outside the least weighty terms whose bounds
-        add up to less than `bound` (None when they are over an eighth of the corpus). A
-        term's BM25 weight is below its idf (tf / (k + tf) < 1), repeats counting again."""
-        count: dict[int, int] = {}
-        for t in ids:
-            count[t] = count.get(t, 0) + 1
-        cap = {t: c * self._idf_of(t) * (1 + 1e-6) for t, c in count.items()}
-        total, needed = 0.0, []
-        for t in sorted(count, key=cap.__getitem__):
-            if (total + cap[t]) * (1 + 1e-6) < bound:
-                total += cap[t]
-            else:
-                needed.append(by_term[t][0])
-        if sum(len(d) for d in needed) > self.passages // 8:
-            return None
-        return needed[0].astype(np.int64) if len(needed) == 1 else np.unique(
-            np.concatenate(needed)).astype(np.int64)
-
-    def _idf_of(self, term: int) -> float:
-        df = int(self.df[term])
-        return math.log(1 + (self.passages - df + 0.5) / (df + 0.5))
-
-    def _rarest(self, ids: list[int], n: int, docs_of) -> np.ndarray:
-        """The passages holding the question's rarest terms, taken until there are 4n."""
-        seen = np.zeros(0, np.int64)
-        for t in sorted(set(ids), key=lambda t: self.df[t]):
-            docs = docs_of(t)
-            seen = np.union1d(seen, docs) if len(seen) else docs
-            if len(seen) >= 4 * n:
-                break
-        return seen
-
     def top(self, scores: np.ndarray, ids: list[int], n: int) -> np.ndarray:
         """The passages among the n best BM25 scores (as float32), in no particular order:
         those a partition of every matching passage picks (ties at the cut: see
@@ -181,7 +89,12 @@ class Lexical:
         """A lower bound on the n-th best score (0 if none is found cheaply): the n-th best
         among the passages holding the question's rarest terms, lowered a little so every
         passage whose float32 score could reach the n-th float32 score stays above it."""
-        seen = self._rarest(ids, n, lambda t: self.postings_of(t)[0])
+        seen = np.zeros(0, np.int64)
+        for t in sorted(set(ids), key=lambda t: self.df[t]):
+            docs = self.postings_of(t)[0]
+            seen = np.union1d(seen, docs) if len(seen) else docs
+            if len(seen) >= 4 * n:
+                break
         if len(seen) < n:
             return 0.0
         best = scores[seen]

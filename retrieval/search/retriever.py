@@ -291,16 +291,13 @@ class Retriever:
         n = min(depth or s.candidates, size)
         dense_rows = self.index.dense_search(qvec, n, allowed)
         ids = self.lexical.term_ids(terms)
-        # BM25 scores only where they are needed: an array of every passage's score costs
-        # 50 ms a question at ten million passages.
-        postings = self.lexical.lexicon.terms(ids) if ids else []
-        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],
-                                         self.lexical.best(ids, n, allowed, postings)]))
-        dense = self._dense_for(qvec, rows)
-        lexical = self.lexical.scores_of(ids, rows, postings)
+        bm25 = self.lexical.scores(ids)
         if allowed is not None:
-            lexical = np.where(allowed[rows], lexical, 0.0)
-        lexical = lexical.astype(np.float32)
+            bm25 = np.where(allowed, bm25, 0.0)
+        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],
+                                         self.lexical.top(bm25, ids, n)]))
+        dense = self._dense_for(qvec, rows)
+        lexical = bm25[rows].astype(np.float32)
         if s.method == "dense":
             scores = dense.copy()
         elif s.method == "bm25":

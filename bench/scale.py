@@ -400,7 +400,8 @@ def build(n: int, embedder: Embedder, data: Path, cache: Path, rebuild: bool = F
 
     folder = _folder(cache, n, stream)
     info_path = folder / "build.json"
-    key = f"{_data_key(data, embedder)}-{n}" + ("-stream" if stream else "")
+    key = f"{_data_key(data, embedder)}-{n}" + ("-stream" if _folder(cache, n, stream).name
+                                                 .endswith("-stream") else "")
     if not rebuild and info_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
         try:
@@ -712,7 +713,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
     qpath, out, floor_out = (_folder(cache, passages, stream) / name
                              for name in ("questions.json", "child.json", "floor.json"))
     _write_json(qpath, {"timed": timed, "warmup": warm, "rounds": rounds})
-    # Above STREAM_MIN the vectors outgrow the memory (38 GB at ten million on a 24 GB
+    # Above STREAM_MIN the vectors outgrow the memory (36 GB at ten million on a 24 GB
     # machine): they stay on disk, read by row as questions need them.
     big = passages > STREAM_MIN
     warm_s = warm_page_cache(index_dir, BIG_FILES if big else ())

@@ -70,7 +70,7 @@ class RowFile(_Rows2D):
         if hasattr(os, "posix_fadvise"):
             # Rows are read at random: the kernel's read-ahead (128 kB around each row) would
             # fill the page cache with rows no question asked for, pushing out the index's
-            # other files once the vectors outgrow memory (38 GB at ten million passages).
+            # other files once the vectors outgrow memory (36 GB at ten million passages).
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
 
     def __getitem__(self, key: int | slice | np.ndarray | list[int]) -> np.ndarray:

@@ -71,12 +71,7 @@ class Postings:
                               return_counts=True)
         rows, terms = pairs // v, pairs % v
         df = np.bincount(terms, minlength=len(vocab))
-        # bm25s's arithmetic: idf by math.log kept as float32, the rest float64, then float32.
-        idf = {f: math.log(1 + (n - f + 0.5) / (f + 0.5)) for f in set(df.tolist())}
-        idf32 = np.array([idf[f] for f in df.tolist()], np.float32)
-        k = K1 * ((1 - B) + B * lengths.astype(np.float64) / (lengths.mean() if n else 1.0))
-        tf32 = tf.astype(np.float32)
-        weights = (idf32[terms] * (tf32 / (k[rows] + tf32))).astype(np.float32)
+        weights = _Scoring(df, lengths).weights(terms, rows, tf)
         order = np.lexsort((rows, terms))
         vocab.setdefault("", len(vocab))  # bm25s's empty token (past the last posting list)
         return cls(np.concatenate([[0], np.cumsum(df)]).astype(np.int64),
@@ -162,9 +157,7 @@ class PostingsWriter:
         n, v = self.passages, len(self.vocab)
         df = np.concatenate([self._df, np.zeros(v - len(self._df), np.int64)])[:v]
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
-        idf = {f: math.log(1 + (n - f + 0.5) / (f + 0.5)) for f in set(df.tolist())}
-        idf32 = np.array([idf[f] for f in df.tolist()], np.float32)
-        k = K1 * ((1 - B) + B * lengths.astype(np.float64) / (lengths.mean() if n else 1.0))
+        scoring = _Scoring(df, lengths)
         indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
         total = int(indptr[-1])
         scratch.mkdir(parents=True, exist_ok=True)
@@ -178,8 +171,7 @@ class PostingsWriter:
             first = np.cumsum(count) - count
             at = cursor[terms] + np.arange(len(terms)) - first[terms]
             docs[at] = rows
-            tf32 = tf.astype(np.float32)
-            weights[at] = (idf32[terms] * (tf32 / (k[rows] + tf32))).astype(np.float32)
+            weights[at] = scoring.weights(terms, rows, tf)
             cursor += count
         vocab = dict(self.vocab)
         vocab.setdefault("", len(vocab))  # as `build`: bm25s's empty token
@@ -194,6 +186,23 @@ class PostingsWriter:
         save_array(folder / _ARRAYS["indptr"], indptr)
         _write_vocab(folder, vocab, n)
         return Postings.load(folder)
+
+
+class _Scoring:
+    """BM25 weights as bm25s computes them (Lucene, k1 1.5, b 0.75): idf by math.log kept
+    as float32, the rest float64, then float32. One place, as `Postings.build` and
+    `PostingsWriter` must agree bit for bit."""
+
+    def __init__(self, df: np.ndarray, lengths: np.ndarray) -> None:
+        n = len(lengths)
+        idf = {f: math.log(1 + (n - f + 0.5) / (f + 0.5)) for f in set(df.tolist())}
+        self.idf32 = np.array([idf[f] for f in df.tolist()], np.float32)
+        self.k = K1 * ((1 - B) + B * lengths.astype(np.float64) / (lengths.mean() if n else 1.0))
+
+    def weights(self, terms: np.ndarray, rows: np.ndarray, tf: np.ndarray) -> np.ndarray:
+        """The weight of each (term, passage row, term frequency)."""
+        tf32 = tf.astype(np.float32)
+        return (self.idf32[terms] * (tf32 / (self.k[rows] + tf32))).astype(np.float32)
 
 
 def _write_vocab(folder: Path, vocab: dict[str, int], passages: int) -> None:

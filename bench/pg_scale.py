@@ -15,6 +15,15 @@ Queries: the same real SQuAD questions as bench/scale.py, asked through the full
 Dense recall@10 is pgvector's HNSW (through `PgIndex.dense_search`, re-scored with the
 exact vectors as the Retriever does) against exact search over the same vectors.
 
+Incremental publishes (`CHANGES`: 1, 100 and 10,000 articles, one after another): the cached
+index with that many of its articles edited (a sentence added to one paragraph each, the
+vectors kept: a publish copies vectors, it does not make them), assembled by
+`FolderIndex.from_vectors` and published with `Backend.publish` over the generation before;
+timed from the call to its return (the transaction committed, old generations retired).
+The edited index is assembled flat (no IVF is trained: a PostgreSQL publish never reads it)
+and carries the cached index's manifest fields for its search and background, as
+`byline index` would after an edit.
+
 The server: pgserver's PostgreSQL 16 + pgvector 0.6.2 (tests/support/pg_server.py) on 127.0.0.1,
 on this machine's disk, with the settings in SERVER (shown in the report).
 """
@@ -34,11 +43,13 @@ import numpy as np
 
 from bench import scale
 from retrieval.model.embed import Embedder
+from retrieval.store import FolderIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # A writer building HNSW over 1M vectors wants the graph in memory (pgvector's advice);
 # the rest are PostgreSQL's defaults but for WAL room for one big transaction.
+CHANGES = (1, 100, 10_000)  # articles edited by each incremental publish, in turn
 SERVER = {"shared_buffers": "2GB", "maintenance_work_mem": "4GB",
           "max_parallel_maintenance_workers": "1", "max_wal_size": "16GB",
           "effective_cache_size": "8GB"}
@@ -143,6 +154,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
         scale._say(log, "checking HNSW recall against exact search")
         recall = _recall(server.url, index_dir, embedder.encode(timed),
                          SearchSettings().candidates)
+        changes = _incremental(server.url, index_dir, embedder, log)
     finally:
         from retrieval.store.postgres.connect import close_pools
 
@@ -159,8 +171,65 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
         "dense_search_ms": child["dense_ms"], **recall,
         "load_s": load_s, "load_passages_per_s": passages / load_s,
         "open_s": child["load_s"], "peak_rss_mb": child["peak_rss_mb"],
-        "load_avg": load_avg, **sizes,
+        "load_avg": load_avg, **sizes, "incremental": changes,
     }
+
+
+def _edited(base: FolderIndex, articles: int, mark: str, embedder: Embedder) -> FolderIndex:
+    """`base` with its first `articles` articles edited (`mark` appended to their first
+    paragraph), assembled as `byline index` assembles a build (see the module's doc)."""
+    from dataclasses import replace
+
+    from retrieval.corpus import Article
+
+    db = base.db
+    paragraphs: dict[str, list[str]] = {}
+    for aid, text in db.execute("SELECT article_id, text FROM passages ORDER BY row"):
+        paragraphs.setdefault(aid, []).append(text)
+    docs = []
+    for i, (aid, *fields) in enumerate(db.execute(
+            "SELECT id, title, source, outlet, date, url, author, sha256 FROM articles "
+            "ORDER BY rowid")):
+        texts = paragraphs.get(aid, [])
+        if i < articles and texts:
+            texts = [f"{texts[0]} {mark}", *texts[1:]]
+        docs.append(Article(aid, *fields, paragraphs=tuple(texts)))
+    passages = [p for a in docs for p in a.passages()]
+    groups = np.full(len(passages), -1, np.int64)
+    for row, grp in db.execute("SELECT row, grp FROM copies"):
+        groups[row] = grp
+    m = base.manifest
+    index = FolderIndex.from_vectors(docs, passages, np.asarray(base.passage_vectors),
+                                     base.sentences, model=m.model, encoder=m.encoder,
+                                     corpus=m.corpus, exact_max=len(passages) + 1,
+                                     tokens=base.tokens, groups=groups, graph=m.graph,
+                                     kernel=m.kernel)
+    index = index.with_background(m.background, base.probe_vectors)
+    index.manifest = replace(index.manifest, ann=m.ann, nprobe=m.nprobe)
+    return index
+
+
+def _incremental(url: str, index_dir: Path, embedder: Embedder, log: bool) -> list[dict]:
+    """Publish CHANGES articles edited, one publish after another; each one's figures."""
+    from retrieval.store import backend
+    from retrieval.store.postgres import writer
+
+    base = FolderIndex.load(index_dir)
+    out = []
+    for round_, count in enumerate(CHANGES, 1):
+        edited = _edited(base, count, f"(Updated, round {round_}.)", embedder)
+        scale._say(log, f"publishing {count:,} edited articles incrementally")
+        start = time.perf_counter()
+        backend(url).publish(edited)
+        seconds = time.perf_counter() - start
+        delta = writer.last_delta
+        if delta is None:
+            raise RuntimeError(f"the publish of {count} edited articles was not incremental")
+        out.append({"articles": count, "publish_s": seconds,
+                    "removed_passages": delta.removed_passages,
+                    "added_passages": delta.added_passages})
+        del edited
+    return out
 
 
 def markdown(r: dict, local: dict | None = None) -> str:
@@ -191,6 +260,10 @@ def markdown(r: dict, local: dict | None = None) -> str:
         ("peak RSS of the asking process", f"{r['peak_rss_mb']:,.0f} MB",
          beside("peak_rss_mb", "{:,.0f} MB")),
     ]
+    rows += [(f"publish after {c['articles']:,} articles change (incremental)",
+              f"{c['publish_s']:.1f} s ({c['removed_passages']:,} passages out, "
+              f"{c['added_passages']:,} in)", "(every publish writes a new generation)")
+             for c in r.get("incremental", [])]
     parts = ", ".join(f"{t} {r[f'table_{t}_mb']:,.0f}" for t in
                       ("passages", "sentences", "postings", "articles"))
     lines = [f"{r['passages']:,} passages, {r['questions']} SQuAD questions asked "

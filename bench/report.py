@@ -227,10 +227,22 @@ def _pg_scale_rows(p: dict | None, folder: dict | None = None) -> list[str]:
         f"| {n:,} passages in PostgreSQL: load (`byline migrate`) / database size | "
         f"{p['load_passages_per_s']:,.0f} passages/s / {p['database_mb']:,.0f} MB | | | "
         "report | |",
-        f"| {n:,} passages in PostgreSQL: publish after one article changes | "
-        f"{p['load_s']:.0f} s (every publish writes the whole generation: incremental publish "
-        "is not built) | | | ≤ 5 s | ✗ not met |",
+        *_publish_rows(p),
     ]
+
+
+def _publish_rows(p: dict) -> list[str]:
+    """Incremental publishes at scale: one article's against the target, the rest reported."""
+    n, changes = p["passages"], p.get("incremental") or []
+    if not changes:
+        return [f"| {n:,} passages in PostgreSQL: publish after one article changes | "
+                "(not measured) | | | ≤ 5 s | |"]
+    first, *rest = changes
+    more = "; ".join(f"{c['articles']:,} articles: {c['publish_s']:.1f} s" for c in rest)
+    return [f"| {n:,} passages in PostgreSQL: publish after {first['articles']:,} article "
+            f"changes (incremental){'; ' + more if more else ''} | {first['publish_s']:.1f} s | "
+            f"{p['load_s']:.0f} s (full publish, `byline migrate`) | | ≤ 5 s | "
+            f"{_ok(first['publish_s'] <= 5)} |"]
 
 
 def _spinning(rows: list[dict] | None) -> list[str]:

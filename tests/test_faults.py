@@ -62,7 +62,7 @@ ARTICLES = 40  # three passages each: 120 passages, about a second to embed on o
 
 # Every file of a generation (a new kind of file must be added here, and so gets tested).
 FILES = ["bm25/data.csc.index.npy", "bm25/indices.csc.index.npy", "bm25/indptr.csc.index.npy",
-         "bm25/params.index.json", "bm25/vocab.index.json", "meta.sqlite",
+         "bm25/lengths.index.npy", "bm25/params.index.json", "bm25/vocab.index.json", "meta.sqlite",
          "sentences/offsets.npy", "sentences/spans.npy", "sentences/vectors.npy",
          "tokens/offsets.npy", "tokens/scales.npy", "tokens/spans.npy", "tokens/vectors.npy",
          "vectors/passages.npy", "vectors/probes.npy"]

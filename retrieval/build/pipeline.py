@@ -68,7 +68,7 @@ def index_corpus(corpus_dir: str | Path, location: str | Path | Backend, embedde
         index = calibrate(build_index(report.articles, embedder, str(corpus_dir), progress,
                                        previous, splice_min=splice_min), embedder)
         index.report = report
-        store.publish(index)
+        store.publish(index, full=not incremental)
     return index
 
 

@@ -37,7 +37,8 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--full",
         action="store_true",
-        help="re-embed everything (default: reuse the vectors of unchanged paragraphs)",
+        help="re-embed everything and, in a database, publish every row (default: reuse "
+        "the vectors of unchanged paragraphs and publish what changed)",
     )
     p.add_argument(
         "--no-wait",

@@ -16,7 +16,8 @@ EXACT_TIES_MAX = 100_000
 
 
 class Lexical:
-    """BM25 scores, top passages and term coverage over `lexicon`, an index of `passages`."""
+    """BM25 scores, top passages and term coverage over `lexicon`, an index whose rows are
+    numbered below `passages` (the passages themselves: `lexicon.passages`)."""
 
     def __init__(self, lexicon: Lexicon, passages: int, ties_max: int = EXACT_TIES_MAX) -> None:
         self.lexicon = lexicon
@@ -104,7 +105,7 @@ class Lexical:
         """BM25's IDF of a (stemmed) term in this index; unseen terms are the rarest."""
         idf = self._idfs.get(term)
         if idf is None:
-            n = self.passages
+            n = self.lexicon.passages
             df = int(self.df[self.vocab[term]]) if term in self.vocab else 0
             idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
             if len(self._idfs) >= 100_000:

@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 
 
 class Lexicon(Protocol):
-    """BM25's postings: `vocab` (stemmed term -> id), `df` (passages per term id) and each
-    term's sorted rows with its BM25 score in each."""
+    """BM25's postings: `vocab` (stemmed term -> id), `df` (passages per term id), how many
+    `passages` they cover, and each term's sorted rows with its BM25 score in each."""
 
     vocab: dict[str, int]
+    passages: int
 
     @property
     def df(self) -> np.ndarray: ...
@@ -148,8 +149,9 @@ class Backend(ABC):
         built with."""
 
     @abstractmethod
-    def publish(self, index: Any) -> Manifest:
-        """Publish the assembled `index` (a FolderIndex) as the new generation here."""
+    def publish(self, index: Any, full: bool = False) -> Manifest:
+        """Publish the assembled `index` (a FolderIndex) as the new generation here; a store
+        that can write it as a change to the generation it serves does so unless `full`."""
 
     @abstractmethod
     def writer_lock(self, wait: bool = True, on_wait: Callable[[str], None] | None = None

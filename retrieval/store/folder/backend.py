@@ -65,8 +65,8 @@ class FolderBackend(Backend):
 
         return FolderIndex.load(self.location, model=model, verify=verify)
 
-    def publish(self, index: Any) -> Manifest:
-        index.save(self.location)
+    def publish(self, index: Any, full: bool = False) -> Manifest:
+        index.save(self.location)  # a folder generation is always written whole
         return index.manifest
 
     def writer_lock(self, wait: bool = True, on_wait: Callable[[str], None] | None = None

@@ -8,32 +8,34 @@ through `bm25s.BM25.load`) keeps bm25s, and the scipy it imports (about 0.2 s), 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.errors import IndexCorrupt
+from retrieval.store.bm25 import K1, B, Scoring
 
 # bm25s's file names, so an index saved by either reads with either.
 _ARRAYS = {"weights": "data.csc.index.npy", "docs": "indices.csc.index.npy",
            "indptr": "indptr.csc.index.npy"}
+_LENGTHS = "lengths.index.npy"  # Byline's own: each passage's token count (BM25's length)
 _VOCAB = "vocab.index.json"
 _PARAMS = "params.index.json"
-K1, B = 1.5, 0.75  # bm25s's defaults
 
 
 @dataclass(frozen=True)
 class Postings:
     """For term id t: the rows holding it, `docs[indptr[t]:indptr[t + 1]]` (sorted), and its
-    BM25 score in each, `weights[...]`. `vocab` maps stemmed terms to term ids."""
+    BM25 score in each, `weights[...]`. `vocab` maps stemmed terms to term ids; `lengths`,
+    each passage's token count, where known (an index saved before it was kept has none)."""
 
     indptr: np.ndarray
     docs: np.ndarray
     weights: np.ndarray
     vocab: dict[str, int]
     passages: int
+    lengths: np.ndarray | None = None
 
     @property
     def df(self) -> np.ndarray:
@@ -71,11 +73,12 @@ class Postings:
                               return_counts=True)
         rows, terms = pairs // v, pairs % v
         df = np.bincount(terms, minlength=len(vocab))
-        weights = _Scoring(df, lengths).weights(terms, rows, tf)
+        weights = Scoring(df, lengths).weights(terms, rows, tf)
         order = np.lexsort((rows, terms))
         vocab.setdefault("", len(vocab))  # bm25s's empty token (past the last posting list)
         return cls(np.concatenate([[0], np.cumsum(df)]).astype(np.int64),
-                   rows[order].astype(np.int32), weights[order], vocab, len(corpus))
+                   rows[order].astype(np.int32), weights[order], vocab, len(corpus),
+                   lengths.astype(np.int32))
 
     def save(self, folder: Path) -> None:
         """Write the arrays, vocabulary and parameters into the new folder `folder`."""
@@ -84,6 +87,8 @@ class Postings:
         folder.mkdir()
         for attr, name in _ARRAYS.items():
             save_array(folder / name, getattr(self, attr))
+        if self.lengths is not None:
+            save_array(folder / _LENGTHS, np.asarray(self.lengths, np.int32))
         _write_vocab(folder, self.vocab, self.passages)
 
     @classmethod
@@ -94,11 +99,14 @@ class Postings:
                   .view(np.ndarray) for attr, name in _ARRAYS.items()}
         vocab = json.loads((folder / _VOCAB).read_text(encoding="utf-8"))
         params = json.loads((folder / _PARAMS).read_text(encoding="utf-8"))
-        postings = cls(**arrays, vocab=vocab, passages=int(params["num_docs"]))
+        lengths = (np.load(folder / _LENGTHS, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+                   if (folder / _LENGTHS).exists() else None)
+        postings = cls(**arrays, vocab=vocab, passages=int(params["num_docs"]), lengths=lengths)
         indptr = postings.indptr
         if (indptr.ndim != 1 or not len(indptr) or int(indptr[0]) != 0
                 or postings.docs.shape != postings.weights.shape
                 or int(indptr[-1]) != len(postings.docs) or bool((np.diff(indptr) < 0).any())
+                or (lengths is not None and lengths.shape != (postings.passages,))
                 or not isinstance(vocab, dict)
                 or not all(isinstance(t, int) and 0 <= t < len(indptr)
                            for t in vocab.values())):
@@ -157,7 +165,7 @@ class PostingsWriter:
         n, v = self.passages, len(self.vocab)
         df = np.concatenate([self._df, np.zeros(v - len(self._df), np.int64)])[:v]
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
-        scoring = _Scoring(df, lengths)
+        scoring = Scoring(df, lengths)
         indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
         total = int(indptr[-1])
         scratch.mkdir(parents=True, exist_ok=True)
@@ -184,25 +192,9 @@ class PostingsWriter:
         from retrieval.store.files import save_array
 
         save_array(folder / _ARRAYS["indptr"], indptr)
+        save_array(folder / _LENGTHS, lengths.astype(np.int32))
         _write_vocab(folder, vocab, n)
         return Postings.load(folder)
-
-
-class _Scoring:
-    """BM25 weights as bm25s computes them (Lucene, k1 1.5, b 0.75): idf by math.log kept
-    as float32, the rest float64, then float32. One place, as `Postings.build` and
-    `PostingsWriter` must agree bit for bit."""
-
-    def __init__(self, df: np.ndarray, lengths: np.ndarray) -> None:
-        n = len(lengths)
-        idf = {f: math.log(1 + (n - f + 0.5) / (f + 0.5)) for f in set(df.tolist())}
-        self.idf32 = np.array([idf[f] for f in df.tolist()], np.float32)
-        self.k = K1 * ((1 - B) + B * lengths.astype(np.float64) / (lengths.mean() if n else 1.0))
-
-    def weights(self, terms: np.ndarray, rows: np.ndarray, tf: np.ndarray) -> np.ndarray:
-        """The weight of each (term, passage row, term frequency)."""
-        tf32 = tf.astype(np.float32)
-        return (self.idf32[terms] * (tf32 / (self.k[rows] + tf32))).astype(np.float32)
 
 
 def _write_vocab(folder: Path, vocab: dict[str, int], passages: int) -> None:

@@ -27,10 +27,10 @@ class PostgresBackend(Backend):
 
         return open_postgres(self.location, model=model)
 
-    def publish(self, index: Any) -> Manifest:
+    def publish(self, index: Any, full: bool = False) -> Manifest:
         from retrieval.store.postgres.writer import publish_postgres
 
-        return publish_postgres(index, self.location)
+        return publish_postgres(index, self.location, full=full)
 
     def writer_lock(self, wait: bool = True, on_wait: Callable[[str], None] | None = None
                     ) -> AbstractContextManager[Any]:

@@ -61,11 +61,22 @@ def _inspect(conn: psycopg.Connection, info: dict[str, object], problems: list[s
         problems.append("no generation published yet")
         return
     generation, m = row[0], row[1]
-    s = schema.schema_of(generation)
+    placed = conn.execute("SELECT layout, data, seq FROM byline_generations "
+                          "WHERE generation = %s", (generation,)).fetchone()
+    if placed is None or placed[0] != schema.LAYOUT or placed[1] is None:
+        problems.append(f"generation {generation} was published by an older Byline (layout "
+                        f"{placed[0] if placed else '?'}, this Byline reads {schema.LAYOUT}): "
+                        "publish it again (`byline index --full` or `byline migrate --from "
+                        "FOLDER`)")
+        return
+    s, seq = placed[1], int(placed[2])
+    live_p, live_a = schema.live("p", seq), schema.live("a", seq)
     try:
         counts = conn.execute(
-            f"SELECT (SELECT count(*) FROM {s}.passages), (SELECT count(*) FROM {s}.articles),"
-            f" (SELECT count(*) FROM {s}.sentences), pg_size_pretty(("
+            f"SELECT (SELECT count(*) FROM {s}.passages p WHERE {live_p}), "
+            f"(SELECT count(*) FROM {s}.articles a WHERE {live_a}), "
+            f"(SELECT count(*) FROM {s}.sentences JOIN {s}.passages p USING (rowno) "
+            f"WHERE {live_p}), pg_size_pretty(("
             f"SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
             f"ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r')::bigint)",
             (s,)).fetchone()

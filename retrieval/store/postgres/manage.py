@@ -61,11 +61,13 @@ def published(url: str) -> Manifest | None:
 
 def sources(url: str) -> set[str]:
     """The corpus files the store's current generation holds articles from."""
-    return {r[0] for r in _in_current(url, "SELECT DISTINCT source FROM {s}.articles")}
+    return {r[0] for r in _in_current(url, "SELECT DISTINCT source FROM {s}.articles a "
+                                      "WHERE a.born <= {seq} AND a.died > {seq}")}
 
 
 def size(url: str) -> int:
-    """Bytes the current generation's tables take in the database (indexes included)."""
+    """Bytes the current generation's tables take in the database (indexes included; with
+    the rows of the generations that share them)."""
     rows = _in_current(url, "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint "
                        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                        "WHERE n.nspname = %(schema)s AND c.relkind = 'r'")
@@ -73,19 +75,25 @@ def size(url: str) -> int:
 
 
 def _in_current(url: str, sql: str) -> list[tuple]:
-    """`sql` ({s}: the current generation's schema) on the store; [] when it has none."""
+    """`sql` ({s}: the current generation's schema, {seq} its number there) on the store;
+    [] when it has none."""
     import psycopg
 
     manifest = published(url)
     if manifest is None:
         return []
-    s = schema.schema_of(manifest.generation)
     conn = _connect(url)
     if conn is None:
         return []
     try:
         with conn:
-            return conn.execute(sql.format(s=s), {"schema": s}).fetchall()
+            placed = conn.execute("SELECT data, seq FROM byline_generations WHERE generation = "
+                                  "%s AND layout = %s", (manifest.generation, schema.LAYOUT)
+                                  ).fetchone()
+            if placed is None or placed[0] is None:
+                return []
+            s, seq = placed[0], int(placed[1])
+            return conn.execute(sql.format(s=s, seq=seq), {"schema": s}).fetchall()
     except psycopg.errors.UndefinedTable:
         return []  # replaced and dropped meanwhile
     except psycopg.Error as exc:
@@ -121,13 +129,17 @@ def _drop_generations(conn: psycopg.Connection) -> None:
     """Drop every generation left (one a reader holds locked is left to the next publish)."""
     import psycopg
 
-    for (generation,) in conn.execute("SELECT generation FROM byline_generations").fetchall():
+    from retrieval.store.postgres.writer import drop
+
+    for generation, data, seq in conn.execute(
+            "SELECT generation, data, seq FROM byline_generations ORDER BY seq DESC NULLS LAST"
+            ).fetchall():
         try:
             with conn.transaction():
                 conn.execute("SET LOCAL lock_timeout = '5s'")
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema.schema_of(generation)} CASCADE")
                 conn.execute("DELETE FROM byline_generations WHERE generation = %s",
                              (generation,))
+                drop(conn, data or schema.schema_of(generation), seq)
         except psycopg.errors.LockNotAvailable:
             log.warning("generation %s is still in use; the next publish drops it", generation)
 

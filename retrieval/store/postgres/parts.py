@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrieval.store.postgres.connect import failure, read
+from retrieval.errors import IndexCorrupt
+from retrieval.store.bm25 import Scoring
+from retrieval.store.postgres.connect import failure, read, redact
 from retrieval.store.postgres.rows import Lru
 
 if TYPE_CHECKING:
@@ -172,13 +174,17 @@ class PgTokens(_Rows):
 
 
 class PgPostings(_Rows):
-    """BM25's postings: the vocabulary and document frequencies read at open, each term's
-    rows and scores read when a question holds it (and cached)."""
+    """BM25's postings: the vocabulary, document frequencies and passage lengths read at
+    open; each term's rows and counts read when a question holds it, scored for this
+    generation (`Scoring`, as a folder's build scores them) and cached."""
 
-    def __init__(self, pool: ConnectionPool, schema: str, vocab: dict[str, int],
-                 df: np.ndarray, passages: int) -> None:
+    def __init__(self, pool: ConnectionPool, schema: str, seq: int, vocab: dict[str, int],
+                 df: np.ndarray, lengths: np.ndarray) -> None:
         super().__init__(pool, schema)
-        self.vocab, self._df, self.passages = vocab, df, passages
+        self.seq, self.vocab, self._df = seq, vocab, df
+        self.held = lengths > 0  # the rows this generation holds
+        self._scoring = Scoring(df, lengths)
+        self.passages = self._scoring.passages
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cached = 0
         self._lock = threading.Lock()
@@ -202,12 +208,10 @@ class PgPostings(_Rows):
         missing = [t for t in dict.fromkeys(terms) if t not in found]
         if not missing:
             return [found[t] for t in terms]
-        rows = self._fetch("SELECT term_id, docs, weights FROM {s}.postings "
-                           "WHERE term_id = ANY(%s)", missing, binary=True)
-        empty = (np.empty(0, np.int32), np.empty(0, np.float32))
-        read = {t: ((np.frombuffer(rows[t][0], "<i4").astype(np.int32),
-                     np.frombuffer(rows[t][1], "<f4").astype(np.float32)) if t in rows
-                    else empty) for t in missing}
+        parts: dict[int, list[tuple[bytes, bytes]]] = {}
+        for t, docs, counts in self._read_postings(missing):
+            parts.setdefault(t, []).append((docs, counts))
+        read = {t: self._scored(t, parts.get(t, [])) for t in missing}
         with self._lock:
             for t, got in read.items():
                 before = self._cache.pop(t, None)  # read by another thread meanwhile
@@ -219,3 +223,31 @@ class PgPostings(_Rows):
                 self._cached -= len(docs)
         found.update(read)
         return [found[t] for t in terms]
+
+    def _read_postings(self, terms: list[int]) -> list[tuple]:
+        import psycopg
+
+        sql = (f"SELECT term_id, docs, counts FROM {self._schema}.postings "
+               "WHERE term_id = ANY(%s) AND seq <= %s ORDER BY term_id, seq")
+        try:
+            return read(self._pool, lambda conn: conn.cursor(binary=True).execute(
+                sql, (sorted(terms), self.seq)).fetchall())
+        except psycopg.Error as exc:
+            raise failure(self._pool.conninfo, exc) from None
+
+    def _scored(self, term: int, parts: list[tuple[bytes, bytes]]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted rows this generation holds the term in, its BM25 weight in each): each
+        generation's rows come after the ones before it, so the parts stay in order."""
+        if not parts:
+            return np.empty(0, np.int32), np.empty(0, np.float32)
+        docs = np.concatenate([np.frombuffer(d, "<i4") for d, _ in parts]).astype(np.int32)
+        counts = np.concatenate([np.frombuffer(c, "<u2") for _, c in parts])
+        if len(docs) and (docs.min() < 0 or docs.max() >= len(self.held)
+                          or (np.diff(docs) <= 0).any() or term >= len(self._df)):
+            raise IndexCorrupt(f"The index at {redact(self._pool.conninfo)} is damaged: "
+                               f"{self._schema}.postings holds rows out of range; publish it "
+                               "again (`byline index --full`).")
+        keep = self.held[docs]
+        docs, counts = docs[keep], counts[keep]
+        return docs, self._scoring.weights(term, docs, counts)

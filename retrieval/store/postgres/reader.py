@@ -70,27 +70,41 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
                 f"The index at {where} was built with model {manifest.model!r} but Byline "
                 f"is set to use {model!r}; {REPUBLISH} (or set BYLINE_MODEL="
                 f"{manifest.model}).")
-        s = schema.schema_of(manifest.generation)
-        vocab: dict[str, int] = {}
-        df = np.zeros(0, np.int64)
-        terms = conn.execute(f"SELECT term_id, term, df FROM {s}.postings").fetchall()
-        if terms:
-            df = np.zeros(max(t for t, _, _ in terms) + 1, np.int64)
-            for t, term, n in terms:
-                vocab[term] = t
-                df[t] = n
-        tokens = int(conn.execute(f"SELECT coalesce(sum(length(scales)) / 4, 0) "
-                                  f"FROM {s}.tokens").fetchone()[0])
-        has_copies = conn.execute(  # a layout-1 generation has no copy_lists: none
-            f"SELECT to_regclass('{s}.copy_lists') IS NOT NULL AND EXISTS "
-            f"(SELECT 1 FROM {s}.passages WHERE grp IS NOT NULL)").fetchone()[0]
-        return row, manifest, s, vocab, df, tokens, has_copies
+        placed = conn.execute("SELECT layout, data, seq FROM byline_generations "
+                              "WHERE generation = %s", (manifest.generation,)).fetchone()
+        if placed is None or placed[0] != schema.LAYOUT or placed[1] is None:
+            raise IndexMismatch(f"The index at {where} was published by an older Byline "
+                                f"(layout {placed[0] if placed else '?'}, this Byline reads "
+                                f"{schema.LAYOUT}); {REPUBLISH}.")
+        s, seq = placed[1], int(placed[2])
+        state = conn.execute(f"SELECT rows, lengths, df FROM {s}.generations WHERE seq = %s",
+                             (seq,)).fetchone()
+        if state is None:
+            raise IndexCorrupt(f"The store at {where} lacks generation {manifest.generation}'s "
+                               f"state ({s}.generations); {REPUBLISH}.")
+        lengths = np.frombuffer(state[1], "<i4").astype(np.int32)
+        df = np.frombuffer(state[2], "<i4").astype(np.int64)
+        if len(lengths) != state[0] or int(np.count_nonzero(lengths)) != manifest.passages:
+            raise IndexCorrupt(f"The store at {where} holds {int(np.count_nonzero(lengths))} "
+                               f"passages for generation {manifest.generation}, its manifest "
+                               f"says {manifest.passages}; {REPUBLISH}.")
+        vocab = {term: t for t, term in conn.execute(
+            f"SELECT term_id, term FROM {s}.terms WHERE term_id < %s", (len(df),))}
+        tokens = int(conn.execute(
+            f"SELECT coalesce(sum(length(t.scales)) / 4, 0) FROM {s}.tokens t JOIN "
+            f"{s}.passages p USING (rowno) WHERE {schema.live('p', seq)}").fetchone()[0])
+        has_copies = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {s}.groups WHERE seq = %s)",
+                                  (seq,)).fetchone()[0]
+        return row, manifest, s, seq, vocab, df, lengths, tokens, has_copies
 
     try:
-        row, manifest, s, vocab, df, tokens, has_copies = read(p, opened)
+        row, manifest, s, seq, vocab, df, lengths, tokens, has_copies = read(p, opened)
+    except psycopg.errors.UndefinedTable:
+        raise IndexMissing(f"The generation the store at {where} served was dropped while it "
+                           "was opened; open the store again.") from None
     except psycopg.Error as exc:
         raise failure(url, exc) from None
-    index = PgIndex(url, p, manifest, PgPostings(p, s, vocab, df, manifest.passages),
+    index = PgIndex(url, p, manifest, s, seq, PgPostings(p, s, seq, vocab, df, lengths),
                     tokens, bool(has_copies))
     if row[1] is not None and manifest.probes:
         index.probe_vectors = np.frombuffer(row[1], np.float32).reshape(-1, manifest.dimension)
@@ -119,15 +133,20 @@ class PgIndex:
     reused = 0
     report = None
 
-    def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, postings: PgPostings,
-                 tokens: int, has_copies: bool) -> None:
+    def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, data: str, seq: int,
+                 postings: PgPostings, tokens: int, has_copies: bool) -> None:
         self.url, self._pool, self.manifest = url, pool, manifest
         self.location = url
-        self.schema = schema.schema_of(manifest.generation)
-        s, n, dim = self.schema, manifest.passages, manifest.dimension
+        # The generation's rows are those of schema `data` that its generation `seq` holds;
+        # row numbers run up to `size`, with gaps where rows were removed (`held` is False).
+        self.schema, self.seq = data, seq
+        self.held = postings.held
+        self.size = len(self.held)
+        self.live = schema.live("p", seq)
+        s, dim = self.schema, manifest.dimension
         self.postings = postings
-        self.rows = PgRows(self._query, dim)
-        self.passage_vectors = PgVectors(pool, s, n, dim, self.rows)
+        self.rows = PgRows(self._query, dim, self._gone)
+        self.passage_vectors = PgVectors(pool, s, self.size, dim, self.rows)
         self.sentences = PgSentences(pool, s, dim, self.rows)
         self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
         self.has_copies = has_copies
@@ -136,7 +155,22 @@ class PgIndex:
         self._flat_lock = threading.Lock()
 
     def __len__(self) -> int:
-        return self.manifest.passages
+        """The rows' numbers' range (the passages, and the gaps removed rows left)."""
+        return self.size
+
+    def _gone(self) -> Exception:
+        """The error for rows found missing: this generation dropped, or damaged."""
+        found = self._query("SELECT 1 FROM byline_generations WHERE generation = %s",
+                            (self.manifest.generation,))
+        if not found:
+            return self._dropped()
+        return IndexCorrupt(f"The index at {self.where} is damaged: rows of generation "
+                            f"{self.manifest.generation} are missing; {REPUBLISH}.")
+
+    def _dropped(self) -> IndexMissing:
+        return IndexMissing(f"Generation {self.manifest.generation} of the store at "
+                            f"{self.where} was dropped (two newer ones were published); "
+                            "open the store again.")
 
     @property
     def where(self) -> str:
@@ -168,11 +202,9 @@ class PgIndex:
 
         try:
             return read(self._pool, lambda conn: conn.cursor(binary=binary).execute(
-                sql.format(s=self.schema), params).fetchall())
+                sql.format(s=self.schema, seq=self.seq, live=self.live), params).fetchall())
         except psycopg.errors.UndefinedTable:
-            raise IndexMissing(f"Generation {self.manifest.generation} of the store at "
-                               f"{self.where} was dropped (two newer ones were published); "
-                               "open the store again.") from None
+            raise self._dropped() from None
         except psycopg.Error as exc:
             raise failure(self.url, exc) from None
 
@@ -185,13 +217,15 @@ class PgIndex:
         EXACT_SUBSET_MAX allowed rows an exact scan in SQL, else the HNSW index with
         ef_search raised to n (filters: over-fetched, then kept)."""
         if self.manifest.ann == "flat":
+            if len(self) != self.manifest.passages:  # rows removed: never proposed
+                allowed = self.held if allowed is None else allowed & self.held
             return dense_candidates(self, qvec, n, allowed)
         q = vector_text(qvec)
         if allowed is not None:
-            keep = np.flatnonzero(allowed)
+            keep = np.flatnonzero(allowed & self.held)
             if len(keep) <= EXACT_SUBSET_MAX:
                 found = self._query(
-                    "SELECT rowno FROM {s}.passages WHERE rowno = ANY(%s) "
+                    "SELECT rowno FROM {s}.passages p WHERE rowno = ANY(%s) AND {live} "
                     "ORDER BY (embedding <=> %s::vector) + 0, rowno LIMIT %s",
                     (keep.tolist(), q, n))
                 return _padded([r for (r,) in found], n)
@@ -209,12 +243,14 @@ class PgIndex:
             if not self._flat:
                 if self.manifest.ann != "flat":
                     raise AttributeError("an HNSW generation is searched in the server")
-                found = self._query("SELECT embedding FROM {s}.passages ORDER BY rowno",
-                                    binary=True)
-                if len(found) != len(self):
-                    raise self.damaged("passages")
-                vecs = (np.stack([v for (v,) in found]) if found
-                        else np.empty((0, self.manifest.dimension), np.float32))
+                found = self._query("SELECT rowno, embedding FROM {s}.passages p WHERE {live} "
+                                    "ORDER BY rowno", binary=True)
+                if len(found) != self.manifest.passages:
+                    raise self._gone()
+                # removed rows' gaps hold zeros (dense_search never proposes them)
+                vecs = np.zeros((len(self), self.manifest.dimension), np.float32)
+                if found:
+                    vecs[[r for r, _ in found]] = np.stack([v for _, v in found])
                 self._flat.append(flat(vecs))
             return self._flat[0]
 
@@ -222,7 +258,9 @@ class PgIndex:
         """HNSW's breadth for `n` rows: the one tuned when published (its recall target, see
         writer.tune_ef_search), and never below `n` (pgvector returns at most ef_search)."""
         tuned = self.manifest.nprobe if self.manifest.ann == "hnsw" else 0
-        return min(EF_SEARCH_MAX, max(40, n, tuned))
+        # rows removed stay in the graph until a full publish: found, then filtered out
+        removed = len(self) - self.manifest.passages
+        return min(EF_SEARCH_MAX, max(40, n + removed, tuned))
 
     def _hnsw(self, q: str, n: int) -> list[int]:
         import psycopg
@@ -232,7 +270,7 @@ class PgIndex:
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
                              (str(self._ef_search(n)),))
                 return [r for (r,) in conn.execute(
-                    f"SELECT rowno FROM {self.schema}.passages "
+                    f"SELECT rowno FROM {self.schema}.passages p WHERE {self.live} "
                     "ORDER BY embedding <=> %s::vector LIMIT %s", (q, n))]
 
         try:
@@ -252,7 +290,7 @@ class PgIndex:
         found = {r[0]: Passage(*r[1:]) for r in self._query(
             "SELECT p.rowno, p.id, p.article_id, a.title, a.source, p.paragraph, p.text, "
             "a.outlet, a.date, a.url FROM {s}.passages p JOIN {s}.articles a "
-            "ON a.id = p.article_id WHERE p.rowno = ANY(%s)", (rows,))}
+            "ON a.code = p.code WHERE p.rowno = ANY(%s)", (rows,))}
         return [found[r] for r in rows]
 
     def row_context(self, rows: Sequence[int]) -> list[tuple[int, int, str]]:
@@ -264,7 +302,7 @@ class PgIndex:
             return [ahead[r].context for r in rows]
         found = {r: (code, n, title) for r, code, n, title in self._query(
             "SELECT p.rowno, a.code, p.paragraph, a.title FROM {s}.passages p "
-            "JOIN {s}.articles a ON a.id = p.article_id WHERE p.rowno = ANY(%s)", (rows,))}
+            "JOIN {s}.articles a ON a.code = p.code WHERE p.rowno = ANY(%s)", (rows,))}
         return [found[r] for r in rows]
 
     def groups_of(self, rows: Sequence[int]) -> dict[int, int]:
@@ -274,8 +312,8 @@ class PgIndex:
         ahead = self.rows.get(rows)
         if ahead is not None:
             return {r: row.group for r, row in ahead.items() if row.group is not None}
-        return dict(self._query("SELECT rowno, grp FROM {s}.passages "
-                                "WHERE rowno = ANY(%s) AND grp IS NOT NULL", (rows,)))
+        return dict(self._query("SELECT rowno, grp FROM {s}.groups "
+                                "WHERE seq = {seq} AND rowno = ANY(%s)", (rows,)))
 
     def copies(self, groups: list[int]) -> dict[int, list[Copy]]:
         if not self.has_copies or not groups:
@@ -286,7 +324,9 @@ class PgIndex:
         for grp, *fields in self._query(
                 "SELECT l.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
                 "FROM {s}.copy_lists l JOIN {s}.articles a ON a.id = l.article_id "
-                "WHERE l.grp = ANY(%s) ORDER BY l.grp, l.n", ([int(g) for g in groups],)):
+                "AND a.born <= {seq} AND a.died > {seq} "
+                "WHERE l.seq = {seq} AND l.grp = ANY(%s) ORDER BY l.grp, l.n",
+                ([int(g) for g in groups],)):
             found.setdefault(grp, []).append(Copy(*fields))
         return found
 
@@ -295,8 +335,8 @@ class PgIndex:
         rows = np.zeros(len(self), np.int32)
         for date, outlet, held in self._query(  # one query: each article with its rows
                 "SELECT a.date, a.outlet, array_remove(array_agg(p.rowno), NULL) "
-                "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.article_id = a.id "
-                "GROUP BY a.code ORDER BY a.code"):
+                "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.code = a.code "
+                "WHERE a.born <= {seq} AND a.died > {seq} GROUP BY a.code ORDER BY a.code"):
             rows[np.asarray(held, np.int64)] = len(articles)
             articles.append((date, outlet))
         return rows, articles
@@ -304,7 +344,8 @@ class PgIndex:
     def articles(self) -> list[ArticleInfo]:
         return [ArticleInfo(*r) for r in self._query(
             "SELECT a.id, a.title, a.source, a.outlet, a.date, a.url, count(p.rowno)::int "
-            "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.article_id = a.id "
+            "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.code = a.code "
+            "WHERE a.born <= {seq} AND a.died > {seq} "
             "GROUP BY a.id, a.title, a.source, a.outlet, a.date, a.url "
             "ORDER BY a.id COLLATE \"C\"")]
 
@@ -313,11 +354,12 @@ class PgIndex:
             return {}
         paragraphs: dict[str, list[str]] = {}
         for article_id, text in self._query(
-                "SELECT article_id, text FROM {s}.passages ORDER BY rowno"):
+                "SELECT article_id, text FROM {s}.passages p WHERE {live} ORDER BY rowno"):
             paragraphs.setdefault(article_id, []).append(text)
         out: dict[str, list[Article]] = {}
         for r in self._query("SELECT id, title, source, outlet, date, url, author, sha256 "
-                             "FROM {s}.articles ORDER BY code"):
+                             "FROM {s}.articles a WHERE a.born <= {seq} AND a.died > {seq} "
+                             "ORDER BY code"):
             out.setdefault(r[2], []).append(
                 Article(*r, paragraphs=tuple(paragraphs.get(r[0], ()))))
         return out
@@ -329,7 +371,8 @@ class PgIndex:
     def reusable(self, embedder: Embedder) -> dict[str, int]:
         if not self.made_by(embedder):
             return {}
-        return {h: row for row, h in self._query("SELECT rowno, hash FROM {s}.passages")}
+        return {h: row for row, h in self._query(
+            "SELECT rowno, hash FROM {s}.passages p WHERE {live}")}
 
 
 def _padded(rows: list[int], n: int) -> np.ndarray:

@@ -26,10 +26,11 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 ROWS_SQL = (
-    "SELECT p.rowno, p.embedding, s.vectors, s.spans, a.code, p.grp, p.id, p.article_id, "
+    "SELECT p.rowno, p.embedding, s.vectors, s.spans, a.code, g.grp, p.id, p.article_id, "
     "a.title, a.source, p.paragraph, p.text, a.outlet, a.date, a.url "
-    "FROM {s}.passages p JOIN {s}.articles a ON a.id = p.article_id "
-    "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno WHERE p.rowno = ANY(%s)")
+    "FROM {s}.passages p JOIN {s}.articles a ON a.code = p.code "
+    "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno "
+    "LEFT JOIN {s}.groups g ON g.seq = {seq} AND g.rowno = p.rowno WHERE p.rowno = ANY(%s)")
 
 
 class Lru(Generic[K, V]):
@@ -74,13 +75,14 @@ class Row:
 class PgRows:
     """Rows of one generation by number: those not kept read in one query, then kept."""
 
-    def __init__(self, query: Query, dim: int, size: int = ROW_CACHE) -> None:
-        self._query, self.dim = query, dim
+    def __init__(self, query: Query, dim: int, gone: Callable[[], Exception],
+                 size: int = ROW_CACHE) -> None:
+        self._query, self.dim, self._gone = query, dim, gone
         self._kept: Lru[int, Row] = Lru(size)
 
     def get(self, rows: Sequence[int]) -> dict[int, Row] | None:
-        """Each of `rows` (a missing row is left out); None when they are too many to read
-        ahead (the caller reads the one column it needs)."""
+        """Each of `rows`; None when they are too many to read ahead (the caller reads the
+        one column it needs). Rows missing mean the generation was dropped (`gone`'s error)."""
         asked = sorted({int(r) for r in rows})
         if len(asked) > READ_AHEAD_MAX:
             return None
@@ -88,6 +90,8 @@ class PgRows:
         missing = [r for r in asked if r not in out]
         if missing:
             read = {int(r[0]): self._row(r) for r in self._query(ROWS_SQL, (missing,), True)}
+            if len(read) != len(missing):
+                raise self._gone()
             self._kept.keep(read)
             out.update(read)
         return out

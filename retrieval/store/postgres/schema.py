@@ -34,16 +34,22 @@ CREATE TABLE byline_generations (
     passages integer NOT NULL,
     published timestamptz NOT NULL DEFAULT now());
 """),
+    (2, "generations record where their rows live", """
+ALTER TABLE byline_generations ADD COLUMN data text, ADD COLUMN seq integer;
+"""),
 ]
 LATEST = MIGRATIONS[-1][0]
-# The layout of a generation's schema (GENERATION_DDL). 2: copy_lists, each near-duplicate
-# group's first MAX_COPIES articles in order (a layout-1 generation lists no copies, as a
-# folder saved before its copy_lists table, until it is published again).
-LAYOUT = 2
+# The layout of a generation's tables (GENERATION_DDL). 3: the rows of a full publish and of
+# the incremental publishes after it share one schema (`data` in byline_generations), each
+# row marked with the generation (`seq` within that schema) that added it and the one that
+# removed it; BM25 kept as term counts and passage lengths, scored when read. A store of an
+# older layout is published again whole.
+LAYOUT = 3
 CHANNEL = "byline_generation"  # NOTIFY'd with the new generation's name on each publish
 MIGRATE_LOCK = 0x6279_6C69_6E65_01  # advisory lock keys ("byline" + n)
 PUBLISH_LOCK = 0x6279_6C69_6E65_02
 WRITER_LOCK = 0x6279_6C69_6E65_03
+NEVER = 2**31 - 1  # `died` of a row no generation has removed
 
 # A question reads its candidates' whole rows (rows.py), each at a random place. A row kept in
 # one piece is one heap page read; PostgreSQL's default moves the largest value of any row
@@ -51,14 +57,23 @@ WRITER_LOCK = 0x6279_6C69_6E65_03
 # sentence vectors), which costs an index lookup and another page per value. So rows stay
 # whole up to a page (toast_tuple_target), and the vectors (MAIN) are the last values moved
 # out, only when a row still exceeds a page (docs/postgres.md, "Where a question's time goes").
+#
+# Rows are never updated but to mark them removed (`died`): a generation `seq` sees the rows
+# with born <= seq < died. `generations` holds each generation's passage lengths (0: not in
+# it) and document frequencies, which BM25 scores the term counts of `postings` with; a
+# term's postings are one row per generation that added passages holding it.
 GENERATION_DDL = """
 CREATE SCHEMA {s};
-CREATE TABLE {s}.articles (code integer PRIMARY KEY, id text UNIQUE NOT NULL,
+CREATE TABLE {s}.generations (seq integer PRIMARY KEY, generation text UNIQUE NOT NULL,
+    rows integer NOT NULL, lengths bytea NOT NULL, df bytea NOT NULL);
+CREATE TABLE {s}.articles (code integer PRIMARY KEY, id text NOT NULL,
     title text NOT NULL, source text NOT NULL, outlet text, date text, url text,
-    author text, sha256 text NOT NULL);
-CREATE TABLE {s}.passages (rowno integer PRIMARY KEY, id text UNIQUE NOT NULL,
+    author text, sha256 text NOT NULL, digest text NOT NULL,
+    born integer NOT NULL, died integer NOT NULL DEFAULT {never});
+CREATE TABLE {s}.passages (rowno integer PRIMARY KEY, id text NOT NULL, code integer NOT NULL,
     article_id text NOT NULL, paragraph integer NOT NULL, text text NOT NULL,
-    hash text NOT NULL, grp integer, embedding vector({dim}) NOT NULL)
+    hash text NOT NULL, embedding vector({dim}) NOT NULL,
+    born integer NOT NULL, died integer NOT NULL DEFAULT {never})
     WITH (toast_tuple_target = 8160);
 ALTER TABLE {s}.passages ALTER embedding SET STORAGE MAIN;
 CREATE TABLE {s}.sentences (rowno integer PRIMARY KEY, vectors bytea NOT NULL,
@@ -66,20 +81,31 @@ CREATE TABLE {s}.sentences (rowno integer PRIMARY KEY, vectors bytea NOT NULL,
 ALTER TABLE {s}.sentences ALTER vectors SET STORAGE MAIN, ALTER spans SET STORAGE MAIN;
 CREATE TABLE {s}.tokens (rowno integer PRIMARY KEY, codes bytea NOT NULL,
     scales bytea NOT NULL, spans bytea NOT NULL);
-CREATE TABLE {s}.postings (term_id integer PRIMARY KEY, term text NOT NULL, df integer NOT NULL,
-    docs bytea NOT NULL, weights bytea NOT NULL);
-CREATE TABLE {s}.copy_lists (grp integer NOT NULL, n integer NOT NULL, article_id text NOT NULL,
-    PRIMARY KEY (grp, n));
+CREATE TABLE {s}.terms (term_id integer PRIMARY KEY, term text UNIQUE NOT NULL);
+CREATE TABLE {s}.postings (term_id integer NOT NULL, seq integer NOT NULL,
+    docs bytea NOT NULL, counts bytea NOT NULL, PRIMARY KEY (term_id, seq));
+CREATE TABLE {s}.groups (seq integer NOT NULL, rowno integer NOT NULL, grp integer NOT NULL,
+    PRIMARY KEY (seq, rowno));
+CREATE TABLE {s}.copy_lists (seq integer NOT NULL, grp integer NOT NULL, n integer NOT NULL,
+    article_id text NOT NULL, PRIMARY KEY (seq, grp, n));
 """
-# Created after the rows are in (faster than keeping them up to date row by row).
+# Created after a full publish's rows are in (faster than keeping them up to date row by
+# row); an incremental publish's rows update them in place.
 GENERATION_INDEXES = """
-ALTER TABLE {s}.passages ADD FOREIGN KEY (article_id) REFERENCES {s}.articles(id);
-CREATE INDEX ON {s}.passages (article_id);
-CREATE INDEX ON {s}.passages (grp) WHERE grp IS NOT NULL;
+CREATE INDEX ON {s}.passages (code);
+CREATE INDEX ON {s}.passages (id);
+CREATE INDEX ON {s}.articles (id);
 CREATE INDEX ON {s}.passages USING hnsw (embedding vector_cosine_ops)
     WITH (m = {m}, ef_construction = {ef});
 ANALYZE {s}.articles; ANALYZE {s}.passages;
 """
+
+
+def live(alias: str, seq: int) -> str:
+    """SQL: the rows of table `alias` that generation `seq` of their schema holds."""
+    return f"{alias}.born <= {int(seq)} AND {alias}.died > {int(seq)}"
+
+
 NO_PGVECTOR = ("The PostgreSQL server has no pgvector extension (\"vector\" is not available "
                "to CREATE EXTENSION); install pgvector 0.5 or later on the server, or keep the "
                "index in a folder.")

@@ -1,29 +1,31 @@
 """Publishing a generation into PostgreSQL: everything in one transaction.
 
-The new generation's schema is created and filled, its indexes built, the manifest row
-pointed at it and `NOTIFY byline_generation` sent, then the transaction commits: readers
-see the old generation or the new one, never part of one, and listeners hear of it only
-once it is there. Afterwards, generations older than the previous one are dropped (the
-previous one stays for readers still answering from it, as in a folder).
+A full publish creates a schema and fills it with every row, then builds its indexes; an
+incremental one (delta.py) writes the next generation of the served schema as what changed.
+Either way the manifest row is pointed at the new generation and `NOTIFY byline_generation`
+sent before the transaction commits: readers see the old generation or the new one, never
+part of one, and listeners hear of it only once it is there. Afterwards, generations older
+than the previous one are dropped (the previous one stays for readers still answering from
+it, as in a folder): a schema no kept generation uses goes whole, otherwise the rows only
+dropped generations could see.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import struct
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retrieval.errors import IndexBusy, StoreError
-from retrieval.progress import progress_bar
 from retrieval.store.ann import ANN_DEPTH
 from retrieval.store.postgres import schema
 from retrieval.store.postgres.connect import connect, failure, redact, vector_text
-from retrieval.store.tables import COPY_LISTS_SELECT, MAX_COPIES
+from retrieval.store.postgres.delta import Delta, NotIncremental, write_delta
+from retrieval.store.postgres.fill import write_full
 
 if TYPE_CHECKING:
     import psycopg
@@ -39,13 +41,27 @@ log = logging.getLogger("byline.store")
 # target is close to that ceiling (docs/postgres.md, "Approximate search").
 HNSW_RECALL = 0.985
 KEEP = 2  # generations kept: the current one and the one before it
-CHUNK = 2_000  # passages per progress step
+# Manifest fields that must match the served generation's for an incremental publish (the
+# rows kept were made the same way).
+SAME = ("format", "model", "encoder", "dimension", "parser", "graph", "kernel")
 
 
-def publish_postgres(index: FolderIndex, url: str, progress: bool = False) -> Manifest:
+@dataclass(frozen=True)
+class Served:
+    """Where the served generation's rows are: its schema and its number there."""
+
+    data: str
+    seq: int
+    manifest: dict
+
+
+def publish_postgres(index: FolderIndex, url: str, progress: bool = False,
+                     full: bool = False) -> Manifest:
     """Publish `index` (assembled or loaded from a folder) as the current generation at
     `url`; nothing to do when that generation is already current (so a copy is idempotent).
-    Vectors are copied as they are: nothing is embedded again."""
+    Vectors are copied as they are: nothing is embedded again. Unless `full`, a generation
+    made the same way as the served one is written as what changed (`last_delta` says
+    what)."""
     import psycopg
 
     conn = connect(url)
@@ -62,20 +78,22 @@ def publish_postgres(index: FolderIndex, url: str, progress: bool = False) -> Ma
             row = conn.execute("SELECT generation FROM byline_manifest").fetchone()
             if row and row[0] == m.generation:
                 return m
-            kept = conn.execute("SELECT layout, passages FROM byline_generations "
+            kept = conn.execute("SELECT layout, passages, data, seq FROM byline_generations "
                                 "WHERE generation = %s", (m.generation,)).fetchone()
-            if kept == (schema.LAYOUT, m.passages):
+            if kept is not None and kept[:2] == (schema.LAYOUT, m.passages):
                 # Still kept for its readers: served again as it is, never rewritten under them.
-                m = _tuned(conn, schema.schema_of(m.generation), index, m)
+                m = _tuned(conn, kept[2], kept[3], index, m)
                 conn.execute("UPDATE byline_generations SET published = now() "
                              "WHERE generation = %s", (m.generation,))
             else:
                 if kept is not None:  # an older layout: replaced whole
                     conn.execute("DELETE FROM byline_generations WHERE generation = %s",
                                   (m.generation,))
-                m = _write_generation(conn, index, m, progress)
-                conn.execute("INSERT INTO byline_generations (generation, layout, passages) "
-                             "VALUES (%s, %s, %s)", (m.generation, schema.LAYOUT, m.passages))
+                m, data, seq = _write(conn, index, m, None if full else _served(conn, m),
+                                      progress)
+                conn.execute("INSERT INTO byline_generations (generation, layout, passages, "
+                             "data, seq) VALUES (%s, %s, %s, %s, %s)",
+                             (m.generation, schema.LAYOUT, m.passages, data, seq))
             probes = (None if index.probe_vectors is None
                       else np.asarray(index.probe_vectors, np.float32).tobytes())
             conn.execute(
@@ -97,63 +115,96 @@ def publish_postgres(index: FolderIndex, url: str, progress: bool = False) -> Ma
         conn.close()
 
 
+last_delta: Delta | None = None  # what the last incremental publish in this process changed
+
+
+def _served(conn: psycopg.Connection, m: Manifest) -> Served | None:
+    """The served generation, if `m` may be published as a change to it."""
+    row = conn.execute("SELECT g.data, g.seq, g.layout, b.manifest FROM byline_manifest b "
+                       "JOIN byline_generations g USING (generation)").fetchone()
+    if row is None or row[2] != schema.LAYOUT or row[0] is None:
+        return None
+    data, seq, _, served = row
+    if any(served.get(f) != getattr(m, f) for f in SAME):
+        return None
+    if (served.get("ann") == "flat") != (m.ann == "flat"):  # searched another way
+        return None
+    return Served(data, int(seq), served)
+
+
+def _write(conn: psycopg.Connection, index: FolderIndex, m: Manifest, served: Served | None,
+           progress: bool) -> tuple[Manifest, str, int]:
+    """Write `m`'s rows, as a change to `served` where that is worth it, else in full; the
+    manifest as served, its schema and its number there."""
+    global last_delta
+    last_delta = None
+    if served is not None:
+        try:
+            with conn.transaction():  # a savepoint: a change found too large is undone
+                last_delta = write_delta(conn, served.data, served.seq, index, m.generation)
+        except NotIncremental as exc:
+            log.info("publishing in full: %s", exc)
+        else:
+            if m.ann != "flat":  # the graph is the served one's, updated: so is its breadth
+                m = replace(m, ann="hnsw", nprobe=int(served.manifest.get("nprobe") or 0))
+            return m, served.data, served.seq + 1
+    s = schema.schema_of(m.generation)
+    write_full(conn, s, index, m, progress)
+    return _tuned(conn, s, 0, index, m), s, 0
+
+
 def retire(conn: psycopg.Connection, keep: int = KEEP) -> list[str]:
     """Drop the generations older than the `keep` newest; the ones dropped."""
-    old = [g for (g,) in conn.execute(
-        "SELECT generation FROM byline_generations WHERE generation <> "
+    old = conn.execute(
+        "SELECT generation, data, seq FROM byline_generations WHERE generation <> "
         "(SELECT generation FROM byline_manifest) ORDER BY published DESC OFFSET %s",
-        (keep - 1,))]
-    for generation in old:
+        (keep - 1,)).fetchall()
+    for generation, data, seq in old:
         with conn.transaction():
             # a reader's long transaction on it makes this wait at most so long
             conn.execute("SET LOCAL lock_timeout = '5s'")
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema.schema_of(generation)} CASCADE")
             conn.execute("DELETE FROM byline_generations WHERE generation = %s", (generation,))
-    return old
+            drop(conn, data or schema.schema_of(generation), seq)
+    return [g for g, _, _ in old]
 
 
-def _write_generation(conn: psycopg.Connection, index: FolderIndex, m: Manifest,
-                      progress: bool) -> Manifest:
-    """Create and fill the generation's schema; its manifest (with the HNSW's tuned
-    ef_search where dense search is approximate)."""
-    s = schema.schema_of(m.generation)
-    conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
-    conn.execute(schema.GENERATION_DDL.format(s=s, dim=m.dimension))
-    db = index._db
-    with conn.cursor() as cur, cur.copy(
-            f"COPY {s}.articles (code, id, title, source, outlet, date, url, author, sha256) "
-            "FROM STDIN") as cp:
-        for r in db.execute("SELECT rowid, id, title, source, outlet, date, url, author, "
-                            "sha256 FROM articles ORDER BY rowid"):
-            cp.write_row(r)
-    groups = dict(db.execute("SELECT row, grp FROM copies"))
-    with progress_bar(f"Copying {m.passages:,} passages", m.passages, progress) as step:
-        for a, b in _chunks(m.passages):
-            _write_passages(conn, s, index, db, groups, a, b)
-            step(b - a)
-    _write_postings(conn, s, index)
-    with conn.cursor() as cur, cur.copy(
-            f"COPY {s}.copy_lists (grp, n, article_id) FROM STDIN") as cp:
-        for r in db.execute(COPY_LISTS_SELECT, (MAX_COPIES,)):
-            cp.write_row(r)
-    conn.execute(schema.GENERATION_INDEXES.format(
-        s=s, m=schema.HNSW_M, ef=schema.HNSW_EF_CONSTRUCTION))
-    return _tuned(conn, s, index, m)
+def drop(conn: psycopg.Connection, s: str, seq: int | None) -> None:
+    """Generation `seq` of schema `s` (already out of byline_generations) dropped: the
+    whole schema when no generation left uses it, else what only dropped ones could see."""
+    row = conn.execute("SELECT count(*), min(seq) FROM byline_generations WHERE data = %s",
+                       (s,)).fetchone()
+    if not row[0] or seq is None:
+        conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
+        return
+    oldest = int(row[1])
+    for table in ("generations", "groups", "copy_lists"):
+        conn.execute(f"DELETE FROM {s}.{table} WHERE seq = %s", (seq,))
+    gone = [r for (r,) in conn.execute(
+        f"DELETE FROM {s}.passages WHERE died <= %s RETURNING rowno", (oldest,))]
+    if gone:
+        conn.execute(f"DELETE FROM {s}.sentences WHERE rowno = ANY(%s)", (gone,))
+        conn.execute(f"DELETE FROM {s}.tokens WHERE rowno = ANY(%s)", (gone,))
+    conn.execute(f"DELETE FROM {s}.articles WHERE died <= %s", (oldest,))
 
 
-def _tuned(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest) -> Manifest:
+def _tuned(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex, m: Manifest
+           ) -> Manifest:
     """`m` as the store serves it: flat stays exact scans (as the folder's flat index);
     otherwise HNSW, with the ef_search its recall target needs."""
     if m.ann == "flat":
         return m
-    return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, index))
+    if seq:  # rows not in the index's order: the graph is the one the served manifest tuned
+        row = conn.execute("SELECT (manifest->>'nprobe')::int FROM byline_manifest").fetchone()
+        return replace(m, ann="hnsw", nprobe=int(row[0] if row and row[0] else ANN_DEPTH))
+    return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, seq, index))
 
 
-def tune_ef_search(conn: psycopg.Connection, s: str, index: FolderIndex, k: int = 10,
-                   depth: int = ANN_DEPTH, queries: int = 200) -> int:
+def tune_ef_search(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
+                   k: int = 10, depth: int = ANN_DEPTH, queries: int = 200) -> int:
     """Smallest HNSW ef_search (doubling from `depth`) whose top `depth` holds HNSW_RECALL of
     the exact top `k`, for question-like queries (random sentences of the corpus), as a
-    folder tunes IVF's nprobe (retrieval/store/ann.py); at most EF_SEARCH_MAX."""
+    folder tunes IVF's nprobe (retrieval/store/ann.py); at most EF_SEARCH_MAX. (The rows of
+    generation `seq` of schema `s` are `index`'s, in its order.)"""
     import faiss
 
     from retrieval.store.postgres.reader import EF_SEARCH_MAX
@@ -173,78 +224,13 @@ def tune_ef_search(conn: psycopg.Connection, s: str, index: FolderIndex, k: int 
         found = []
         with conn.cursor() as cur:
             for v in vectors:
-                cur.execute(f"SELECT rowno FROM {s}.passages ORDER BY embedding <=> "
-                            "%s::vector LIMIT %s", (v, depth))
+                cur.execute(f"SELECT rowno FROM {s}.passages p WHERE {schema.live('p', seq)} "
+                            "ORDER BY embedding <=> %s::vector LIMIT %s", (v, depth))
                 found.append({r for (r,) in cur.fetchall()})
         recall = np.mean([len(set(a) & f) / k for a, f in zip(exact, found, strict=True)])
         if recall >= HNSW_RECALL or ef >= EF_SEARCH_MAX:
             return ef
         ef = min(EF_SEARCH_MAX, ef * 2)
-
-
-def _chunks(n: int) -> Iterator[tuple[int, int]]:
-    for a in range(0, n, CHUNK):
-        yield a, min(n, a + CHUNK)
-
-
-def _write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, db: Any,
-                    groups: dict[int, int], a: int, b: int) -> None:
-    vecs = np.asarray(index.passage_vectors[a:b], np.float32)
-    rows = db.execute("SELECT row, id, article_id, paragraph, text, hash FROM passages "
-                      "WHERE row >= ? AND row < ? ORDER BY row", (a, b)).fetchall()
-    sent, tokens = index.sentences, index.tokens
-    with conn.cursor() as cur:
-        # Binary COPY: the vectors go as pgvector's binary format, exact and without
-        # formatting 384 floats as text per row (that was 90% of the copy's time).
-        with cur.copy(f"COPY {s}.passages (rowno, id, article_id, paragraph, text, hash, grp, "
-                      "embedding) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(["int4", "text", "text", "int4", "text", "text", "int4", "bytea"])
-            for (row, *fields), vec in zip(rows, vecs, strict=True):
-                cp.write_row((row, *fields, groups.get(row), _vector_binary(vec)))
-        with cur.copy(f"COPY {s}.sentences (rowno, vectors, spans) FROM STDIN "
-                      "(FORMAT BINARY)") as cp:
-            cp.set_types(["int4", "bytea", "bytea"])
-            for row in range(a, b):
-                v, sp = sent.passage(row)
-                cp.write_row((row, _bytes(v, np.float16), _bytes(sp, np.int32)))
-        if tokens is not None:
-            with cur.copy(f"COPY {s}.tokens (rowno, codes, scales, spans) FROM STDIN "
-                          "(FORMAT BINARY)") as cp:
-                cp.set_types(["int4", "bytea", "bytea", "bytea"])
-                for row in range(a, b):
-                    codes, scales, spans = tokens.raw(row)
-                    cp.write_row((row, _bytes(codes, np.int8), _bytes(scales, np.float32),
-                                  _bytes(spans, np.int32)))
-
-
-def _write_postings(conn: psycopg.Connection, s: str, index: FolderIndex) -> None:
-    p = index.postings
-    terms = {t: term for term, t in p.vocab.items()}
-    with conn.cursor() as cur, cur.copy(
-            f"COPY {s}.postings (term_id, term, df, docs, weights) FROM STDIN "
-            "(FORMAT BINARY)") as cp:
-        cp.set_types(["int4", "text", "int4", "bytea", "bytea"])
-        for t in range(len(p.indptr) - 1):
-            # PostgreSQL's text holds no NUL; bm25s keeps a "\x00" entry for passages with
-            # no terms, which no question's terms can ever match
-            if t not in terms or "\x00" in terms[t]:
-                continue
-            docs, weights = p.term(t)
-            cp.write_row((t, terms[t], len(docs), _bytes(docs, np.int32),
-                          _bytes(weights, np.float32)))
-
-
-def _vector_binary(vec: np.ndarray) -> bytes:
-    """pgvector's binary `vector`: int16 dimension, int16 unused, big-endian float4s (sent
-    as the column's raw bytes: binary COPY does not check the type a field was made as)."""
-    v = np.asarray(vec, ">f4")
-    return struct.pack(">HH", len(v), 0) + v.tobytes()
-
-
-def _bytes(a: Any, dtype: Any) -> bytes:
-    """An array's bytes, little-endian, as the reader reads them back."""
-    return np.ascontiguousarray(np.asarray(a), dtype=np.dtype(dtype).newbyteorder("<")
-                                ).tobytes()
 
 
 class PostgresWriterLock:

@@ -1,0 +1,170 @@
+"""An incremental publish: the next generation of a schema written as what changed.
+
+Articles whose digest (fill.digests) differs from the served generation's, or that are gone,
+have their rows marked removed; new and changed articles' rows are added, updating the HNSW
+index in place; BM25 gets one postings row per term the new passages hold, and the new
+generation's passage lengths and document frequencies. Unchanged rows are not touched, so
+the time follows what changed. All of it happens inside the publish's transaction: readers
+see the old generation or the new one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retrieval.store.postgres import schema
+from retrieval.store.postgres.fill import (
+    ARTICLE_FIELDS,
+    as_bytes,
+    digests,
+    storable,
+    write_groups,
+    write_passages,
+    write_state,
+)
+from retrieval.text import analyze
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from retrieval.store.folder.index import FolderIndex
+
+# A full publish instead, when removed rows would make up more than this share of the
+# schema's rows (they stay in its HNSW graph and BM25 postings until then) ...
+DEAD_MAX = 0.25
+SEQ_MAX = 1_000  # ... or after this many incremental publishes on one full one
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What an incremental publish changed."""
+
+    removed_articles: int
+    added_articles: int
+    removed_passages: int
+    added_passages: int
+
+
+class NotIncremental(Exception):
+    """The change is too large (or the rows do not add up): publish in full."""
+
+
+def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
+                generation: str) -> Delta:
+    """Write `index` as generation `seq + 1` of schema `s`, whose generation `seq` is served;
+    NotIncremental (nothing written that the caller's savepoint does not undo) when a full
+    publish is due."""
+    new = digests(index)
+    a = "a"
+    old = {aid: (code, digest) for code, aid, digest in conn.execute(
+        f"SELECT code, id, digest FROM {s}.articles {a} WHERE {schema.live(a, seq)}")}
+    removed = [code for aid, (code, digest) in old.items() if new.get(aid) != digest]
+    added = [aid for aid, digest in new.items() if old.get(aid, (0, ""))[1] != digest]
+    state = conn.execute(f"SELECT rows, lengths, df FROM {s}.generations WHERE seq = %s",
+                         (seq,)).fetchone()
+    if state is None:
+        raise NotIncremental("the served generation's state is gone")
+    rows = int(state[0])
+    lengths = np.frombuffer(state[1], "<i4").astype(np.int32)
+    df = np.frombuffer(state[2], "<i4").astype(np.int64)
+    db = index.db
+    new_rows = [r for (r,) in db.execute(
+        "SELECT row FROM passages WHERE article_id IN (SELECT value FROM json_each(?)) "
+        "ORDER BY row", (_json(added),))]
+    newest = conn.execute(f"SELECT max(seq) FROM {s}.generations").fetchone()[0]
+    if newest != seq:  # an older generation served again: rows' lives are not one line
+        raise NotIncremental("the served generation is not the schema's newest")
+    nxt = seq + 1
+    # Rows removed: marked, their terms taken off the document frequencies.
+    died = conn.execute(f"UPDATE {s}.passages SET died = %s WHERE code = ANY(%s) "
+                        f"AND died = {schema.NEVER} RETURNING rowno, text",
+                        (nxt, removed)).fetchall() if removed else []
+    dead = int(np.count_nonzero(lengths == 0)) + len(died)
+    total = rows + len(new_rows)
+    if (total and dead / total > DEAD_MAX) or nxt > SEQ_MAX:
+        raise NotIncremental("too much of the schema would be removed rows")
+    conn.execute(f"UPDATE {s}.articles SET died = %s WHERE code = ANY(%s)", (nxt, removed))
+    vocab = _vocab(conn, s, {t for _, text in died for t in analyze(text)})
+    for rowno, text in died:
+        lengths[rowno] = 0
+        for t in set(analyze(text)):
+            if t in vocab:
+                df[vocab[t]] -= 1
+    # Rows added: new article codes and row numbers after every one the schema holds.
+    first_code = int(conn.execute(f"SELECT coalesce(max(code), 0) FROM {s}.articles"
+                                  ).fetchone()[0]) + 1
+    codes = {aid: first_code + i for i, aid in enumerate(added)}
+    with conn.cursor() as cur, cur.copy(
+            f"COPY {s}.articles (code, {ARTICLE_FIELDS}, digest, born) FROM STDIN") as cp:
+        for r in db.execute(f"SELECT {ARTICLE_FIELDS} FROM articles WHERE id IN "
+                            "(SELECT value FROM json_each(?)) ORDER BY rowid", (_json(added),)):
+            cp.write_row((codes[r[0]], *r, new[r[0]], nxt))
+    rownos = list(range(rows, rows + len(new_rows)))
+    write_passages(conn, s, index, new_rows, rownos, codes, nxt)
+    texts = [db.execute("SELECT text FROM passages WHERE row = ?", (r,)).fetchone()[0]
+             for r in new_rows]
+    analysed = [analyze(t) for t in texts]
+    vocab.update(_vocab(conn, s, {t for toks in analysed for t in toks}))
+    next_id = max(len(df), int(conn.execute(f"SELECT coalesce(max(term_id) + 1, 0) "
+                                            f"FROM {s}.terms").fetchone()[0]))
+    fresh: dict[str, int] = {}
+    postings: dict[int, tuple[list[int], list[int]]] = {}
+    for rowno, toks in zip(rownos, analysed, strict=True):
+        for term, count in Counter(toks).items():
+            if not storable(term):
+                continue
+            t = vocab.get(term)
+            if t is None:
+                t = vocab[term] = fresh[term] = next_id
+                next_id += 1
+            docs, tfs = postings.setdefault(t, ([], []))
+            docs.append(rowno)
+            tfs.append(count)
+    if next_id > len(df):
+        df = np.concatenate([df, np.zeros(next_id - len(df), np.int64)])
+    for t, (docs, _) in postings.items():
+        df[t] += len(docs)
+    # as bm25s: an empty passage holds one placeholder token
+    lengths = np.concatenate([lengths, np.array([max(1, len(t)) for t in analysed], np.int32)])
+    if int(np.count_nonzero(lengths)) != len(index) or (df < 0).any():
+        raise NotIncremental("the rows do not add up to the index's")
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {s}.terms (term_id, term) FROM STDIN") as cp:
+            for term, t in fresh.items():
+                cp.write_row((t, term))
+        with cur.copy(f"COPY {s}.postings (term_id, seq, docs, counts) FROM STDIN "
+                      "(FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "int4", "bytea", "bytea"])
+            for t, (docs, tfs) in sorted(postings.items()):
+                if max(tfs) > np.iinfo(np.uint16).max:
+                    raise NotIncremental("a term repeats more than 65,535 times")
+                cp.write_row((t, nxt, as_bytes(docs, np.int32), as_bytes(tfs, np.uint16)))
+    write_state(conn, s, nxt, generation, lengths, df)
+    ids = [pid for (pid,) in db.execute("SELECT p.id FROM copies c JOIN passages p "
+                                        "ON p.row = c.row")]
+    p = "p"
+    held = dict(conn.execute(f"SELECT id, rowno FROM {s}.passages {p} WHERE id = ANY(%s) "
+                             f"AND {schema.live(p, nxt)}", (ids,)).fetchall()) if ids else {}
+    if len(held) != len(ids):
+        raise NotIncremental("grouped passages not found")
+    write_groups(conn, s, index, nxt, held)
+    return Delta(len(removed), len(added), len(died), len(new_rows))
+
+
+def _vocab(conn: psycopg.Connection, s: str, terms: set[str]) -> dict[str, int]:
+    """term -> id of those of `terms` the schema already has."""
+    terms = {t for t in terms if storable(t)}
+    if not terms:
+        return {}
+    return dict(conn.execute(f"SELECT term, term_id FROM {s}.terms WHERE term = ANY(%s)",
+                             (sorted(terms),)).fetchall())
+
+
+def _json(values: list[str]) -> str:
+    import json
+
+    return json.dumps(values)

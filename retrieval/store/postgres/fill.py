@@ -1,0 +1,205 @@
+"""Filling a generation's tables from an index: every row (a full publish, `write_full`) or
+the rows of some articles (an incremental one, delta.py), in binary COPY.
+
+BM25 goes in as each term's rows and term counts, recovered from the index's weights
+(`Scoring.counts`, checked bit for bit), so that a later generation sharing these rows can
+score them again for its own passage count, lengths and document frequencies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from retrieval.progress import progress_bar
+from retrieval.store.bm25 import Scoring
+from retrieval.store.postgres import schema
+from retrieval.store.tables import COPY_LISTS_SELECT, MAX_COPIES
+from retrieval.text import analyze
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from retrieval.store.folder.index import FolderIndex
+    from retrieval.store.manifest import Manifest
+
+CHUNK = 2_000  # passages per COPY (and progress step)
+ARTICLE_FIELDS = "id, title, source, outlet, date, url, author, sha256"
+# Each article's passages (in order) as one string, the part of its digest a re-parse or an
+# edit changes.
+DIGEST_SELECT = ("SELECT article_id, group_concat(paragraph || ':' || hash, ',') FROM "
+                 "(SELECT article_id, paragraph, hash FROM passages ORDER BY row) "
+                 "GROUP BY article_id")
+
+
+def digests(index: FolderIndex) -> dict[str, str]:
+    """article id -> a digest of everything the store keeps of it (its fields, its
+    passages' paragraph numbers and text hashes): equal digests, equal rows."""
+    db = index.db
+    held = dict(db.execute(DIGEST_SELECT))
+    out = {}
+    for row in db.execute(f"SELECT {ARTICLE_FIELDS} FROM articles"):
+        text = "\x1f".join("" if v is None else str(v) for v in row)
+        out[row[0]] = hashlib.sha256(f"{text}\x1e{held.get(row[0], '')}".encode()
+                                     ).hexdigest()[:32]
+    return out
+
+
+def lengths_of(index: FolderIndex, rows: Sequence[int] | None = None) -> np.ndarray:
+    """Each passage's BM25 length (its analysed tokens; an empty passage counts one, as
+    bm25s's placeholder), for `rows` (None: all)."""
+    known = index.postings.lengths
+    if known is not None:
+        return np.asarray(known if rows is None else np.asarray(known)[list(rows)], np.int32)
+    sql = "SELECT text FROM passages " + ("ORDER BY row" if rows is None else
+                                          "WHERE row = ? ")
+    texts = ([t for (t,) in index.db.execute(sql)] if rows is None else
+             [index.db.execute(sql, (int(r),)).fetchone()[0] for r in rows])
+    return np.array([max(1, len(analyze(t))) for t in texts], np.int32)
+
+
+def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest,
+               progress: bool) -> None:
+    """Create schema `s` holding every row of `index` as its generation 0 (`m`), with its
+    indexes built."""
+    conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
+    conn.execute(schema.GENERATION_DDL.format(s=s, dim=m.dimension, never=schema.NEVER))
+    db = index.db
+    found = digests(index)
+    codes: dict[str, int] = {}
+    with conn.cursor() as cur, cur.copy(
+            f"COPY {s}.articles (code, {ARTICLE_FIELDS}, digest, born) FROM STDIN") as cp:
+        for r in db.execute(f"SELECT rowid, {ARTICLE_FIELDS} FROM articles ORDER BY rowid"):
+            codes[r[1]] = r[0]
+            cp.write_row((*r, found[r[1]], 0))
+    with progress_bar(f"Copying {m.passages:,} passages", m.passages, progress) as step:
+        for a, b in chunks(m.passages):
+            write_passages(conn, s, index, range(a, b), range(a, b), codes, 0)
+            step(b - a)
+    lengths = lengths_of(index)
+    df = write_postings(conn, s, index, lengths)
+    write_state(conn, s, 0, m.generation, lengths, df)
+    write_groups(conn, s, index, 0, None)
+    conn.execute(schema.GENERATION_INDEXES.format(
+        s=s, m=schema.HNSW_M, ef=schema.HNSW_EF_CONSTRUCTION))
+
+
+def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
+    for a in range(0, n, size):
+        yield a, min(n, a + size)
+
+
+def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: Sequence[int],
+                   rownos: Sequence[int], codes: dict[str, int], seq: int) -> None:
+    """The index's `rows` as the store's `rownos` (same order), added by generation `seq`;
+    `codes`: article id -> its code in the store."""
+    db = index.db
+    rows = [int(r) for r in rows]
+    if not rows:
+        return
+    vecs = np.asarray(index.passage_vectors[rows], np.float32)
+    if len(rows) > 1 and rows == list(range(rows[0], rows[-1] + 1)):
+        meta = db.execute("SELECT id, article_id, paragraph, text, hash FROM passages "
+                          "WHERE row >= ? AND row <= ? ORDER BY row", (rows[0], rows[-1])
+                          ).fetchall()
+    else:
+        meta = [db.execute("SELECT id, article_id, paragraph, text, hash FROM passages "
+                           "WHERE row = ?", (r,)).fetchone() for r in rows]
+    sent, tokens = index.sentences, index.tokens
+    with conn.cursor() as cur:
+        # Binary COPY: the vectors go as pgvector's binary format, exact and without
+        # formatting 384 floats as text per row (that was 90% of the copy's time).
+        with cur.copy(f"COPY {s}.passages (rowno, id, code, article_id, paragraph, text, hash, "
+                      "embedding, born) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "text", "int4", "text", "int4", "text", "text", "bytea",
+                          "int4"])
+            for rowno, (pid, article, *fields), vec in zip(rownos, meta, vecs, strict=True):
+                cp.write_row((rowno, pid, codes[article], article, *fields, vector_binary(vec),
+                              seq))
+        with cur.copy(f"COPY {s}.sentences (rowno, vectors, spans) FROM STDIN "
+                      "(FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "bytea", "bytea"])
+            for rowno, row in zip(rownos, rows, strict=True):
+                v, sp = sent.passage(row)
+                cp.write_row((rowno, as_bytes(v, np.float16), as_bytes(sp, np.int32)))
+        if tokens is not None:
+            with cur.copy(f"COPY {s}.tokens (rowno, codes, scales, spans) FROM STDIN "
+                          "(FORMAT BINARY)") as cp:
+                cp.set_types(["int4", "bytea", "bytea", "bytea"])
+                for rowno, row in zip(rownos, rows, strict=True):
+                    codes_, scales, spans = tokens.raw(row)
+                    cp.write_row((rowno, as_bytes(codes_, np.int8),
+                                  as_bytes(scales, np.float32), as_bytes(spans, np.int32)))
+
+
+def write_postings(conn: psycopg.Connection, s: str, index: FolderIndex,
+                   lengths: np.ndarray) -> np.ndarray:
+    """Every term of the index and its postings (rows, term counts) as generation 0's; the
+    document frequencies by term id."""
+    p = index.postings
+    df = np.diff(np.asarray(p.indptr)).astype(np.int64)
+    scoring = Scoring(df, lengths)
+    terms = {t: term for term, t in p.vocab.items()}
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {s}.terms (term_id, term) FROM STDIN") as cp:
+            for t, term in sorted(terms.items()):
+                if storable(term):
+                    cp.write_row((t, term))
+        with cur.copy(f"COPY {s}.postings (term_id, seq, docs, counts) FROM STDIN "
+                      "(FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "int4", "bytea", "bytea"])
+            for t in range(len(df)):
+                if t not in terms or not storable(terms[t]) or not df[t]:
+                    continue
+                docs, weights = p.term(t)
+                tf = scoring.counts(t, np.asarray(docs), np.asarray(weights))
+                cp.write_row((t, 0, as_bytes(docs, np.int32), as_bytes(tf, np.uint16)))
+    return df
+
+
+def storable(term: str) -> bool:
+    """PostgreSQL's text holds no NUL; bm25s keeps a "\\x00" entry for passages with no terms
+    (and "" past the last list), which no question's terms can ever match."""
+    return bool(term) and "\x00" not in term
+
+
+def write_state(conn: psycopg.Connection, s: str, seq: int, generation: str,
+                lengths: np.ndarray, df: np.ndarray) -> None:
+    """Generation `seq`'s row: its passages' lengths by row (0: not in it) and BM25's
+    document frequencies by term id."""
+    conn.execute(f"INSERT INTO {s}.generations (seq, generation, rows, lengths, df) "
+                 "VALUES (%s, %s, %s, %s, %s)",
+                 (seq, generation, len(lengths), as_bytes(lengths, np.int32),
+                  as_bytes(df, np.int32)))
+
+
+def write_groups(conn: psycopg.Connection, s: str, index: FolderIndex, seq: int,
+                 rownos: dict[str, int] | None) -> None:
+    """Generation `seq`'s near-duplicate groups and copy lists, from the index (`rownos`:
+    passage id -> row in the store; None: the index's own rows)."""
+    db = index.db
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {s}.groups (seq, rowno, grp) FROM STDIN") as cp:
+            for row, pid, grp in db.execute("SELECT c.row, p.id, c.grp FROM copies c "
+                                            "JOIN passages p ON p.row = c.row ORDER BY c.row"):
+                cp.write_row((seq, row if rownos is None else rownos[pid], grp))
+        with cur.copy(f"COPY {s}.copy_lists (seq, grp, n, article_id) FROM STDIN") as cp:
+            for r in db.execute(COPY_LISTS_SELECT, (MAX_COPIES,)):
+                cp.write_row((seq, *r))
+
+
+def vector_binary(vec: np.ndarray) -> bytes:
+    """pgvector's binary `vector`: int16 dimension, int16 unused, big-endian float4s (sent
+    as the column's raw bytes: binary COPY does not check the type a field was made as)."""
+    v = np.asarray(vec, ">f4")
+    return struct.pack(">HH", len(v), 0) + v.tobytes()
+
+
+def as_bytes(a: Any, dtype: Any) -> bytes:
+    """An array's bytes, little-endian, as the reader reads them back."""
+    return np.ascontiguousarray(np.asarray(a), dtype=np.dtype(dtype).newbyteorder("<")
+                                ).tobytes()

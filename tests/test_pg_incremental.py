@@ -1,0 +1,161 @@
+"""Incremental publishing into PostgreSQL: a re-index that changes a few articles writes only
+their rows, answers exactly as a full publish of the same corpus, never shows readers half a
+generation, and leaves no row that no kept generation can see."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from retrieval import index_corpus
+from retrieval.cli.main import main
+from retrieval.errors import IndexMissing
+from retrieval.search.retriever import Retriever
+from retrieval.store import open_store
+from retrieval.store.postgres import writer
+
+QUESTIONS = ["What did the council approve on day 3?", "budget line 17",
+             "Which story covers the harbour dredging?", "night bus routes",
+             "What happened to the library roof?", "weather in Lima"]
+WIRE = ("Harbour dredging will close the north channel for six weeks from May, the port "
+        "authority said on Monday, citing silt that has narrowed the approach.")
+
+
+def _story(i: int, extra: str = "") -> str:
+    return (f"Date: 2024-03-{i % 28 + 1:02d}\n\nCouncil story number {i}\n\n"
+            f"The council met on day {i} and approved budget line {i} after a long debate.\n\n"
+            f"Residents of ward {i} asked about street lighting and bins.{extra}\n")
+
+
+def _corpus(root: Path, n: int = 30) -> Path:
+    root.mkdir()
+    for i in range(n):
+        (root / f"story{i:02d}.txt").write_text(_story(i), "utf-8")
+    (root / "wire-a.txt").write_text(f"Date: 2024-04-01\n\nPort news\n\n{WIRE}\n", "utf-8")
+    return root
+
+
+def _change(root: Path) -> None:
+    """Two stories edited, one removed, one added, and a copy of the wire story."""
+    (root / "story03.txt").write_text(_story(3, " The library roof was repaired in June."),
+                                      "utf-8")
+    (root / "story17.txt").write_text(_story(17, " Night bus routes were added."), "utf-8")
+    (root / "story09.txt").unlink()
+    (root / "story99.txt").write_text(_story(99, " A new story, on the tram."), "utf-8")
+    (root / "wire-b.txt").write_text(f"Date: 2024-04-02\n\nPort news again\n\n{WIRE}\n",
+                                     "utf-8")
+
+
+def _schema_rows(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        s = conn.execute("SELECT g.data FROM byline_generations g JOIN byline_manifest USING "
+                         "(generation)").fetchone()[0]
+        return {t: conn.execute(f"SELECT count(*) FROM {s}.{t}").fetchone()[0]
+                for t in ("passages", "sentences", "articles")}
+
+
+def _weights(index) -> dict[tuple[str, str], float]:
+    """(term, passage id) -> BM25 weight, over the whole vocabulary."""
+    postings = index.postings
+    ids = [p.id for p in index.passages(np.flatnonzero(_held(index)))]
+    by_row = dict(zip(np.flatnonzero(_held(index)).tolist(), ids, strict=True))
+    out = {}
+    terms = sorted(postings.vocab.items())
+    for (term, _), (docs, weights) in zip(terms, postings.terms([t for _, t in terms]),
+                                          strict=True):
+        for d, w in zip(docs.tolist(), weights.tolist(), strict=True):
+            out[term, by_row[d]] = w
+    return out
+
+
+def _held(index) -> np.ndarray:
+    return getattr(index, "held", np.ones(len(index), bool))
+
+
+def test_a_small_change_is_published_as_a_change_and_answers_as_a_full_publish(
+        tmp_path, pg_url, pg_server, embedder):
+    corpus = _corpus(tmp_path / "corpus")
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    assert writer.last_delta is None  # the first publish is whole
+    before = _schema_rows(pg_url)
+    _change(corpus)
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    delta = writer.last_delta
+    assert delta is not None
+    assert (delta.removed_articles, delta.added_articles) == (3, 4)  # 2 edited, 1 gone, 2 new
+    after = _schema_rows(pg_url)
+    assert after["passages"] == before["passages"] + delta.added_passages  # old rows kept
+    incremental = Retriever(open_store(pg_url, model=embedder.name), embedder)
+    changed = {"story03.txt", "story17.txt", "story99.txt", "wire-b.txt"}
+    assert delta.added_passages == sum(a.passages for a in incremental.index.articles()
+                                       if Path(a.source).name in changed)
+    assert len(incremental.index) > incremental.index.manifest.passages  # gaps where removed
+
+    # The same corpus published whole, into another database.
+    other = pg_url.rsplit("/", 1)[0] + "/" + pg_url.rsplit("/", 1)[1] + "_full"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {other.rsplit('/', 1)[1]}")
+    try:
+        index_corpus(corpus, other, embedder, progress=False)
+        assert writer.last_delta is None
+        full = Retriever(open_store(other, model=embedder.name), embedder)
+        assert incremental.index.manifest.passages == full.index.manifest.passages
+        for q in QUESTIONS:
+            a, b = incremental.ask(q, k=5), full.ask(q, k=5)
+            assert a.to_dict() == b.to_dict(), q
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-6), q
+        assert _weights(incremental.index) == _weights(full.index)  # BM25 bit for bit
+        assert incremental.index.articles() == full.index.articles()
+        assert incremental.index.parsed_articles() == full.index.parsed_articles()
+        wire = incremental.ask("harbour dredging north channel", k=3)
+        assert wire.hits and len(wire.hits[0].also_in) == 1  # the copy found, as in full
+        assert main(["--store", pg_url, "check"]) == 0
+    finally:
+        from retrieval.store.postgres.connect import close_pools
+
+        close_pools()
+        with psycopg.connect(pg_server.url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {other.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def test_readers_keep_their_generation_until_it_is_dropped(tmp_path, pg_url, embedder):
+    """A reader of generation 1 answers the same while 2 is published beside it (the rows
+    2 removes and adds are invisible to it); when 3 retires 1, its rows go, and the reader
+    is told to open the store again rather than answering from half of it."""
+    corpus = _corpus(tmp_path / "corpus")
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    # three readers of generation 1: one asks now, one after 2, one after 3 (nothing cached)
+    first, later, last = (Retriever(open_store(pg_url, model=embedder.name), embedder)
+                          for _ in range(3))
+    asked = {q: first.ask(q, k=5).to_dict() for q in QUESTIONS}
+    _change(corpus)
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    assert writer.last_delta is not None
+    assert {q: later.ask(q, k=5).to_dict() for q in QUESTIONS} == asked
+    rows_two = _schema_rows(pg_url)
+    (corpus / "story04.txt").unlink()
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    assert writer.last_delta is not None
+    # generation 1's removed rows (story 9's among them) are gone: only 2 and 3 are kept
+    assert _schema_rows(pg_url)["passages"] < rows_two["passages"]
+    with pytest.raises(IndexMissing, match="open the store again"):
+        for q in [*QUESTIONS, "Council story number 9"]:
+            last.ask(q, k=5)
+
+
+def test_full_or_a_large_change_publishes_whole(tmp_path, pg_url, embedder):
+    corpus = _corpus(tmp_path / "corpus")
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    (corpus / "story05.txt").write_text(_story(5, " Edited."), "utf-8")
+    index_corpus(corpus, pg_url, embedder, progress=False, incremental=False)  # --full
+    assert writer.last_delta is None
+    for f in sorted(corpus.glob("story1*.txt")):  # a third of the corpus removed
+        f.unlink()
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    assert writer.last_delta is None
+    assert len(open_store(pg_url, model=embedder.name)) == _schema_rows(pg_url)["passages"]
+    shutil.rmtree(corpus)

@@ -17,6 +17,7 @@ from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing, StoreErr
 from retrieval.model.embed import Embedder
 from retrieval.search.retriever import Retriever
 from retrieval.store import MANIFEST, FolderIndex, RowFile, Sentences
+from retrieval.store.folder.rows import MAP_MAX, load_rows
 
 from .support.paths import SEEDS
 
@@ -175,9 +176,17 @@ def test_large_index_uses_tuned_ivf_memory_mapped(tmp_path: Path, embedder: Embe
     loaded = FolderIndex.load(tmp_path / "ivf")
     assert isinstance(loaded.vectors, faiss.IndexIVF)
     assert faiss.extract_index_ivf(loaded.vectors).nprobe == ivf.manifest.nprobe
-    # Vectors are read from disk by row (memory stays flat), never loaded whole.
-    assert isinstance(loaded.passage_vectors, RowFile)
-    assert isinstance(loaded.sentences.vectors, RowFile)
+    # Vectors are never loaded whole: files this small are memory-mapped, larger ones read
+    # from disk by row (memory stays flat); the rows are the same either way.
+    for part, vectors in (("vectors/passages.npy", loaded.passage_vectors),
+                          ("sentences/vectors.npy", loaded.sentences.vectors)):
+        path = tmp_path / "ivf" / loaded.manifest.folder / part
+        assert isinstance(vectors, np.ndarray) and isinstance(vectors.base, np.memmap)
+        assert path.stat().st_size <= MAP_MAX and isinstance(load_rows(path, MAP_MAX), np.ndarray)
+        by_row = load_rows(path)
+        assert isinstance(by_row, RowFile)
+        picks = np.array([3, 0, len(vectors) - 1, 4, 5])
+        np.testing.assert_array_equal(by_row[picks], vectors[picks])
     a, b = Retriever(flat, embedder), Retriever(loaded, embedder)
     for q in ("why was the trip cancelled", "Who did Trump phone while leaving Vietnam?"):
         assert a.ask(q).hits[0].passage.id == b.ask(q).hits[0].passage.id

@@ -21,7 +21,7 @@ from retrieval.store.files import save_array
 from retrieval.store.folder import generations
 from retrieval.store.folder.parts import PendingTokens, Sentences, Tokens
 from retrieval.store.folder.postings import Postings
-from retrieval.store.folder.rows import RowFile, load_rows
+from retrieval.store.folder.rows import MAP_MAX, RowFile, load_rows
 from retrieval.store.manifest import FORMAT_VERSION, REBUILD, Manifest, read_manifest
 from retrieval.store.tables import ArticleInfo, Copy, memory_db, open_db, write_db
 from retrieval.text import analyze
@@ -205,7 +205,7 @@ class FolderIndex:
         part = "manifest.json"
         try:
             part = "vectors/passages.npy"
-            passage_vectors = load_rows(folder / part)
+            passage_vectors = load_rows(folder / part, MAP_MAX)
             if passage_vectors.shape != (n, dim):
                 raise ValueError("wrong shape")
             if manifest.ann == "flat":

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.store.files import save_array
-from retrieval.store.folder.rows import RowFile, Spliced, check_offsets, load_array, load_rows
+from retrieval.store.folder.rows import (
+    MAP_MAX,
+    RowFile,
+    Spliced,
+    check_offsets,
+    load_array,
+    load_rows,
+)
 from retrieval.store.quantise import quantise
 
 # A re-index links the previous token file instead of copying it from this size up (below,
@@ -74,10 +81,11 @@ class Sentences:
 
     @classmethod
     def load(cls, folder: Path, passages: int, dim: int) -> Sentences:
-        """Vectors read by row, spans and offsets memory-mapped: a query reads only its
-        candidates' sentences. ValueError when the arrays do not fit together."""
-        sentences = cls(load_rows(folder / "vectors.npy"), load_array(folder / "spans.npy", 2),
-                        load_array(folder / "offsets.npy", 1))
+        """Vectors read by row (memory-mapped up to MAP_MAX bytes), spans and offsets
+        memory-mapped: a query reads only its candidates' sentences. ValueError when the
+        arrays do not fit together."""
+        sentences = cls(load_rows(folder / "vectors.npy", MAP_MAX),
+                        load_array(folder / "spans.npy", 2), load_array(folder / "offsets.npy", 1))
         n = len(sentences.vectors)
         if sentences.vectors.shape[1:] != (dim,) or sentences.spans.shape != (n, 2):
             raise ValueError("sentence arrays have the wrong shape")

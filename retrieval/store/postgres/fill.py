@@ -49,17 +49,15 @@ def digests(index: FolderIndex) -> dict[str, str]:
     return out
 
 
-def lengths_of(index: FolderIndex, rows: Sequence[int] | None = None) -> np.ndarray:
+def lengths_of(index: FolderIndex) -> np.ndarray:
     """Each passage's BM25 length (its analysed tokens; an empty passage counts one, as
-    bm25s's placeholder), for `rows` (None: all)."""
+    bm25s's placeholder): kept by the index, or (an index saved before they were kept)
+    analysed again."""
     known = index.postings.lengths
     if known is not None:
-        return np.asarray(known if rows is None else np.asarray(known)[list(rows)], np.int32)
-    sql = "SELECT text FROM passages " + ("ORDER BY row" if rows is None else
-                                          "WHERE row = ? ")
-    texts = ([t for (t,) in index.db.execute(sql)] if rows is None else
-             [index.db.execute(sql, (int(r),)).fetchone()[0] for r in rows])
-    return np.array([max(1, len(analyze(t))) for t in texts], np.int32)
+        return np.asarray(known, np.int32)
+    return np.array([max(1, len(analyze(t))) for (t,) in
+                     index.db.execute("SELECT text FROM passages ORDER BY row")], np.int32)
 
 
 def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest,

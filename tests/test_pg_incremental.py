@@ -159,3 +159,44 @@ def test_full_or_a_large_change_publishes_whole(tmp_path, pg_url, embedder):
     assert writer.last_delta is None
     assert len(open_store(pg_url, model=embedder.name)) == _schema_rows(pg_url)["passages"]
     shutil.rmtree(corpus)
+
+
+def test_term_counts_are_recovered_from_the_weights_exactly():
+    """The counts a full publish stores are the ones the weights were scored from, for
+    passages of every length (an empty one included) and terms common and rare."""
+    from collections import Counter
+
+    from retrieval.store.bm25 import Scoring
+    from retrieval.store.folder.postings import Postings
+
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(40)]
+    corpus = [list(rng.choice(words, size=int(rng.integers(0, 300)),
+                              p=np.arange(40, 0, -1) / 820)) for _ in range(200)]
+    postings = Postings.build(corpus)
+    scoring = Scoring(np.diff(postings.indptr), postings.lengths)
+    for term, t in postings.vocab.items():
+        if term in ("", "\0"):  # bm25s's placeholders
+            continue
+        docs, weights = postings.term(t)
+        expected = [Counter(corpus[d])[term] for d in docs]
+        assert scoring.counts(t, docs, weights).tolist() == expected, term
+        with pytest.raises(ValueError):  # weights no count gives are refused
+            scoring.counts(t, docs, weights * np.float32(1.01))
+
+
+def test_an_index_whose_weights_do_not_add_up_is_refused_in_one_line(pg_url, embedder):
+    from dataclasses import replace
+
+    from retrieval.build.pipeline import build_index
+    from retrieval.corpus import load_corpus
+    from retrieval.errors import IndexCorrupt
+    from retrieval.store import backend
+
+    from .support.paths import SEEDS
+
+    index = build_index(load_corpus(SEEDS), embedder, progress=False)
+    index.postings = replace(index.postings, weights=index.postings.weights * np.float32(1.5))
+    with pytest.raises(IndexCorrupt, match=r"BM25 weights .* `byline index --full`"):
+        backend(pg_url).publish(index)
+    assert backend(pg_url).published() is None  # nothing published

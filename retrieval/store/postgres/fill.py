@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retrieval.errors import IndexCorrupt
 from retrieval.progress import progress_bar
 from retrieval.store.bm25 import Scoring
+from retrieval.store.manifest import REBUILD
 from retrieval.store.postgres import schema
 from retrieval.store.tables import COPY_LISTS_SELECT, MAX_COPIES
 from retrieval.text import analyze
@@ -154,7 +156,12 @@ def write_postings(conn: psycopg.Connection, s: str, index: FolderIndex,
                 if t not in terms or not storable(terms[t]) or not df[t]:
                     continue
                 docs, weights = p.term(t)
-                tf = scoring.counts(t, np.asarray(docs), np.asarray(weights))
+                try:
+                    tf = scoring.counts(t, np.asarray(docs), np.asarray(weights))
+                except ValueError:
+                    raise IndexCorrupt(
+                        f"The index's BM25 weights for {terms[t]!r} are not the ones its "
+                        f"passages give; {REBUILD} before publishing it.") from None
                 cp.write_row((t, 0, as_bytes(docs, np.int32), as_bytes(tf, np.uint16)))
     return df
 

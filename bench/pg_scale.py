@@ -20,6 +20,8 @@ index with that many of its articles edited (a sentence added to one paragraph e
 vectors kept: a publish copies vectors, it does not make them), assembled by
 `FolderIndex.from_vectors` and published with `Backend.publish` over the generation before;
 timed from the call to its return (the transaction committed, old generations retired).
+The questions are then asked once more, of the last of these generations (its removed rows
+still in the HNSW graph and the postings).
 The edited index is assembled flat (no IVF is trained: a PostgreSQL publish never reads it)
 and carries the cached index's manifest fields for its search and background, as
 `byline index` would after an edit.
@@ -155,6 +157,13 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
         recall = _recall(server.url, index_dir, embedder.encode(timed),
                          SearchSettings().candidates)
         changes = _incremental(server.url, index_dir, embedder, log)
+        scale._say(log, "asking the questions again, of the last incremental generation")
+        again = folder / "questions-after.json"
+        scale._write_json(again, {"timed": timed, "warmup": warm, "rounds": 1})
+        subprocess.run([sys.executable, "-m", "bench.pg_scale", "--child", str(again),
+                        str(out)], check=True, cwd=ROOT,
+                       env={**os.environ, "BYLINE_STORE": server.url})
+        after = json.loads(out.read_text(encoding="utf-8"))
     finally:
         from retrieval.store.postgres.connect import close_pools
 
@@ -172,6 +181,9 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
         "load_s": load_s, "load_passages_per_s": passages / load_s,
         "open_s": child["load_s"], "peak_rss_mb": child["peak_rss_mb"],
         "load_avg": load_avg, **sizes, "incremental": changes,
+        "after_p50_ms": float(np.percentile(after["latencies_ms"], 50)),
+        "after_p99_ms": float(np.percentile(after["latencies_ms"], 99)),
+        "after_dense_ms": after["dense_ms"],
     }
 
 
@@ -264,6 +276,10 @@ def markdown(r: dict, local: dict | None = None) -> str:
               f"{c['publish_s']:.1f} s ({c['removed_passages']:,} passages out, "
               f"{c['added_passages']:,} in)", "(every publish writes a new generation)")
              for c in r.get("incremental", [])]
+    if "after_p50_ms" in r:
+        rows.append(("query p50 / p99 after those publishes (removed rows in the graph)",
+                     f"{r['after_p50_ms']:.1f} / {r['after_p99_ms']:.1f} ms (dense search "
+                     f"{r['after_dense_ms']:.2f} ms)", ""))
     parts = ", ".join(f"{t} {r[f'table_{t}_mb']:,.0f}" for t in
                       ("passages", "sentences", "postings", "articles"))
     lines = [f"{r['passages']:,} passages, {r['questions']} SQuAD questions asked "

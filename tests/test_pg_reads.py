@@ -25,7 +25,8 @@ COPIES_QUERIES = 1  # the other outlets of a wire story's copies
 
 
 class Counter:
-    """Statements executed by one thread through psycopg, with their text."""
+    """Statements a question executes through psycopg, with their text: on the asking
+    thread, and on the threads it hands its dense search to (not the listener's)."""
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
@@ -45,7 +46,8 @@ def counted(monkeypatch) -> Iterator[Counter]:
     execute = psycopg.Cursor.execute
 
     def counting(self, query, params=None, **kwargs):
-        if threading.get_ident() == counter.thread:
+        if (threading.get_ident() == counter.thread
+                or threading.current_thread().name.startswith("byline-dense")):
             counter.sql.append(str(query))
         return execute(self, query, params, **kwargs)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,16 @@ from retrieval.store.base import Store
 from retrieval.text import analyze
 
 # What an index's manifest stores as its background (an index lacking one is measured again).
+DENSE_READERS = 4  # threads searching a database's vectors while BM25 is read beside them
+
+
+@lru_cache(maxsize=1)
+def _dense_reads() -> ThreadPoolExecutor:
+    """Where a store whose reads wait on a server (PostgreSQL) runs a question's dense
+    search, so that it and the question's BM25 postings are read at the same time."""
+    return ThreadPoolExecutor(DENSE_READERS, thread_name_prefix="byline-dense")
+
+
 BACKGROUND_KEYS = frozenset({"dense", "lexical", "sentence"})
 
 
@@ -289,9 +301,14 @@ class Retriever:
         context = None
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
-        dense_rows = self.index.dense_search(qvec, n, allowed)
         ids = self.lexical.term_ids(terms)
-        bm25 = self.lexical.scores(ids)
+        if self.index.concurrent_reads:  # the store's dense search waits on a server
+            pending = _dense_reads().submit(self.index.dense_search, qvec, n, allowed)
+            bm25 = self.lexical.scores(ids)
+            dense_rows = pending.result()
+        else:
+            dense_rows = self.index.dense_search(qvec, n, allowed)
+            bm25 = self.lexical.scores(ids)
         if allowed is not None:
             bm25 = np.where(allowed, bm25, 0.0)
         rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],

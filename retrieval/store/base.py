@@ -86,6 +86,9 @@ class Store(Protocol):
     probe_vectors: np.ndarray | None
     location: str | Path | None  # where it was read from (None: never published)
     reused: int
+    # whether dense search waits on a server (another process does the work): a question
+    # then runs it beside its BM25 reads
+    concurrent_reads: bool
 
     def __len__(self) -> int: ...
 

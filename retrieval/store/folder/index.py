@@ -77,6 +77,7 @@ class FolderIndex:
     reused = 0  # passages whose vectors a build took from the previous index
     report: LoadReport | None = None  # what `index_corpus` read of the folder
     root: Path | None = None  # the folder it was loaded from
+    concurrent_reads = False  # dense search runs here, on this process's cores
 
     @property
     def location(self) -> Path | None:

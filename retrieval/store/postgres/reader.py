@@ -132,6 +132,7 @@ class PgIndex:
     probe_vectors: np.ndarray | None = None
     reused = 0
     report = None
+    concurrent_reads = True  # HNSW searches in the server
 
     def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, data: str, seq: int,
                  postings: PgPostings, tokens: int, has_copies: bool) -> None:

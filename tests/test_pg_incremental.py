@@ -200,3 +200,23 @@ def test_an_index_whose_weights_do_not_add_up_is_refused_in_one_line(pg_url, emb
     with pytest.raises(IndexCorrupt, match=r"BM25 weights .* `byline index --full`"):
         backend(pg_url).publish(index)
     assert backend(pg_url).published() is None  # nothing published
+
+
+def test_a_generation_of_an_older_layout_is_refused_in_one_line_then_published_whole(
+        tmp_path, pg_url, embedder, capsys):
+    from retrieval.errors import IndexMismatch
+    from retrieval.store.postgres import schema
+
+    corpus = _corpus(tmp_path / "corpus")
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    with psycopg.connect(pg_url) as conn:  # as an earlier Byline left it
+        conn.execute("UPDATE byline_generations SET layout = %s", (schema.LAYOUT - 1,))
+    with pytest.raises(IndexMismatch, match=r"older Byline .* publish it again"):
+        open_store(pg_url, model=embedder.name)
+    assert main(["--store", pg_url, "ask", "budget line 17"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("byline:") and "older Byline" in err and len(err.splitlines()) == 1
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    assert writer.last_delta is None  # published whole, in the current layout
+    assert Retriever(open_store(pg_url, model=embedder.name), embedder).ask(
+        "budget line 17").answered

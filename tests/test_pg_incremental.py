@@ -220,3 +220,31 @@ def test_a_generation_of_an_older_layout_is_refused_in_one_line_then_published_w
     assert writer.last_delta is None  # published whole, in the current layout
     assert Retriever(open_store(pg_url, model=embedder.name), embedder).ask(
         "budget line 17").answered
+
+
+def test_hnsw_after_a_change_never_proposes_removed_rows(tmp_path, pg_url, embedder):
+    """A generation searched by HNSW (forced on a small corpus) keeps its removed rows in the
+    graph: they are never proposed, and the nearest held rows still are."""
+    from retrieval.build.pipeline import build_index
+    from retrieval.corpus import load_corpus
+    from retrieval.search.calibrate import calibrated
+    from retrieval.store import backend
+
+    corpus = _corpus(tmp_path / "corpus")
+    for folder in (corpus, None):
+        if folder is None:
+            _change(corpus)
+        index = calibrated(build_index(load_corpus(corpus), embedder, progress=False,
+                                       exact_max=5), embedder)
+        backend(pg_url).publish(index)
+    assert writer.last_delta is not None and writer.last_delta.removed_passages
+    pg = open_store(pg_url, model=embedder.name)
+    assert pg.manifest.ann == "hnsw" and len(pg) > pg.manifest.passages
+    held = np.flatnonzero(pg.held)
+    vectors = np.asarray(pg.passage_vectors[held], np.float32)
+    for q in QUESTIONS:
+        qvec = embedder.encode([q])[0]
+        found = pg.dense_search(qvec, 5)[0]
+        assert all(pg.held[r] for r in found if r >= 0), q
+        exact = held[np.argsort(-(vectors @ qvec), kind="stable")[:3]]
+        assert set(found[:5]) >= set(exact), q

@@ -259,9 +259,10 @@ class PgIndex:
         """HNSW's breadth for `n` rows: the one tuned when published (its recall target, see
         writer.tune_ef_search), and never below `n` (pgvector returns at most ef_search)."""
         tuned = self.manifest.nprobe if self.manifest.ann == "hnsw" else 0
-        # rows removed stay in the graph until a full publish: found, then filtered out
-        removed = len(self) - self.manifest.passages
-        return min(EF_SEARCH_MAX, max(40, n + removed, tuned))
+        # Rows removed stay in the graph until a full publish: found, then filtered out, so
+        # the search is widened by their share of the rows.
+        widen = len(self) / max(self.manifest.passages, 1)
+        return min(EF_SEARCH_MAX, math.ceil(max(40, n, tuned) * widen))
 
     def _hnsw(self, q: str, n: int) -> list[int]:
         import psycopg

@@ -1,15 +1,17 @@
 """An incremental publish: the next generation of a schema written as what changed.
 
 Articles whose digest (fill.digests) differs from the served generation's, or that are gone,
-have their rows marked removed; new and changed articles' rows are added, updating the HNSW
-index in place; BM25 gets one postings row per term the new passages hold, and the new
-generation's passage lengths and document frequencies. Unchanged rows are not touched, so
-the time follows what changed. All of it happens inside the publish's transaction: readers
-see the old generation or the new one.
+are marked removed (their passage rows are left as they are); new and changed articles'
+rows are added, updating the HNSW index in place; BM25 gets one postings row per term the new
+passages hold, and the new generation gets its arrays (passage lengths, document frequencies,
+near-duplicate groups) and copy lists. No row kept is touched, so the time follows what
+changed, but for a few passes over the index's tables and arrays. All of it happens inside
+the publish's transaction: readers see the old generation or the new one.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,8 +23,10 @@ from retrieval.store.postgres.fill import (
     ARTICLE_FIELDS,
     as_bytes,
     digests,
+    first_rows,
+    groups_of,
     storable,
-    write_groups,
+    write_copy_lists,
     write_passages,
     write_state,
 )
@@ -59,34 +63,32 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
     NotIncremental (nothing written that the caller's savepoint does not undo) when a full
     publish is due."""
     new = digests(index)
+    first = first_rows(index)
     a = "a"
-    old = {aid: (code, digest) for code, aid, digest in conn.execute(
-        f"SELECT code, id, digest FROM {s}.articles {a} WHERE {schema.live(a, seq)}")}
-    removed = [code for aid, (code, digest) in old.items() if new.get(aid) != digest]
-    added = [aid for aid, digest in new.items() if old.get(aid, (0, ""))[1] != digest]
+    old = {aid: (code, digest, row) for code, aid, digest, row in conn.execute(
+        f"SELECT code, id, digest, first_row FROM {s}.articles {a} "
+        f"WHERE {schema.live(a, seq)}")}
+    removed = [code for aid, (code, digest, _) in old.items() if new.get(aid) != digest]
+    added = sorted((aid for aid, digest in new.items() if old.get(aid, (0, "", 0))[1] != digest),
+                   key=lambda aid: first[aid][0])
     state = conn.execute(f"SELECT rows, lengths, df FROM {s}.generations WHERE seq = %s",
                          (seq,)).fetchone()
-    if state is None:
-        raise NotIncremental("the served generation's state is gone")
+    newest = conn.execute(f"SELECT max(seq) FROM {s}.generations").fetchone()[0]
+    if state is None or newest != seq:  # an older generation served again: not one line
+        raise NotIncremental("the served generation is not the schema's newest")
     rows = int(state[0])
     lengths = np.frombuffer(state[1], "<i4").astype(np.int32)
     df = np.frombuffer(state[2], "<i4").astype(np.int64)
-    db = index.db
-    new_rows = [r for (r,) in db.execute(
-        "SELECT row FROM passages WHERE article_id IN (SELECT value FROM json_each(?)) "
-        "ORDER BY row", (_json(added),))]
-    newest = conn.execute(f"SELECT max(seq) FROM {s}.generations").fetchone()[0]
-    if newest != seq:  # an older generation served again: rows' lives are not one line
-        raise NotIncremental("the served generation is not the schema's newest")
     nxt = seq + 1
-    # Rows removed: marked, their terms taken off the document frequencies.
-    died = conn.execute(f"UPDATE {s}.passages SET died = %s WHERE code = ANY(%s) "
-                        f"AND died = {schema.NEVER} RETURNING rowno, text",
-                        (nxt, removed)).fetchall() if removed else []
+    added_rows = sum(first[aid][1] for aid in added)
+    died = conn.execute(f"SELECT rowno, text FROM {s}.passages WHERE code = ANY(%s)",
+                        (removed,)).fetchall() if removed else []
     dead = int(np.count_nonzero(lengths == 0)) + len(died)
-    total = rows + len(new_rows)
+    total = rows + added_rows
     if (total and dead / total > DEAD_MAX) or nxt > SEQ_MAX:
         raise NotIncremental("too much of the schema would be removed rows")
+    # Articles removed (and with them their passages): marked; their terms taken off the
+    # document frequencies, their rows' lengths zeroed.
     conn.execute(f"UPDATE {s}.articles SET died = %s WHERE code = ANY(%s)", (nxt, removed))
     vocab = _vocab(conn, s, {t for _, text in died for t in analyze(text)})
     for rowno, text in died:
@@ -94,20 +96,55 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
         for t in set(analyze(text)):
             if t in vocab:
                 df[vocab[t]] -= 1
-    # Rows added: new article codes and row numbers after every one the schema holds.
+    # Articles added: new codes, their rows after every one the schema holds, in order.
     first_code = int(conn.execute(f"SELECT coalesce(max(code), 0) FROM {s}.articles"
                                   ).fetchone()[0]) + 1
     codes = {aid: first_code + i for i, aid in enumerate(added)}
+    placed: dict[str, int] = {aid: row for aid, (_, _, row) in old.items()}
+    cursor = rows
+    for aid in added:
+        placed[aid], cursor = cursor, cursor + first[aid][1]
+    db = index.db
     with conn.cursor() as cur, cur.copy(
-            f"COPY {s}.articles (code, {ARTICLE_FIELDS}, digest, born) FROM STDIN") as cp:
+            f"COPY {s}.articles (code, {ARTICLE_FIELDS}, digest, first_row, born) "
+            "FROM STDIN") as cp:
         for r in db.execute(f"SELECT {ARTICLE_FIELDS} FROM articles WHERE id IN "
-                            "(SELECT value FROM json_each(?)) ORDER BY rowid", (_json(added),)):
-            cp.write_row((codes[r[0]], *r, new[r[0]], nxt))
+                            "(SELECT value FROM json_each(?))", (json.dumps(added),)):
+            cp.write_row((codes[r[0]], *r, new[r[0]], placed[r[0]], nxt))
+    new_rows = [r for aid in added for r in range(first[aid][0], first[aid][0] + first[aid][1])]
     rownos = list(range(rows, rows + len(new_rows)))
-    write_passages(conn, s, index, new_rows, rownos, codes, nxt)
+    write_passages(conn, s, index, new_rows, rownos, codes)
     texts = [db.execute("SELECT text FROM passages WHERE row = ?", (r,)).fetchone()[0]
              for r in new_rows]
     analysed = [analyze(t) for t in texts]
+    df = _add_postings(conn, s, nxt, rownos, analysed, vocab, df)
+    # as bm25s: an empty passage holds one placeholder token
+    lengths = np.concatenate([lengths, np.array([max(1, len(t)) for t in analysed], np.int32)])
+    if int(np.count_nonzero(lengths)) != len(index) or (df < 0).any():
+        raise NotIncremental("the rows do not add up to the index's")
+    write_state(conn, s, nxt, generation, lengths, df, groups_of(index, _rownos(first, placed)))
+    write_copy_lists(conn, s, index, nxt)
+    return Delta(len(removed), len(added), len(died), len(new_rows))
+
+
+def _rownos(first: dict[str, tuple[int, int]], placed: dict[str, int]) -> np.ndarray:
+    """The store row of each of the index's rows: an article's rows are consecutive in both,
+    from its first row there (`first`: index row and count) and here (`placed`)."""
+    ids = sorted(first, key=lambda aid: first[aid][0])
+    start = np.array([first[aid][0] for aid in ids], np.int64)
+    count = np.array([first[aid][1] for aid in ids], np.int64)
+    at = np.array([placed[aid] for aid in ids], np.int64)
+    if len(ids) and (int(count.sum()) != int(start[-1] + count[-1])
+                     or (np.diff(start) != count[:-1]).any()):
+        raise NotIncremental("an article's rows are not consecutive in the index")
+    return np.arange(int(count.sum()), dtype=np.int64) + np.repeat(at - start, count)
+
+
+def _add_postings(conn: psycopg.Connection, s: str, seq: int, rownos: list[int],
+                  analysed: list[list[str]], vocab: dict[str, int], df: np.ndarray
+                  ) -> np.ndarray:
+    """The new rows' postings as generation `seq`'s (new terms get the next ids); the
+    document frequencies with them counted."""
     vocab.update(_vocab(conn, s, {t for toks in analysed for t in toks}))
     next_id = max(len(df), int(conn.execute(f"SELECT coalesce(max(term_id) + 1, 0) "
                                             f"FROM {s}.terms").fetchone()[0]))
@@ -128,10 +165,6 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
         df = np.concatenate([df, np.zeros(next_id - len(df), np.int64)])
     for t, (docs, _) in postings.items():
         df[t] += len(docs)
-    # as bm25s: an empty passage holds one placeholder token
-    lengths = np.concatenate([lengths, np.array([max(1, len(t)) for t in analysed], np.int32)])
-    if int(np.count_nonzero(lengths)) != len(index) or (df < 0).any():
-        raise NotIncremental("the rows do not add up to the index's")
     with conn.cursor() as cur:
         with cur.copy(f"COPY {s}.terms (term_id, term) FROM STDIN") as cp:
             for term, t in fresh.items():
@@ -142,17 +175,8 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
             for t, (docs, tfs) in sorted(postings.items()):
                 if max(tfs) > np.iinfo(np.uint16).max:
                     raise NotIncremental("a term repeats more than 65,535 times")
-                cp.write_row((t, nxt, as_bytes(docs, np.int32), as_bytes(tfs, np.uint16)))
-    write_state(conn, s, nxt, generation, lengths, df)
-    ids = [pid for (pid,) in db.execute("SELECT p.id FROM copies c JOIN passages p "
-                                        "ON p.row = c.row")]
-    p = "p"
-    held = dict(conn.execute(f"SELECT id, rowno FROM {s}.passages {p} WHERE id = ANY(%s) "
-                             f"AND {schema.live(p, nxt)}", (ids,)).fetchall()) if ids else {}
-    if len(held) != len(ids):
-        raise NotIncremental("grouped passages not found")
-    write_groups(conn, s, index, nxt, held)
-    return Delta(len(removed), len(added), len(died), len(new_rows))
+                cp.write_row((t, seq, as_bytes(docs, np.int32), as_bytes(tfs, np.uint16)))
+    return df
 
 
 def _vocab(conn: psycopg.Connection, s: str, terms: set[str]) -> dict[str, int]:
@@ -164,7 +188,3 @@ def _vocab(conn: psycopg.Connection, s: str, terms: set[str]) -> dict[str, int]:
                              (sorted(terms),)).fetchall())
 
 
-def _json(values: list[str]) -> str:
-    import json
-
-    return json.dumps(values)

@@ -70,22 +70,43 @@ def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest
     conn.execute(schema.GENERATION_DDL.format(s=s, dim=m.dimension, never=schema.NEVER))
     db = index.db
     found = digests(index)
+    first = first_rows(index)
     codes: dict[str, int] = {}
     with conn.cursor() as cur, cur.copy(
-            f"COPY {s}.articles (code, {ARTICLE_FIELDS}, digest, born) FROM STDIN") as cp:
+            f"COPY {s}.articles (code, {ARTICLE_FIELDS}, digest, first_row, born) "
+            "FROM STDIN") as cp:
         for r in db.execute(f"SELECT rowid, {ARTICLE_FIELDS} FROM articles ORDER BY rowid"):
             codes[r[1]] = r[0]
-            cp.write_row((*r, found[r[1]], 0))
+            cp.write_row((*r, found[r[1]], first[r[1]][0], 0))
     with progress_bar(f"Copying {m.passages:,} passages", m.passages, progress) as step:
         for a, b in chunks(m.passages):
-            write_passages(conn, s, index, range(a, b), range(a, b), codes, 0)
+            write_passages(conn, s, index, range(a, b), range(a, b), codes)
             step(b - a)
     lengths = lengths_of(index)
     df = write_postings(conn, s, index, lengths)
-    write_state(conn, s, 0, m.generation, lengths, df)
-    write_groups(conn, s, index, 0, None)
+    write_state(conn, s, 0, m.generation, lengths, df, groups_of(index, np.arange(len(index))))
+    write_copy_lists(conn, s, index, 0)
     conn.execute(schema.GENERATION_INDEXES.format(
         s=s, m=schema.HNSW_M, ef=schema.HNSW_EF_CONSTRUCTION))
+
+
+def first_rows(index: FolderIndex) -> dict[str, tuple[int, int]]:
+    """article id -> (its first passage's row, its passage count) in the index (an article
+    without passages: the row after the last, 0)."""
+    held = {aid: (int(first), int(n)) for aid, first, n in index.db.execute(
+        "SELECT article_id, min(row), count(*) FROM passages GROUP BY article_id")}
+    return {aid: held.get(aid, (len(index), 0))
+            for (aid,) in index.db.execute("SELECT id FROM articles")}
+
+
+def groups_of(index: FolderIndex, rownos: np.ndarray) -> np.ndarray:
+    """Each store row's near-duplicate group (-1: none), `rownos[r]` being the store row of
+    the index's row r, over the store's rows up to the last of `rownos`."""
+    out = np.full(int(rownos.max()) + 1 if len(rownos) else 0, -1, np.int32)
+    found = np.array(index.db.execute("SELECT row, grp FROM copies").fetchall(),
+                     np.int64).reshape(-1, 2)
+    out[rownos[found[:, 0]]] = found[:, 1]
+    return out
 
 
 def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
@@ -94,9 +115,9 @@ def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
 
 
 def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: Sequence[int],
-                   rownos: Sequence[int], codes: dict[str, int], seq: int) -> None:
-    """The index's `rows` as the store's `rownos` (same order), added by generation `seq`;
-    `codes`: article id -> its code in the store."""
+                   rownos: Sequence[int], codes: dict[str, int]) -> None:
+    """The index's `rows` as the store's `rownos` (same order); `codes`: article id -> its
+    code in the store."""
     db = index.db
     rows = [int(r) for r in rows]
     if not rows:
@@ -114,12 +135,10 @@ def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: S
         # Binary COPY: the vectors go as pgvector's binary format, exact and without
         # formatting 384 floats as text per row (that was 90% of the copy's time).
         with cur.copy(f"COPY {s}.passages (rowno, id, code, article_id, paragraph, text, hash, "
-                      "embedding, born) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(["int4", "text", "int4", "text", "int4", "text", "text", "bytea",
-                          "int4"])
+                      "embedding) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "text", "int4", "text", "int4", "text", "text", "bytea"])
             for rowno, (pid, article, *fields), vec in zip(rownos, meta, vecs, strict=True):
-                cp.write_row((rowno, pid, codes[article], article, *fields, vector_binary(vec),
-                              seq))
+                cp.write_row((rowno, pid, codes[article], article, *fields, vector_binary(vec)))
         with cur.copy(f"COPY {s}.sentences (rowno, vectors, spans) FROM STDIN "
                       "(FORMAT BINARY)") as cp:
             cp.set_types(["int4", "bytea", "bytea"])
@@ -173,28 +192,23 @@ def storable(term: str) -> bool:
 
 
 def write_state(conn: psycopg.Connection, s: str, seq: int, generation: str,
-                lengths: np.ndarray, df: np.ndarray) -> None:
-    """Generation `seq`'s row: its passages' lengths by row (0: not in it) and BM25's
-    document frequencies by term id."""
-    conn.execute(f"INSERT INTO {s}.generations (seq, generation, rows, lengths, df) "
-                 "VALUES (%s, %s, %s, %s, %s)",
+                lengths: np.ndarray, df: np.ndarray, groups: np.ndarray) -> None:
+    """Generation `seq`'s row: its passages' lengths by row (0: not in it), BM25's document
+    frequencies by term id and its rows' near-duplicate groups (-1: none)."""
+    groups = np.concatenate([groups, np.full(max(len(lengths) - len(groups), 0), -1)])
+    conn.execute(f"INSERT INTO {s}.generations (seq, generation, rows, lengths, df, groups) "
+                 "VALUES (%s, %s, %s, %s, %s, %s)",
                  (seq, generation, len(lengths), as_bytes(lengths, np.int32),
-                  as_bytes(df, np.int32)))
+                  as_bytes(df, np.int32), as_bytes(groups[:len(lengths)], np.int32)))
 
 
-def write_groups(conn: psycopg.Connection, s: str, index: FolderIndex, seq: int,
-                 rownos: dict[str, int] | None) -> None:
-    """Generation `seq`'s near-duplicate groups and copy lists, from the index (`rownos`:
-    passage id -> row in the store; None: the index's own rows)."""
-    db = index.db
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY {s}.groups (seq, rowno, grp) FROM STDIN") as cp:
-            for row, pid, grp in db.execute("SELECT c.row, p.id, c.grp FROM copies c "
-                                            "JOIN passages p ON p.row = c.row ORDER BY c.row"):
-                cp.write_row((seq, row if rownos is None else rownos[pid], grp))
-        with cur.copy(f"COPY {s}.copy_lists (seq, grp, n, article_id) FROM STDIN") as cp:
-            for r in db.execute(COPY_LISTS_SELECT, (MAX_COPIES,)):
-                cp.write_row((seq, *r))
+def write_copy_lists(conn: psycopg.Connection, s: str, index: FolderIndex, seq: int) -> None:
+    """Generation `seq`'s copy lists (each near-duplicate group's first articles), from the
+    index."""
+    with conn.cursor() as cur, cur.copy(
+            f"COPY {s}.copy_lists (seq, grp, n, article_id) FROM STDIN") as cp:
+        for r in index.db.execute(COPY_LISTS_SELECT, (MAX_COPIES,)):
+            cp.write_row((seq, *r))
 
 
 def vector_binary(vec: np.ndarray) -> bytes:

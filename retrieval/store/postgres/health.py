@@ -70,13 +70,14 @@ def _inspect(conn: psycopg.Connection, info: dict[str, object], problems: list[s
                         "FOLDER`)")
         return
     s, seq = placed[1], int(placed[2])
-    live_p, live_a = schema.live("p", seq), schema.live("a", seq)
+    live = schema.live("a", seq)
+    held = f"{s}.passages p JOIN {s}.articles a ON a.code = p.code WHERE {live}"
     try:
         counts = conn.execute(
-            f"SELECT (SELECT count(*) FROM {s}.passages p WHERE {live_p}), "
-            f"(SELECT count(*) FROM {s}.articles a WHERE {live_a}), "
-            f"(SELECT count(*) FROM {s}.sentences JOIN {s}.passages p USING (rowno) "
-            f"WHERE {live_p}), pg_size_pretty(("
+            f"SELECT (SELECT count(*) FROM {held}), "
+            f"(SELECT count(*) FROM {s}.articles a WHERE {live}), "
+            f"(SELECT count(*) FROM {s}.sentences s WHERE s.rowno IN (SELECT p.rowno FROM "
+            f"{held})), pg_size_pretty(("
             f"SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
             f"ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r')::bigint)",
             (s,)).fetchone()

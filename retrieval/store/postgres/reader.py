@@ -77,14 +77,16 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
                                 f"(layout {placed[0] if placed else '?'}, this Byline reads "
                                 f"{schema.LAYOUT}); {REPUBLISH}.")
         s, seq = placed[1], int(placed[2])
-        state = conn.execute(f"SELECT rows, lengths, df FROM {s}.generations WHERE seq = %s",
-                             (seq,)).fetchone()
+        state = conn.execute(f"SELECT rows, lengths, df, groups FROM {s}.generations "
+                             "WHERE seq = %s", (seq,)).fetchone()
         if state is None:
             raise IndexCorrupt(f"The store at {where} lacks generation {manifest.generation}'s "
                                f"state ({s}.generations); {REPUBLISH}.")
         lengths = np.frombuffer(state[1], "<i4").astype(np.int32)
         df = np.frombuffer(state[2], "<i4").astype(np.int64)
-        if len(lengths) != state[0] or int(np.count_nonzero(lengths)) != manifest.passages:
+        groups = np.frombuffer(state[3], "<i4").astype(np.int32)
+        if (len(lengths) != state[0] or len(groups) != state[0]
+                or int(np.count_nonzero(lengths)) != manifest.passages):
             raise IndexCorrupt(f"The store at {where} holds {int(np.count_nonzero(lengths))} "
                                f"passages for generation {manifest.generation}, its manifest "
                                f"says {manifest.passages}; {REPUBLISH}.")
@@ -92,20 +94,19 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
             f"SELECT term_id, term FROM {s}.terms WHERE term_id < %s", (len(df),))}
         tokens = int(conn.execute(
             f"SELECT coalesce(sum(length(t.scales)) / 4, 0) FROM {s}.tokens t JOIN "
-            f"{s}.passages p USING (rowno) WHERE {schema.live('p', seq)}").fetchone()[0])
-        has_copies = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {s}.groups WHERE seq = %s)",
-                                  (seq,)).fetchone()[0]
-        return row, manifest, s, seq, vocab, df, lengths, tokens, has_copies
+            f"{s}.passages p USING (rowno) JOIN {s}.articles a ON a.code = p.code "
+            f"WHERE {schema.live('a', seq)}").fetchone()[0])
+        return row, manifest, s, seq, vocab, df, lengths, groups, tokens
 
     try:
-        row, manifest, s, seq, vocab, df, lengths, tokens, has_copies = read(p, opened)
+        row, manifest, s, seq, vocab, df, lengths, groups, tokens = read(p, opened)
     except psycopg.errors.UndefinedTable:
         raise IndexMissing(f"The generation the store at {where} served was dropped while it "
                            "was opened; open the store again.") from None
     except psycopg.Error as exc:
         raise failure(url, exc) from None
     index = PgIndex(url, p, manifest, s, seq, PgPostings(p, s, seq, vocab, df, lengths),
-                    tokens, bool(has_copies))
+                    groups, tokens)
     if row[1] is not None and manifest.probes:
         index.probe_vectors = np.frombuffer(row[1], np.float32).reshape(-1, manifest.dimension)
     return index
@@ -135,7 +136,7 @@ class PgIndex:
     concurrent_reads = True  # HNSW searches in the server
 
     def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, data: str, seq: int,
-                 postings: PgPostings, tokens: int, has_copies: bool) -> None:
+                 postings: PgPostings, groups: np.ndarray, tokens: int) -> None:
         self.url, self._pool, self.manifest = url, pool, manifest
         self.location = url
         # The generation's rows are those of schema `data` that its generation `seq` holds;
@@ -143,14 +144,15 @@ class PgIndex:
         self.schema, self.seq = data, seq
         self.held = postings.held
         self.size = len(self.held)
-        self.live = schema.live("p", seq)
+        self.live = schema.live("a", seq)
+        self.groups = groups  # each row's near-duplicate group (-1: none)
         s, dim = self.schema, manifest.dimension
         self.postings = postings
-        self.rows = PgRows(self._query, dim, self._gone)
+        self.rows = PgRows(self._query, dim, groups, self._gone)
         self.passage_vectors = PgVectors(pool, s, self.size, dim, self.rows)
         self.sentences = PgSentences(pool, s, dim, self.rows)
         self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
-        self.has_copies = has_copies
+        self.has_copies = bool((groups >= 0).any())
         # a list, so that with_background's copies share what one of them read
         self._flat: list[faiss.Index] = []
         self._flat_lock = threading.Lock()
@@ -226,7 +228,7 @@ class PgIndex:
             keep = np.flatnonzero(allowed & self.held)
             if len(keep) <= EXACT_SUBSET_MAX:
                 found = self._query(
-                    "SELECT rowno FROM {s}.passages p WHERE rowno = ANY(%s) AND {live} "
+                    "SELECT rowno FROM {s}.passages WHERE rowno = ANY(%s) "
                     "ORDER BY (embedding <=> %s::vector) + 0, rowno LIMIT %s",
                     (keep.tolist(), q, n))
                 return _padded([r for (r,) in found], n)
@@ -244,8 +246,9 @@ class PgIndex:
             if not self._flat:
                 if self.manifest.ann != "flat":
                     raise AttributeError("an HNSW generation is searched in the server")
-                found = self._query("SELECT rowno, embedding FROM {s}.passages p WHERE {live} "
-                                    "ORDER BY rowno", binary=True)
+                found = self._query("SELECT p.rowno, p.embedding FROM {s}.passages p JOIN "
+                                    "{s}.articles a ON a.code = p.code WHERE {live} "
+                                    "ORDER BY p.rowno", binary=True)
                 if len(found) != self.manifest.passages:
                     raise self._gone()
                 # removed rows' gaps hold zeros (dense_search never proposes them)
@@ -257,12 +260,16 @@ class PgIndex:
 
     def _ef_search(self, n: int) -> int:
         """HNSW's breadth for `n` rows: the one tuned when published (its recall target, see
-        writer.tune_ef_search), and never below `n` (pgvector returns at most ef_search)."""
+        writer.tune_ef_search), and never below `n` (pgvector returns at most ef_search),
+        widened by the share of the graph's rows this generation does not hold."""
         tuned = self.manifest.nprobe if self.manifest.ann == "hnsw" else 0
-        # Rows removed stay in the graph until a full publish: found, then filtered out, so
-        # the search is widened by their share of the rows.
-        widen = len(self) / max(self.manifest.passages, 1)
-        return min(EF_SEARCH_MAX, math.ceil(max(40, n, tuned) * widen))
+        return min(EF_SEARCH_MAX, math.ceil(max(40, n, tuned) * self._widen))
+
+    @property
+    def _widen(self) -> float:
+        """Rows removed stay in the graph until a full publish (and newer generations' rows
+        are there too): searches ask for more by their share, and drop them."""
+        return len(self) / max(self.manifest.passages, 1)
 
     def _hnsw(self, q: str, n: int) -> list[int]:
         import psycopg
@@ -271,9 +278,12 @@ class PgIndex:
             with conn.transaction():
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
                              (str(self._ef_search(n)),))
-                return [r for (r,) in conn.execute(
-                    f"SELECT rowno FROM {self.schema}.passages p WHERE {self.live} "
-                    "ORDER BY embedding <=> %s::vector LIMIT %s", (q, n))]
+                found = conn.execute(
+                    f"SELECT rowno FROM {self.schema}.passages "
+                    "ORDER BY embedding <=> %s::vector LIMIT %s",
+                    (q, min(EF_SEARCH_MAX, math.ceil(n * self._widen)))).fetchall()
+            held, size = self.held, self.size
+            return [r for (r,) in found if r < size and held[r]][:n]
 
         try:
             return read(self._pool, nearest)
@@ -314,8 +324,7 @@ class PgIndex:
         ahead = self.rows.get(rows)
         if ahead is not None:
             return {r: row.group for r, row in ahead.items() if row.group is not None}
-        return dict(self._query("SELECT rowno, grp FROM {s}.groups "
-                                "WHERE seq = {seq} AND rowno = ANY(%s)", (rows,)))
+        return {r: int(self.groups[r]) for r in rows if self.groups[r] >= 0}
 
     def copies(self, groups: list[int]) -> dict[int, list[Copy]]:
         if not self.has_copies or not groups:
@@ -326,7 +335,7 @@ class PgIndex:
         for grp, *fields in self._query(
                 "SELECT l.grp, a.id, a.source, a.title, a.outlet, a.date, a.url "
                 "FROM {s}.copy_lists l JOIN {s}.articles a ON a.id = l.article_id "
-                "AND a.born <= {seq} AND a.died > {seq} "
+                "AND {live} "
                 "WHERE l.seq = {seq} AND l.grp = ANY(%s) ORDER BY l.grp, l.n",
                 ([int(g) for g in groups],)):
             found.setdefault(grp, []).append(Copy(*fields))
@@ -338,7 +347,7 @@ class PgIndex:
         for date, outlet, held in self._query(  # one query: each article with its rows
                 "SELECT a.date, a.outlet, array_remove(array_agg(p.rowno), NULL) "
                 "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.code = a.code "
-                "WHERE a.born <= {seq} AND a.died > {seq} GROUP BY a.code ORDER BY a.code"):
+                "WHERE {live} GROUP BY a.code ORDER BY a.code"):
             rows[np.asarray(held, np.int64)] = len(articles)
             articles.append((date, outlet))
         return rows, articles
@@ -347,7 +356,7 @@ class PgIndex:
         return [ArticleInfo(*r) for r in self._query(
             "SELECT a.id, a.title, a.source, a.outlet, a.date, a.url, count(p.rowno)::int "
             "FROM {s}.articles a LEFT JOIN {s}.passages p ON p.code = a.code "
-            "WHERE a.born <= {seq} AND a.died > {seq} "
+            "WHERE {live} "
             "GROUP BY a.id, a.title, a.source, a.outlet, a.date, a.url "
             "ORDER BY a.id COLLATE \"C\"")]
 
@@ -356,11 +365,12 @@ class PgIndex:
             return {}
         paragraphs: dict[str, list[str]] = {}
         for article_id, text in self._query(
-                "SELECT article_id, text FROM {s}.passages p WHERE {live} ORDER BY rowno"):
+                "SELECT p.article_id, p.text FROM {s}.passages p JOIN {s}.articles a "
+                "ON a.code = p.code WHERE {live} ORDER BY p.rowno"):
             paragraphs.setdefault(article_id, []).append(text)
         out: dict[str, list[Article]] = {}
         for r in self._query("SELECT id, title, source, outlet, date, url, author, sha256 "
-                             "FROM {s}.articles a WHERE a.born <= {seq} AND a.died > {seq} "
+                             "FROM {s}.articles a WHERE {live} "
                              "ORDER BY code"):
             out.setdefault(r[2], []).append(
                 Article(*r, paragraphs=tuple(paragraphs.get(r[0], ()))))
@@ -374,7 +384,8 @@ class PgIndex:
         if not self.made_by(embedder):
             return {}
         return {h: row for row, h in self._query(
-            "SELECT rowno, hash FROM {s}.passages p WHERE {live}")}
+            "SELECT p.rowno, p.hash FROM {s}.passages p JOIN {s}.articles a "
+            "ON a.code = p.code WHERE {live}")}
 
 
 def _padded(rows: list[int], n: int) -> np.ndarray:

@@ -26,11 +26,10 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 ROWS_SQL = (
-    "SELECT p.rowno, p.embedding, s.vectors, s.spans, a.code, g.grp, p.id, p.article_id, "
+    "SELECT p.rowno, p.embedding, s.vectors, s.spans, a.code, p.id, p.article_id, "
     "a.title, a.source, p.paragraph, p.text, a.outlet, a.date, a.url "
     "FROM {s}.passages p JOIN {s}.articles a ON a.code = p.code "
-    "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno "
-    "LEFT JOIN {s}.groups g ON g.seq = {seq} AND g.rowno = p.rowno WHERE p.rowno = ANY(%s)")
+    "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno WHERE p.rowno = ANY(%s)")
 
 
 class Lru(Generic[K, V]):
@@ -75,9 +74,9 @@ class Row:
 class PgRows:
     """Rows of one generation by number: those not kept read in one query, then kept."""
 
-    def __init__(self, query: Query, dim: int, gone: Callable[[], Exception],
-                 size: int = ROW_CACHE) -> None:
-        self._query, self.dim, self._gone = query, dim, gone
+    def __init__(self, query: Query, dim: int, groups: np.ndarray,
+                 gone: Callable[[], Exception], size: int = ROW_CACHE) -> None:
+        self._query, self.dim, self._groups, self._gone = query, dim, groups, gone
         self._kept: Lru[int, Row] = Lru(size)
 
     def get(self, rows: Sequence[int]) -> dict[int, Row] | None:
@@ -97,9 +96,10 @@ class PgRows:
         return out
 
     def _row(self, r: tuple) -> Row:
-        _, vec, svecs, spans, code, grp, *cite = r
+        rowno, vec, svecs, spans, code, *cite = r
+        grp = int(self._groups[rowno]) if rowno < len(self._groups) else -1
         sentences = (None if svecs is None else
                      (np.frombuffer(svecs, "<f2").reshape(-1, self.dim),
                       np.frombuffer(spans, "<i4").reshape(-1, 2)))
-        return Row(np.asarray(vec, np.float32), sentences, (code, cite[4], cite[2]), grp,
-                   Passage(*cite))
+        return Row(np.asarray(vec, np.float32), sentences, (code, cite[4], cite[2]),
+                   grp if grp >= 0 else None, Passage(*cite))

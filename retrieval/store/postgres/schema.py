@@ -49,7 +49,7 @@ CHANNEL = "byline_generation"  # NOTIFY'd with the new generation's name on each
 MIGRATE_LOCK = 0x6279_6C69_6E65_01  # advisory lock keys ("byline" + n)
 PUBLISH_LOCK = 0x6279_6C69_6E65_02
 WRITER_LOCK = 0x6279_6C69_6E65_03
-NEVER = 2**31 - 1  # `died` of a row no generation has removed
+NEVER = 2**31 - 1  # `died` of an article no generation has removed
 
 # A question reads its candidates' whole rows (rows.py), each at a random place. A row kept in
 # one piece is one heap page read; PostgreSQL's default moves the largest value of any row
@@ -58,22 +58,25 @@ NEVER = 2**31 - 1  # `died` of a row no generation has removed
 # whole up to a page (toast_tuple_target), and the vectors (MAIN) are the last values moved
 # out, only when a row still exceeds a page (docs/postgres.md, "Where a question's time goes").
 #
-# Rows are never updated but to mark them removed (`died`): a generation `seq` sees the rows
-# with born <= seq < died. `generations` holds each generation's passage lengths (0: not in
-# it) and document frequencies, which BM25 scores the term counts of `postings` with; a
-# term's postings are one row per generation that added passages holding it.
+# A passage row is never updated: it lives as long as its article's row (`code`), and an
+# article's row is only ever marked removed (`died`), so an incremental publish touches no
+# passage row it keeps (an update would add every row it changes to the HNSW graph again).
+# Generation `seq` sees the articles with born <= seq < died and their passages, whose rows
+# run from the article's `first_row`, one per paragraph. `generations` holds, per generation,
+# each row's BM25 length (0: a row it does not hold), each term's document frequency and each
+# row's near-duplicate group (-1: none), as arrays; a term's postings are one row per
+# generation that added passages holding it.
 GENERATION_DDL = """
 CREATE SCHEMA {s};
 CREATE TABLE {s}.generations (seq integer PRIMARY KEY, generation text UNIQUE NOT NULL,
-    rows integer NOT NULL, lengths bytea NOT NULL, df bytea NOT NULL);
+    rows integer NOT NULL, lengths bytea NOT NULL, df bytea NOT NULL, groups bytea NOT NULL);
 CREATE TABLE {s}.articles (code integer PRIMARY KEY, id text NOT NULL,
     title text NOT NULL, source text NOT NULL, outlet text, date text, url text,
-    author text, sha256 text NOT NULL, digest text NOT NULL,
+    author text, sha256 text NOT NULL, digest text NOT NULL, first_row integer NOT NULL,
     born integer NOT NULL, died integer NOT NULL DEFAULT {never});
 CREATE TABLE {s}.passages (rowno integer PRIMARY KEY, id text NOT NULL, code integer NOT NULL,
     article_id text NOT NULL, paragraph integer NOT NULL, text text NOT NULL,
-    hash text NOT NULL, embedding vector({dim}) NOT NULL,
-    born integer NOT NULL, died integer NOT NULL DEFAULT {never})
+    hash text NOT NULL, embedding vector({dim}) NOT NULL)
     WITH (toast_tuple_target = 8160);
 ALTER TABLE {s}.passages ALTER embedding SET STORAGE MAIN;
 CREATE TABLE {s}.sentences (rowno integer PRIMARY KEY, vectors bytea NOT NULL,
@@ -84,8 +87,6 @@ CREATE TABLE {s}.tokens (rowno integer PRIMARY KEY, codes bytea NOT NULL,
 CREATE TABLE {s}.terms (term_id integer PRIMARY KEY, term text UNIQUE NOT NULL);
 CREATE TABLE {s}.postings (term_id integer NOT NULL, seq integer NOT NULL,
     docs bytea NOT NULL, counts bytea NOT NULL, PRIMARY KEY (term_id, seq));
-CREATE TABLE {s}.groups (seq integer NOT NULL, rowno integer NOT NULL, grp integer NOT NULL,
-    PRIMARY KEY (seq, rowno));
 CREATE TABLE {s}.copy_lists (seq integer NOT NULL, grp integer NOT NULL, n integer NOT NULL,
     article_id text NOT NULL, PRIMARY KEY (seq, grp, n));
 """
@@ -102,7 +103,7 @@ ANALYZE {s}.articles; ANALYZE {s}.passages;
 
 
 def live(alias: str, seq: int) -> str:
-    """SQL: the rows of table `alias` that generation `seq` of their schema holds."""
+    """SQL: the articles (table alias `alias`) that generation `seq` of their schema holds."""
     return f"{alias}.born <= {int(seq)} AND {alias}.died > {int(seq)}"
 
 

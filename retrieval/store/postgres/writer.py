@@ -177,10 +177,11 @@ def drop(conn: psycopg.Connection, s: str, seq: int | None) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
         return
     oldest = int(row[1])
-    for table in ("generations", "groups", "copy_lists"):
+    for table in ("generations", "copy_lists"):
         conn.execute(f"DELETE FROM {s}.{table} WHERE seq = %s", (seq,))
     gone = [r for (r,) in conn.execute(
-        f"DELETE FROM {s}.passages WHERE died <= %s RETURNING rowno", (oldest,))]
+        f"DELETE FROM {s}.passages p USING {s}.articles a WHERE a.code = p.code "
+        "AND a.died <= %s RETURNING p.rowno", (oldest,))]
     if gone:
         conn.execute(f"DELETE FROM {s}.sentences WHERE rowno = ANY(%s)", (gone,))
         conn.execute(f"DELETE FROM {s}.tokens WHERE rowno = ANY(%s)", (gone,))
@@ -193,18 +194,19 @@ def _tuned(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex, m: Ma
     otherwise HNSW, with the ef_search its recall target needs."""
     if m.ann == "flat":
         return m
-    if seq:  # rows not in the index's order: the graph is the one the served manifest tuned
+    shared = conn.execute(f"SELECT count(*) > 1 FROM {s}.generations").fetchone()[0]
+    if seq or shared:  # the graph holds other rows too: its breadth is the served one's
         row = conn.execute("SELECT (manifest->>'nprobe')::int FROM byline_manifest").fetchone()
         return replace(m, ann="hnsw", nprobe=int(row[0] if row and row[0] else ANN_DEPTH))
-    return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, seq, index))
+    return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, index))
 
 
-def tune_ef_search(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
-                   k: int = 10, depth: int = ANN_DEPTH, queries: int = 200) -> int:
+def tune_ef_search(conn: psycopg.Connection, s: str, index: FolderIndex, k: int = 10,
+                   depth: int = ANN_DEPTH, queries: int = 200) -> int:
     """Smallest HNSW ef_search (doubling from `depth`) whose top `depth` holds HNSW_RECALL of
     the exact top `k`, for question-like queries (random sentences of the corpus), as a
-    folder tunes IVF's nprobe (retrieval/store/ann.py); at most EF_SEARCH_MAX. (The rows of
-    generation `seq` of schema `s` are `index`'s, in its order.)"""
+    folder tunes IVF's nprobe (retrieval/store/ann.py); at most EF_SEARCH_MAX. (Schema `s`
+    holds `index`'s rows alone, in its order: a full publish's generation 0.)"""
     import faiss
 
     from retrieval.store.postgres.reader import EF_SEARCH_MAX
@@ -224,7 +226,7 @@ def tune_ef_search(conn: psycopg.Connection, s: str, seq: int, index: FolderInde
         found = []
         with conn.cursor() as cur:
             for v in vectors:
-                cur.execute(f"SELECT rowno FROM {s}.passages p WHERE {schema.live('p', seq)} "
+                cur.execute(f"SELECT rowno FROM {s}.passages "
                             "ORDER BY embedding <=> %s::vector LIMIT %s", (v, depth))
                 found.append({r for (r,) in cur.fetchall()})
         recall = np.mean([len(set(a) & f) / k for a, f in zip(exact, found, strict=True)])

@@ -274,10 +274,10 @@ def markdown(r: dict, local: dict | None = None) -> str:
         ("peak RSS of the asking process", f"{r['peak_rss_mb']:,.0f} MB",
          beside("peak_rss_mb", "{:,.0f} MB")),
     ]
-    rows += [(f"publish after {c['articles']:,} articles change (incremental)",
-              f"{c['publish_s']:.1f} s ({c['removed_passages']:,} passages out, "
-              f"{c['added_passages']:,} in)", "(every publish writes a new generation)")
-             for c in r.get("incremental", [])]
+    rows += [(f"publish after {c['articles']:,} article{'s' * (c['articles'] > 1)} "
+              "change (incremental)", f"{c['publish_s']:.1f} s ({c['removed_passages']:,} "
+              f"passages out, {c['added_passages']:,} in)", "(a folder writes a new generation "
+              "whole: see the re-index figure)") for c in r.get("incremental", [])]
     if "after_p50_ms" in r:
         rows.append(("query p50 / p99 after those publishes, each question asked once "
                      "(removed rows in the graph)",

@@ -133,7 +133,6 @@ class PgIndex:
     probe_vectors: np.ndarray | None = None
     reused = 0
     report = None
-    concurrent_reads = True  # HNSW searches in the server
 
     def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, data: str, seq: int,
                  postings: PgPostings, groups: np.ndarray, tokens: int) -> None:
@@ -156,6 +155,11 @@ class PgIndex:
         # a list, so that with_background's copies share what one of them read
         self._flat: list[faiss.Index] = []
         self._flat_lock = threading.Lock()
+
+    @property
+    def concurrent_reads(self) -> bool:
+        """HNSW searches in the server (a flat generation's vectors are searched here)."""
+        return self.manifest.ann != "flat"
 
     def __len__(self) -> int:
         """The rows' numbers' range (the passages, and the gaps removed rows left)."""

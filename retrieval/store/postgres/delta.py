@@ -113,10 +113,7 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
             cp.write_row((codes[r[0]], *r, new[r[0]], placed[r[0]], nxt))
     new_rows = [r for aid in added for r in range(first[aid][0], first[aid][0] + first[aid][1])]
     rownos = list(range(rows, rows + len(new_rows)))
-    write_passages(conn, s, index, new_rows, rownos, codes)
-    texts = [db.execute("SELECT text FROM passages WHERE row = ?", (r,)).fetchone()[0]
-             for r in new_rows]
-    analysed = [analyze(t) for t in texts]
+    analysed = [analyze(t) for t in write_passages(conn, s, index, new_rows, rownos, codes)]
     df = _add_postings(conn, s, nxt, rownos, analysed, vocab, df)
     # as bm25s: an empty passage holds one placeholder token
     lengths = np.concatenate([lengths, np.array([max(1, len(t)) for t in analysed], np.int32)])

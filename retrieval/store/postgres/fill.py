@@ -115,13 +115,13 @@ def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
 
 
 def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: Sequence[int],
-                   rownos: Sequence[int], codes: dict[str, int]) -> None:
+                   rownos: Sequence[int], codes: dict[str, int]) -> list[str]:
     """The index's `rows` as the store's `rownos` (same order); `codes`: article id -> its
-    code in the store."""
+    code in the store. Their texts."""
     db = index.db
     rows = [int(r) for r in rows]
     if not rows:
-        return
+        return []
     vecs = np.asarray(index.passage_vectors[rows], np.float32)
     if len(rows) > 1 and rows == list(range(rows[0], rows[-1] + 1)):
         meta = db.execute("SELECT id, article_id, paragraph, text, hash FROM passages "
@@ -153,6 +153,7 @@ def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: S
                     codes_, scales, spans = tokens.raw(row)
                     cp.write_row((rowno, as_bytes(codes_, np.int8),
                                   as_bytes(scales, np.float32), as_bytes(spans, np.int32)))
+    return [text for _, _, _, text, _ in meta]
 
 
 def write_postings(conn: psycopg.Connection, s: str, index: FolderIndex,

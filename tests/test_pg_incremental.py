@@ -248,3 +248,29 @@ def test_hnsw_after_a_change_never_proposes_removed_rows(tmp_path, pg_url, embed
         assert all(pg.held[r] for r in found if r >= 0), q
         exact = held[np.argsort(-(vectors @ qvec), kind="stable")[:3]]
         assert set(found[:5]) >= set(exact), q
+
+
+def test_a_generation_published_whole_again_keeps_the_rows_of_those_made_since(
+        tmp_path, pg_url, embedder):
+    """A, then B and C as changes to it (A retired, its schema kept for them), then A's
+    index published whole again: the reader still on C keeps answering from C's rows."""
+    from retrieval.build.pipeline import build_index
+    from retrieval.corpus import load_corpus
+    from retrieval.search.calibrate import calibrated
+    from retrieval.store import backend
+
+    corpus = _corpus(tmp_path / "corpus")
+    first = calibrated(build_index(load_corpus(corpus), embedder, progress=False), embedder)
+    backend(pg_url).publish(first)
+    _change(corpus)
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    (corpus / "story04.txt").unlink()
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    assert writer.last_delta is not None
+    on_c = Retriever(open_store(pg_url, model=embedder.name), embedder)
+    backend(pg_url).publish(first, full=True)
+    assert writer.last_delta is None
+    asked = on_c.ask("Which story covers the harbour dredging?", k=3)  # rows read now
+    assert asked.hits and asked.hits[0].passage.text.startswith("Harbour dredging")
+    assert open_store(pg_url, model=embedder.name).manifest.generation == \
+        first.manifest.generation

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
@@ -64,6 +65,8 @@ def publish_postgres(index: FolderIndex, url: str, progress: bool = False,
     what)."""
     import psycopg
 
+    global last_delta
+    last_delta = None
     conn = connect(url)
     try:
         schema.migrate(conn)
@@ -137,7 +140,6 @@ def _write(conn: psycopg.Connection, index: FolderIndex, m: Manifest, served: Se
     """Write `m`'s rows, as a change to `served` where that is worth it, else in full; the
     manifest as served, its schema and its number there."""
     global last_delta
-    last_delta = None
     if served is not None:
         try:
             with conn.transaction():  # a savepoint: a change found too large is undone
@@ -149,6 +151,9 @@ def _write(conn: psycopg.Connection, index: FolderIndex, m: Manifest, served: Se
                 m = replace(m, ann="hnsw", nprobe=int(served.manifest.get("nprobe") or 0))
             return m, served.data, served.seq + 1
     s = schema.schema_of(m.generation)
+    if conn.execute("SELECT 1 FROM byline_generations WHERE data = %s", (s,)).fetchone():
+        # published whole before, and changed since: its schema holds kept generations' rows
+        s = schema.schema_of(f"{m.generation}{secrets.token_hex(4)}")
     write_full(conn, s, index, m, progress)
     return _tuned(conn, s, 0, index, m), s, 0
 

@@ -274,3 +274,19 @@ def test_a_generation_published_whole_again_keeps_the_rows_of_those_made_since(
     assert asked.hits and asked.hits[0].passage.text.startswith("Harbour dredging")
     assert open_store(pg_url, model=embedder.name).manifest.generation == \
         first.manifest.generation
+
+
+def test_postings_out_of_order_or_range_are_damage_told_in_one_line(tmp_path, pg_url, embedder):
+    from retrieval.errors import IndexCorrupt
+
+    corpus = _corpus(tmp_path / "corpus")
+    index_corpus(corpus, pg_url, embedder, progress=False)
+    pg = open_store(pg_url, model=embedder.name)
+    t = pg.postings.vocab["council"]
+    with psycopg.connect(pg_url) as conn:  # a row past the last, appended to the term's rows
+        conn.execute(f"UPDATE {pg.schema}.postings SET docs = docs || %s, counts = counts || %s "
+                     "WHERE term_id = %s", (np.int32(10**6).tobytes(), np.uint16(1).tobytes(), t))
+    with pytest.raises(IndexCorrupt, match="postings holds rows out of range"):
+        open_store(pg_url, model=embedder.name).postings.term(t)
+    assert len(open_store(pg_url, model=embedder.name).postings.term(
+        pg.postings.vocab["budget"])[0])  # the other terms still read

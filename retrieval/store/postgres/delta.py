@@ -25,6 +25,7 @@ from retrieval.store.postgres.fill import (
     digests,
     first_rows,
     groups_of,
+    length,
     storable,
     write_copy_lists,
     write_passages,
@@ -115,8 +116,7 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
     rownos = list(range(rows, rows + len(new_rows)))
     analysed = [analyze(t) for t in write_passages(conn, s, index, new_rows, rownos, codes)]
     df = _add_postings(conn, s, nxt, rownos, analysed, vocab, df)
-    # as bm25s: an empty passage holds one placeholder token
-    lengths = np.concatenate([lengths, np.array([max(1, len(t)) for t in analysed], np.int32)])
+    lengths = np.concatenate([lengths, np.array([length(t) for t in analysed], np.int32)])
     if int(np.count_nonzero(lengths)) != len(index) or (df < 0).any():
         raise NotIncremental("the rows do not add up to the index's")
     write_state(conn, s, nxt, generation, lengths, df, groups_of(index, _rownos(first, placed)))

@@ -58,8 +58,14 @@ def lengths_of(index: FolderIndex) -> np.ndarray:
     known = index.postings.lengths
     if known is not None:
         return np.asarray(known, np.int32)
-    return np.array([max(1, len(analyze(t))) for (t,) in
+    return np.array([length(analyze(t)) for (t,) in
                      index.db.execute("SELECT text FROM passages ORDER BY row")], np.int32)
+
+
+def length(tokens: list[str]) -> int:
+    """A passage's BM25 length: its analysed tokens, an empty passage holding one (bm25s's
+    placeholder)."""
+    return max(1, len(tokens))
 
 
 def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest,

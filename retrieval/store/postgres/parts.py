@@ -241,13 +241,18 @@ class PgPostings(_Rows):
         generation's rows come after the ones before it, so the parts stay in order."""
         if not parts:
             return np.empty(0, np.int32), np.empty(0, np.float32)
-        docs = np.concatenate([np.frombuffer(d, "<i4") for d, _ in parts]).astype(np.int32)
-        counts = np.concatenate([np.frombuffer(c, "<u2") for _, c in parts])
-        if len(docs) and (docs.min() < 0 or docs.max() >= len(self.held)
-                          or (np.diff(docs) <= 0).any() or term >= len(self._df)):
+        chunks = [np.frombuffer(d, "<i4") for d, _ in parts]
+        # Each part's ends checked (its rows are sorted, as a folder's postings, whose ends
+        # are checked the same way), and each part after the one before: no pass over them.
+        ends = [(int(c[0]), int(c[-1])) for c in chunks if len(c)]
+        if term >= len(self._df) or any(
+                a < 0 or a > b or b >= len(self.held) or (i and a <= ends[i - 1][1])
+                for i, (a, b) in enumerate(ends)):
             raise IndexCorrupt(f"The index at {redact(self._pool.conninfo)} is damaged: "
                                f"{self._schema}.postings holds rows out of range; publish it "
                                "again (`byline index --full`).")
+        docs = np.concatenate(chunks).astype(np.int32)
+        counts = np.concatenate([np.frombuffer(c, "<u2") for _, c in parts])
         keep = self.held[docs]
         docs, counts = docs[keep], counts[keep]
         return docs, self._scoring.weights(term, docs, counts)

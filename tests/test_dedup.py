@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retrieval import index_corpus
@@ -185,3 +186,59 @@ def test_a_story_copied_into_many_articles_lists_its_first_copies_only(tmp_path:
     [(_, copies)] = index.copies(sorted(set(groups.values()))).items()
     # The first MAX_COPIES articles by date, in order: a bounded answer, whatever the group.
     assert [c.outlet for c in copies] == [f"Paper {i:02d}" for i in range(MAX_COPIES)]
+
+
+def _first_stories(index: FolderIndex, rows: list[int], k: int) -> list[int]:
+    """The first `k` of `rows` that are not copies of a row before them."""
+    groups = index.groups_of(rows)
+    seen: set[int] = set()
+    picked = []
+    for row in rows:
+        if row in groups:
+            if groups[row] in seen:
+                continue
+            seen.add(groups[row])
+        picked.append(row)
+    return picked[:k]
+
+
+def test_copies_filling_the_first_candidates_are_ranked_again_deeper_as_if_fresh(
+        tmp_path: Path, embedder):
+    from dataclasses import replace
+
+    from retrieval.search.settings import SearchSettings
+
+    corpus = write_corpus(tmp_path / "corpus")
+    text = (corpus / "ap-derailment.txt").read_text(encoding="utf-8")
+    for i in range(9):  # twelve outlets ran the story
+        (corpus / f"wire-{i}.txt").write_text(
+            text.replace("Associated Press", f"Wire Paper {i}"), encoding="utf-8")
+    index = index_corpus(corpus, tmp_path / "index", embedder, progress=False)
+    retriever = Retriever(index, embedder, replace(SearchSettings(), candidates=3))
+    depth = 3
+    while len(_first_stories(index, retriever.candidates(QUESTION, depth).rows, 5)) < 5:
+        depth *= 4
+    assert depth >= 12  # copies filled the first candidates: the answer needed deeper rounds
+    answer = retriever.ask(QUESTION, k=5)
+    # What the first rounds measured of a row, the last reuses (search/memo.py): the answer is
+    # still the first five stories of a fresh ranking at the last round's depth.
+    fresh = retriever.candidates(QUESTION, depth)
+    assert [h.row for h in answer.hits] == _first_stories(index, fresh.rows, 5)
+
+
+def test_a_row_memo_measures_each_row_once_in_the_order_asked():
+    from retrieval.search.memo import RowMemo
+
+    measured: list[list[int]] = []
+
+    def square(rows):
+        measured.append(rows.tolist())
+        return (rows * rows).astype("float32")
+
+    memo = RowMemo()
+    assert memo.array("sq", np.array([3, 1]), square).tolist() == [9.0, 1.0]
+    assert memo.array("sq", np.array([1, 4, 3, 2]), square).tolist() == [1.0, 16.0, 9.0, 4.0]
+    assert memo.array("sq", np.array([2, 3]), square).tolist() == [4.0, 9.0]
+    assert measured == [[3, 1], [4, 2]]  # nothing measured twice
+    assert memo.each("other", np.array([2]), lambda r: [("two",)]) == [("two",)]
+    assert memo.array("sq", np.array([], dtype=np.int64), square).shape == (0,)

@@ -19,6 +19,7 @@ from retrieval.search.answer import Answer, Candidates, Evidence, Hit, check_que
 from retrieval.search.filters import Filters, RowMeta, prefer_recent, recency
 from retrieval.search.late import late_interaction
 from retrieval.search.lexical import Lexical
+from retrieval.search.memo import RowMemo
 from retrieval.search.quotes import Quotes
 from retrieval.search.rank import minmax, one_blas_thread, widen
 from retrieval.search.refusal import lexical_background
@@ -161,14 +162,15 @@ class Retriever:
         terms = analyze(q)
         recent = recency(q)
         sims: dict[int, np.ndarray] = {}  # row -> its token cosines, from late interaction
+        memo = RowMemo()  # what each round measured, for the deeper rounds below
         rows, scores, dense, context, best = self._rank_recent(qvec, terms, None, allowed, recent,
-                                                          qtokens, sims)
+                                                          qtokens, sims, memo)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
             rows, scores, dense, context, best = self._rank_recent(qvec, terms, depth, allowed,
-                                                              recent, qtokens, sims)
+                                                              recent, qtokens, sims, memo)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
         # Whether the coverage answers is judged on the most relevant passage, before newer
@@ -268,12 +270,12 @@ class Retriever:
 
     def _rank_recent(self, qvec: np.ndarray, terms: list[str], depth: int | None,
                 allowed: np.ndarray | None, recent: float, qtokens: np.ndarray | None = None,
-                sims: dict[int, np.ndarray] | None = None
+                sims: dict[int, np.ndarray] | None = None, memo: RowMemo | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None, int]:
         """`_rank_in_context` within the `allowed` rows, newer coverage moved up by `recent`
         (filters.recency); last, the position of the most relevant row in that order."""
         rows, scores, dense, context = self._rank_in_context(qvec, terms, depth, allowed,
-                                                             qtokens, sims)
+                                                             qtokens, sims, memo)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
             return rows, scores, dense, context, 0
         scores = prefer_recent(scores, self.rows_meta().seconds[rows], recent)
@@ -292,28 +294,29 @@ class Retriever:
 
     def _rank_in_context(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
                 allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None,
-                sims: dict[int, np.ndarray] | None = None
+                sims: dict[int, np.ndarray] | None = None, memo: RowMemo | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
         """`rank`, with each row's context coverage (`_context_coverage`) where the
         ranking measured it (None where not); `sims` gets the token cosines late
-        interaction measured (row -> question tokens x its tokens)."""
+        interaction measured (row -> question tokens x its tokens); `memo` keeps what this
+        round measures of each row for a deeper round of the same question (and gives what
+        an earlier one measured)."""
         s = self.settings
+        memo = RowMemo() if memo is None else memo
         context = None
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
         ids = self.lexical.term_ids(terms)
         if self.index.concurrent_reads:  # the store's dense search waits on a server
             pending = _dense_reads().submit(self.index.dense_search, qvec, n, allowed)
-            bm25 = self.lexical.scores(ids)
+            bm25 = self._bm25(ids, allowed, memo)
             dense_rows = pending.result()
         else:
             dense_rows = self.index.dense_search(qvec, n, allowed)
-            bm25 = self.lexical.scores(ids)
-        if allowed is not None:
-            bm25 = np.where(allowed, bm25, 0.0)
+            bm25 = self._bm25(ids, allowed, memo)
         rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],
                                          self.lexical.top(bm25, ids, n)]))
-        dense = self._dense_for(qvec, rows)
+        dense = memo.array("dense", rows, lambda r: self._dense_for(qvec, r))
         lexical = bm25[rows].astype(np.float32)
         if s.method == "dense":
             scores = dense.copy()
@@ -322,13 +325,14 @@ class Retriever:
         else:
             scores = s.dense_weight * minmax(dense) + (1 - s.dense_weight) * minmax(lexical)
             if s.sentence_weight:
-                best = self._best_sentence(qvec, rows)
+                best = memo.array("sentence", rows, lambda r: self._best_sentence(qvec, r))
                 scores = scores + s.sentence_weight * minmax(best)
             if s.coverage_rank_weight:
-                held = self.lexical.coverage_of_rows(terms, rows)
+                held = memo.array("coverage", rows,
+                                  lambda r: self.lexical.coverage_of_rows(terms, r))
                 scores = scores + s.coverage_rank_weight * held
             if s.context_rank_weight or s.article_rank_weight or s.headline_rank_weight:
-                bonus, context = self._article_context(terms, rows, scores)
+                bonus, context = self._article_context(terms, rows, scores, memo)
                 scores = scores + bonus
             if s.late_weight and qtokens is not None and self.index.tokens is not None:
                 scores = self._late(qtokens, rows, scores, sims)
@@ -347,12 +351,20 @@ class Retriever:
             late_interaction(qtokens, self.index.tokens, rows[top], keep=sims))
         return out
 
-    def _article_context(self, terms: list[str], rows: np.ndarray, scores: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _bm25(self, ids: list[int], allowed: np.ndarray | None, memo: RowMemo) -> np.ndarray:
+        """Every passage's BM25 score for the question's term ids (0 outside `allowed`),
+        read once per question."""
+        if memo.bm25 is None:
+            bm25 = self.lexical.scores(ids)
+            memo.bm25 = bm25 if allowed is None else np.where(allowed, bm25, 0.0)
+        return memo.bm25
+
+    def _article_context(self, terms: list[str], rows: np.ndarray, scores: np.ndarray,
+                         memo: RowMemo) -> tuple[np.ndarray, np.ndarray | None]:
         """Each candidate's bonus from its article (see SearchSettings.context_rank_weight),
         and its context coverage where that was measured (None where not)."""
         s = self.settings
-        info = self.index.row_context(rows)
+        info = memo.each("row_context", rows, self.index.row_context)
         out = np.zeros(len(rows), dtype=np.float32)
         context = None
         if s.article_rank_weight:
@@ -361,7 +373,10 @@ class Retriever:
                 best[code] = max(best.get(code, -math.inf), x)
             out += s.article_rank_weight * np.array([best[c] for c, _, _ in info], np.float32)
         if s.context_rank_weight or s.headline_rank_weight:
-            context, headline = self._context_coverage(terms, rows, info)
+            pairs = memo.each("context", rows, lambda r: list(zip(*self._context_coverage(
+                terms, r, memo.each("row_context", r, self.index.row_context)), strict=True)))
+            context = np.array([c for c, _ in pairs], np.float32).reshape(len(rows))
+            headline = np.array([h for _, h in pairs], np.float32).reshape(len(rows))
             out += s.context_rank_weight * context + s.headline_rank_weight * headline
         return out, context
 

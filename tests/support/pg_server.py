@@ -37,7 +37,14 @@ class ServerFailed(RuntimeError):
 
 def _installed() -> Path:
     """pgserver's bundled PostgreSQL (found without importing pgserver, whose import sets up
-    per-user runtime folders we do not use)."""
+    per-user runtime folders we do not use); or the install named by BYLINE_TEST_PGINSTALL, laid
+    out as pgserver's (`<folder>/pgserver/pginstall`, its libraries in `<folder>/pgserver.libs`):
+    a copy with a newer pgvector built into it, for bench/pgvector_current.py."""
+    chosen = os.environ.get("BYLINE_TEST_PGINSTALL")
+    if chosen:
+        if not (Path(chosen) / "bin" / "postgres").is_file():
+            raise ServerFailed(f"BYLINE_TEST_PGINSTALL={chosen} holds no bin/postgres")
+        return Path(chosen)
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise ServerFailed("pgserver is not installed: pip install -e '.[dev]' (it bundles "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -150,3 +151,37 @@ def test_a_reloaded_generation_reads_its_flat_vectors_before_the_first_question(
         assert 0 < counted.n < QUESTION_QUERIES
     finally:
         live.close()
+
+
+def test_hnsw_brings_its_candidates_whole_beside_the_bm25_reads(pg_url, embedder, counted):
+    """A generation searched by HNSW (forced on the seeds) reads its dense candidates' whole
+    rows in the search's own statement, on the thread beside BM25: reading their vectors,
+    sentences and citations afterwards costs no query, and a question's answer is the
+    folder's."""
+    from retrieval.build.pipeline import build_index
+    from retrieval.corpus import load_corpus
+    from retrieval.search.calibrate import calibrated
+    from retrieval.store import backend
+
+    from .support.paths import SEEDS
+
+    index = calibrated(build_index(load_corpus(SEEDS), embedder, progress=False,
+                                   exact_max=5), embedder)
+    backend(pg_url).publish(index)
+    local = Retriever(index, embedder)
+    for q, _ in ON_TOPIC[:3]:
+        pg = open_store(pg_url, model=embedder.name)
+        assert pg.manifest.ann == "hnsw"
+        qvec = embedder.encode([q])[0]
+        counted.reset()
+        found = pg.dense_search(qvec, 10)[0]
+        assert counted.n == 2 and "JOIN" in counted.sql[-1]  # ef_search, then the search
+        rows = found[found >= 0]
+        assert len(rows) == 10
+        counted.reset()
+        vectors = pg.passage_vectors[rows]
+        assert [p.id for p in pg.passages(rows)] == [p.id for p in local.index.passages(rows)]
+        pg.sentences.many(rows)
+        assert counted.n == 0, counted.sql
+        assert np.array_equal(vectors, local.index.passage_vectors[rows])
+        assert Retriever(pg, embedder).ask(q).to_dict() == local.ask(q).to_dict(), q

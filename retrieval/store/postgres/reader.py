@@ -1,9 +1,10 @@
 """The PostgreSQL store's read side: one published generation, as the Retriever reads it.
 
-Dense candidates come from pgvector (HNSW, cosine) in SQL, or, for a generation small
-enough to be published flat, from its vectors searched exactly in this process as a
-folder's are; a question's terms' postings are read in one query, its candidates' whole rows
-(exact vector, sentences, context, group, citation) in one more (rows.py), the late
+Dense candidates come from pgvector (HNSW, cosine) in SQL, their whole rows joined in, or,
+for a generation small enough to be published flat, from its vectors searched exactly in
+this process as a folder's are; a question's terms' postings are read in one query, its
+other candidates' whole rows (exact vector, sentences, context, group, citation) in one more
+(rows.py), the late
 interaction's token vectors in a third; the ranking itself stays the Retriever's (Python,
 the same code as for a folder). See docs/postgres.md.
 """
@@ -33,7 +34,7 @@ from retrieval.store.postgres.connect import (
     vector_text,
 )
 from retrieval.store.postgres.parts import PgPostings, PgSentences, PgTokens, PgVectors
-from retrieval.store.postgres.rows import PgRows
+from retrieval.store.postgres.rows import READ_AHEAD_MAX, PgRows
 from retrieval.store.subset import EXACT_SUBSET_MAX, dense_candidates
 from retrieval.store.tables import ArticleInfo, Copy
 
@@ -239,7 +240,7 @@ class PgIndex:
             want = min(len(self), math.ceil(n * len(allowed) / max(len(keep), 1)))
             found = [r for r in self._hnsw(q, want) if allowed[r]]
             return _padded(found[:n], n)
-        return _padded(self._hnsw(q, n), n)
+        return _padded(self._hnsw(q, n, whole=True), n)
 
     @property
     def vectors(self) -> faiss.Index:
@@ -275,24 +276,32 @@ class PgIndex:
         are there too): searches ask for more by their share, and drop them."""
         return len(self) / max(self.manifest.passages, 1)
 
-    def _hnsw(self, q: str, n: int) -> list[int]:
+    def _hnsw(self, q: str, n: int, whole: bool = False) -> list[int]:
+        """The `n` held rows nearest `q` by HNSW; with `whole`, read whole (into `rows`, for
+        the question's next reads) by the same statement."""
         import psycopg
+
+        held, size = self.held, self.size
+        limit = min(EF_SEARCH_MAX, math.ceil(n * self._widen))
 
         def nearest(conn: psycopg.Connection) -> list[int]:
             with conn.transaction():
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
                              (str(self._ef_search(n)),))
-                found = conn.execute(
+                if whole and limit <= READ_AHEAD_MAX:
+                    return self.rows.nearest(conn, self.schema, q, limit,
+                                             lambda r: r < size and bool(held[r]))
+                return [r for (r,) in conn.execute(
                     f"SELECT rowno FROM {self.schema}.passages "
-                    "ORDER BY embedding <=> %s::vector LIMIT %s",
-                    (q, min(EF_SEARCH_MAX, math.ceil(n * self._widen)))).fetchall()
-            held, size = self.held, self.size
-            return [r for (r,) in found if r < size and held[r]][:n]
+                    "ORDER BY embedding <=> %s::vector LIMIT %s", (q, limit)).fetchall()]
 
         try:
-            return read(self._pool, nearest)
+            found = read(self._pool, nearest)
+        except psycopg.errors.UndefinedTable:
+            raise self._dropped() from None
         except psycopg.Error as exc:
             raise failure(self.url, exc) from None
+        return [r for r in found if r < size and held[r]][:n]
 
     # -- metadata -------------------------------------------------------------------------
 

@@ -13,11 +13,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
 from retrieval.corpus import Passage
+
+if TYPE_CHECKING:
+    import psycopg
 
 READ_AHEAD_MAX = 2_000  # rows: above this a read is a scan, not a question's candidates
 ROW_CACHE = 4_096  # rows kept per store (about 5 kB each at 384 dimensions: 20 MB)
@@ -30,6 +33,15 @@ ROWS_SQL = (
     "a.title, a.source, p.paragraph, p.text, a.outlet, a.date, a.url "
     "FROM {s}.passages p JOIN {s}.articles a ON a.code = p.code "
     "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno WHERE p.rowno = ANY(%s)")
+# HNSW's nearest rows, nearest first, with the same columns as ROWS_SQL: a question's dense
+# candidates come back whole from its dense search, which runs beside its BM25 reads.
+NEAREST_SQL = (
+    "SELECT p.rowno, p.embedding, s.vectors, s.spans, a.code, p.id, p.article_id, "
+    "a.title, a.source, p.paragraph, p.text, a.outlet, a.date, a.url "
+    "FROM (SELECT rowno, embedding <=> %(q)s::vector AS d FROM {s}.passages "
+    "ORDER BY embedding <=> %(q)s::vector LIMIT %(k)s) n "
+    "JOIN {s}.passages p ON p.rowno = n.rowno JOIN {s}.articles a ON a.code = p.code "
+    "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno ORDER BY n.d, n.rowno")
 
 
 class Lru(Generic[K, V]):
@@ -94,6 +106,15 @@ class PgRows:
             self._kept.keep(read)
             out.update(read)
         return out
+
+    def nearest(self, conn: psycopg.Connection, schema: str, q: str, k: int,
+                held: Callable[[int], bool]) -> list[int]:
+        """The `k` rows of `schema` nearest `q` (a vector's text) by its HNSW index, nearest
+        first, read whole in the same statement: those `held` accepts are kept."""
+        found = conn.cursor(binary=True).execute(NEAREST_SQL.format(s=schema),
+                                                 {"q": q, "k": k}).fetchall()
+        self._kept.keep({int(r[0]): self._row(r) for r in found if held(int(r[0]))})
+        return [int(r[0]) for r in found]
 
     def _row(self, r: tuple) -> Row:
         rowno, vec, svecs, spans, code, *cite = r

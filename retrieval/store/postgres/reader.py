@@ -4,9 +4,8 @@ Dense candidates come from pgvector (HNSW, cosine) in SQL, their whole rows join
 for a generation small enough to be published flat, from its vectors searched exactly in
 this process as a folder's are; a question's terms' postings are read in one query, its
 other candidates' whole rows (exact vector, sentences, context, group, citation) in one more
-(rows.py), the late
-interaction's token vectors in a third; the ranking itself stays the Retriever's (Python,
-the same code as for a folder). See docs/postgres.md.
+(rows.py), the late interaction's token vectors in a third; the ranking itself stays the
+Retriever's (Python, the same code as for a folder). See docs/postgres.md.
 """
 
 from __future__ import annotations

@@ -15,11 +15,13 @@ import numpy as np
 
 
 class RowMemo:
-    """Per measure (a name), each row's value as first measured; and the question's BM25
-    scores over every passage (`bm25`), which do not depend on the depth."""
+    """Per measure (a name), each row's value as first measured; the question's BM25 scores
+    over every passage (`bm25`), which do not depend on the depth; and the token cosines late
+    interaction measured (`tokens`: row -> question tokens x its tokens), for the quotes."""
 
     def __init__(self) -> None:
         self.bm25: np.ndarray | None = None
+        self.tokens: dict[int, np.ndarray] = {}
         self._known: dict[str, dict[int, Any]] = {}
 
     def each(self, name: str, rows: np.ndarray, measure: Callable[[np.ndarray], Sequence[Any]]

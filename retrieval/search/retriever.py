@@ -161,16 +161,15 @@ class Retriever:
         k = max(1, min(int(k), size))
         terms = analyze(q)
         recent = recency(q)
-        sims: dict[int, np.ndarray] = {}  # row -> its token cosines, from late interaction
-        memo = RowMemo()  # what each round measured, for the deeper rounds below
+        memo = RowMemo()  # what each round measured, for the deeper rounds and the quotes
         rows, scores, dense, context, best = self._rank_recent(qvec, terms, None, allowed, recent,
-                                                          qtokens, sims, memo)
+                                                          qtokens, memo)
         picked, groups = self._distinct(rows, k)
         depth = self.settings.candidates
         while len(picked) < min(k, len(rows)) and depth < size:
             depth *= 4  # copies took the places of k stories: look deeper
             rows, scores, dense, context, best = self._rank_recent(qvec, terms, depth, allowed,
-                                                              recent, qtokens, sims, memo)
+                                                              recent, qtokens, memo)
             picked, groups = self._distinct(rows, k)
         top = self.index.passages([rows[i] for i in picked])
         # Whether the coverage answers is judged on the most relevant passage, before newer
@@ -189,7 +188,7 @@ class Retriever:
                                   if c.article_id != p.article_id))
                 for n, (i, p, quote) in enumerate(zip(
                     picked, top, self.quotes(qvec, terms, top, [rows[i] for i in picked],
-                                             qtokens, sims), strict=True))]
+                                             qtokens, memo.tokens), strict=True))]
         if hits and self.quoter.headline_answers(qvec, terms, hits[0]):
             hits[0] = replace(hits[0], quote=hits[0].passage.title, quote_from="headline")
         return Answer(q, answered, hits, confidence, evidence)
@@ -270,12 +269,12 @@ class Retriever:
 
     def _rank_recent(self, qvec: np.ndarray, terms: list[str], depth: int | None,
                 allowed: np.ndarray | None, recent: float, qtokens: np.ndarray | None = None,
-                sims: dict[int, np.ndarray] | None = None, memo: RowMemo | None = None
+                memo: RowMemo | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None, int]:
         """`_rank_in_context` within the `allowed` rows, newer coverage moved up by `recent`
         (filters.recency); last, the position of the most relevant row in that order."""
         rows, scores, dense, context = self._rank_in_context(qvec, terms, depth, allowed,
-                                                             qtokens, sims, memo)
+                                                             qtokens, memo)
         if not recent or not rows or self.settings.method != "hybrid":  # baselines: plain
             return rows, scores, dense, context, 0
         scores = prefer_recent(scores, self.rows_meta().seconds[rows], recent)
@@ -294,13 +293,12 @@ class Retriever:
 
     def _rank_in_context(self, qvec: np.ndarray, terms: list[str], depth: int | None = None,
                 allowed: np.ndarray | None = None, qtokens: np.ndarray | None = None,
-                sims: dict[int, np.ndarray] | None = None, memo: RowMemo | None = None
+                memo: RowMemo | None = None
                 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
         """`rank`, with each row's context coverage (`_context_coverage`) where the
-        ranking measured it (None where not); `sims` gets the token cosines late
-        interaction measured (row -> question tokens x its tokens); `memo` keeps what this
-        round measures of each row for a deeper round of the same question (and gives what
-        an earlier one measured)."""
+        ranking measured it (None where not); `memo` keeps what this round measures of each
+        row for a deeper round of the same question and its quotes (and gives what an earlier
+        round measured)."""
         s = self.settings
         memo = RowMemo() if memo is None else memo
         context = None
@@ -335,7 +333,7 @@ class Retriever:
                 bonus, context = self._article_context(terms, rows, scores, memo)
                 scores = scores + bonus
             if s.late_weight and qtokens is not None and self.index.tokens is not None:
-                scores = self._late(qtokens, rows, scores, sims)
+                scores = self._late(qtokens, rows, scores, memo.tokens)
         order = np.argsort(-scores, kind="stable")
         return ([int(r) for r in rows[order]], scores[order], dense[order],
                 None if context is None else context[order])
@@ -343,7 +341,8 @@ class Retriever:
     def _late(self, qtokens: np.ndarray, rows: np.ndarray, scores: np.ndarray,
               sims: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """`scores` with the `late_depth` best candidates' late-interaction bonus added (a
-        bonus in 0..late_weight, so they stay above the rest); `sims` as in `_rank_in_context`."""
+        bonus in 0..late_weight, so they stay above the rest); `sims` gets the token cosines it
+        measured (row -> question tokens x its tokens: RowMemo.tokens, for the quotes)."""
         s = self.settings
         top = np.argsort(-scores, kind="stable")[:s.late_depth]
         out = np.array(scores, dtype=np.float32, copy=True)

@@ -28,20 +28,16 @@ Query = Callable[[str, Sequence[object], bool], list[tuple]]  # (sql, params, bi
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-ROWS_SQL = (
-    "SELECT p.rowno, p.embedding, s.vectors, s.spans, a.code, p.id, p.article_id, "
-    "a.title, a.source, p.paragraph, p.text, a.outlet, a.date, a.url "
-    "FROM {s}.passages p JOIN {s}.articles a ON a.code = p.code "
-    "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno WHERE p.rowno = ANY(%s)")
-# HNSW's nearest rows, nearest first, with the same columns as ROWS_SQL: a question's dense
-# candidates come back whole from its dense search, which runs beside its BM25 reads.
+_COLUMNS = ("p.rowno, p.embedding, s.vectors, s.spans, a.code, p.id, p.article_id, a.title, "
+            "a.source, p.paragraph, p.text, a.outlet, a.date, a.url")  # Row, by `_row`
+_JOINS = "JOIN {s}.articles a ON a.code = p.code LEFT JOIN {s}.sentences s ON s.rowno = p.rowno"
+ROWS_SQL = f"SELECT {_COLUMNS} FROM {{s}}.passages p {_JOINS} WHERE p.rowno = ANY(%s)"
+# HNSW's nearest rows, nearest first, whole: a question's dense candidates come back from its
+# dense search, which runs beside its BM25 reads.
 NEAREST_SQL = (
-    "SELECT p.rowno, p.embedding, s.vectors, s.spans, a.code, p.id, p.article_id, "
-    "a.title, a.source, p.paragraph, p.text, a.outlet, a.date, a.url "
-    "FROM (SELECT rowno, embedding <=> %(q)s::vector AS d FROM {s}.passages "
-    "ORDER BY embedding <=> %(q)s::vector LIMIT %(k)s) n "
-    "JOIN {s}.passages p ON p.rowno = n.rowno JOIN {s}.articles a ON a.code = p.code "
-    "LEFT JOIN {s}.sentences s ON s.rowno = p.rowno ORDER BY n.d, n.rowno")
+    f"SELECT {_COLUMNS} FROM (SELECT rowno, embedding <=> %(q)s::vector AS d "
+    "FROM {s}.passages ORDER BY embedding <=> %(q)s::vector LIMIT %(k)s) n "
+    f"JOIN {{s}}.passages p ON p.rowno = n.rowno {_JOINS} ORDER BY n.d, n.rowno")
 
 
 class Lru(Generic[K, V]):

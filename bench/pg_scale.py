@@ -6,13 +6,14 @@ PostgreSQL with pgvector, and measured as bench/scale.py measures the folder.
 
 The index is bench/scale.py's (built there, or reused from its cache under .byline/bench/),
 so both stores hold the same passages, vectors, sentences and postings. It is copied with
-`byline migrate` (`Backend.migrate_from`: one transaction, binary COPY, then the indexes, HNSW
-m=16, ef_construction=64), which gives the load rate; the database's size follows.
+`byline migrate` (`Backend.migrate_from`: one transaction, binary COPY, the vectors in their
+IVF lists taken from the folder's IVF and nprobe tuned, then the indexes), which gives the load
+rate; the database's size follows.
 
 Queries: the same real SQuAD questions as bench/scale.py, asked through the full
 `Retriever.ask` path on `open_store(URL)` in a fresh process (after the same warm-up), each
 `rounds` times; the database's pages are warm, as on a server that has been answering.
-Dense recall@10 is pgvector's HNSW (through `PgIndex.dense_search`, re-scored with the
+Dense recall@10 is the store's IVF lists (through `PgIndex.dense_search`, re-scored with the
 exact vectors as the Retriever does) against exact search over the same vectors.
 
 Incremental publishes (`CHANGES`: 1, 100 and 10,000 articles, one after another): the cached
@@ -21,7 +22,7 @@ vectors kept: a publish copies vectors, it does not make them), assembled by
 `FolderIndex.from_vectors` and published with `Backend.publish` over the generation before;
 timed from the call to its return (the transaction committed, old generations retired).
 The questions are then asked once more, of the last of these generations (its removed rows
-still in the HNSW graph and the postings).
+still in their IVF lists and the postings).
 The edited index is assembled flat (no IVF is trained: a PostgreSQL publish never reads it)
 and carries the cached index's manifest fields for its search and background, as
 `byline index` would after an edit.
@@ -49,8 +50,9 @@ from retrieval.store import FolderIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# A writer building HNSW over 1M vectors wants the graph in memory (pgvector's advice);
-# the rest are PostgreSQL's defaults but for WAL room for one big transaction.
+# Index builds sort a million rows in memory (and bench/pgvector_current.py's HNSW builds want
+# the graph in memory, pgvector's advice); the rest are PostgreSQL's defaults but for WAL room
+# for one big transaction.
 CHANGES = (1, 100, 10_000)  # articles edited by each incremental publish, in turn
 SERVER = {"shared_buffers": "2GB", "maintenance_work_mem": "4GB",
           "max_parallel_maintenance_workers": "1", "max_wal_size": "16GB",
@@ -80,8 +82,9 @@ def _child(questions_path: Path, out_path: Path) -> None:
 
 
 def _recall(url: str, local_dir: Path, qvecs: np.ndarray, candidates: int) -> dict[str, float]:
-    """HNSW's recall@10 against exact search over the same vectors: its `candidates` re-scored
-    with the exact vectors (what the Retriever does), and its raw top 10 beside."""
+    """The store's dense recall@10 against exact search over the same vectors: its
+    `candidates` re-scored with the exact vectors (what the Retriever does), and its raw top 10
+    beside."""
     from retrieval.store import open_store
     from retrieval.store.folder.index import FolderIndex
 
@@ -112,14 +115,11 @@ def _sizes(url: str, generation: str) -> dict[str, float]:
     with connect(url) as conn:
         out = {"database_mb": conn.execute(
             "SELECT pg_database_size(current_database())").fetchone()[0] / mb}
-        for table in ("passages", "sentences", "tokens", "postings", "articles"):
+        for table in ("passages", "vectors", "sentences", "tokens", "postings", "articles"):
             out[f"table_{table}_mb"] = conn.execute(
                 "SELECT pg_table_size(%s)", (f"{s}.{table}",)).fetchone()[0] / mb
-        out["hnsw_mb"] = sum(size for (size,) in conn.execute(
-            "SELECT pg_relation_size(indexrelid) FROM pg_index i JOIN pg_class c "
-            "ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
-            "WHERE a.amname = 'hnsw' AND i.indrelid = %s::regclass", (f"{s}.passages",)))
-        out["hnsw_mb"] /= mb
+        out["vector_indexes_mb"] = conn.execute(
+            "SELECT pg_indexes_size(%s)", (f"{s}.vectors",)).fetchone()[0] / mb
     return out
 
 
@@ -153,7 +153,7 @@ def run(passages: int = 1_000_000, questions: int = 300, warmup: int = 30, round
                        env={**os.environ, "BYLINE_STORE": server.url})
         child = json.loads(out.read_text(encoding="utf-8"))
         load_avg = os.getloadavg()[0]
-        scale._say(log, "checking HNSW recall against exact search")
+        scale._say(log, "checking the dense search's recall against exact search")
         recall = _recall(server.url, index_dir, embedder.encode(timed),
                          SearchSettings().candidates)
         changes = _incremental(server.url, index_dir, embedder, log)
@@ -256,7 +256,7 @@ def markdown(r: dict, local: dict | None = None) -> str:
         ("query p50 (full `ask`)", f"{r['query_p50_ms']:.1f} ms",
          beside("query_p50_ms", "{:.1f} ms")),
         ("query p99", f"{r['query_p99_ms']:.1f} ms", beside("query_p99_ms", "{:.1f} ms")),
-        ("dense search alone (HNSW / IVF)", f"{r['dense_search_ms']:.2f} ms",
+        ("dense search alone (IVF lists in SQL / FAISS IVF)", f"{r['dense_search_ms']:.2f} ms",
          beside("stage_ann_ms", "{:.2f} ms")),
         (f"dense recall@{scale.K} vs exact", f"{r['recall_at_10']:.3f}",
          beside("recall_at_10", "{:.3f}")),
@@ -280,21 +280,21 @@ def markdown(r: dict, local: dict | None = None) -> str:
               "whole: see the re-index figure)") for c in r.get("incremental", [])]
     if "after_p50_ms" in r:
         rows.append(("query p50 / p99 after those publishes, each question asked once "
-                     "(removed rows in the graph)",
+                     "(removed rows still in their lists)",
                      f"{r['after_p50_ms']:.1f} / {r['after_p99_ms']:.1f} ms (dense search "
                      f"{r['after_dense_ms']:.2f} ms); before them, first asks: "
                      f"{r['first_round_p50_ms']:.1f} / {r['first_round_p99_ms']:.1f} ms", ""))
     parts = ", ".join(f"{t} {r[f'table_{t}_mb']:,.0f}" for t in
-                      ("passages", "sentences", "postings", "articles"))
+                      ("passages", "vectors", "sentences", "postings", "articles"))
     lines = [f"{r['passages']:,} passages, {r['questions']} SQuAD questions asked "
              f"{r['asks'] // r['questions']} times each, in one `make bench` run "
              f"(machine load {r['load_avg']:.1f}, 2 cores)", "",
              "| figure | PostgreSQL + pgvector | folder (same run) |", "|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     settings = ", ".join(f"{k}={v}" for k, v in r["server"].items())
-    lines += ["", f"Database: {r['database_mb']:,.0f} MB ({parts}; HNSW index "
-              f"{r['hnsw_mb']:,.0f} MB). Server: PostgreSQL 16, pgvector 0.6.2, {settings}, "
-              "fsync off (a benchmark's throw-away server)."]
+    lines += ["", f"Database: {r['database_mb']:,.0f} MB ({parts}; the vectors' indexes "
+              f"{r['vector_indexes_mb']:,.0f} MB). Server: PostgreSQL 16, pgvector 0.6.2, "
+              f"{settings}, fsync off (a benchmark's throw-away server)."]
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
-"""What a current pgvector would give the PostgreSQL store at a million passages: the dense
-search alone, the store's HNSW over full-precision vectors beside a newer pgvector's halfvec
-and binary-quantised HNSW re-ranked exactly in SQL, and its iterative scans under a filter.
+"""What pgvector's own indexes would give the PostgreSQL store at a million passages: the dense
+search alone, the store's IVF lists (lists.py) beside pgvector's HNSW over full-precision
+vectors, a newer pgvector's halfvec and binary-quantised HNSW re-ranked exactly in SQL, and its
+iterative scans under a filter.
 
     .venv/bin/python -m bench.pgvector_current          # pgserver's pgvector (0.6.2)
     BYLINE_TEST_PGINSTALL=DIR/pgserver/pginstall .venv/bin/python -m bench.pgvector_current
@@ -13,13 +14,16 @@ github.com/pgvector/pgvector). Unset: pgserver's own, pgvector 0.6.2, which has 
 variants (they are skipped), so the store's row is the baseline from the same bench.
 
 The data: bench/scale.py's cached million passages, copied with `byline migrate` as
-bench/pg_scale.py copies them (HNSW m 16, ef_construction 64, ef_search tuned when published),
-and the same 300 SQuAD questions, encoded once. Every variant proposes 50 candidates per
+bench/pg_scale.py copies them, and the same 300 SQuAD questions, encoded once. The store's
+rows are its own dense search (`PgIndex.dense_search`, nprobe tuned when published); the HNSW
+rows are a table of the same vectors and article codes (`hnsw_bench`) under an HNSW index
+(m 16, ef_construction 64; its build time shown). Every variant proposes 50 candidates per
 question; recall@10 is the share of the exact top 10 (FAISS flat over the same vectors) that
 the candidates' exact top 10 holds, as the Retriever re-scores them. Time: one statement's
-round trip from this process (a transaction setting ef_search, then the query), p50 and p99.
-The filtered rows keep the passages of one article in ten (`code % 10 = 0`): the store
-over-fetches 10 x 50 from HNSW and keeps the allowed ones; iterative scans filter in SQL.
+round trip from this process (for HNSW a transaction setting ef_search, then the query), p50
+and p99. The filtered rows keep the passages of one article in ten (`code % 10 = 0`): the
+store reads the allowed rows of more lists; HNSW over-fetches 10 x 50 and keeps the allowed
+ones, or (pgvector 0.8) filters in SQL with iterative scans.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bench.pg_scale import SERVER
 from retrieval.model.embed import Embedder
 
 CANDIDATES = 50
+TABLE = "hnsw_bench"  # the vectors and article codes, under pgvector's HNSW
 FILTER_SHARE = 10  # the filtered search keeps one article in this many
 
 
@@ -102,7 +107,7 @@ def run(passages: int = 1_000_000, questions: int = 300, data: Path = scale.DATA
     from retrieval.store import backend, open_store
     from retrieval.store.folder.index import FolderIndex
     from retrieval.store.postgres.connect import close_pools, connect
-    from retrieval.store.postgres.schema import schema_of
+    from retrieval.store.postgres.fill import vector_binary
     from tests.support import pg_server
 
     embedder = Embedder()
@@ -117,27 +122,39 @@ def run(passages: int = 1_000_000, questions: int = 300, data: Path = scale.DATA
     rows: list[dict] = []
     try:
         print(f"copying {passages:,} passages into PostgreSQL (byline migrate)", flush=True)
-        copied = backend(server.url).migrate_from(backend(index_dir).open(verify=True),
-                                                  str(index_dir), progress=True)
-        s = schema_of(copied["generation"])
-        ef_tuned = open_store(server.url).manifest.nprobe  # HNSW's ef_search, tuned at publish
+        backend(server.url).migrate_from(backend(index_dir).open(verify=True), str(index_dir),
+                                         progress=True)
+        store = open_store(server.url)
+        codes = np.asarray(store.row_articles()[0], np.int64)  # each row's article, in order
+        rows += _store(store, qvecs, vectors, tenth, codes)
         close_pools()
         with connect(server.url) as conn:
             conn.autocommit = True
             version = conn.execute("SELECT extversion FROM pg_extension "
                                    "WHERE extname = 'vector'").fetchone()[0]
-            print(f"pgvector {version}; the store's ef_search, tuned when published: {ef_tuned}")
             major = tuple(int(x) for x in version.split(".")[:2])
+            print(f"pgvector {version}: building HNSW over a copy of the vectors", flush=True)
+            conn.execute(f"CREATE TABLE {TABLE} (rowno integer, code integer, "
+                         f"embedding vector({vectors.shape[1]}))")
+            with conn.cursor() as cur, cur.copy(f"COPY {TABLE} FROM STDIN (FORMAT BINARY)"
+                                                ) as cp:
+                cp.set_types(["int4", "int4", "bytea"])
+                for r, (code, v) in enumerate(zip(codes, vectors, strict=True)):
+                    cp.write_row((r, int(code), vector_binary(v)))
+            conn.execute(f"SET maintenance_work_mem = '{SERVER['maintenance_work_mem']}'")
+            build_s = _built(conn, f"CREATE INDEX ON {TABLE} USING hnsw (embedding "
+                                   "vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+            print(f"  built in {build_s:.0f} s", flush=True)
             conn.autocommit = False
-            store_sql = (f"SELECT rowno FROM {s}.passages ORDER BY embedding <=> %(q)s::vector "
-                         f"LIMIT {CANDIDATES}")
-            for ef in sorted({ef_tuned, 400, 1000}):
-                found, ms = _timed(conn, store_sql, qvecs, ef)
-                rows.append(_row(f"HNSW vector (the store), ef_search {ef}", found, ms,
-                                 vectors, qvecs, tenth, ef_search=ef))
-            rows += _filtered(conn, s, qvecs, vectors, ef_tuned, major)
+            hnsw_sql = (f"SELECT rowno FROM {TABLE} ORDER BY embedding <=> %(q)s::vector "
+                        f"LIMIT {CANDIDATES}")
+            for ef in (100, 400, 1000):
+                found, ms = _timed(conn, hnsw_sql, qvecs, ef)
+                rows.append(_row(f"HNSW vector, ef_search {ef}", found, ms,
+                                 vectors, qvecs, tenth, ef_search=ef, build_s=build_s))
+            rows += _filtered(conn, codes, qvecs, vectors, 400, major)
             if major >= (0, 7):
-                rows += _quantised(conn, s, qvecs, vectors, tenth)
+                rows += _quantised(conn, qvecs, vectors, tenth)
     finally:
         close_pools()
         server.stop()
@@ -145,34 +162,51 @@ def run(passages: int = 1_000_000, questions: int = 300, data: Path = scale.DATA
             "server": dict(SERVER), "variants": rows}
 
 
-def _filtered(conn: object, s: str, qvecs: np.ndarray, vectors: np.ndarray, ef: int,
-              major: tuple[int, int]) -> list[dict]:
-    """One article in FILTER_SHARE kept: the store's over-fetch beside iterative scans."""
-    codes = np.array([c for (c,) in conn.execute(
-        f"SELECT code FROM {s}.passages ORDER BY rowno")], np.int64)
-    conn.commit()
+def _store(store: object, qvecs: np.ndarray, vectors: np.ndarray, tenth: np.ndarray,
+           codes: np.ndarray) -> list[dict]:
+    """The store's own dense search (its IVF lists), unfiltered and kept to one article in
+    FILTER_SHARE."""
+    allowed = codes % FILTER_SHARE == 0
+    out = []
+    for name, keep, kth in (
+            (f"the store's IVF lists, nprobe {store.manifest.nprobe}", None, tenth),
+            (f"filtered 1/{FILTER_SHARE}: the store's IVF lists", allowed,
+             _exact(vectors, qvecs, np.flatnonzero(allowed)))):
+        found, ms = [], []
+        for q in qvecs:
+            start = time.perf_counter()
+            got = store.dense_search(q, CANDIDATES, keep)[0]
+            ms.append((time.perf_counter() - start) * 1000)
+            found.append([int(r) for r in got if r >= 0])
+        out.append(_row(name, found, ms, vectors, qvecs, kth, nprobe=store.manifest.nprobe))
+    return out
+
+
+def _filtered(conn: object, codes: np.ndarray, qvecs: np.ndarray, vectors: np.ndarray,
+              ef: int, major: tuple[int, int]) -> list[dict]:
+    """One article in FILTER_SHARE kept: HNSW's over-fetch beside iterative scans."""
     allowed = np.flatnonzero(codes % FILTER_SHARE == 0)
     tenth = _exact(vectors, qvecs, allowed)
     want = CANDIDATES * len(codes) // max(len(allowed), 1)
-    over = (f"SELECT rowno FROM {s}.passages ORDER BY embedding <=> %(q)s::vector "
+    over = (f"SELECT rowno FROM {TABLE} ORDER BY embedding <=> %(q)s::vector "
             f"LIMIT {want}")
     found, ms = _timed(conn, over, qvecs, min(1000, max(ef, want)))
     keep = set(allowed.tolist())
     found = [[r for r in f if r in keep][:CANDIDATES] for f in found]
-    out = [_row(f"filtered 1/{FILTER_SHARE}: the store's over-fetch ({want} rows)", found, ms,
+    out = [_row(f"filtered 1/{FILTER_SHARE}: HNSW over-fetch ({want} rows)", found, ms,
                 vectors, qvecs, tenth)]
     if major >= (0, 8):
-        where = (f"SELECT rowno FROM {s}.passages WHERE code %% {FILTER_SHARE} = 0 "
+        where = (f"SELECT rowno FROM {TABLE} WHERE code %% {FILTER_SHARE} = 0 "
                  f"ORDER BY embedding <=> %(q)s::vector LIMIT {CANDIDATES}")
         for mode in ("strict_order", "relaxed_order"):
             found, ms = _timed(conn, where, qvecs, ef,
                                (f"SET LOCAL hnsw.iterative_scan = {mode}",))
-            out.append(_row(f"filtered 1/{FILTER_SHARE}: iterative scan ({mode})", found, ms,
-                            vectors, qvecs, tenth))
+            out.append(_row(f"filtered 1/{FILTER_SHARE}: HNSW iterative scan ({mode})", found,
+                            ms, vectors, qvecs, tenth))
     return out
 
 
-def _quantised(conn: object, s: str, qvecs: np.ndarray, vectors: np.ndarray,
+def _quantised(conn: object, qvecs: np.ndarray, vectors: np.ndarray,
                tenth: np.ndarray) -> list[dict]:
     """halfvec and binary-quantised HNSW (pgvector >= 0.7), each re-ranked exactly in SQL."""
     dim = vectors.shape[1]
@@ -187,21 +221,21 @@ def _quantised(conn: object, s: str, qvecs: np.ndarray, vectors: np.ndarray,
     for name, expression, distance, depths in variants:
         conn.autocommit = True
         print(f"building the {name} HNSW index", flush=True)
-        build_s = _built(conn, f"CREATE INDEX {name}_hnsw ON {s}.passages USING hnsw "
+        build_s = _built(conn, f"CREATE INDEX {name}_hnsw ON {TABLE} USING hnsw "
                                f"({expression}) WITH (m = 16, ef_construction = 64)")
-        size_mb = conn.execute("SELECT pg_relation_size(%s)", (f"{s}.{name}_hnsw",)
+        size_mb = conn.execute("SELECT pg_relation_size(%s)", (f"{name}_hnsw",)
                                ).fetchone()[0] / 2 ** 20
         print(f"  built in {build_s:.0f} s, {size_mb:,.0f} MB", flush=True)
         conn.autocommit = False
         for depth in depths:
-            sql = (f"SELECT rowno FROM (SELECT rowno, embedding FROM {s}.passages "
+            sql = (f"SELECT rowno FROM (SELECT rowno, embedding FROM {TABLE} "
                    f"ORDER BY {distance} LIMIT {depth}) c "
                    f"ORDER BY embedding <=> %(q)s::vector LIMIT {CANDIDATES}")
             found, ms = _timed(conn, sql, qvecs, min(1000, max(40, depth)))
             out.append(_row(f"HNSW {name}, {depth} re-ranked exactly", found, ms, vectors,
                             qvecs, tenth, build_s=build_s, index_mb=size_mb))
         conn.autocommit = True
-        conn.execute(f"DROP INDEX {s}.{name}_hnsw")
+        conn.execute(f"DROP INDEX {name}_hnsw")
         conn.autocommit = False
     return out
 

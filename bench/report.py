@@ -222,7 +222,7 @@ def _pg_scale_rows(p: dict | None, folder: dict | None = None) -> list[str]:
     return [
         f"| {n:,} passages in PostgreSQL: query p50 / p99 | {p['query_p50_ms']:.1f} / "
         f"{p['query_p99_ms']:.1f} ms | {beside} | {ratio} | ≤ 2× / ≤ 3× the folder's | {met} |",
-        f"| {n:,} passages in PostgreSQL: HNSW recall@10 vs exact | {p['recall_at_10']:.3f} "
+        f"| {n:,} passages in PostgreSQL: dense recall@10 vs exact | {p['recall_at_10']:.3f} "
         f"| | | ≥ 0.98 | {_ok(p['recall_at_10'] >= 0.98)} |",
         f"| {n:,} passages in PostgreSQL: load (`byline migrate`) / database size | "
         f"{p['load_passages_per_s']:,.0f} passages/s / {p['database_mb']:,.0f} MB | | | "

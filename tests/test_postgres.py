@@ -91,40 +91,22 @@ def test_a_questions_rows_are_read_whole_from_their_pages(seeded, retriever, emb
         np.testing.assert_array_equal(got[1], expected[1])
 
 
-def test_hnsw_candidates_find_the_exact_neighbours(seeded, embedder):
-    """Above EXACT_MAX the store searches pgvector's HNSW index: on the seeds (forced) it
-    finds the exact scan's nearest passages, filtered or not."""
-    pg = open_postgres(seeded, model=embedder.name)
-    hnsw = pg.with_background(pg.manifest.background)
-    hnsw.manifest = replace(pg.manifest, ann="hnsw")
-    allowed = np.zeros(len(pg), bool)
-    allowed[::2] = True
-    for q in ("why was the trip cancelled", "Hanoi summit lunch", "weather in Lima"):
-        qvec = embedder.encode([q])[0]
-        exact = pg.dense_search(qvec, 5)[0]
-        assert set(hnsw.dense_search(qvec, 5)[0][:3]) >= set(exact[:3]) - {-1}
-        kept = hnsw.dense_search(qvec, 3, allowed)[0]
-        assert all(allowed[r] for r in kept if r >= 0)
-
-
-def test_an_approximate_index_is_published_with_a_tuned_hnsw(pg_url, embedder):
-    """An index whose folder searches a tuned IVF is published with HNSW and its own tuned
-    ef_search (the smallest reaching the recall target: on 25 short stories, the least
-    tried), and answers as the folder does."""
+def test_an_approximate_index_is_published_with_tuned_ivf_lists(pg_url, embedder):
+    """An index whose folder searches a tuned IVF is published with the same lists (its one
+    list, on the seeds) and an nprobe tuned for them, and answers as the folder does."""
     from retrieval.build.pipeline import build_index
     from retrieval.corpus import load_corpus
     from retrieval.search.calibrate import calibrated
-    from retrieval.store.ann import ANN_DEPTH
 
     from .support.paths import SEEDS
 
     index = calibrated(build_index(load_corpus(SEEDS), embedder, progress=False,
                                    exact_max=5), embedder)
-    assert index.manifest.ann.startswith("ivf")
+    assert index.manifest.ann == "ivf1"
     m = backend(pg_url).publish(index)
-    assert (m.ann, m.nprobe) == ("hnsw", ANN_DEPTH)
+    assert (m.ann, m.nprobe) == ("ivf1", 1)
     pg = Retriever(open_store(pg_url, model=embedder.name), embedder)
-    assert (pg.index.manifest.ann, pg.index.manifest.nprobe) == ("hnsw", ANN_DEPTH)
+    assert (pg.index.manifest.ann, pg.index.manifest.nprobe) == ("ivf1", 1)
     local = Retriever(index, embedder)
     for q, _ in ON_TOPIC:
         assert pg.ask(q).to_dict() == local.ask(q).to_dict(), q

@@ -34,8 +34,8 @@ class Manifest:
     created: str
     generation: str
     encoder: str = "torch"  # how the model was run (see retrieval.model.embed.ENCODERS)
-    ann: str = "flat"  # "flat" (exact), "ivf<nlist>", or "hnsw" (pgvector, in PostgreSQL)
-    nprobe: int = 0  # IVF lists searched per query, or HNSW's ef_search (tuned when built)
+    ann: str = "flat"  # "flat" (exact) or "ivf<nlist>" (a folder's FAISS, or lists in SQL)
+    nprobe: int = 0  # IVF lists searched per query (tuned when built)
     # Mean evidence of generic off-topic probes against this corpus (see retrieval.model.probes).
     background: dict[str, float] = field(default_factory=dict)
     probes: str = ""  # probes_key() of the probe vectors saved with the index ("" if none)

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 # How often a session busy in a statement checks that its client is still there: a writer
-# killed during a long HNSW build would otherwise leave its session building, and holding
-# the publish lock, until the build ends (PostgreSQL 14 and later; ignored before).
+# killed during a long statement (an index build at scale) would otherwise leave its session
+# running it, and holding the publish lock, until it ends (PostgreSQL 14 and later; ignored before).
 CLIENT_CHECK = "2s"
 T = TypeVar("T")
 _pools: dict[str, ConnectionPool] = {}

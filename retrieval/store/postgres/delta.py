@@ -2,11 +2,12 @@
 
 Articles whose digest (fill.digests) differs from the served generation's, or that are gone,
 are marked removed (their passage rows are left as they are); new and changed articles'
-rows are added, updating the HNSW index in place; BM25 gets one postings row per term the new
-passages hold, and the new generation gets its arrays (passage lengths, document frequencies,
-near-duplicate groups) and copy lists. No row kept is touched, so the time follows what
-changed, but for a few passes over the index's tables and arrays. All of it happens inside
-the publish's transaction: readers see the old generation or the new one.
+rows are added, each vector in the IVF list of its nearest centroid (lists.py); BM25 gets
+one postings row per term the new passages hold, and the new generation gets its arrays
+(passage lengths, document frequencies, near-duplicate groups) and copy lists. No row kept is
+touched, so the time follows what changed, but for a few passes over the index's tables and
+arrays. All of it happens inside the publish's transaction: readers see the old generation or
+the new one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrieval.store.postgres import schema
+from retrieval.store.postgres import lists, schema
 from retrieval.store.postgres.fill import (
     ARTICLE_FIELDS,
     as_bytes,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from retrieval.store.folder.index import FolderIndex
 
 # A full publish instead, when removed rows would make up more than this share of the
-# schema's rows (they stay in its HNSW graph and BM25 postings until then) ...
+# schema's rows (they stay in its IVF lists and BM25 postings until then) ...
 DEAD_MAX = 0.25
 SEQ_MAX = 1_000  # ... or after this many incremental publishes on one full one
 
@@ -114,7 +115,8 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
             cp.write_row((codes[r[0]], *r, new[r[0]], placed[r[0]], nxt))
     new_rows = [r for aid in added for r in range(first[aid][0], first[aid][0] + first[aid][1])]
     rownos = list(range(rows, rows + len(new_rows)))
-    analysed = [analyze(t) for t in write_passages(conn, s, index, new_rows, rownos, codes)]
+    analysed = [analyze(t) for t in write_passages(conn, s, index, new_rows, rownos, codes,
+                                                   _lists(conn, s, index, new_rows))]
     df = _add_postings(conn, s, nxt, rownos, analysed, vocab, df)
     lengths = np.concatenate([lengths, np.array([length(t) for t in analysed], np.int32)])
     if int(np.count_nonzero(lengths)) != len(index) or (df < 0).any():
@@ -122,6 +124,16 @@ def write_delta(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex,
     write_state(conn, s, nxt, generation, lengths, df, groups_of(index, _rownos(first, placed)))
     write_copy_lists(conn, s, index, nxt)
     return Delta(len(removed), len(added), len(died), len(new_rows))
+
+
+def _lists(conn: psycopg.Connection, s: str, index: FolderIndex, rows: list[int]
+           ) -> np.ndarray:
+    """The IVF list of each of the index's `rows` under schema `s`'s centroids (list 0 in a
+    flat schema)."""
+    found = lists.read(conn, s, index.manifest.dimension)
+    if found is None or not rows:
+        return np.zeros(len(rows), np.int32)
+    return lists.assign(found[0], index.passage_vectors[np.asarray(rows, np.int64)])
 
 
 def _rownos(first: dict[str, tuple[int, int]], placed: dict[str, int]) -> np.ndarray:

@@ -19,7 +19,7 @@ from retrieval.errors import IndexCorrupt
 from retrieval.progress import progress_bar
 from retrieval.store.bm25 import Scoring
 from retrieval.store.manifest import REBUILD
-from retrieval.store.postgres import schema
+from retrieval.store.postgres import lists, schema
 from retrieval.store.tables import COPY_LISTS_SELECT, MAX_COPIES
 from retrieval.text import analyze
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from retrieval.store.folder.index import FolderIndex
     from retrieval.store.manifest import Manifest
+    from retrieval.store.postgres.lists import Lists
 
 CHUNK = 2_000  # passages per COPY (and progress step)
 ARTICLE_FIELDS = "id, title, source, outlet, date, url, author, sha256"
@@ -69,9 +70,9 @@ def length(tokens: list[str]) -> int:
 
 
 def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest,
-               progress: bool) -> None:
+               progress: bool) -> Lists | None:
     """Create schema `s` holding every row of `index` as its generation 0 (`m`), with its
-    indexes built."""
+    indexes built; its IVF lists (None: a flat generation, searched exactly)."""
     conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
     conn.execute(schema.GENERATION_DDL.format(s=s, dim=m.dimension, never=schema.NEVER))
     db = index.db
@@ -88,12 +89,22 @@ def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest
         for a, b in chunks(m.passages):
             write_passages(conn, s, index, range(a, b), range(a, b), codes)
             step(b - a)
+    ivf = None if m.ann == "flat" else lists.lists_of(index)
+    of_rows = np.zeros(len(index), np.int32) if ivf is None else ivf.of_rows
+    if ivf is not None:
+        lists.write(conn, s, ivf)
+    # In list order: a dense search reads a few lists, each then a run of pages.
+    order = np.argsort(of_rows, kind="stable")
+    with progress_bar(f"Copying {m.passages:,} vectors", m.passages, progress) as step:
+        for a, b in chunks(m.passages):
+            write_vectors(conn, s, index, order[a:b], order[a:b], of_rows[order[a:b]])
+            step(b - a)
     lengths = lengths_of(index)
     df = write_postings(conn, s, index, lengths)
     write_state(conn, s, 0, m.generation, lengths, df, groups_of(index, np.arange(len(index))))
     write_copy_lists(conn, s, index, 0)
-    conn.execute(schema.GENERATION_INDEXES.format(
-        s=s, m=schema.HNSW_M, ef=schema.HNSW_EF_CONSTRUCTION))
+    conn.execute(schema.GENERATION_INDEXES.format(s=s))
+    return ivf
 
 
 def first_rows(index: FolderIndex) -> dict[str, tuple[int, int]]:
@@ -121,14 +132,14 @@ def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
 
 
 def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: Sequence[int],
-                   rownos: Sequence[int], codes: dict[str, int]) -> list[str]:
+                   rownos: Sequence[int], codes: dict[str, int],
+                   of_lists: np.ndarray | None = None) -> list[str]:
     """The index's `rows` as the store's `rownos` (same order); `codes`: article id -> its
-    code in the store. Their texts."""
+    code in the store; with `of_lists`, their vectors too, in those IVF lists. Their texts."""
     db = index.db
     rows = [int(r) for r in rows]
     if not rows:
         return []
-    vecs = np.asarray(index.passage_vectors[rows], np.float32)
     if len(rows) > 1 and rows == list(range(rows[0], rows[-1] + 1)):
         meta = db.execute("SELECT id, article_id, paragraph, text, hash FROM passages "
                           "WHERE row >= ? AND row <= ? ORDER BY row", (rows[0], rows[-1])
@@ -137,14 +148,14 @@ def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: S
         meta = [db.execute("SELECT id, article_id, paragraph, text, hash FROM passages "
                            "WHERE row = ?", (r,)).fetchone() for r in rows]
     sent, tokens = index.sentences, index.tokens
+    if of_lists is not None:
+        write_vectors(conn, s, index, rows, rownos, of_lists)
     with conn.cursor() as cur:
-        # Binary COPY: the vectors go as pgvector's binary format, exact and without
-        # formatting 384 floats as text per row (that was 90% of the copy's time).
-        with cur.copy(f"COPY {s}.passages (rowno, id, code, article_id, paragraph, text, hash, "
-                      "embedding) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(["int4", "text", "int4", "text", "int4", "text", "text", "bytea"])
-            for rowno, (pid, article, *fields), vec in zip(rownos, meta, vecs, strict=True):
-                cp.write_row((rowno, pid, codes[article], article, *fields, vector_binary(vec)))
+        with cur.copy(f"COPY {s}.passages (rowno, id, code, article_id, paragraph, text, hash) "
+                      "FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "text", "int4", "text", "int4", "text", "text"])
+            for rowno, (pid, article, *fields) in zip(rownos, meta, strict=True):
+                cp.write_row((rowno, pid, codes[article], article, *fields))
         with cur.copy(f"COPY {s}.sentences (rowno, vectors, spans) FROM STDIN "
                       "(FORMAT BINARY)") as cp:
             cp.set_types(["int4", "bytea", "bytea"])
@@ -160,6 +171,19 @@ def write_passages(conn: psycopg.Connection, s: str, index: FolderIndex, rows: S
                     cp.write_row((rowno, as_bytes(codes_, np.int8),
                                   as_bytes(scales, np.float32), as_bytes(spans, np.int32)))
     return [text for _, _, _, text, _ in meta]
+
+
+def write_vectors(conn: psycopg.Connection, s: str, index: FolderIndex, rows: Sequence[int],
+                  rownos: Sequence[int], of_lists: np.ndarray) -> None:
+    """The index's `rows` vectors as the store's `rownos`, in IVF lists `of_lists`. Binary
+    COPY: pgvector's binary format, exact and without formatting 384 floats as text per row
+    (that was 90% of the copy's time)."""
+    vecs = np.asarray(index.passage_vectors[np.asarray(rows, np.int64)], np.float32)
+    with conn.cursor() as cur, cur.copy(f"COPY {s}.vectors (rowno, lst, embedding) FROM STDIN "
+                                        "(FORMAT BINARY)") as cp:
+        cp.set_types(["int4", "int4", "bytea"])
+        for rowno, lst, vec in zip(rownos, of_lists, vecs, strict=True):
+            cp.write_row((int(rowno), int(lst), vector_binary(vec)))
 
 
 def write_postings(conn: psycopg.Connection, s: str, index: FolderIndex,

@@ -1,5 +1,5 @@
 """`byline check` for a PostgreSQL store: reachable, schema version, the current generation
-whole (its row counts are the manifest's) and its HNSW index present."""
+whole (its row counts are the manifest's) and its IVF lists present."""
 
 from __future__ import annotations
 
@@ -86,13 +86,17 @@ def _inspect(conn: psycopg.Connection, info: dict[str, object], problems: list[s
                         f"{s} was dropped): publish the index again (`byline index` or "
                         "`byline migrate --from FOLDER`)")
         return
-    hnsw = conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s "
-                        "AND indexdef ILIKE '%%USING hnsw%%'", (s,)).fetchone()[0]
+    vectors = conn.execute(f"SELECT count(*) FROM {s}.vectors v WHERE v.rowno IN "
+                           f"(SELECT p.rowno FROM {held})").fetchone()[0]
+    lists = m.get("ann") == "flat" or conn.execute(f"SELECT count(*) FROM {s}.ivf").fetchone()[0]
     info.update(generation=generation, passages=counts[0], articles=counts[1],
                 size=counts[3], model=m.get("model"), created=m.get("created"))
     if (counts[0], counts[1], counts[2]) != (m["passages"], m["articles"], m["passages"]):
         problems.append(f"generation {generation} holds {counts[0]} passages and "
                         f"{counts[1]} articles; its manifest says {m['passages']} and "
                         f"{m['articles']}")
-    if not hnsw:
-        problems.append(f"generation {generation} has no HNSW index")
+    if vectors != m["passages"]:
+        problems.append(f"generation {generation} holds {vectors} passage vectors for "
+                        f"{m['passages']} passages")
+    if not lists:
+        problems.append(f"generation {generation} has no IVF lists ({s}.ivf)")

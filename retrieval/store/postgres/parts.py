@@ -71,7 +71,7 @@ class PgVectors(_Rows):
         rows, single = _rows(key, self.shape[0])
         ahead = self._rows.get(rows) if self._rows is not None else None
         found = ({r: (row.vector,) for r, row in ahead.items()} if ahead is not None else
-                 self._fetch("SELECT rowno, embedding FROM {s}.passages WHERE rowno = ANY(%s)",
+                 self._fetch("SELECT rowno, embedding FROM {s}.vectors WHERE rowno = ANY(%s)",
                              rows, binary=True))
         out = (np.stack([found[r][0] for r in rows]) if rows
                else np.empty((0, self.shape[1]), np.float32))

@@ -1,11 +1,12 @@
 """The PostgreSQL store's read side: one published generation, as the Retriever reads it.
 
-Dense candidates come from pgvector (HNSW, cosine) in SQL, their whole rows joined in, or,
-for a generation small enough to be published flat, from its vectors searched exactly in
-this process as a folder's are; a question's terms' postings are read in one query, its
-other candidates' whole rows (exact vector, sentences, context, group, citation) in one more
-(rows.py), the late interaction's token vectors in a third; the ranking itself stays the
-Retriever's (Python, the same code as for a folder). See docs/postgres.md.
+Dense candidates come from the rows of a question's nearest IVF lists (lists.py), ranked by
+pgvector's exact cosine in SQL, their whole rows joined in, or, for a generation small enough
+to be published flat, from its vectors searched exactly in this process as a folder's are;
+a question's terms' postings are read in one query, its other candidates' whole rows (exact
+vector, sentences, context, group, citation) in one more (rows.py), the late interaction's
+token vectors in a third; the ranking itself stays the Retriever's (Python, the same code as
+for a folder). See docs/postgres.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from retrieval.corpus import Article, Passage, parser_fingerprint
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.store.ann import flat
 from retrieval.store.manifest import FORMAT_VERSION, Manifest
-from retrieval.store.postgres import schema
+from retrieval.store.postgres import lists, schema
 from retrieval.store.postgres.connect import (
     failure,
     forget_pool,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     from retrieval.model.embed import Embedder
 
-EF_SEARCH_MAX = 1000  # pgvector's upper limit on hnsw.ef_search
 REPUBLISH = "publish it again (`byline migrate --from FOLDER --to URL`, or `byline index`)"
 
 
@@ -96,17 +96,21 @@ def open_postgres(url: str, model: str | None = None) -> PgIndex:
             f"SELECT coalesce(sum(length(t.scales)) / 4, 0) FROM {s}.tokens t JOIN "
             f"{s}.passages p USING (rowno) JOIN {s}.articles a ON a.code = p.code "
             f"WHERE {schema.live('a', seq)}").fetchone()[0])
-        return row, manifest, s, seq, vocab, df, lengths, groups, tokens
+        ivf = None if manifest.ann == "flat" else lists.read(conn, s, manifest.dimension)
+        if manifest.ann != "flat" and ivf is None:
+            raise IndexCorrupt(f"The store at {where} lacks generation {manifest.generation}'s "
+                               f"IVF lists ({s}.ivf); {REPUBLISH}.")
+        return row, manifest, s, seq, vocab, df, lengths, groups, tokens, ivf
 
     try:
-        row, manifest, s, seq, vocab, df, lengths, groups, tokens = read(p, opened)
+        row, manifest, s, seq, vocab, df, lengths, groups, tokens, ivf = read(p, opened)
     except psycopg.errors.UndefinedTable:
         raise IndexMissing(f"The generation the store at {where} served was dropped while it "
                            "was opened; open the store again.") from None
     except psycopg.Error as exc:
         raise failure(url, exc) from None
     index = PgIndex(url, p, manifest, s, seq, PgPostings(p, s, seq, vocab, df, lengths),
-                    groups, tokens)
+                    groups, tokens, None if ivf is None else ivf[0])
     if row[1] is not None and manifest.probes:
         index.probe_vectors = np.frombuffer(row[1], np.float32).reshape(-1, manifest.dimension)
     return index
@@ -135,7 +139,8 @@ class PgIndex:
     report = None
 
     def __init__(self, url: str, pool: ConnectionPool, manifest: Manifest, data: str, seq: int,
-                 postings: PgPostings, groups: np.ndarray, tokens: int) -> None:
+                 postings: PgPostings, groups: np.ndarray, tokens: int,
+                 centroids: np.ndarray | None = None) -> None:
         self.url, self._pool, self.manifest = url, pool, manifest
         self.location = url
         # The generation's rows are those of schema `data` that its generation `seq` holds;
@@ -152,13 +157,15 @@ class PgIndex:
         self.sentences = PgSentences(pool, s, dim, self.rows)
         self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
         self.has_copies = bool((groups >= 0).any())
+        self.centroids = None if centroids is None else lists.quantizer(centroids)
+        self.exact_subset_max = EXACT_SUBSET_MAX  # allowed rows up to this: an exact scan
         # a list, so that with_background's copies share what one of them read
         self._flat: list[faiss.Index] = []
         self._flat_lock = threading.Lock()
 
     @property
     def concurrent_reads(self) -> bool:
-        """HNSW searches in the server (a flat generation's vectors are searched here)."""
+        """IVF searches in the server (a flat generation's vectors are searched here)."""
         return self.manifest.ann != "flat"
 
     def __len__(self) -> int:
@@ -221,25 +228,22 @@ class PgIndex:
                      allowed: np.ndarray | None = None) -> np.ndarray:
         """The (1, n) rows nearest `qvec` by cosine (-1 pads). A flat generation (up to
         EXACT_MAX passages): FAISS in this process, as a folder (`vectors`); above, up to
-        EXACT_SUBSET_MAX allowed rows an exact scan in SQL, else the HNSW index with
-        ef_search raised to n (filters: over-fetched, then kept)."""
+        `exact_subset_max` allowed rows an exact scan in SQL, else the rows of its nearest IVF
+        lists (filtered: more lists, and only the allowed rows, in SQL)."""
         if self.manifest.ann == "flat":
             if len(self) != self.manifest.passages:  # rows removed: never proposed
                 allowed = self.held if allowed is None else allowed & self.held
             return dense_candidates(self, qvec, n, allowed)
-        q = vector_text(qvec)
         if allowed is not None:
             keep = np.flatnonzero(allowed & self.held)
-            if len(keep) <= EXACT_SUBSET_MAX:
+            if len(keep) <= self.exact_subset_max:
                 found = self._query(
-                    "SELECT rowno FROM {s}.passages WHERE rowno = ANY(%s) "
-                    "ORDER BY (embedding <=> %s::vector) + 0, rowno LIMIT %s",
-                    (keep.tolist(), q, n))
+                    "SELECT rowno FROM {s}.vectors WHERE rowno = ANY(%s) "
+                    "ORDER BY embedding <=> %s::vector, rowno LIMIT %s",
+                    (keep.tolist(), vector_text(qvec), n))
                 return _padded([r for (r,) in found], n)
-            want = min(len(self), math.ceil(n * len(allowed) / max(len(keep), 1)))
-            found = [r for r in self._hnsw(q, want) if allowed[r]]
-            return _padded(found[:n], n)
-        return _padded(self._hnsw(q, n, whole=True), n)
+            return _padded(self._ivf(qvec, n, allowed & self.held), n)
+        return _padded(self._ivf(qvec, n, whole=True), n)
 
     @property
     def vectors(self) -> faiss.Index:
@@ -249,8 +253,9 @@ class PgIndex:
         with self._flat_lock:
             if not self._flat:
                 if self.manifest.ann != "flat":
-                    raise AttributeError("an HNSW generation is searched in the server")
-                found = self._query("SELECT p.rowno, p.embedding FROM {s}.passages p JOIN "
+                    raise AttributeError("an IVF generation is searched in the server")
+                found = self._query("SELECT p.rowno, v.embedding FROM {s}.passages p JOIN "
+                                    "{s}.vectors v ON v.rowno = p.rowno JOIN "
                                     "{s}.articles a ON a.code = p.code WHERE {live} "
                                     "ORDER BY p.rowno", binary=True)
                 if len(found) != self.manifest.passages:
@@ -262,37 +267,46 @@ class PgIndex:
                 self._flat.append(flat(vecs))
             return self._flat[0]
 
-    def _ef_search(self, n: int) -> int:
-        """HNSW's breadth for `n` rows: the one tuned when published (its recall target, see
-        writer.tune_ef_search), and never below `n` (pgvector returns at most ef_search),
-        widened by the share of the graph's rows this generation does not hold."""
-        tuned = self.manifest.nprobe if self.manifest.ann == "hnsw" else 0
-        return min(EF_SEARCH_MAX, math.ceil(max(40, n, tuned) * self._widen))
-
     @property
     def _widen(self) -> float:
-        """Rows removed stay in the graph until a full publish (and newer generations' rows
+        """Rows removed stay in their lists until a full publish (and newer generations' rows
         are there too): searches ask for more by their share, and drop them."""
         return len(self) / max(self.manifest.passages, 1)
 
-    def _hnsw(self, q: str, n: int, whole: bool = False) -> list[int]:
-        """The `n` held rows nearest `q` by HNSW; with `whole`, read whole (into `rows`, for
-        the question's next reads) by the same statement."""
+    def _ivf(self, qvec: np.ndarray, n: int, allowed: np.ndarray | None = None,
+             whole: bool = False) -> list[int]:
+        """The `n` held rows nearest `qvec` in its nearest IVF lists; with `allowed`, only
+        those rows (a bitmap the server reads), in more lists (the allowed top 10 lie farther
+        out); with `whole`, read whole (into `rows`, for the question's next reads) by the
+        same statement."""
         import psycopg
 
+        if self.centroids is None:
+            raise IndexCorrupt(f"The index at {self.where} has no IVF lists; {REPUBLISH}.")
         held, size = self.held, self.size
-        limit = min(EF_SEARCH_MAX, math.ceil(n * self._widen))
+        q = vector_text(qvec)
+        share = 1.0 if allowed is None else np.count_nonzero(allowed) / max(size, 1)
+        probed = lists.probed(self.centroids, qvec,
+                              lists.widened(self.manifest.nprobe, share, self.centroids.ntotal))
+        limit = math.ceil(n * self._widen)
 
         def nearest(conn: psycopg.Connection) -> list[int]:
-            with conn.transaction():
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
-                             (str(self._ef_search(n)),))
-                if whole and limit <= READ_AHEAD_MAX:
-                    return self.rows.nearest(conn, self.schema, q, limit,
-                                             lambda r: r < size and bool(held[r]))
+            if allowed is not None:
+                # get_bit numbers a byte's bits from its least significant; rows past this
+                # generation's (a newer one's) are outside the bitmap, and not allowed.
                 return [r for (r,) in conn.execute(
-                    f"SELECT rowno FROM {self.schema}.passages "
-                    "ORDER BY embedding <=> %s::vector LIMIT %s", (q, limit)).fetchall()]
+                    f"SELECT rowno FROM {self.schema}.vectors WHERE lst = ANY(%s) AND CASE "
+                    "WHEN rowno < %s THEN get_bit(%s, rowno) = 1 ELSE false END "
+                    "ORDER BY embedding <=> %s::vector, rowno LIMIT %s",
+                    (probed, size, np.packbits(allowed, bitorder="little").tobytes(), q, n)
+                ).fetchall()]
+            if whole and limit <= READ_AHEAD_MAX:
+                return self.rows.nearest(conn, self.schema, q, probed, limit,
+                                         lambda r: r < size and bool(held[r]))
+            return [r for (r,) in conn.execute(
+                f"SELECT rowno FROM {self.schema}.vectors WHERE lst = ANY(%s) "
+                "ORDER BY embedding <=> %s::vector, rowno LIMIT %s",
+                (probed, q, limit)).fetchall()]
 
         try:
             found = read(self._pool, nearest)

@@ -28,16 +28,18 @@ Query = Callable[[str, Sequence[object], bool], list[tuple]]  # (sql, params, bi
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-_COLUMNS = ("p.rowno, p.embedding, s.vectors, s.spans, a.code, p.id, p.article_id, a.title, "
+_COLUMNS = ("p.rowno, v.embedding, s.vectors, s.spans, a.code, p.id, p.article_id, a.title, "
             "a.source, p.paragraph, p.text, a.outlet, a.date, a.url")  # Row, by `_row`
 _JOINS = "JOIN {s}.articles a ON a.code = p.code LEFT JOIN {s}.sentences s ON s.rowno = p.rowno"
-ROWS_SQL = f"SELECT {_COLUMNS} FROM {{s}}.passages p {_JOINS} WHERE p.rowno = ANY(%s)"
-# HNSW's nearest rows, nearest first, whole: a question's dense candidates come back from its
-# dense search, which runs beside its BM25 reads.
+ROWS_SQL = (f"SELECT {_COLUMNS} FROM {{s}}.passages p JOIN {{s}}.vectors v ON v.rowno = p.rowno "
+            f"{_JOINS} WHERE p.rowno = ANY(%s)")
+# The rows of the probed IVF lists nearest a question, nearest first, whole: its dense
+# candidates come back from its dense search, which runs beside its BM25 reads. (Ties in
+# order of row, as a folder's exact search breaks them.)
 NEAREST_SQL = (
-    f"SELECT {_COLUMNS} FROM (SELECT rowno, embedding <=> %(q)s::vector AS d "
-    "FROM {s}.passages ORDER BY embedding <=> %(q)s::vector LIMIT %(k)s) n "
-    f"JOIN {{s}}.passages p ON p.rowno = n.rowno {_JOINS} ORDER BY n.d, n.rowno")
+    f"SELECT {_COLUMNS} FROM (SELECT rowno, embedding, embedding <=> %(q)s::vector AS d "
+    "FROM {s}.vectors WHERE lst = ANY(%(l)s) ORDER BY d, rowno LIMIT %(k)s) v "
+    f"JOIN {{s}}.passages p ON p.rowno = v.rowno {_JOINS} ORDER BY v.d, v.rowno")
 
 
 class Lru(Generic[K, V]):
@@ -103,12 +105,12 @@ class PgRows:
             out.update(read)
         return out
 
-    def nearest(self, conn: psycopg.Connection, schema: str, q: str, k: int,
+    def nearest(self, conn: psycopg.Connection, schema: str, q: str, probed: list[int], k: int,
                 held: Callable[[int], bool]) -> list[int]:
-        """The `k` rows of `schema` nearest `q` (a vector's text) by its HNSW index, nearest
-        first, read whole in the same statement: those `held` accepts are kept."""
+        """The `k` rows of `schema`'s `probed` IVF lists nearest `q` (a vector's text),
+        nearest first, read whole in the same statement: those `held` accepts are kept."""
         found = conn.cursor(binary=True).execute(NEAREST_SQL.format(s=schema),
-                                                 {"q": q, "k": k}).fetchall()
+                                                 {"q": q, "l": probed, "k": k}).fetchall()
         self._kept.keep({int(r[0]): self._row(r) for r in found if held(int(r[0]))})
         return [int(r[0]) for r in found]
 

@@ -4,8 +4,8 @@ generation (a schema of its own, `byline_g_<generation>`, created by each publis
 
 Shared tables: `byline_manifest` (one row: the generation readers use, its manifest as
 JSON, the background probes' vectors) and `byline_generations` (every generation published
-and not yet dropped). A generation's schema holds its articles, passages (with the pgvector
-column and its HNSW index), sentence and token vectors, and BM25 postings.
+and not yet dropped). A generation's schema holds its articles, passages, passage vectors
+(pgvector, grouped in IVF lists: lists.py), sentence and token vectors, and BM25 postings.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ LATEST = MIGRATIONS[-1][0]
 # the incremental publishes after it share one schema (`data` in byline_generations), each
 # row marked with the generation (`seq` within that schema) that added it and the one that
 # removed it; BM25 kept as term counts and passage lengths, scored when read. A store of an
-# older layout is published again whole.
-LAYOUT = 3
+# older layout is published again whole. 4: passage vectors in a table of their own, each
+# row in an IVF list (lists.py), instead of a column of `passages` under an HNSW index.
+LAYOUT = 4
 CHANNEL = "byline_generation"  # NOTIFY'd with the new generation's name on each publish
 MIGRATE_LOCK = 0x6279_6C69_6E65_01  # advisory lock keys ("byline" + n)
 PUBLISH_LOCK = 0x6279_6C69_6E65_02
@@ -53,14 +54,20 @@ NEVER = 2**31 - 1  # `died` of an article no generation has removed
 
 # A question reads its candidates' whole rows (rows.py), each at a random place. A row kept in
 # one piece is one heap page read; PostgreSQL's default moves the largest value of any row
-# over 2 kB out to the TOAST table (a passage's 1.5 kB vector beside its text; a passage's
-# sentence vectors), which costs an index lookup and another page per value. So rows stay
-# whole up to a page (toast_tuple_target), and the vectors (MAIN) are the last values moved
-# out, only when a row still exceeds a page (docs/postgres.md, "Where a question's time goes").
+# over 2 kB out to the TOAST table (a passage's sentence vectors), which costs an index lookup
+# and another page per value. So rows stay whole up to a page (toast_tuple_target), and the
+# vectors (MAIN) are the last values moved out, only when a row still exceeds a page
+# (docs/postgres.md, "Where a question's time goes").
+#
+# `vectors` holds each passage's vector and IVF list (`lst`); a dense search reads the rows of
+# a few lists, so a full publish writes them in list order: a list is a run of pages. `ivf`
+# holds the lists' centroids (float32) and the nprobe tuned when they were made; a flat
+# schema (searched exactly, in the reader's process) has no such row and puts every row in
+# list 0.
 #
 # A passage row is never updated: it lives as long as its article's row (`code`), and an
 # article's row is only ever marked removed (`died`), so an incremental publish touches no
-# passage row it keeps (an update would add every row it changes to the HNSW graph again).
+# passage row it keeps.
 # Generation `seq` sees the articles with born <= seq < died and their passages, whose rows
 # run from the article's `first_row`, one per paragraph. `generations` holds, per generation,
 # each row's BM25 length (0: a row it does not hold), each term's document frequency and each
@@ -76,9 +83,12 @@ CREATE TABLE {s}.articles (code integer PRIMARY KEY, id text NOT NULL,
     born integer NOT NULL, died integer NOT NULL DEFAULT {never});
 CREATE TABLE {s}.passages (rowno integer PRIMARY KEY, id text NOT NULL, code integer NOT NULL,
     article_id text NOT NULL, paragraph integer NOT NULL, text text NOT NULL,
-    hash text NOT NULL, embedding vector({dim}) NOT NULL)
-    WITH (toast_tuple_target = 8160);
-ALTER TABLE {s}.passages ALTER embedding SET STORAGE MAIN;
+    hash text NOT NULL) WITH (toast_tuple_target = 8160);
+CREATE TABLE {s}.vectors (rowno integer PRIMARY KEY, lst integer NOT NULL,
+    embedding vector({dim}) NOT NULL) WITH (toast_tuple_target = 8160);
+ALTER TABLE {s}.vectors ALTER embedding SET STORAGE MAIN;
+CREATE TABLE {s}.ivf (one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    nprobe integer NOT NULL, centroids bytea NOT NULL);
 CREATE TABLE {s}.sentences (rowno integer PRIMARY KEY, vectors bytea NOT NULL,
     spans bytea NOT NULL) WITH (toast_tuple_target = 8160);
 ALTER TABLE {s}.sentences ALTER vectors SET STORAGE MAIN, ALTER spans SET STORAGE MAIN;
@@ -96,9 +106,8 @@ GENERATION_INDEXES = """
 CREATE INDEX ON {s}.passages (code);
 CREATE INDEX ON {s}.passages (id);
 CREATE INDEX ON {s}.articles (id);
-CREATE INDEX ON {s}.passages USING hnsw (embedding vector_cosine_ops)
-    WITH (m = {m}, ef_construction = {ef});
-ANALYZE {s}.articles; ANALYZE {s}.passages;
+CREATE INDEX ON {s}.vectors (lst);
+ANALYZE {s}.articles; ANALYZE {s}.passages; ANALYZE {s}.vectors;
 """
 
 
@@ -110,8 +119,6 @@ def live(alias: str, seq: int) -> str:
 NO_PGVECTOR = ("The PostgreSQL server has no pgvector extension (\"vector\" is not available "
                "to CREATE EXTENSION); install pgvector 0.5 or later on the server, or keep the "
                "index in a folder.")
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
 
 
 def schema_of(generation: str) -> str:

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.errors import IndexBusy, StoreError
-from retrieval.store.ann import ANN_DEPTH
 from retrieval.store.postgres import schema
-from retrieval.store.postgres.connect import connect, failure, redact, vector_text
+from retrieval.store.postgres.connect import connect, failure, redact
 from retrieval.store.postgres.delta import Delta, NotIncremental, write_delta
 from retrieval.store.postgres.fill import write_full
 
@@ -35,12 +34,6 @@ if TYPE_CHECKING:
     from retrieval.store.manifest import Manifest
 
 log = logging.getLogger("byline.store")
-# HNSW's recall target when tuning ef_search, on corpus sentences (question-like queries that
-# are known at publish time). Real questions sit farther from the passages and fare worse at
-# every ef_search, and the sentences' recall climbs slowly near its ceiling, where one graph
-# crosses a lower target at half the ef_search of another built from the same rows. So the
-# target is close to that ceiling (docs/postgres.md, "Approximate search").
-HNSW_RECALL = 0.985
 KEEP = 2  # generations kept: the current one and the one before it
 # Manifest fields that must match the served generation's for an incremental publish (the
 # rows kept were made the same way).
@@ -85,7 +78,7 @@ def publish_postgres(index: FolderIndex, url: str, progress: bool = False,
                                 "WHERE generation = %s", (m.generation,)).fetchone()
             if kept is not None and kept[:2] == (schema.LAYOUT, m.passages):
                 # Still kept for its readers: served again as it is, never rewritten under them.
-                m = _tuned(conn, kept[2], kept[3], index, m)
+                m = _served_as(conn, kept[2], m)
                 conn.execute("UPDATE byline_generations SET published = now() "
                              "WHERE generation = %s", (m.generation,))
             else:
@@ -147,15 +140,13 @@ def _write(conn: psycopg.Connection, index: FolderIndex, m: Manifest, served: Se
         except NotIncremental as exc:
             log.info("publishing in full: %s", exc)
         else:
-            if m.ann != "flat":  # the graph is the served one's, updated: so is its breadth
-                m = replace(m, ann="hnsw", nprobe=int(served.manifest.get("nprobe") or 0))
-            return m, served.data, served.seq + 1
+            return _served_as(conn, served.data, m), served.data, served.seq + 1
     s = schema.schema_of(m.generation)
     if conn.execute("SELECT 1 FROM byline_generations WHERE data = %s", (s,)).fetchone():
         # published whole before, and changed since: its schema holds kept generations' rows
         s = schema.schema_of(f"{m.generation}{secrets.token_hex(4)}")
     write_full(conn, s, index, m, progress)
-    return _tuned(conn, s, 0, index, m), s, 0
+    return _served_as(conn, s, m), s, 0
 
 
 def retire(conn: psycopg.Connection, keep: int = KEEP) -> list[str]:
@@ -188,56 +179,20 @@ def drop(conn: psycopg.Connection, s: str, seq: int | None) -> None:
         f"DELETE FROM {s}.passages p USING {s}.articles a WHERE a.code = p.code "
         "AND a.died <= %s RETURNING p.rowno", (oldest,))]
     if gone:
-        conn.execute(f"DELETE FROM {s}.sentences WHERE rowno = ANY(%s)", (gone,))
-        conn.execute(f"DELETE FROM {s}.tokens WHERE rowno = ANY(%s)", (gone,))
+        for table in ("vectors", "sentences", "tokens"):
+            conn.execute(f"DELETE FROM {s}.{table} WHERE rowno = ANY(%s)", (gone,))
     conn.execute(f"DELETE FROM {s}.articles WHERE died <= %s", (oldest,))
 
 
-def _tuned(conn: psycopg.Connection, s: str, seq: int, index: FolderIndex, m: Manifest
-           ) -> Manifest:
-    """`m` as the store serves it: flat stays exact scans (as the folder's flat index);
-    otherwise HNSW, with the ef_search its recall target needs."""
+def _served_as(conn: psycopg.Connection, s: str, m: Manifest) -> Manifest:
+    """`m` as the store serves it from schema `s`: flat stays exact scans (as the folder's
+    flat index); otherwise the schema's IVF lists, with the nprobe tuned when they were made."""
     if m.ann == "flat":
         return m
-    shared = conn.execute(f"SELECT count(*) > 1 FROM {s}.generations").fetchone()[0]
-    if seq or shared:  # the graph holds other rows too: its breadth is the served one's
-        row = conn.execute("SELECT (manifest->>'nprobe')::int FROM byline_manifest").fetchone()
-        return replace(m, ann="hnsw", nprobe=int(row[0] if row and row[0] else ANN_DEPTH))
-    return replace(m, ann="hnsw", nprobe=tune_ef_search(conn, s, index))
-
-
-def tune_ef_search(conn: psycopg.Connection, s: str, index: FolderIndex, k: int = 10,
-                   depth: int = ANN_DEPTH, queries: int = 200) -> int:
-    """Smallest HNSW ef_search (doubling from `depth`) whose top `depth` holds HNSW_RECALL of
-    the exact top `k`, for question-like queries (random sentences of the corpus), as a
-    folder tunes IVF's nprobe (retrieval/store/ann.py); at most EF_SEARCH_MAX. (Schema `s`
-    holds `index`'s rows alone, in its order: a full publish's generation 0.)"""
-    import faiss
-
-    from retrieval.store.postgres.reader import EF_SEARCH_MAX
-
-    sentences = index.sentences.vectors
-    rng = np.random.default_rng(0)
-    picks = np.sort(rng.choice(len(sentences), size=min(queries, len(sentences)),
-                               replace=False))
-    q = np.asarray(sentences[picks], dtype=np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    _, exact = faiss.knn(q, np.ascontiguousarray(index.passage_vectors, dtype=np.float32), k,
-                         metric=faiss.METRIC_INNER_PRODUCT)
-    vectors = [vector_text(v) for v in q]
-    ef = depth
-    while True:
-        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
-        found = []
-        with conn.cursor() as cur:
-            for v in vectors:
-                cur.execute(f"SELECT rowno FROM {s}.passages "
-                            "ORDER BY embedding <=> %s::vector LIMIT %s", (v, depth))
-                found.append({r for (r,) in cur.fetchall()})
-        recall = np.mean([len(set(a) & f) / k for a, f in zip(exact, found, strict=True)])
-        if recall >= HNSW_RECALL or ef >= EF_SEARCH_MAX:
-            return ef
-        ef = min(EF_SEARCH_MAX, ef * 2)
+    row = conn.execute(f"SELECT nprobe, length(centroids) FROM {s}.ivf").fetchone()
+    if row is None:
+        raise StoreError(f"schema {s} has no IVF lists")
+    return replace(m, ann=f"ivf{row[1] // (4 * m.dimension)}", nprobe=int(row[0]))
 
 
 class PostgresWriterLock:

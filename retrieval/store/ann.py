@@ -74,11 +74,7 @@ def _tune_nprobe(ivf: faiss.IndexIVF, vecs: np.ndarray, sentences: Sentences,
     question-like queries: random sentences of the corpus itself. Those sit closer to their
     passages than real questions do, hence the strict target: at a million passages it
     chose nprobe 128 of 4096 lists, where SQuAD questions measured 0.997 (bench/scale.py)."""
-
-    picks = rng.choice(len(sentences.vectors), size=min(500, len(sentences.vectors)),
-                       replace=False)
-    queries = np.asarray(sentences.vectors[np.sort(picks)], dtype=np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = sentence_queries(sentences.vectors, 500, rng)
     exact = exact_top(queries, vecs, k)
     for nprobe in (4, 8, 16, 32, 64, 128, 256):
         ivf.nprobe = min(nprobe, ivf.nlist)
@@ -87,6 +83,16 @@ def _tune_nprobe(ivf: faiss.IndexIVF, vecs: np.ndarray, sentences: Sentences,
         if recall >= IVF_RECALL or nprobe >= ivf.nlist:
             break
     return int(ivf.nprobe)
+
+
+def sentence_queries(sentences: np.ndarray, count: int, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """Question-like queries for tuning an ANN: `count` random sentence vectors of the corpus
+    (in row order), unit length."""
+    picks = rng.choice(len(sentences), size=min(count, len(sentences)), replace=False)
+    queries = np.asarray(sentences[np.sort(picks)], dtype=np.float32)
+    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    return queries
 
 
 def exact_top(queries: np.ndarray, vecs: np.ndarray, k: int, block: int = 1_000_000

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
     from retrieval.store.folder.index import FolderIndex
     from retrieval.store.manifest import Manifest
-    from retrieval.store.postgres.lists import Lists
 
 CHUNK = 2_000  # passages per COPY (and progress step)
 ARTICLE_FIELDS = "id, title, source, outlet, date, url, author, sha256"
@@ -70,9 +69,9 @@ def length(tokens: list[str]) -> int:
 
 
 def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest,
-               progress: bool) -> Lists | None:
+               progress: bool) -> None:
     """Create schema `s` holding every row of `index` as its generation 0 (`m`), with its
-    indexes built; its IVF lists (None: a flat generation, searched exactly)."""
+    IVF lists (none for a flat generation, searched exactly) and its indexes built."""
     conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
     conn.execute(schema.GENERATION_DDL.format(s=s, dim=m.dimension, never=schema.NEVER))
     db = index.db
@@ -104,7 +103,6 @@ def write_full(conn: psycopg.Connection, s: str, index: FolderIndex, m: Manifest
     write_state(conn, s, 0, m.generation, lengths, df, groups_of(index, np.arange(len(index))))
     write_copy_lists(conn, s, index, 0)
     conn.execute(schema.GENERATION_INDEXES.format(s=s))
-    return ivf
 
 
 def first_rows(index: FolderIndex) -> dict[str, tuple[int, int]]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.errors import IndexCorrupt
-from retrieval.store.ann import exact_top, nlist_for
+from retrieval.store.ann import exact_top, nlist_for, sentence_queries
 from retrieval.store.manifest import REBUILD
 
 if TYPE_CHECKING:
@@ -125,12 +125,7 @@ def tune(centroids: np.ndarray, of_rows: np.ndarray, index: FolderIndex, k: int 
     """Smallest nprobe (of NPROBES, at most every list) whose lists hold COVERAGE of the exact
     top `k` of question-like queries: random sentences of the corpus, as a folder tunes its
     IVF (retrieval/store/ann.py)."""
-    sentences = index.sentences.vectors
-    rng = np.random.default_rng(0)
-    picks = np.sort(rng.choice(len(sentences), size=min(queries, len(sentences)),
-                               replace=False))
-    q = np.asarray(sentences[picks], np.float32)
-    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    q = sentence_queries(index.sentences.vectors, queries, np.random.default_rng(0))
     exact = exact_top(q, index.passage_vectors, k)
     nlist = len(centroids)
     _, order = quantizer(centroids).search(q, min(nlist, NPROBES[-1]))

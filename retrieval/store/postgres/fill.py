@@ -232,11 +232,16 @@ def write_state(conn: psycopg.Connection, s: str, seq: int, generation: str,
 
 
 def write_copy_lists(conn: psycopg.Connection, s: str, index: FolderIndex, seq: int) -> None:
-    """Generation `seq`'s copy lists (each near-duplicate group's first articles), from the
-    index."""
+    """Generation `seq`'s copy lists (each near-duplicate group's first articles), as the
+    index keeps them (worked out again, seconds at a million passages, only for an index
+    saved before it kept them)."""
+    db = index.db
+    kept = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                      "AND name = 'copy_lists'").fetchone() is not None
     with conn.cursor() as cur, cur.copy(
             f"COPY {s}.copy_lists (seq, grp, n, article_id) FROM STDIN") as cp:
-        for r in index.db.execute(COPY_LISTS_SELECT, (MAX_COPIES,)):
+        for r in (db.execute("SELECT grp, n, article_id FROM copy_lists") if kept
+                  else db.execute(COPY_LISTS_SELECT, (MAX_COPIES,))):
             cp.write_row((seq, *r))
 
 

@@ -29,13 +29,13 @@ from retrieval.store.base import Store
 from retrieval.text import analyze
 
 # What an index's manifest stores as its background (an index lacking one is measured again).
-DENSE_READERS = 4  # threads searching a database's vectors while BM25 is read beside them
+DENSE_READERS = 4  # threads running dense searches while BM25 is read beside them
 
 
 @lru_cache(maxsize=1)
 def _dense_reads() -> ThreadPoolExecutor:
-    """Where a store whose reads wait on a server (PostgreSQL) runs a question's dense
-    search, so that it and the question's BM25 postings are read at the same time."""
+    """Where a question's dense search runs when it is long (an IVF index) or waits on a
+    server (PostgreSQL), so that it and the question's BM25 are worked on at the same time."""
     return ThreadPoolExecutor(DENSE_READERS, thread_name_prefix="byline-dense")
 
 
@@ -305,7 +305,7 @@ class Retriever:
         size = len(self.index) if allowed is None else int(np.count_nonzero(allowed))
         n = min(depth or s.candidates, size)
         ids = self.lexical.term_ids(terms)
-        if self.index.concurrent_reads:  # the store's dense search waits on a server
+        if self.index.concurrent_reads:  # see Store.concurrent_reads
             pending = _dense_reads().submit(self.index.dense_search, qvec, n, allowed)
             bm25 = self._bm25(ids, allowed, memo)
             dense_rows = pending.result()

@@ -114,6 +114,9 @@ def write_db(db: sqlite3.Connection, path: Path) -> None:
         raise OSError(code, os.strerror(code) if code else str(exc)) from exc
 
 
+SQLITE_CACHE_KB = 32 * 1024  # a read-only index's page cache, per open index
+
+
 def open_db(path: Path) -> sqlite3.Connection:
     """The saved tables, read-only and shared across threads (the bot searches from worker
     threads); sqlite3.DatabaseError when the file is not a database of ours."""
@@ -121,6 +124,10 @@ def open_db(path: Path) -> sqlite3.Connection:
         raise FileNotFoundError(path)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     db.execute("SELECT 1 FROM articles LIMIT 1")
+    # A question looks up ~100 scattered rows; with SQLite's default 2 MB cache each lookup
+    # reads the B-trees' inner pages again (half the time of those lookups at a million
+    # passages, docs/performance.md). 32 MB at most, only as the file is read.
+    db.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
     return db
 
 

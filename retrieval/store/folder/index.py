@@ -77,11 +77,16 @@ class FolderIndex:
     reused = 0  # passages whose vectors a build took from the previous index
     report: LoadReport | None = None  # what `index_corpus` read of the folder
     root: Path | None = None  # the folder it was loaded from
-    concurrent_reads = False  # dense search runs here, on this process's cores
 
     @property
     def location(self) -> Path | None:
         return self.root
+
+    @property
+    def concurrent_reads(self) -> bool:
+        """An IVF search (milliseconds, FAISS releases the GIL) runs on a second core beside
+        BM25; a flat one over a small coverage takes less than handing it to a thread."""
+        return self.manifest.ann != "flat"
 
     @property
     def db(self) -> sqlite3.Connection:

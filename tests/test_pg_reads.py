@@ -155,8 +155,9 @@ def test_a_reloaded_generation_reads_its_flat_vectors_before_the_first_question(
 
 def test_ivf_brings_its_candidates_whole_beside_the_bm25_reads(pg_url, embedder, counted):
     """A generation searched by IVF lists (forced on the seeds) reads its dense candidates' whole
-    rows in the search's own statement, on the thread beside BM25: reading their vectors,
-    sentences and citations afterwards costs no query, and a question's answer is the
+    rows in the search's own statement, on the thread beside BM25, and the BM25 candidates'
+    rows in one more (`read_ahead`): reading their vectors, sentences and citations afterwards
+    costs no query, a question costs at most QUESTION_QUERIES, and its answer is the
     folder's."""
     from retrieval.build.pipeline import build_index
     from retrieval.corpus import load_corpus
@@ -184,4 +185,16 @@ def test_ivf_brings_its_candidates_whole_beside_the_bm25_reads(pg_url, embedder,
         pg.sentences.many(rows)
         assert counted.n == 0, counted.sql
         assert np.array_equal(vectors, local.index.passage_vectors[rows])
+        # The BM25 candidates' rows, read ahead while the dense search runs: one query, and
+        # none when the question reads them.
+        others = np.setdiff1d(np.arange(len(pg)), rows)[:10]
+        counted.reset()
+        pg.read_ahead(others)
+        assert counted.n == 1
+        pg.passage_vectors[others]
+        pg.sentences.many(others)
+        pg.row_context(others)
+        assert counted.n == 1, counted.sql
+        counted.reset()
         assert Retriever(pg, embedder).ask(q).to_dict() == local.ask(q).to_dict(), q
+        assert counted.n <= QUESTION_QUERIES, counted.sql

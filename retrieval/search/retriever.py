@@ -308,12 +308,14 @@ class Retriever:
         if self.index.concurrent_reads:  # see Store.concurrent_reads
             pending = _dense_reads().submit(self.index.dense_search, qvec, n, allowed)
             bm25 = self._bm25(ids, allowed, memo)
+            lexical_rows = self.lexical.top(bm25, ids, n)
+            self.index.read_ahead(lexical_rows)  # while the dense search runs
             dense_rows = pending.result()
         else:
             dense_rows = self.index.dense_search(qvec, n, allowed)
             bm25 = self._bm25(ids, allowed, memo)
-        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0],
-                                         self.lexical.top(bm25, ids, n)]))
+            lexical_rows = self.lexical.top(bm25, ids, n)
+        rows = np.unique(np.concatenate([dense_rows[0][dense_rows[0] >= 0], lexical_rows]))
         dense = memo.array("dense", rows, lambda r: self._dense_for(qvec, r))
         lexical = bm25[rows].astype(np.float32)
         if s.method == "dense":

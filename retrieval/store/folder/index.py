@@ -256,6 +256,9 @@ class FolderIndex:
 
         return dense_candidates(self, qvec, n, allowed)
 
+    def read_ahead(self, rows: np.ndarray) -> None:
+        """Nothing: a row is read from this machine's page cache when it is needed."""
+
     def passages(self, rows: list[int] | np.ndarray) -> list[Passage]:
         """The passages stored at these FAISS rows, in the same order."""
         rows = [int(r) for r in rows]

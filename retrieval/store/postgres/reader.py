@@ -318,6 +318,10 @@ class PgIndex:
 
     # -- metadata -------------------------------------------------------------------------
 
+    def read_ahead(self, rows: np.ndarray) -> None:
+        """Read `rows` whole now (kept for the question's next reads), in one query."""
+        self.rows.get([int(r) for r in rows])
+
     def passages(self, rows: list[int] | np.ndarray) -> list[Passage]:
         rows = [int(r) for r in rows]
         if not rows:

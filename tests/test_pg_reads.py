@@ -112,9 +112,9 @@ def test_a_scan_reads_only_its_column(seeded_store, embedder, counted):
     try:
         counted.reset()
         everything = pg.passages(range(len(pg)))
-        assert len(everything) == len(pg) and "embedding" not in counted.sql[-1]
+        assert len(everything) == len(pg) and "s.vectors" not in counted.sql[-1]
         assert pg.passages([3, 1]) == [everything[3], everything[1]]
-        assert "embedding" in counted.sql[-1]
+        assert "s.vectors" in counted.sql[-1]  # whole rows, their sentences' vectors too
     finally:
         pg_rows.READ_AHEAD_MAX = before
 
@@ -198,3 +198,23 @@ def test_ivf_brings_its_candidates_whole_beside_the_bm25_reads(pg_url, embedder,
         counted.reset()
         assert Retriever(pg, embedder).ask(q).to_dict() == local.ask(q).to_dict(), q
         assert counted.n <= QUESTION_QUERIES, counted.sql
+
+
+def test_a_flat_generation_reads_its_vectors_once_and_its_rows_without_them(
+        seeded_store, seed_index_dir, embedder, counted):
+    """A flat generation's vectors, read once for its in-process search, also give the
+    candidates' exact vectors (no query); its rows are read without the vectors table."""
+    pg = open_store(seeded_store, model=embedder.name)
+    local = open_store(seed_index_dir, model=embedder.name)
+    assert pg.manifest.ann == "flat"
+    rows = [3, 1, len(pg) - 1]
+    counted.reset()
+    vectors = pg.passage_vectors[rows]
+    assert counted.n == 1 and "vectors v" in counted.sql[-1]  # the generation's, once
+    assert np.array_equal(vectors, np.asarray(local.passage_vectors[rows], np.float32))
+    assert np.array_equal(pg.passage_vectors[2], np.asarray(local.passage_vectors[2]))
+    counted.reset()
+    pg.sentences.many(rows)
+    assert counted.n == 1 and "vectors v" not in counted.sql[-1], counted.sql
+    pg.passage_vectors[rows]
+    assert counted.n == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,14 +61,19 @@ class PgVectors(_Rows):
     """passage_vectors[rows]: exact float32 vectors from the pgvector column."""
 
     def __init__(self, pool: ConnectionPool, schema: str, n: int, dim: int,
-                 rows: PgRows | None = None) -> None:
+                 rows: PgRows | None = None,
+                 local: Callable[[], np.ndarray] | None = None) -> None:
+        """`local`: a flat generation's vectors, held by the reading process (read on
+        first use), in which case no query reads them."""
         super().__init__(pool, schema)
-        self.shape, self._rows = (n, dim), rows
+        self.shape, self._rows, self._local = (n, dim), rows, local
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        if self._local is not None:
+            return np.asarray(self._local()[key], np.float32)
         rows, single = _rows(key, self.shape[0])
         ahead = self._rows.get(rows) if self._rows is not None else None
         found = ({r: (row.vector,) for r, row in ahead.items()} if ahead is not None else

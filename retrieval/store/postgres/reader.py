@@ -152,15 +152,17 @@ class PgIndex:
         self.groups = groups  # each row's near-duplicate group (-1: none)
         s, dim = self.schema, manifest.dimension
         self.postings = postings
-        self.rows = PgRows(self._query, dim, groups, self._gone)
-        self.passage_vectors = PgVectors(pool, s, self.size, dim, self.rows)
+        held_here = manifest.ann == "flat"  # its vectors read once, searched in this process
+        self.rows = PgRows(self._query, dim, groups, self._gone, vectors=not held_here)
+        self.passage_vectors = PgVectors(pool, s, self.size, dim, self.rows,
+                                         self._flat_vectors if held_here else None)
         self.sentences = PgSentences(pool, s, dim, self.rows)
         self.tokens = PgTokens(pool, s, dim, tokens) if tokens else None
         self.has_copies = bool((groups >= 0).any())
         self.centroids = None if centroids is None else lists.quantizer(centroids)
         self.exact_subset_max = EXACT_SUBSET_MAX  # allowed rows up to this: an exact scan
         # a list, so that with_background's copies share what one of them read
-        self._flat: list[faiss.Index] = []
+        self._flat: list[tuple[faiss.Index, np.ndarray]] = []
         self._flat_lock = threading.Lock()
 
     @property
@@ -264,8 +266,19 @@ class PgIndex:
                 vecs = np.zeros((len(self), self.manifest.dimension), np.float32)
                 if found:
                     vecs[[r for r, _ in found]] = np.stack([v for _, v in found])
-                self._flat.append(flat(vecs))
-            return self._flat[0]
+                import faiss
+
+                index = flat(vecs)
+                # the index's own copy, viewed (not a second copy): `passage_vectors` reads it
+                held = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
+                self._flat.append((index, held.reshape(index.ntotal, index.d)))
+            return self._flat[0][0]
+
+    def _flat_vectors(self) -> np.ndarray:
+        """A flat generation's vectors by row (read with `vectors`, once; the view lives as
+        long as this generation's index, which `_flat` holds)."""
+        self.vectors  # noqa: B018 - read on first use
+        return self._flat[0][1]
 
     @property
     def _widen(self) -> float:

@@ -33,6 +33,10 @@ _COLUMNS = ("p.rowno, v.embedding, s.vectors, s.spans, a.code, p.id, p.article_i
 _JOINS = "JOIN {s}.articles a ON a.code = p.code LEFT JOIN {s}.sentences s ON s.rowno = p.rowno"
 ROWS_SQL = (f"SELECT {_COLUMNS} FROM {{s}}.passages p JOIN {{s}}.vectors v ON v.rowno = p.rowno "
             f"{_JOINS} WHERE p.rowno = ANY(%s)")
+# A flat generation's vectors are held by the reading process (PgIndex.vectors): its rows
+# are read without them (a third of the rows' server time at 100 rows a question).
+ROWS_SQL_NO_VECTOR = (f"SELECT {_COLUMNS.replace('v.embedding', 'NULL::vector')} FROM "
+                      f"{{s}}.passages p {_JOINS} WHERE p.rowno = ANY(%s)")
 # The rows of the probed IVF lists nearest a question, nearest first, whole: its dense
 # candidates come back from its dense search, which runs beside its BM25 reads. Ties in order
 # of row. The vectors are unit length: pgvector's negative inner product `<#>` orders them as
@@ -76,7 +80,7 @@ class Lru(Generic[K, V]):
 class Row:
     """What a question reads of one passage row."""
 
-    vector: np.ndarray  # float32, exact
+    vector: np.ndarray | None  # float32, exact (None: a flat generation's, held locally)
     sentences: tuple[np.ndarray, np.ndarray] | None  # float16 vectors, int32 spans
     context: tuple[int, int, str]  # article code, paragraph, headline (row_context)
     group: int | None  # wire-copy group
@@ -87,9 +91,12 @@ class PgRows:
     """Rows of one generation by number: those not kept read in one query, then kept."""
 
     def __init__(self, query: Query, dim: int, groups: np.ndarray,
-                 gone: Callable[[], Exception], size: int = ROW_CACHE) -> None:
+                 gone: Callable[[], Exception], size: int = ROW_CACHE,
+                 vectors: bool = True) -> None:
+        """`vectors`: whether rows bring their vector (a flat generation's are held locally)."""
         self._query, self.dim, self._groups, self._gone = query, dim, groups, gone
         self._kept: Lru[int, Row] = Lru(size)
+        self._sql = ROWS_SQL if vectors else ROWS_SQL_NO_VECTOR
 
     def get(self, rows: Sequence[int]) -> dict[int, Row] | None:
         """Each of `rows`; None when they are too many to read ahead (the caller reads the
@@ -100,7 +107,7 @@ class PgRows:
         out = self._kept.found(asked)
         missing = [r for r in asked if r not in out]
         if missing:
-            read = {int(r[0]): self._row(r) for r in self._query(ROWS_SQL, (missing,), True)}
+            read = {int(r[0]): self._row(r) for r in self._query(self._sql, (missing,), True)}
             if len(read) != len(missing):
                 raise self._gone()
             self._kept.keep(read)
@@ -122,5 +129,6 @@ class PgRows:
         sentences = (None if svecs is None else
                      (np.frombuffer(svecs, "<f2").reshape(-1, self.dim),
                       np.frombuffer(spans, "<i4").reshape(-1, 2)))
-        return Row(np.asarray(vec, np.float32), sentences, (code, cite[4], cite[2]),
+        return Row(None if vec is None else np.asarray(vec, np.float32), sentences,
+                   (code, cite[4], cite[2]),
                    grp if grp >= 0 else None, Passage(*cite))

@@ -131,21 +131,18 @@ class PgTokens(_Rows):
         return self._total
 
     def _read(self, rows: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        out = self._kept.found(rows)
-        missing = [r for r in rows if r not in out]
-        if missing:
-            found = self._fetch("SELECT rowno, codes, scales, spans FROM {s}.tokens "
-                                "WHERE rowno = ANY(%s)", missing, binary=True)
-            empty = (np.empty((0, self.dim), np.int8), np.empty(0, np.float32),
-                     np.empty((0, 2), np.int32))
-            read = {r: (np.frombuffer(c, np.int8).reshape(-1, self.dim),
-                        np.frombuffer(sc, "<f4"), np.frombuffer(sp, "<i4").reshape(-1, 2))
-                    for r, (c, sc, sp) in found.items()}
-            read = {r: read.get(r, empty) for r in missing}
-            if len(read) <= TOKEN_CACHE:
-                self._kept.keep(read)
-            out.update(read)
-        return out
+        return self._kept.get(list(dict.fromkeys(rows)), self._fetch_tokens)
+
+    def _fetch_tokens(self, rows: list[int]
+                      ) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        found = self._fetch("SELECT rowno, codes, scales, spans FROM {s}.tokens "
+                            "WHERE rowno = ANY(%s)", rows, binary=True)
+        empty = (np.empty((0, self.dim), np.int8), np.empty(0, np.float32),
+                 np.empty((0, 2), np.int32))
+        read = {r: (np.frombuffer(c, np.int8).reshape(-1, self.dim),
+                    np.frombuffer(sc, "<f4"), np.frombuffer(sp, "<i4").reshape(-1, 2))
+                for r, (c, sc, sp) in found.items()}
+        return {r: read.get(r, empty) for r in rows}
 
     def raw(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes, scales, spans = self._read([int(row)])[int(row)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -55,16 +56,45 @@ class Lru(Generic[K, V]):
         self.size = size
         self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
+        self._reading: dict[K, Future[dict[K, V]]] = {}  # keys a thread is reading now
 
-    def found(self, keys: Sequence[K]) -> dict[K, V]:
-        """The entries held among `keys` (each marked as just used)."""
+    def get(self, keys: Sequence[K], read: Callable[[list[K]], dict[K, V]]) -> dict[K, V]:
+        """The entries of `keys`: those held, those another thread is reading now (waited
+        for: questions asked together about one story share their reads), and the rest read
+        here by `read` (kept when they fit). `read`'s error is raised to every waiter."""
         out: dict[K, V] = {}
+        mine: list[K] = []
+        theirs: dict[K, Future[dict[K, V]]] = {}
         with self._lock:
             for key in keys:
                 value = self._items.get(key)
                 if value is not None:
                     self._items.move_to_end(key)
                     out[key] = value
+                elif key in self._reading:
+                    theirs[key] = self._reading[key]
+                else:
+                    mine.append(key)
+            pending: Future[dict[K, V]] = Future()
+            for key in mine:
+                self._reading[key] = pending
+        if mine:
+            try:
+                got = read(mine)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                raise
+            finally:
+                with self._lock:
+                    for key in mine:
+                        self._reading.pop(key, None)
+            if len(got) <= self.size:
+                self.keep(got)
+            pending.set_result(got)
+            out.update(got)
+        for key, future in theirs.items():
+            got = future.result()
+            out[key] = got[key] if key in got else read([key])[key]
         return out
 
     def keep(self, items: dict[K, V]) -> None:
@@ -104,15 +134,13 @@ class PgRows:
         asked = sorted({int(r) for r in rows})
         if len(asked) > READ_AHEAD_MAX:
             return None
-        out = self._kept.found(asked)
-        missing = [r for r in asked if r not in out]
-        if missing:
-            read = {int(r[0]): self._row(r) for r in self._query(self._sql, (missing,), True)}
-            if len(read) != len(missing):
-                raise self._gone()
-            self._kept.keep(read)
-            out.update(read)
-        return out
+        return self._kept.get(asked, self._read)
+
+    def _read(self, rows: list[int]) -> dict[int, Row]:
+        read = {int(r[0]): self._row(r) for r in self._query(self._sql, (rows,), True)}
+        if len(read) != len(rows):
+            raise self._gone()
+        return read
 
     def nearest(self, conn: psycopg.Connection, schema: str, q: str, probed: list[int], k: int,
                 held: Callable[[int], bool]) -> list[int]:

@@ -125,8 +125,8 @@ def open_db(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     db.execute("SELECT 1 FROM articles LIMIT 1")
     # A question looks up ~100 scattered rows; with SQLite's default 2 MB cache each lookup
-    # reads the B-trees' inner pages again (half the time of those lookups at a million
-    # passages, docs/performance.md). 32 MB at most, only as the file is read.
+    # reads the B-trees' inner pages again (at a million passages 100 rows' context took
+    # 0.93 ms, 0.49 ms with this cache). 32 MB at most, filled only as the file is read.
     db.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
     return db
 

@@ -30,7 +30,13 @@ class Scoring:
     def weights(self, terms: np.ndarray | int, rows: np.ndarray, tf: np.ndarray) -> np.ndarray:
         """The weight of each (term, passage row, term frequency)."""
         tf32 = tf.astype(np.float32)
-        return (self.idf32[terms] * (tf32 / (self.k[rows] + tf32))).astype(np.float32)
+        # idf32 * (tf32 / (k + tf32)) in float64, computed in one array (a question's
+        # postings reach hundreds of thousands of entries)
+        out = self.k[rows]
+        out += tf32
+        np.divide(tf32, out, out=out)
+        out *= self.idf32[terms]
+        return out.astype(np.float32)
 
     def counts(self, term: int, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The term frequencies `weights` were scored from (uint16), checked: ValueError

@@ -186,6 +186,7 @@ class PgPostings(_Rows):
         super().__init__(pool, schema)
         self.seq, self.vocab, self._df = seq, vocab, df
         self.held = lengths > 0  # the rows this generation holds
+        self._all_held = bool(self.held.all())  # none removed since the last full publish
         self._scoring = Scoring(df, lengths)
         self.passages = self._scoring.passages
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -254,8 +255,9 @@ class PgPostings(_Rows):
             raise IndexCorrupt(f"The index at {redact(self._pool.conninfo)} is damaged: "
                                f"{self._schema}.postings holds rows out of range; publish it "
                                "again (`byline index --full`).")
-        docs = np.concatenate(chunks).astype(np.int32)
+        docs = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
         counts = np.concatenate([np.frombuffer(c, "<u2") for _, c in parts])
-        keep = self.held[docs]
-        docs, counts = docs[keep], counts[keep]
+        if not self._all_held:
+            keep = self.held[docs]
+            docs, counts = docs[keep], counts[keep]
         return docs, self._scoring.weights(term, docs, counts)

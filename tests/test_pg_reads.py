@@ -212,7 +212,10 @@ def test_a_flat_generation_reads_its_vectors_once_and_its_rows_without_them(
     vectors = pg.passage_vectors[rows]
     assert counted.n == 1 and "vectors v" in counted.sql[-1]  # the generation's, once
     assert np.array_equal(vectors, np.asarray(local.passage_vectors[rows], np.float32))
-    assert np.array_equal(pg.passage_vectors[2], np.asarray(local.passage_vectors[2]))
+    one = pg.passage_vectors[2]
+    assert np.array_equal(one, np.asarray(local.passage_vectors[2]))
+    one[:] = 0  # a copy: the search's own vectors are not changed through it
+    assert np.array_equal(pg.passage_vectors[2:3][0], np.asarray(local.passage_vectors[2]))
     counted.reset()
     pg.sentences.many(rows)
     assert counted.n == 1 and "vectors v" not in counted.sql[-1], counted.sql

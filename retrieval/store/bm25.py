@@ -32,7 +32,7 @@ class Scoring:
         tf32 = tf.astype(np.float32)
         # idf32 * (tf32 / (k + tf32)) in float64, computed in one array (a question's
         # postings reach hundreds of thousands of entries)
-        out = self.k[rows]
+        out = np.array(self.k[rows], np.float64)  # a copy, whatever `rows` is
         out += tf32
         np.divide(tf32, out, out=out)
         out *= self.idf32[terms]

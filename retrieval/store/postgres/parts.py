@@ -72,8 +72,8 @@ class PgVectors(_Rows):
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        if self._local is not None:
-            return np.asarray(self._local()[key], np.float32)
+        if self._local is not None:  # a copy: no view of the search's memory escapes
+            return np.array(self._local()[key], np.float32)
         rows, single = _rows(key, self.shape[0])
         ahead = self._rows.get(rows) if self._rows is not None else None
         found = ({r: (row.vector,) for r, row in ahead.items()} if ahead is not None else

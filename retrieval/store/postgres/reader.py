@@ -271,12 +271,13 @@ class PgIndex:
                 index = flat(vecs)
                 # the index's own copy, viewed (not a second copy): `passage_vectors` reads it
                 held = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
+                held.flags.writeable = False  # the search's own vectors
                 self._flat.append((index, held.reshape(index.ntotal, index.d)))
             return self._flat[0][0]
 
     def _flat_vectors(self) -> np.ndarray:
-        """A flat generation's vectors by row (read with `vectors`, once; the view lives as
-        long as this generation's index, which `_flat` holds)."""
+        """A flat generation's vectors by row (read with `vectors`, once): a read-only view
+        of its FAISS index's memory, valid while `_flat` holds the index (callers get copies)."""
         self.vectors  # noqa: B018 - read on first use
         return self._flat[0][1]
 

@@ -81,15 +81,15 @@ class Lru(Generic[K, V]):
         if mine:
             try:
                 got = read(mine)
+                with self._lock:  # kept and released at once: no one reads them again
+                    if len(got) <= self.size:
+                        self._keep(got)
+                    self._release(mine)
             except BaseException as exc:
+                with self._lock:  # released first: a later question reads them afresh
+                    self._release(mine)
                 pending.set_exception(exc)
                 raise
-            finally:
-                with self._lock:
-                    for key in mine:
-                        self._reading.pop(key, None)
-            if len(got) <= self.size:
-                self.keep(got)
             pending.set_result(got)
             out.update(got)
         for key, future in theirs.items():
@@ -99,11 +99,20 @@ class Lru(Generic[K, V]):
 
     def keep(self, items: dict[K, V]) -> None:
         with self._lock:
-            self._items.update(items)
-            for key in items:
-                self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._keep(items)
+
+    def _keep(self, items: dict[K, V]) -> None:
+        """`keep`, the lock held."""
+        self._items.update(items)
+        for key in items:
+            self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def _release(self, keys: list[K]) -> None:
+        """No longer being read (the lock held)."""
+        for key in keys:
+            self._reading.pop(key, None)
 
 
 @dataclass(frozen=True)

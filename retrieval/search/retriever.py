@@ -29,13 +29,13 @@ from retrieval.store.base import Store
 from retrieval.text import analyze
 
 # What an index's manifest stores as its background (an index lacking one is measured again).
-DENSE_READERS = 4  # threads running dense searches while BM25 is read beside them
+DENSE_READERS = 4  # threads searching a database's vectors while BM25 is read beside them
 
 
 @lru_cache(maxsize=1)
 def _dense_reads() -> ThreadPoolExecutor:
-    """Where a question's dense search runs when it is long (an IVF index) or waits on a
-    server (PostgreSQL), so that it and the question's BM25 are worked on at the same time."""
+    """Where a store whose reads wait on a server (PostgreSQL) runs a question's dense
+    search, so that it and the question's BM25 postings are read at the same time."""
     return ThreadPoolExecutor(DENSE_READERS, thread_name_prefix="byline-dense")
 
 

@@ -86,8 +86,8 @@ class Store(Protocol):
     probe_vectors: np.ndarray | None
     location: str | Path | None  # where it was read from (None: never published)
     reused: int
-    # whether dense search is long enough (an IVF search, or a wait on a server) to run on a
-    # second thread beside the question's BM25 reads
+    # whether dense search waits on a server (another process does the work): a question
+    # then runs it beside its BM25 reads
     concurrent_reads: bool
 
     def __len__(self) -> int: ...
